@@ -1,0 +1,355 @@
+"""Lesson 4: saving and loading models, eval mode, and what the outputs mean.
+
+Training is the expensive part; a saved model is reused for free. This script loads the
+checkpoint that 03 (or 06) saved, shows the two ways to save a model and why one of them
+is the default, evaluates the model again (it must reproduce the accuracy its training
+script reported, exactly), and follows a prediction from raw logits to probabilities to
+the predicted digit. It ends with the model's mistakes: a confusion matrix and the
+errors it was most sure of.
+
+Run it after 03_train_mnist.py (or 06_convolutional_network.py):
+    python 04_load_model.py                              # models/simple_nn.pt, from 03
+    python 04_load_model.py --checkpoint models/cnn.pt   # any course checkpoint, e.g. 06's
+    python 04_load_model.py --image my_digit.png         # classify your own handwriting
+"""
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+import dl_utils
+
+# ---- Settings (each has a command-line flag; -h lists them) ----
+CHECKPOINT = dl_utils.MODELS_DIR / "simple_nn.pt"  # what 03_train_mnist.py saves
+NUM_EXAMPLES = 8  # test images whose logits -> probabilities -> prediction we show
+NUM_MISTAKES = 12  # most confident mistakes to display
+
+
+def parse_args(argv=None):
+    parser = dl_utils.make_parser(__doc__)
+    parser.add_argument("--checkpoint", default=str(CHECKPOINT),
+                        help="checkpoint to load (default: %(default)s)")
+    parser.add_argument("--image", default=None,
+                        help="classify this image of a digit (PNG or JPEG, any size, dark on "
+                             "light or light on dark) instead of running the lesson")
+    parser.add_argument("--num-examples", type=dl_utils.positive_int, default=NUM_EXAMPLES,
+                        help="test images to follow from logits to prediction "
+                             "(default: %(default)s)")
+    parser.add_argument("--num-mistakes", type=dl_utils.positive_int, default=NUM_MISTAKES,
+                        help="most confident mistakes to show (default: %(default)s)")
+    dl_utils.add_common_args(parser)
+    return parser.parse_args(argv)
+
+
+def load_trained_model(path, device):
+    """The state_dict route: rebuild the model from its class, then pour the weights in.
+
+    A state_dict is only a dict of tensors ({'fc1.weight': tensor of shape [128, 784],
+    ...}), no code. To use it you need the class that defines the layers and forward().
+    The checkpoint records which class (and with which arguments) so we can rebuild it;
+    the class itself is imported from the lesson that defines it, never copied here.
+    """
+    if not Path(path).exists():
+        raise dl_utils.FriendlyError(f"no checkpoint at {dl_utils.display_path(path)}: "
+                                     "run `python 03_train_mnist.py` first to train and save one")
+    model, checkpoint = dl_utils.load_checkpoint(path, device=device)
+    print(f"Loaded {dl_utils.display_path(path)}: {checkpoint['model_class']}"
+          f"({', '.join(f'{k}={v}' for k, v in checkpoint['model_kwargs'].items())}) "
+          f"defined in {checkpoint['model_module']}.py, saved with torch "
+          f"{checkpoint.get('torch_version', '?')}")
+    print(f"What the file holds: {', '.join(checkpoint)}")
+    rows = [[name, str(list(t.shape)), f"{t.numel():,}"]
+            for name, t in checkpoint["model_state_dict"].items()]
+    dl_utils.print_table(["state_dict entry", "shape", "numbers"], rows)
+    return model, checkpoint
+
+
+def whole_model_route(path):
+    """Why torch.save(model) is not the default: shown with the errors it really raises."""
+    whole = Path(path).with_name(Path(path).stem + "_whole.pt")
+    if not whole.exists():
+        print(f"(No {dl_utils.display_path(whole)} here; 03_train_mnist.py writes one.)")
+        return
+    print(f"03 also saved the whole model object with torch.save(model) to "
+          f"{dl_utils.display_path(whole)}.\nPickle stores a *reference* to the class, "
+          "'__main__.SimpleNN' (03 was run as a script), not the class's code.")
+    for weights_only in (True, False):
+        try:
+            torch.load(whole, weights_only=weights_only)
+            print(f"\ntorch.load(weights_only={weights_only}) worked")
+        except Exception as err:
+            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+            first = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
+            first = first.split(". Please")[0][:200]
+            print(f"\ntorch.load(..., weights_only={weights_only}) fails:\n  "
+                  f"{type(err).__name__}: {first}")
+    print("\nweights_only=True refuses to rebuild any object but tensors and plain "
+          "containers: that is\nwhat makes it safe. weights_only=False would run whatever "
+          "the pickle says, so a\nfile from a stranger could run code on your machine. "
+          "Even when trusted, it only\nworks where the class is importable under the same "
+          "module path: this script's\n__main__ is 04_load_model.py, which has no SimpleNN. "
+          "Rename a file or a class and\nevery whole-model file breaks. A state_dict "
+          "depends on nothing but parameter names.")
+
+
+def eval_mode_demo(model, X):
+    """model.eval() and torch.no_grad(): what each does, and where they change nothing."""
+    model.train()
+    with torch.no_grad():
+        y_train_mode = model(X)
+    model.eval()
+    with torch.no_grad():
+        y_eval_mode = model(X)
+    has_mode_layers = any(isinstance(m, (nn.Dropout, nn.modules.batchnorm._BatchNorm))
+                          for m in model.modules())
+    same = torch.equal(y_train_mode, y_eval_mode)
+    print(f"Outputs in train mode and eval mode identical: {same}. This model "
+          f"{'has' if has_mode_layers else 'has no'} dropout or batch norm layers,"
+          f"\nso eval() {'matters here' if not same else 'changes nothing here'}. "
+          "Where it matters, see dropout:")
+    dropout = nn.Dropout(p=0.5)
+    ones = torch.ones(8)
+    print(f"  Dropout(0.5) train mode: {dropout.train()(ones).tolist()}"
+          f"\n  Dropout(0.5) eval mode:  {dropout.eval()(ones).tolist()}")
+    print("In train mode dropout zeroes half the values at random (and doubles the rest);"
+          "\nin eval mode it passes everything through, so predictions are deterministic.")
+    with_grad = model(X)
+    with torch.no_grad():
+        without_grad = model(X)
+    print(f"\nWith autograd on, the output remembers how it was made (grad_fn="
+          f"{type(with_grad.grad_fn).__name__}) so that\nbackward() can run: memory for every "
+          f"intermediate result. Under torch.no_grad(): grad_fn={without_grad.grad_fn}.\n"
+          "Inference needs no gradients, so it is faster and lighter.")
+
+
+def check_accuracy(model, test_loader, device, checkpoint):
+    """Evaluate on the test set: the number must equal the one the training script saved."""
+    loss, acc = dl_utils.evaluate_model(model, test_loader, device)
+    saved = checkpoint.get("metrics", {}).get("test_acc")
+    n = len(test_loader.dataset)
+    rows = [["now, in this script", f"{round(acc * n):,} / {n:,}", f"{100 * acc:.2f}%"]]
+    if saved is not None:
+        rows.append(["reported at training", f"{round(saved * n):,} / {n:,}",
+                     f"{100 * saved:.2f}%"])
+    dl_utils.print_table(["test accuracy", "correct", "accuracy"], rows)
+    if saved is not None:
+        verdict = "identical" if acc == saved else "DIFFERENT (the file or the data changed?)"
+        print(f"Same weights, same data, eval mode: {verdict}.")
+    print("(Validation accuracy chose the epoch during training; the test set was used once "
+          "to report\nthe result. Tuning anything on it would make it one more validation set.)")
+    return acc
+
+
+def predict_all(model, loader, device):
+    """Softmax probabilities [N, 10] and true labels [N] for every image in `loader`."""
+    model.eval()
+    probs, labels = [], []
+    with torch.no_grad():
+        for X, y in loader:
+            probs.append(torch.softmax(model(X.to(device)), dim=1).cpu())
+            labels.append(y.cpu())
+    return torch.cat(probs), torch.cat(labels)
+
+
+def to_pixels(X):
+    """Undo the normalization for display: back to [0, 1] grey levels."""
+    return (X.cpu() * dl_utils.MNIST_STD + dl_utils.MNIST_MEAN).clamp(0, 1).squeeze(1)
+
+
+def logits_walkthrough(model, X, y):
+    """Follow a few images from logits to probabilities to the predicted digit."""
+    with torch.no_grad():
+        logits = model(X)
+    probs = torch.softmax(logits, dim=1)
+    print("The network outputs 10 raw scores (logits) per image, any real numbers:")
+    print("  image 0 logits: " + " ".join(f"{v:+.1f}" for v in logits[0].tolist()))
+    print("softmax turns them into probabilities: exp(logit) / sum of exp(all logits),"
+          "\npositive and summing to 1 (the largest logit gets the largest probability):")
+    print("  image 0 probs:  " + " ".join(f"{v:.3f}" for v in probs[0].tolist())
+          + f"   (sum {probs[0].sum():.3f})")
+    print("The prediction is the digit with the largest probability (argmax), the same\n"
+          "as the argmax of the logits: for predicting alone, softmax is not even needed.\n")
+    rows = []
+    for i in range(len(y)):
+        top = probs[i].topk(2)
+        rows.append([i, int(y[i]), int(top.indices[0]), f"{100 * top.values[0]:.2f}%",
+                     f"{int(top.indices[1])} ({100 * top.values[1]:.2f}%)",
+                     "yes" if top.indices[0] == y[i] else "NO"])
+    dl_utils.print_table(["image", "true", "predicted", "probability", "runner-up", "correct"],
+                         rows)
+    return probs
+
+
+def plot_predictions(images, y, probs, show):
+    """Each image beside a bar chart of its 10 probabilities."""
+    n = len(y)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6),
+                                      gridspec_kw={"height_ratios": [1.2, 1]})
+    for i in range(n):
+        axes[0, i].imshow(images[i], cmap="gray")
+        axes[0, i].set_title(f"true {int(y[i])}", fontsize=9)
+        axes[0, i].axis("off")
+        colors = ["tab:green" if d == int(y[i]) else "tab:gray" for d in range(10)]
+        axes[1, i].bar(range(10), probs[i].numpy(), color=colors)
+        axes[1, i].set(ylim=(0, 1), xticks=range(10))
+        axes[1, i].tick_params(labelsize=6)
+    fig.suptitle("From image to probabilities (green: the true digit)")
+    dl_utils.save_figure(fig, "04_predictions.png", show)
+
+
+def confusion_matrix(probs, y):
+    """10x10 counts: row = true digit, column = predicted digit; the diagonal is correct."""
+    return torch.bincount(y * 10 + probs.argmax(dim=1), minlength=100).view(10, 10)
+
+
+def report_confusions(cm, show):
+    """Print the matrix, name the most frequent confusions, and save it as a figure."""
+    dl_utils.print_table(["true \\ pred"] + [str(d) for d in range(10)],
+                         [[d] + cm[d].tolist() for d in range(10)])
+    off = cm.clone().fill_diagonal_(0)
+    top = off.flatten().topk(3)
+    pairs = ", ".join(f"{i // 10} read as {i % 10} ({c}x)"
+                      for c, i in zip(top.values.tolist(), top.indices.tolist()))
+    print(f"Most frequent confusions: {pairs}")
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.imshow(np.log1p(cm.numpy()), cmap="Blues")  # log scale: the errors stay visible
+    for i in range(10):
+        for j in range(10):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if i == j else "black")
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit",
+           title="Confusion matrix on the 10,000 test images")
+    dl_utils.save_figure(fig, "04_confusion_matrix.png", show)
+
+
+def plot_confident_mistakes(images, probs, y, num, show):
+    """The wrong predictions the model was most sure of: bad labels or truly odd digits?"""
+    confidence, pred = probs.max(dim=1)
+    wrong = (pred != y).nonzero().flatten()
+    order = wrong[confidence[wrong].argsort(descending=True)][:num]
+    print(f"{len(wrong)} mistakes in {len(y):,} test images; the {len(order)} most confident:")
+    dl_utils.print_table(["test index", "true", "predicted", "confidence"],
+                         [[int(i), int(y[i]), int(pred[i]), f"{100 * confidence[i]:.1f}%"]
+                          for i in order])
+    cols = min(6, max(1, len(order)))
+    rows = max(1, -(-len(order) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, order):
+        ax.imshow(images[i], cmap="gray")
+        ax.set_title(f"true {int(y[i])}, said {int(pred[i])}\n{100 * confidence[i]:.0f}% sure",
+                     fontsize=8)
+    fig.suptitle("Most confident mistakes")
+    dl_utils.save_figure(fig, "04_confident_mistakes.png", show)
+
+
+def prepare_digit(path) -> np.ndarray:
+    """Turn any photo or drawing of one digit into a 28x28 MNIST-style uint8 image.
+
+    MNIST was made this way: light ink on a black background, the digit scaled to fit a
+    20x20 box (keeping its aspect ratio), then placed in a 28x28 frame so that its
+    centre of mass sits in the middle. A model only works on inputs that look like
+    what it was trained on, so we repeat those steps.
+    """
+    try:
+        image = ImageOps.exif_transpose(Image.open(path)).convert("L")  # grayscale
+    except (OSError, UnidentifiedImageError) as err:
+        raise dl_utils.FriendlyError(f"cannot read image {path}: {err}") from err
+    g = np.asarray(image, dtype=np.float32)
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    if np.median(border) > 127:  # dark ink on light paper: invert to MNIST's convention
+        g = 255 - g
+        border = 255 - border
+    g = np.clip(g - np.median(border), 0, None)  # the paper's grey level becomes black
+    if g.max() < 32:
+        raise dl_utils.FriendlyError(f"no digit found in {path}: the image is nearly uniform")
+    rows, cols = np.nonzero(g > 0.25 * g.max())  # the ink, ignoring faint noise
+    crop = g[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    crop = crop * (255 / crop.max())
+    h, w = crop.shape
+    scale = 20 / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL wants (width, height)
+    small = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.LANCZOS),
+                       dtype=np.float32)
+    return center_by_mass(small)
+
+
+def center_by_mass(small: np.ndarray) -> np.ndarray:
+    """Paste a <=20x20 image into a 28x28 frame with its centre of mass at (14, 14)."""
+    h, w = small.shape
+    total = small.sum() or 1.0
+    cy = (small.sum(axis=1) * np.arange(h)).sum() / total
+    cx = (small.sum(axis=0) * np.arange(w)).sum() / total
+    top = int(np.clip(round(13.5 - cy), 0, 28 - h))  # pixel centres run 0..27: middle 13.5
+    left = int(np.clip(round(13.5 - cx), 0, 28 - w))
+    frame = np.zeros((28, 28), dtype=np.float32)
+    frame[top:top + h, left:left + w] = small
+    return frame.clip(0, 255).astype(np.uint8)
+
+
+def classify_image(model, path, device, show):
+    """--image: preprocess the learner's digit, predict, print the probabilities."""
+    pixels = prepare_digit(path)
+    X = dl_utils.normalize(torch.from_numpy(pixels)[None]).to(device)  # [1, 1, 28, 28]
+    model.eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(X), dim=1)[0].cpu()
+    pred = int(probs.argmax())
+    dl_utils.print_table(["digit", "probability"],
+                         [[d, f"{100 * p:.2f}%"] for d, p in enumerate(probs.tolist())])
+    print(f"\nPrediction for {path}: {pred} ({100 * probs[pred]:.1f}% sure)")
+    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(7, 3))
+    ax_img.imshow(pixels, cmap="gray")
+    ax_img.set_title("what the model sees (28x28)")
+    ax_img.axis("off")
+    ax_bar.bar(range(10), probs.numpy())
+    ax_bar.set(xticks=range(10), ylim=(0, 1), title=f"prediction: {pred}")
+    dl_utils.save_figure(fig, "04_my_digit.png", show)
+    return pred
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dl_utils.setup_figures(args.show)
+    dl_utils.section("Loading the checkpoint (the state_dict route)")
+    device = dl_utils.get_device(args.device)
+    model, checkpoint = load_trained_model(args.checkpoint, device)
+    if args.image:
+        dl_utils.section(f"Classifying {args.image}")
+        classify_image(model, args.image, device, args.show)
+        dl_utils.show_figures(args.show)
+        return 0
+
+    dl_utils.section("The whole-model route, and why it is not the default")
+    whole_model_route(args.checkpoint)
+
+    _, _, test_loader = dl_utils.load_mnist_data(device=device)
+    X, y = next(iter(test_loader))
+    dl_utils.section("model.eval() and torch.no_grad()")
+    eval_mode_demo(model, X[:args.num_examples])
+
+    dl_utils.section("Test accuracy, again")
+    check_accuracy(model, test_loader, device, checkpoint)
+
+    dl_utils.section("From logits to probabilities to predictions")
+    probs = logits_walkthrough(model, X[:args.num_examples], y[:args.num_examples].cpu())
+    plot_predictions(to_pixels(X[:args.num_examples]), y[:args.num_examples].cpu(),
+                     probs.cpu(), args.show)
+
+    dl_utils.section("Where the model goes wrong")
+    all_probs, all_y = predict_all(model, test_loader, device)
+    report_confusions(confusion_matrix(all_probs, all_y), args.show)
+    plot_confident_mistakes(to_pixels(test_loader.X), all_probs, all_y, args.num_mistakes,
+                            args.show)
+    print("\nNext: python 05_experiment_architectures.py")
+    dl_utils.show_figures(args.show)
+    return 0
+
+
+if __name__ == "__main__":
+    dl_utils.run_main(main)

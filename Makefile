@@ -1,0 +1,47 @@
+# Deep Learning Basics: two commands on a fresh clone.
+#   make run    the learning path: every numbered lesson, in order, non-interactive
+#   make test   lint + the test suite (what CI runs)
+# Both create .venv and install requirements.txt into it the first time (and again only
+# when requirements.txt changes).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+LESSONS := $(sort $(wildcard [0-9][0-9]_*.py))
+
+.PHONY: help run test lint bench clean
+
+help:  ## list the targets
+	@echo "make run    run the learning path: $(LESSONS)"
+	@echo "make test   lint (ruff) and run the test suite (pytest, CPU only)"
+	@echo "make lint   ruff only"
+	@echo "make bench  measure speed and accuracy; writes results/benchmarks.json"
+	@echo "make clean  remove generated output (figures, models, results, caches); keeps data/"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install -r requirements.txt
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@set -e; for lesson in $(LESSONS); do \
+		printf '\n######## %s ########\n' "$$lesson"; \
+		$(PY) $$lesson; \
+	done
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/benchmark.py
+
+clean:
+	rm -rf figures results .pytest_cache .ruff_cache
+	rm -f models/*.pt
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

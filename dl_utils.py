@@ -1,0 +1,607 @@
+"""Shared plumbing for the lessons: device, seeds, MNIST loaders, evaluation, plots, checkpoints.
+
+Every numbered script imports this module. Each helper is small and carries the lesson
+behind it in its comments, so reading this file once teaches the habits that every deep
+learning project repeats: pick a device, fix the seeds, normalize the data, hold out a
+validation set, evaluate in eval mode, and save models so that a crash never loses one.
+
+Run the tests of this module with:  python -m pytest tests/test_dl_utils.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import hashlib
+import importlib
+import math
+import os
+import random
+import re
+import sys
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+
+# Paths are anchored to this file, not to the current directory, so every script works
+# whether you start it as `python 03_train_mnist.py` or `python ~/dl/03_train_mnist.py`.
+# Outputs go under the repository too, or under $DL_OUTPUT_DIR when it is set (the tests
+# set it, so that they never overwrite the models and figures of your own runs).
+ROOT = Path(__file__).resolve().parent
+DATA_DIR = ROOT / "data"  # the shipped MNIST files live in data/MNIST/raw/
+OUTPUT_DIR = Path(os.environ.get("DL_OUTPUT_DIR") or ROOT).resolve()
+MODELS_DIR = OUTPUT_DIR / "models"  # checkpoints written by 03 and 06
+FIGURES_DIR = OUTPUT_DIR / "figures"  # every plot is saved here as PNG
+RESULTS_DIR = OUTPUT_DIR / "results"  # measured numbers (05's comparison, the benchmark)
+
+
+class FriendlyError(Exception):
+    """A problem the learner can fix; its message says what went wrong and what to do."""
+
+
+def run_main(main) -> None:
+    """Run a script's main(): a FriendlyError becomes one line on stderr and exit code 1."""
+    try:
+        sys.exit(main())
+    except FriendlyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------------------
+# Command-line settings shared by the scripts
+# --------------------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (zero epochs or batches of 0 images make no sense)."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0 (a learning rate of 0 never moves the weights)."""
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def make_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser whose -h shows the script's docstring and every default."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_common_args(parser: argparse.ArgumentParser, seed: int = 0) -> None:
+    """--device, --seed and --show: the settings every script has."""
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                        default=os.environ.get("DL_DEVICE", "auto"),
+                        help="where the tensors live; auto = CUDA, then MPS, then CPU. "
+                             "Also settable with the DL_DEVICE environment variable "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=seed,
+                        help="seeds the initial weights and the batch order: the same seed "
+                             "gives the same result on the CPU (default: %(default)s)")
+    parser.add_argument("--show", action="store_true",
+                        help="also open the figures in windows when a display exists; "
+                             "they are always saved as PNG under figures/")
+
+
+def add_training_args(parser, *, batch_size: int, lr: float, num_epochs: int) -> None:
+    """--batch-size, --lr, --epochs, --subset: the knobs of every training script."""
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                        help="images per gradient step; smaller: noisier gradients but more "
+                             "updates per epoch (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=lr,
+                        help="learning rate, the optimizer's step size; too large diverges "
+                             "(try 10), too small crawls (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=num_epochs,
+                        help="passes over the training images (default: %(default)s)")
+    parser.add_argument("--subset", type=positive_int, default=None,
+                        help="train on only this many images, for quick experiments; "
+                             "validation and test stay whole (default: all 55,000)")
+
+
+# --------------------------------------------------------------------------------------
+# Printing: section headers and aligned tables
+# --------------------------------------------------------------------------------------
+def display_path(path: Path) -> str:
+    """A path as the learner would type it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def section(title: str) -> None:
+    """A printed header, so the output reads like the lesson's table of contents."""
+    print(f"\n=== {title} " + "=" * max(3, 76 - len(title)))
+
+
+def format_table(headers: list[str], rows: list[list]) -> str:
+    """Rows as an aligned text table: text left-aligned, numbers right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def is_number(text):
+        return bool(re.fullmatch(r"[-+]?[\d,.]+\s*[%a-zA-Z]*", text))
+
+    def line(row):
+        return "  ".join(c.rjust(w) if is_number(c) else c.ljust(w)
+                         for c, w in zip(row, widths)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    print(format_table(headers, rows))
+
+
+# --------------------------------------------------------------------------------------
+# Device and seeds
+# --------------------------------------------------------------------------------------
+def get_device(requested: str | None = None) -> torch.device:
+    """Pick where tensors live: CUDA, then Apple's MPS, then the CPU; print the choice.
+
+    A GPU runs thousands of multiply-adds in parallel, which pays off for big models and
+    big batches. For the small networks of this course it often does NOT: every batch
+    pays a fixed cost to launch kernels, and a 784-128-10 MLP is done before a GPU gets
+    going. Measure before you assume (the README's performance notes do).
+    """
+    requested = (requested or os.environ.get("DL_DEVICE") or "auto").lower()
+    if requested not in ("auto", "cpu", "cuda", "mps"):
+        raise FriendlyError(f"unknown device '{requested}': use auto, cpu, cuda or mps")
+    cuda_ok = torch.cuda.is_available()
+    mps_ok = torch.backends.mps.is_available()
+    if requested == "cuda" and not cuda_ok:
+        raise FriendlyError("--device cuda asked for, but PyTorch sees no CUDA GPU here")
+    if requested == "mps" and not mps_ok:
+        raise FriendlyError("--device mps asked for, but Apple's MPS is not available here")
+    if requested == "auto":
+        requested = "cuda" if cuda_ok else "mps" if mps_ok else "cpu"
+        why = {"cuda": "a CUDA GPU is available", "mps": "Apple's Metal GPU is available",
+               "cpu": "no CUDA or MPS GPU found"}[requested]
+    else:
+        why = "asked for with --device or DL_DEVICE"
+    device = torch.device(requested)
+    name = torch.cuda.get_device_name(device) if requested == "cuda" else ""
+    threads = f", {torch.get_num_threads()} threads" if requested == "cpu" else ""
+    print(f"Device: {device}{' (' + name + ')' if name else ''}{threads}: {why}")
+    return device
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed every random number generator we use; return a generator for batch shuffling.
+
+    torch.manual_seed seeds the CPU and every GPU; random and NumPy are seeded too in case
+    a learner's change uses them. The returned generator drives the loader's shuffling on
+    its own, so that adding a random call elsewhere does not change the batch order.
+    On the CPU the same seed then gives bit-identical results. On a GPU some kernels are
+    nondeterministic unless torch.use_deterministic_algorithms(True) is set (slower).
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------
+# The MNIST files: shipped in data/, checked before use
+# --------------------------------------------------------------------------------------
+# Uncompressed size in bytes and md5 of the official files (see data/README.md).
+MNIST_FILES = {
+    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
+}
+IDX_MAGIC = {"images": 2051, "labels": 2049}  # 0x0803: 3-D uint8 array; 0x0801: 1-D
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_idx_file(path: Path) -> None:
+    """Check an IDX file's header: magic number, and a size that matches its dimensions.
+
+    IDX is MNIST's format: 4 bytes of magic (0, 0, dtype 0x08 = uint8, number of dims),
+    one big-endian uint32 per dimension, then the raw bytes (one per pixel or label).
+    """
+    kind = "images" if "images" in path.name else "labels"
+    header = path.read_bytes()[:16]
+    magic = int.from_bytes(header[:4], "big")
+    if magic != IDX_MAGIC[kind]:
+        raise FriendlyError(f"{path} is not an MNIST {kind} file (magic number {magic}, "
+                            f"expected {IDX_MAGIC[kind]}); delete it and run again")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if path.stat().st_size != expected:
+        raise FriendlyError(f"{path} is truncated or damaged ({path.stat().st_size:,} bytes, "
+                            f"its header promises {expected:,}); delete it and run again: "
+                            "it will be re-extracted from the .gz or re-downloaded")
+
+
+def check_file(path: Path, size: int | None, md5: str | None) -> None:
+    """Header, size and md5 of one uncompressed file; a clear error names file and fix."""
+    check_idx_file(path)
+    fix = "delete it and run again: it will be re-extracted from the .gz or re-downloaded"
+    if size is not None and path.stat().st_size != size:
+        raise FriendlyError(f"{path} has {path.stat().st_size:,} bytes, expected {size:,}; {fix}")
+    if md5 is not None and md5sum(path) != md5:
+        raise FriendlyError(f"{path} fails its md5 check (altered or damaged); {fix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Context manager: write to a temporary file beside `path`, then rename it into place.
+
+    os.replace is atomic on one file system, so a reader (or a crash, or Ctrl-C) sees
+    either the old complete file or the new complete file, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def extract_gz(gz_path: Path, out_path: Path) -> None:
+    try:
+        with gzip.open(gz_path, "rb") as src, atomic_path(out_path) as tmp:
+            tmp.write_bytes(src.read())
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise FriendlyError(f"cannot decompress {gz_path} ({err}); restore it with "
+                            "`git checkout data/` or delete it to download MNIST again") from err
+
+
+def download_mnist(root: Path) -> None:
+    """Fall back on torchvision's download (needs a network connection)."""
+    from torchvision import datasets
+
+    for train in (True, False):
+        datasets.MNIST(root, train=train, download=True)
+
+
+def prepare_mnist(root: Path = DATA_DIR, files: dict = MNIST_FILES) -> Path:
+    """Make sure root/MNIST/raw/ holds the four uncompressed files, intact; return that folder.
+
+    Order of preference: the uncompressed files (checked), then the shipped .gz files
+    (extracted once), then a download. torchvision reads only the uncompressed files.
+    """
+    raw = Path(root) / "MNIST" / "raw"
+    if any(not (raw / n).exists() and not (raw / f"{n}.gz").exists() for n in files):
+        try:
+            download_mnist(Path(root))
+        except Exception as err:  # offline: URLError, RuntimeError, socket errors...
+            raise FriendlyError(
+                f"MNIST is missing from {raw} and the download failed ({type(err).__name__}); "
+                f"put the four files {', '.join(n + '.gz' for n in files)} into {raw}"
+            ) from err
+    for name, (size, md5) in files.items():
+        if not (raw / name).exists():
+            extract_gz(raw / f"{name}.gz", raw / name)
+        check_file(raw / name, size, md5)
+    return raw
+
+
+def load_mnist_tensors(root: Path = DATA_DIR, files: dict = MNIST_FILES):
+    """The raw dataset as tensors: (train_X, train_y, test_X, test_y), X uint8 [N, 28, 28]."""
+    from torchvision import datasets  # imported here: only the loaders need it
+
+    prepare_mnist(root, files)
+    train = datasets.MNIST(root, train=True, download=False)
+    test = datasets.MNIST(root, train=False, download=False)
+    return train.data, train.targets, test.data, test.targets
+
+
+# --------------------------------------------------------------------------------------
+# Loaders: decode once, normalize once, serve batches from memory
+# --------------------------------------------------------------------------------------
+# Mean and standard deviation of the 60,000 official training images' pixels, scaled to
+# [0, 1]; 02_load_mnist.py recomputes them. Normalizing with them gives the inputs mean 0
+# and std 1, which keeps the first layer's pre-activations in a range where gradients
+# flow well. The range becomes about [-0.42, 2.82] (0 -> -0.4242, 1 -> 2.8215), NOT
+# [-1, 1]: MNIST is mostly black background, so the mean sits close to 0.
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+VAL_SIZE = 5000  # validation images held out of the 60,000 training images
+SPLIT_SEED = 12345  # fixed: every script and every --seed sees the same validation set
+
+
+def normalize(X_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 28, 28] pixels -> normalized float32 [N, 1, 28, 28] (1 = grey channel)."""
+    return ((X_uint8.float() / 255 - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
+
+
+class TensorLoader:
+    """Batches from tensors already in memory: what a DataLoader does, without its cost.
+
+    torchvision's usual pipeline turns every image into a PIL image, then a tensor, then
+    normalizes it, one sample at a time in Python, and collates 64 of them into a batch:
+    ~60,000 Python-level calls per epoch. MNIST fits in memory 40 times over, so we
+    decode and normalize all of it once; a batch is then a single indexing operation
+    X[idx]. num_workers (background loading processes) is irrelevant here, hence 0:
+    there is no per-sample work left to parallelize, and on a 2-core machine workers would
+    steal the cores that train the model. On a GPU the tensors are moved there once, so
+    no batch ever crosses the PCIe bus.
+    """
+
+    def __init__(self, X, y, batch_size, shuffle=False, generator=None):
+        self.X, self.y = X, y
+        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
+        self.dataset = torch.utils.data.TensorDataset(X, y)  # so len(loader.dataset) works
+
+    def __len__(self):  # number of batches, as for a DataLoader
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.y)
+        if self.shuffle:  # a new order every epoch: batches never repeat in lockstep
+            order = torch.randperm(n, generator=self.generator).to(self.y.device)
+            for i in range(0, n, self.batch_size):
+                idx = order[i:i + self.batch_size]
+                yield self.X[idx], self.y[idx]
+        else:  # evaluation: order does not matter, slices are views (no copy)
+            for i in range(0, n, self.batch_size):
+                yield self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
+
+
+def load_mnist_data(batch_size=64, val_size=VAL_SIZE, subset=None, device="cpu",
+                    generator=None, eval_batch_size=1000, root=DATA_DIR, files=MNIST_FILES):
+    """Train, validation and test loaders over normalized MNIST.
+
+    Three sets, three jobs:
+    - train (55,000): the only images the weights are fitted to;
+    - validation (5,000, held out of the training file): used to choose, e.g. which
+      epoch to keep or which architecture wins. Choosing looks at its accuracy, so it
+      slowly leaks into our decisions;
+    - test (10,000): looked at once, at the end, for an honest estimate of accuracy on
+      new images. Choose with it and it is no longer a test.
+    Training batches are shuffled so that each gradient step sees a mix of digits;
+    evaluation uses large batches (no gradients are stored, so memory is no issue).
+    """
+    train_X, train_y, test_X, test_y = load_mnist_tensors(root, files)
+    if not 0 < val_size < len(train_y):
+        raise FriendlyError(f"val_size must be between 1 and {len(train_y) - 1}, got {val_size}")
+    order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    val_idx, train_idx = order[:val_size], order[val_size:]
+    if subset is not None:
+        train_idx = train_idx[:subset]
+    X, Xt = normalize(train_X).to(device), normalize(test_X).to(device)
+    y, yt = train_y.to(device), test_y.to(device)
+    train_idx, val_idx = train_idx.to(device), val_idx.to(device)
+    return (
+        TensorLoader(X[train_idx], y[train_idx], batch_size, shuffle=True, generator=generator),
+        TensorLoader(X[val_idx], y[val_idx], eval_batch_size),
+        TensorLoader(Xt, yt, eval_batch_size),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation and model size
+# --------------------------------------------------------------------------------------
+def evaluate_model(model: nn.Module, loader, device=None) -> tuple[float, float]:
+    """Average cross-entropy loss and accuracy of `model` over `loader`.
+
+    model.eval() switches layers that behave differently in training (dropout stops
+    dropping, batch norm uses its running statistics instead of the batch's). For a
+    model without such layers it changes nothing, but calling it is the habit that
+    prevents a silent bug the day you add one. torch.no_grad() stops autograd from
+    recording the operations: no gradients are needed here, so this saves memory and
+    time. The model is put back in the mode it came in.
+    """
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    n = 0
+    with torch.no_grad():
+        for X, y in loader:
+            X, y = X.to(device), y.to(device)  # no-op when the loader already lives there
+            y_hat = model(X)
+            loss_sum += nn.functional.cross_entropy(y_hat, y, reduction="sum")
+            correct += (y_hat.argmax(dim=1) == y).sum()
+            n += len(y)
+    model.train(was_training)
+    # .item() copies a number from the device to Python: on a GPU that waits for all queued
+    # work to finish (a sync point), so we do it once at the end, not once per batch.
+    return loss_sum.item() / n, correct.item() / n
+
+
+def print_shapes(model: nn.Module, X: torch.Tensor) -> None:
+    """Push one batch through `model` and print the shape after every layer.
+
+    Forward hooks are functions PyTorch calls after a module runs; we use them to watch
+    the data flow without changing the model. Most shape bugs become obvious here.
+    """
+    rows = [["input", "", str(list(X.shape))]]
+
+    def record(module, inputs, output, name):
+        rows.append([name, type(module).__name__, str(list(output.shape))])
+
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: record(mod, i, o, n))
+             for n, m in leaves]
+    was_training = model.training
+    model.eval()  # so that batch norm does not update its statistics with this batch
+    try:
+        with torch.no_grad():
+            model(X)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    print_table(["layer", "type", "output shape"], rows)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters: the numbers the optimizer adjusts.
+
+    Each float32 parameter takes 4 bytes: 101,770 parameters is 407,080 bytes (about
+    407 KB), tiny next to modern models with billions of parameters (gigabytes).
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def model_size_kb(model: nn.Module) -> float:
+    """Size of the parameters and buffers in kilobytes (1 KB = 1000 bytes)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors) / 1000
+
+
+# --------------------------------------------------------------------------------------
+# Figures: saved as PNG, shown only when asked for and a display exists
+# --------------------------------------------------------------------------------------
+def setup_figures(show: bool) -> None:
+    """Without --show, use Agg, matplotlib's file-only backend: it needs no screen and
+    never opens a window, so a script can never block or crash on a headless machine."""
+    if not show:
+        plt.switch_backend("agg")
+
+
+def save_figure(fig, name: str, show: bool = False) -> Path:
+    """Save `fig` as figures/<name> (atomically); keep it open only if it will be shown."""
+    path = FIGURES_DIR / name
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    if not show:
+        plt.close(fig)  # figures hold memory until closed
+    print(f"  saved {display_path(path)}")
+    return path
+
+
+def show_figures(show: bool) -> None:
+    """With --show, open the saved figures in windows (blocks until they are closed)."""
+    if not show:
+        return
+    from matplotlib.backends import BackendFilter, backend_registry
+
+    backend = matplotlib.get_backend().lower()
+    if backend in backend_registry.list_builtin(BackendFilter.NON_INTERACTIVE):
+        print(f"--show: no display available (matplotlib backend '{backend}'); "
+              f"the figures are saved in {display_path(FIGURES_DIR)}/")
+        return
+    plt.show()
+
+
+def plot_training_history(history: dict, name: str, title: str = "", show=False) -> Path:
+    """Loss and accuracy per epoch, training vs validation, saved as figures/<name>.
+
+    How to read it: both losses falling = still learning. Training loss falling while
+    validation loss rises = overfitting (memorizing the training images). Both flat and
+    high = underfitting (too little capacity, too few epochs, or a bad learning rate).
+    """
+    epochs = range(1, len(history["train_loss"]) + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label in (("train", "training"), ("val", "validation")):
+        ax_loss.plot(epochs, history[f"{key}_loss"], marker="o", label=label)
+        ax_acc.plot(epochs, [100 * a for a in history[f"{key}_acc"]], marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return save_figure(fig, name, show)
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints: one file, enough to rebuild the model, written atomically
+# --------------------------------------------------------------------------------------
+# A checkpoint names the class that rebuilds the model. Only classes defined in this
+# repository's numbered lessons may be named: a file must never choose which code runs.
+LESSON_MODULE = re.compile(r"\d\d_[a-z_]+")
+
+
+class CheckpointError(FriendlyError):
+    """A checkpoint file is missing, unreadable, or does not fit the model."""
+
+
+def save_checkpoint(path: Path, model: nn.Module, model_kwargs: dict, **info) -> Path:
+    """Save the weights plus what is needed to rebuild and judge the model.
+
+    Saved: the state_dict (a dict of name -> tensor: weights only, no code), the class
+    and the constructor arguments that rebuild it, the torch version, and whatever the
+    caller adds in `info` (hyperparameters, metrics, history). Atomic: an interrupted
+    save leaves the previous file intact.
+    """
+    cls = type(model)
+    module = cls.__module__
+    if module == "__main__":  # the script that defines the class was run directly
+        module = Path(sys.modules["__main__"].__file__).stem
+    checkpoint = {
+        "model_class": cls.__name__,
+        "model_module": module,
+        "model_kwargs": dict(model_kwargs),
+        "model_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "torch_version": str(torch.__version__),  # a str subclass; plain str for weights_only
+        **info,
+    }
+    with atomic_path(Path(path)) as tmp:
+        torch.save(checkpoint, tmp)
+    return Path(path)
+
+
+def model_class(checkpoint: dict) -> type:
+    """The nn.Module class a checkpoint names, imported from its lesson script."""
+    module_name, class_name = checkpoint.get("model_module"), checkpoint.get("model_class")
+    if not (isinstance(module_name, str) and LESSON_MODULE.fullmatch(module_name)
+            and (ROOT / f"{module_name}.py").exists()):
+        raise CheckpointError(f"checkpoint names an unknown model module {module_name!r}")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    cls = getattr(importlib.import_module(module_name), str(class_name), None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise CheckpointError(f"{module_name}.py defines no model class {class_name!r}")
+    return cls
+
+
+def _first_detail(err: Exception) -> str:
+    """The first informative line of a long PyTorch error message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__)[:160]
+
+
+def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
+    """Load a checkpoint; return (model, checkpoint dict).
+
+    weights_only=True lets torch.load rebuild only tensors and plain containers, never
+    arbitrary Python objects, so a malicious file cannot run code. Given `model`, the
+    weights are loaded into it (after checking it is the architecture the file holds);
+    otherwise the model is rebuilt from the class and arguments the file records.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, not a torch file, unsafe pickle...
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}): "
+                              "damaged or not a PyTorch file; delete it and train again") from err
+    if not (isinstance(checkpoint, dict) and "model_state_dict" in checkpoint):
+        raise CheckpointError(f"{path} is not a checkpoint of this course (no model_state_dict)")
+    if model is None:
+        model = model_class(checkpoint)(**checkpoint.get("model_kwargs", {}))
+    elif type(model).__name__ != checkpoint.get("model_class"):
+        raise CheckpointError(f"{path} holds a {checkpoint.get('model_class')}, "
+                              f"not a {type(model).__name__}")
+    try:
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except RuntimeError as err:  # shapes or names differ from the class's
+        raise CheckpointError(f"{path}: the saved weights do not fit {type(model).__name__} "
+                              f"({_first_detail(err)})") from err
+    return model.to(device), checkpoint

@@ -1,0 +1,35 @@
+"""Shared test set-up: outputs go to a temporary folder, scripts run as learners run them."""
+
+import atexit
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Before dl_utils is imported anywhere: models, figures and results written by the tests
+# (and by the scripts they start) go to a temporary folder, never over the learner's own.
+OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="dl-basics-tests-"))
+os.environ["DL_OUTPUT_DIR"] = str(OUTPUT_DIR)
+os.environ["DL_DEVICE"] = "cpu"  # tests and CI run on the CPU
+os.environ.pop("DISPLAY", None)  # headless, as on CI
+os.environ["MPLBACKEND"] = "agg"
+atexit.register(shutil.rmtree, OUTPUT_DIR, ignore_errors=True)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def lesson(name: str):
+    """Import a numbered lesson (e.g. '03_train_mnist') as a module: main() does not run."""
+    return importlib.import_module(name)
+
+
+def run_script(script: str, *args: str, timeout: float = 300, cwd=None, env=None):
+    """Run a lesson as a learner would, from another folder; return the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd or OUTPUT_DIR,
+        env={**os.environ, **(env or {})},
+    )

@@ -1,0 +1,301 @@
+"""Tests of the shared helpers, each checked against an independent computation."""
+
+import gzip
+import hashlib
+import math
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import lesson
+
+import dl_utils
+
+# ---------------------------------------------------------------------------- data files
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int | None = None) -> bytes:
+    """An IDX file written independently of dl_utils: magic, big-endian dims, raw bytes."""
+    magic = magic if magic is not None else 0x0800 | array.ndim
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(data)
+    return data
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    """A fake MNIST root with 20 training and 10 test images, shipped as .gz only."""
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (20, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 20),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (10, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 10),
+    }
+    files = {}
+    for name, array in arrays.items():
+        data = write_idx(raw / name, array)
+        (raw / f"{name}.gz").write_bytes(gzip.compress(data))
+        (raw / name).unlink()  # only the .gz, as shipped
+        files[name] = (len(data), hashlib.md5(data).hexdigest())
+    return tmp_path, raw, arrays, files
+
+
+def test_shipped_files_match_the_official_md5():
+    raw = dl_utils.prepare_mnist()
+    assert raw == dl_utils.ROOT / "data" / "MNIST" / "raw"
+    for name, (size, md5) in dl_utils.MNIST_FILES.items():
+        assert (raw / f"{name}.gz").exists(), f"{name}.gz must ship in data/"
+        data = (raw / name).read_bytes()
+        assert len(data) == size
+        assert hashlib.md5(data).hexdigest() == md5
+
+
+def test_tiny_files_are_extracted_checked_and_read(tiny_mnist):
+    root, raw, arrays, files = tiny_mnist
+    X, y, Xt, yt = dl_utils.load_mnist_tensors(root, files)
+    assert all((raw / name).exists() for name in files)  # extracted next to the .gz
+    assert torch.equal(X, torch.from_numpy(arrays["train-images-idx3-ubyte"].astype(np.uint8)))
+    assert torch.equal(y, torch.from_numpy(arrays["train-labels-idx1-ubyte"]).long())
+    assert Xt.shape == (10, 28, 28) and yt.shape == (10,)
+
+
+def test_truncated_file_is_named_with_the_fix(tiny_mnist):
+    root, raw, _, files = tiny_mnist
+    dl_utils.prepare_mnist(root, files)
+    path = raw / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(dl_utils.FriendlyError, match="train-images-idx3-ubyte is truncated.*delete it"):
+        dl_utils.prepare_mnist(root, files)
+
+
+def test_wrong_magic_number_is_rejected(tiny_mnist):
+    root, raw, arrays, files = tiny_mnist
+    dl_utils.prepare_mnist(root, files)
+    write_idx(raw / "t10k-labels-idx1-ubyte", arrays["t10k-labels-idx1-ubyte"], magic=2051)
+    with pytest.raises(dl_utils.FriendlyError, match="t10k-labels-idx1-ubyte is not an MNIST labels"):
+        dl_utils.prepare_mnist(root, files)
+
+
+def test_altered_content_fails_the_md5_check(tiny_mnist):
+    root, raw, _, files = tiny_mnist
+    dl_utils.prepare_mnist(root, files)
+    path = raw / "train-labels-idx1-ubyte"
+    data = bytearray(path.read_bytes())
+    data[-1] = (data[-1] + 1) % 10  # same size, valid header, one label changed
+    path.write_bytes(bytes(data))
+    with pytest.raises(dl_utils.FriendlyError, match="train-labels-idx1-ubyte fails its md5"):
+        dl_utils.prepare_mnist(root, files)
+
+
+def test_damaged_gz_gives_a_clear_error(tiny_mnist):
+    root, raw, _, files = tiny_mnist
+    gz = raw / "t10k-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:50])
+    with pytest.raises(dl_utils.FriendlyError, match="cannot decompress .*t10k-images"):
+        dl_utils.prepare_mnist(root, files)
+    assert not (raw / "t10k-images-idx3-ubyte").exists()  # no half-written file left
+
+
+def test_missing_files_and_failed_download_say_where_to_put_them(tmp_path, monkeypatch):
+    def offline(root):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(dl_utils, "download_mnist", offline)
+    with pytest.raises(dl_utils.FriendlyError, match="download failed.*train-images-idx3-ubyte.gz"):
+        dl_utils.prepare_mnist(tmp_path)
+
+
+# ---------------------------------------------------------------------------- loaders
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return dl_utils.load_mnist_data(batch_size=64, generator=torch.Generator().manual_seed(0))
+
+
+def test_split_sizes_shapes_and_normalization(mnist):
+    train, val, test = mnist
+    assert [len(d.dataset) for d in (train, val, test)] == [55_000, 5_000, 10_000]
+    assert len(train) == math.ceil(55_000 / 64)
+    X, y = next(iter(train))
+    assert X.shape == (64, 1, 28, 28) and X.dtype == torch.float32 and y.dtype == torch.int64
+    # Normalized with the training statistics: mean ~0, std ~1, range ~[-0.42, 2.82]
+    assert abs(train.X.mean().item()) < 0.01 and abs(train.X.std().item() - 1) < 0.01
+    assert train.X.min().item() == pytest.approx(-0.1307 / 0.3081, abs=1e-5)
+    assert train.X.max().item() == pytest.approx((1 - 0.1307) / 0.3081, abs=1e-5)
+
+
+def test_validation_is_disjoint_from_training(mnist):
+    train, val, _ = mnist
+    # Compare images by their bytes: MNIST has no duplicate images across these splits.
+    train_keys = {bytes(x.numpy()) for x in (train.X[:, 0] * 1000).round().to(torch.int32)}
+    val_keys = [bytes(x.numpy()) for x in (val.X[:200, 0] * 1000).round().to(torch.int32)]
+    assert not any(k in train_keys for k in val_keys)
+
+
+def test_shuffling_covers_every_image_once_and_is_seeded():
+    X, y = torch.arange(10.0).view(10, 1), torch.arange(10)
+    loader = dl_utils.TensorLoader(X, y, batch_size=3, shuffle=True,
+                                   generator=torch.Generator().manual_seed(1))
+    epoch1 = torch.cat([b for _, b in loader])
+    epoch2 = torch.cat([b for _, b in loader])
+    assert sorted(epoch1.tolist()) == list(range(10)) and not torch.equal(epoch1, epoch2)
+    again = dl_utils.TensorLoader(X, y, 3, shuffle=True, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.cat([b for _, b in again]), epoch1)
+    assert [len(b) for _, b in loader] == [3, 3, 3, 1]
+
+
+def test_subset_limits_training_only():
+    train, val, test = dl_utils.load_mnist_data(subset=1000)
+    assert [len(d.dataset) for d in (train, val, test)] == [1000, 5000, 10000]
+
+
+# ---------------------------------------------------------------------------- device, seeds
+
+
+def test_get_device():
+    assert dl_utils.get_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else (
+        "mps" if torch.backends.mps.is_available() else "cpu")
+    assert dl_utils.get_device("auto").type == expected
+    with pytest.raises(dl_utils.FriendlyError, match="unknown device"):
+        dl_utils.get_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(dl_utils.FriendlyError, match="no CUDA GPU"):
+            dl_utils.get_device("cuda")
+
+
+def test_same_seed_gives_identical_weights():
+    train03 = lesson("03_train_mnist")
+
+    def short_run(seed):
+        generator = dl_utils.set_seed(seed)
+        train, val, _ = dl_utils.load_mnist_data(subset=2000, generator=generator)
+        model = train03.SimpleNN()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        train03.fit(model, train, val, optimizer, 2, "cpu", verbose=False)
+        return model.state_dict()
+
+    a, b, c = short_run(0), short_run(0), short_run(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def test_evaluate_model_matches_a_direct_computation():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Dropout(0.5))
+    X, y = torch.randn(25, 1, 2, 2), torch.randint(0, 3, (25,))
+    loader = dl_utils.TensorLoader(X, y, batch_size=7)
+    model.train()
+    loss, acc = dl_utils.evaluate_model(model, loader)
+    assert model.training  # left in the mode it was found in
+    with torch.no_grad():
+        logits = model[1](X.flatten(1)).numpy().astype(np.float64)  # dropout off = eval
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    assert loss == pytest.approx(-log_probs[np.arange(25), y.numpy()].mean(), rel=1e-5)
+    assert acc == pytest.approx((logits.argmax(axis=1) == y.numpy()).mean())
+    model.eval()
+    dl_utils.evaluate_model(model, loader)
+    assert not model.training
+
+
+def test_count_parameters_and_size():
+    model = lesson("03_train_mnist").SimpleNN()
+    assert dl_utils.count_parameters(model) == 784 * 128 + 128 + 128 * 10 + 10 == 101_770
+    assert dl_utils.model_size_kb(model) == pytest.approx(101_770 * 4 / 1000)
+    model.fc1.weight.requires_grad_(False)  # frozen weights are not trainable
+    assert dl_utils.count_parameters(model) == 101_770 - 784 * 128
+
+
+def test_format_table_aligns_columns():
+    lines = dl_utils.format_table(["name", "acc"], [["a", "97.50%"], ["long name", "9.1%"]]).split("\n")
+    assert lines[0] == "name       acc" and lines[1] == "---------  ------"
+    assert lines[2] == "a          97.50%" and lines[3] == "long name    9.1%"
+
+
+def test_plot_training_history_writes_a_png_headless():
+    history = {"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.7],
+               "train_acc": [0.8, 0.9], "val_acc": [0.75, 0.85]}
+    path = dl_utils.plot_training_history(history, "test_history.png")
+    assert path.parent == dl_utils.FIGURES_DIR
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = lesson("03_train_mnist").SimpleNN(hidden_size=32)
+    path = dl_utils.save_checkpoint(tmp_path / "m.pt", model, {"hidden_size": 32},
+                                    metrics={"test_acc": 0.5}, hparams={"lr": 0.1})
+    return path, model
+
+
+def test_checkpoint_round_trip_rebuilds_the_model(saved):
+    path, model = saved
+    loaded, checkpoint = dl_utils.load_checkpoint(path)
+    assert type(loaded).__name__ == "SimpleNN" and loaded.fc1.out_features == 32
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    assert checkpoint["metrics"] == {"test_acc": 0.5} and checkpoint["hparams"] == {"lr": 0.1}
+    assert checkpoint["model_module"] == "03_train_mnist"
+    assert checkpoint["torch_version"] == torch.__version__
+
+
+def test_missing_and_truncated_checkpoints(saved, tmp_path):
+    path, _ = saved
+    with pytest.raises(dl_utils.CheckpointError, match="no checkpoint at"):
+        dl_utils.load_checkpoint(tmp_path / "nothing.pt")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(dl_utils.CheckpointError, match="not a readable checkpoint"):
+        dl_utils.load_checkpoint(broken)
+    plain = tmp_path / "plain.pt"
+    torch.save({"fc1.weight": torch.zeros(2)}, plain)  # a bare state_dict
+    with pytest.raises(dl_utils.CheckpointError, match="not a checkpoint of this course"):
+        dl_utils.load_checkpoint(plain)
+
+
+def test_checkpoint_of_another_architecture_is_refused(saved):
+    path, _ = saved
+    train03 = lesson("03_train_mnist")
+    with pytest.raises(dl_utils.CheckpointError, match="do not fit SimpleNN"):
+        dl_utils.load_checkpoint(path, model=train03.SimpleNN(hidden_size=128))
+    with pytest.raises(dl_utils.CheckpointError, match="holds a SimpleNN, not a Sequential"):
+        dl_utils.load_checkpoint(path, model=nn.Sequential(nn.Linear(2, 2)))
+
+
+def test_checkpoint_cannot_choose_arbitrary_code(saved, tmp_path):
+    path, _ = saved
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint.update(model_module="os", model_class="system")
+    evil = tmp_path / "evil.pt"
+    torch.save(checkpoint, evil)
+    with pytest.raises(dl_utils.CheckpointError, match="unknown model module 'os'"):
+        dl_utils.load_checkpoint(evil)
+
+
+def test_interrupted_save_keeps_the_previous_file(saved, monkeypatch):
+    path, model = saved
+    before = path.read_bytes()
+
+    def crash(obj, f):
+        Path(f).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        dl_utils.save_checkpoint(path, model, {"hidden_size": 32})
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
