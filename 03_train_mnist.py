@@ -37,6 +37,11 @@ HIDDEN_SIZE = 128  # hidden units: more = more capacity, slower, more room to ov
 SEED = 0  # same seed, same initial weights and batch order, same result on the CPU
 CHECKPOINT = dl_utils.MODELS_DIR / "simple_nn.pt"  # where the kept model is saved
 
+# Divergence: an untrained network guesses uniformly, a loss of ln(10) = 2.30 per image.
+# Training lowers it. An epoch that averages 10 times that (or NaN, or infinity) means the
+# steps were so large that the weights flew off: with Adam, --lr 1 or more does it here.
+DIVERGED_LOSS = 10 * math.log(10)
+
 
 class SimpleNN(nn.Module):
     """784 -> 128 -> ReLU -> 10: one hidden layer, 101,770 parameters.
@@ -63,7 +68,8 @@ class SimpleNN(nn.Module):
         return self.fc2(self.activation(self.fc1(self.flatten(x))))
 
 
-def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="train"):
+def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="train",
+                scheduler=None):
     """One pass over the training data; returns (average loss, accuracy) of that pass."""
     model.train()  # training mode: changes dropout and batch norm; SimpleNN has neither,
     #                so here it changes nothing, but the habit prevents a silent bug later.
@@ -78,6 +84,8 @@ def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="trai
         loss.backward()  # 4. backpropagation: d(loss)/d(weight) for every weight, by
         #                     the chain rule, from the loss back through every layer
         optimizer.step()  # 5. move every weight a small step against its gradient
+        if scheduler is not None:  # (06 only: a learning rate that changes every step)
+            scheduler.step()
         loss_sum += loss.detach() * len(y)  # detach: bookkeeping, not part of the graph
         correct += (y_hat.argmax(dim=1) == y).sum()
         n += len(y)
@@ -121,7 +129,8 @@ def epoch_row(epoch, h, best):
             f"{h['seconds'][-1]:>7.2f}{'  *' if best else ''}")
 
 
-def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=True):
+def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=True,
+        scheduler=None):
     """Train for num_epochs; keep the weights of the epoch with the best validation accuracy.
 
     Returns a dict: status ('completed', 'interrupted' or 'diverged'), history (per-epoch
@@ -133,19 +142,19 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
     loss_fn = nn.CrossEntropyLoss()
     history = {k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")}
     best = {"epoch": 0, "val_acc": -1.0, "state": None}
-    status = "completed"
+    status, diverged_loss = "completed", None
     if verbose:
         print(EPOCH_HEADER)
     with GracefulStop() as stop:
         for epoch in range(1, num_epochs + 1):
             t0 = time.perf_counter()
             train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer,
-                                                device, stop, desc=f"epoch {epoch}")
+                                                device, stop, f"epoch {epoch}", scheduler)
             if stop.requested:  # a partial epoch is neither validated nor kept
                 status = "interrupted"
                 break
-            if not math.isfinite(train_loss):  # NaN or inf: the weights are garbage now
-                status = "diverged"
+            if not train_loss < DIVERGED_LOSS:  # also True for NaN; the weights are garbage
+                status, diverged_loss = "diverged", train_loss
                 break
             val_loss, val_acc = dl_utils.evaluate_model(model, val_loader, device)
             for key, value in zip(history, (train_loss, train_acc, val_loss, val_acc,
@@ -160,7 +169,8 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return {"status": status, "history": history, "best_epoch": best["epoch"],
-            "best_val_acc": best["val_acc"], "train_seconds": sum(history["seconds"])}
+            "best_val_acc": best["val_acc"], "train_seconds": sum(history["seconds"]),
+            "diverged_loss": diverged_loss}
 
 
 def parse_args(argv=None):
@@ -169,12 +179,13 @@ def parse_args(argv=None):
     parser.add_argument("--hidden-size", type=dl_utils.positive_int, default=HIDDEN_SIZE,
                         help="hidden units of SimpleNN (default: %(default)s)")
     parser.add_argument("--checkpoint", type=str, default=str(CHECKPOINT),
-                        help="where to save the kept model (default: %(default)s)")
+                        help="where to save the kept model (default: "
+                             f"{dl_utils.display_path(CHECKPOINT)})")
     dl_utils.add_common_args(parser, seed=SEED)
     return parser.parse_args(argv)
 
 
-def report(model, loaders, device, result):
+def report(model, loaders, device):
     """Loss and accuracy of the kept model on all three splits, as a table."""
     rows, metrics = [], {}
     for split, loader in zip(("train", "validation", "test"), loaders):
@@ -188,24 +199,50 @@ def report(model, loaders, device, result):
     return metrics
 
 
-def save_results(args, model, model_kwargs, result, metrics):
-    """The state_dict checkpoint (the recommended route) and, for 04's lesson, the whole model."""
-    path = dl_utils.save_checkpoint(
-        args.checkpoint, model, model_kwargs,
+def kept_model_path(args, result):
+    """Where the kept model goes after fit(); None when there is nothing to keep.
+
+    Divergence raises a FriendlyError and saves nothing. After Ctrl-C the best epoch
+    so far goes to <name>_interrupted.pt: a cut-short run never overwrites a good model.
+    """
+    if result["status"] == "diverged":
+        raise dl_utils.FriendlyError(
+            f"training diverged with lr {args.lr}: an epoch's loss reached "
+            f"{result['diverged_loss']:.4g} (guessing scores 2.30); try a smaller learning rate,"
+            f" e.g. --lr {args.lr / 10:g}. Nothing was saved; "
+            f"{dl_utils.display_path(args.checkpoint)} is unchanged")
+    if result["best_epoch"] == 0:
+        print("Stopped before the first epoch ended: nothing to keep, nothing saved.")
+        return None
+    path = Path(args.checkpoint)
+    if result["status"] == "interrupted":
+        path = path.with_name(f"{path.stem}_interrupted.pt")
+    return path
+
+
+def save_kept_model(path, args, model, model_kwargs, result, metrics):
+    """The state_dict checkpoint, with the settings, metrics and history that produced it."""
+    dl_utils.save_checkpoint(
+        path, model, model_kwargs,
         hparams={k: v for k, v in vars(args).items() if k not in ("show", "checkpoint")},
         metrics={**metrics, "best_epoch": result["best_epoch"],
                  "train_seconds": result["train_seconds"]},
         history=result["history"])
-    # The whole-model route pickles the object itself, class reference included
-    # ("__main__.SimpleNN" here, because this file runs as __main__). 04 shows what breaks.
+    print(f"Saved the kept model (state_dict route) to {dl_utils.display_path(path)} "
+          f"({path.stat().st_size / 1000:.0f} KB on disk)")
+
+
+def save_whole_model(path, model):
+    """The whole-model route, for 04's lesson: pickles the object, class reference included.
+
+    The reference reads "__main__.SimpleNN" here, because this file runs as __main__.
+    04 shows what breaks when another script tries to load it.
+    """
     whole = path.with_name(f"{path.stem}_whole.pt")
     with dl_utils.atomic_path(whole) as tmp:
         torch.save(copy.deepcopy(model).cpu(), tmp)
-    print(f"Saved the kept model (state_dict route) to {dl_utils.display_path(path)} "
-          f"({path.stat().st_size / 1000:.0f} KB on disk)")
     print("Saved the whole model (pickle route, for 04's lesson) to "
           f"{dl_utils.display_path(whole)}")
-    return path
 
 
 def main(argv=None):
@@ -241,30 +278,22 @@ def main(argv=None):
 
 
 def finish(args, model, model_kwargs, loaders, device, result):
-    """After training: stop on divergence, otherwise test, save, plot and report times."""
-    if result["status"] == "diverged":
-        raise dl_utils.FriendlyError(
-            f"training diverged (the loss became NaN or infinite) with lr {args.lr}: try a "
-            f"smaller learning rate, e.g. --lr {args.lr / 10:g}. Nothing was saved; "
-            f"{dl_utils.display_path(args.checkpoint)} is unchanged")
-    if result["best_epoch"] == 0:
-        print("Stopped before the first epoch ended: nothing to keep, nothing saved.")
+    """After training: test the kept model once, save it, plot, summarize."""
+    path = kept_model_path(args, result)
+    if path is None:
         return 130
-    interrupted = result["status"] == "interrupted"
-    if interrupted:  # never overwrite a good model with the result of a cut-short run
-        args.checkpoint = str(Path(args.checkpoint).with_name(
-            Path(args.checkpoint).stem + "_interrupted.pt"))
     dl_utils.section(f"Kept model: epoch {result['best_epoch']} (best validation accuracy)")
-    metrics = report(model, loaders, device, result)
+    metrics = report(model, loaders, device)
     dl_utils.section("Saving")
-    save_results(args, model, model_kwargs, result, metrics)
+    save_kept_model(path, args, model, model_kwargs, result, metrics)
+    save_whole_model(path, model)
     dl_utils.plot_training_history(result["history"], "03_training_history.png",
                                    "SimpleNN on MNIST", args.show)
     dl_utils.section("Summary")
     print(f"Test accuracy {100 * metrics['test_acc']:.2f}% | training time "
           f"{result['train_seconds']:.1f} s (epochs + validation)")
-    if interrupted:
-        print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(args.checkpoint)}")
+    if result["status"] == "interrupted":
+        print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(path)}")
         return 130
     print("Next: python 04_load_model.py")
     dl_utils.show_figures(args.show)

@@ -32,7 +32,7 @@ NUM_MISTAKES = 12  # most confident mistakes to display
 def parse_args(argv=None):
     parser = dl_utils.make_parser(__doc__)
     parser.add_argument("--checkpoint", default=str(CHECKPOINT),
-                        help="checkpoint to load (default: %(default)s)")
+                        help=f"checkpoint to load (default: {dl_utils.display_path(CHECKPOINT)})")
     parser.add_argument("--image", default=None,
                         help="classify this image of a digit (PNG or JPEG, any size, dark on "
                              "light or light on dark) instead of running the lesson")
@@ -280,13 +280,17 @@ def prepare_digit(path) -> np.ndarray:
 
 
 def center_by_mass(small: np.ndarray) -> np.ndarray:
-    """Paste a <=20x20 image into a 28x28 frame with its centre of mass at (14, 14)."""
+    """Paste a <=20x20 image into a 28x28 frame with its centre of mass at pixel (14, 14).
+
+    (14, 14) is where MNIST's own digits have theirs: 02's mean images show it, and the
+    average centre of mass of the test images is (13.99, 14.01).
+    """
     h, w = small.shape
     total = small.sum() or 1.0
     cy = (small.sum(axis=1) * np.arange(h)).sum() / total
     cx = (small.sum(axis=0) * np.arange(w)).sum() / total
-    top = int(np.clip(round(13.5 - cy), 0, 28 - h))  # pixel centres run 0..27: middle 13.5
-    left = int(np.clip(round(13.5 - cx), 0, 28 - w))
+    top = int(np.clip(round(14 - cy), 0, 28 - h))  # clip: never push ink off the frame
+    left = int(np.clip(round(14 - cx), 0, 28 - w))
     frame = np.zeros((28, 28), dtype=np.float32)
     frame[top:top + h, left:left + w] = small
     return frame.clip(0, 255).astype(np.uint8)

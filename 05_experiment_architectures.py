@@ -1,0 +1,277 @@
+"""Lesson 5: a fair, repeatable comparison of three architectures.
+
+Is a deeper network better? Is ReLU better than tanh? Opinions are cheap; this script
+measures. Three networks are trained under identical conditions (same data split, same
+hyperparameters, same epochs, same seeds, the training loop of lesson 3) and each is
+trained several times with different seeds, so that we can tell real differences from
+the noise of random initialization and batch order:
+
+    TwoLayerNN    784-128-10, ReLU      (lesson 3's SimpleNN: the baseline)
+    ThreeLayerNN  784-256-128-10, ReLU  (deeper and wider)
+    TanhNN        784-128-10, tanh      (the baseline with another activation)
+
+Run it:
+    python 05_experiment_architectures.py                    # 3 seeds x 3 networks x 10 epochs
+    python 05_experiment_architectures.py --seeds 5          # narrower error bars, slower
+    python 05_experiment_architectures.py --archs TwoLayerNN TanhNN --lr 0.01
+Results go to results/architectures.json, figures to figures/05_*.png.
+"""
+
+import importlib
+import json
+import statistics
+import time
+from datetime import datetime, timezone
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+
+import dl_utils
+
+# Lesson 3's model and training loop, imported rather than copied: every architecture is
+# trained by exactly the code you studied there. (The module name starts with a digit,
+# which the `import` statement cannot spell, so we ask importlib.)
+lesson03 = importlib.import_module("03_train_mnist")
+
+# ---- Settings: identical for every architecture; each has a flag (-h lists them) ----
+BATCH_SIZE = 64  # the same as lesson 3, so its results can be compared with these
+LR = 1e-3  # the same as lesson 3; a fair comparison would tune it per network
+NUM_EPOCHS = 10  # the same as lesson 3
+NUM_SEEDS = 3  # runs per architecture: the spread across seeds is the noise level
+RESULTS_FILE = dl_utils.RESULTS_DIR / "architectures.json"
+
+
+class TwoLayerNN(lesson03.SimpleNN):
+    """784-128-10 with ReLU: lesson 3's SimpleNN unchanged (101,770 parameters)."""
+
+
+class TanhNN(lesson03.SimpleNN):
+    """784-128-10 with tanh: the baseline with one thing changed, the activation.
+
+    tanh squashes its input into (-1, 1). For large |x| it is flat, so its gradient
+    (1 - tanh(x)^2) nearly vanishes: a saturated unit learns slowly, and gradients
+    shrink as they pass through several saturated layers. ReLU's gradient is exactly 1
+    for every positive input, so it does not saturate (but a unit stuck below zero
+    gets no gradient at all: a "dead" ReLU). With one hidden layer and normalized
+    inputs, saturation is mild; the measurement says how much it matters here.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = nn.Tanh()
+
+
+class ThreeLayerNN(nn.Module):
+    """784-256-128-10 with ReLU: a wider first layer and one more hidden layer.
+
+    Depth lets later layers combine the features of earlier ones (strokes into loops
+    into digits); width gives each layer more features. Both add parameters:
+    235,146 here, 2.3 times the baseline. More capacity can fit the training set
+    better, and can also memorize it (overfitting): watch the train-test gap.
+    """
+
+    def __init__(self, input_size=784, hidden_sizes=(256, 128), num_classes=10):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(input_size, hidden_sizes[0])
+        self.fc2 = nn.Linear(hidden_sizes[0], hidden_sizes[1])
+        self.fc3 = nn.Linear(hidden_sizes[1], num_classes)
+        self.activation = nn.ReLU()
+
+    def forward(self, x):
+        x = self.activation(self.fc1(self.flatten(x)))
+        return self.fc3(self.activation(self.fc2(x)))
+
+
+ARCHITECTURES = {"TwoLayerNN": TwoLayerNN, "ThreeLayerNN": ThreeLayerNN, "TanhNN": TanhNN}
+
+
+def parse_args(argv=None):
+    parser = dl_utils.make_parser(__doc__)
+    dl_utils.add_training_args(parser, batch_size=BATCH_SIZE, lr=LR, num_epochs=NUM_EPOCHS)
+    parser.add_argument("--archs", nargs="+", choices=list(ARCHITECTURES),
+                        default=list(ARCHITECTURES),
+                        help="architectures to compare (default: all three)")
+    parser.add_argument("--seeds", type=dl_utils.positive_int, default=NUM_SEEDS,
+                        help="runs per architecture, with seeds --seed, --seed+1, ... "
+                             "(default: %(default)s)")
+    parser.add_argument("--results", default=str(RESULTS_FILE),
+                        help="where to write the measured results (default: "
+                             f"{dl_utils.display_path(RESULTS_FILE)})")
+    dl_utils.add_common_args(parser)
+    return parser.parse_args(argv)
+
+
+def train_one(name, seed, loaders, generator, args, device):
+    """Train one architecture with one seed; return its measurements (None if interrupted)."""
+    dl_utils.set_seed(seed)  # the same initial randomness for every architecture...
+    generator.manual_seed(seed)  # ...and the same order of batches
+    model = ARCHITECTURES[name]().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    train_loader, val_loader, test_loader = loaders
+    result = lesson03.fit(model, train_loader, val_loader, optimizer, args.epochs, device,
+                          verbose=False)
+    if result["status"] == "diverged":
+        raise dl_utils.FriendlyError(f"{name} diverged with lr {args.lr} (seed {seed}): "
+                                     "try a smaller learning rate")
+    if result["status"] == "interrupted":
+        return None
+    train_acc = dl_utils.evaluate_model(model, train_loader, device)[1]  # kept model
+    test_acc = dl_utils.evaluate_model(model, test_loader, device)[1]
+    return {"arch": name, "seed": seed, "params": dl_utils.count_parameters(model),
+            "size_kb": dl_utils.model_size_kb(model), "train_acc": train_acc,
+            "best_val_acc": result["best_val_acc"], "best_epoch": result["best_epoch"],
+            "test_acc": test_acc, "gap": train_acc - test_acc,
+            "sec_per_epoch": result["train_seconds"] / len(result["history"]["seconds"]),
+            "val_curve": result["history"]["val_acc"]}
+
+
+def run_all(args, device):
+    """Every seed, every architecture; stops cleanly after Ctrl-C."""
+    generator = torch.Generator()
+    loaders = dl_utils.load_mnist_data(args.batch_size, subset=args.subset, device=device,
+                                       generator=generator)
+    runs = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        for name in args.archs:
+            t0 = time.perf_counter()
+            run = train_one(name, seed, loaders, generator, args, device)
+            if run is None:
+                print("Interrupted: the table below covers the completed runs only.")
+                return runs, True
+            runs.append(run)
+            print(f"  seed {seed}  {name:<12}  test {100 * run['test_acc']:.2f}%  "
+                  f"best epoch {run['best_epoch']:>2}  ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
+    return runs, False
+
+
+def summarize(runs):
+    """Mean and standard deviation over seeds, per architecture."""
+    summary = {}
+    for name in dict.fromkeys(r["arch"] for r in runs):
+        mine = [r for r in runs if r["arch"] == name]
+        entry = {"params": mine[0]["params"], "size_kb": mine[0]["size_kb"], "runs": len(mine)}
+        for key in ("train_acc", "best_val_acc", "test_acc", "gap", "sec_per_epoch"):
+            values = [r[key] for r in mine]
+            entry[key] = statistics.mean(values)
+            entry[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary[name] = entry
+    return summary
+
+
+def pct(entry, key):
+    return f"{100 * entry[key]:.2f} ± {100 * entry[key + '_std']:.2f}"
+
+
+def print_summary(summary):
+    rows = [[name, f"{e['params']:,}", f"{e['size_kb']:.0f} KB", pct(e, "train_acc"),
+             pct(e, "best_val_acc"), pct(e, "test_acc"), pct(e, "gap"),
+             f"{e['sec_per_epoch']:.2f}"] for name, e in summary.items()]
+    dl_utils.print_table(["architecture", "parameters", "size", "train acc %", "best val %",
+                          "test acc %", "train-test gap", "s/epoch"], rows)
+    print("(mean ± standard deviation over seeds; train accuracy of the kept model, in eval mode)")
+
+
+def conclusions(summary):
+    """What the measured numbers support, pair by pair, against the seed-to-seed noise."""
+    ranked = sorted(summary, key=lambda n: summary[n]["test_acc"], reverse=True)
+    lines = [f"Ranking by mean test accuracy: {' > '.join(ranked)}."]
+    for a, b in zip(ranked, ranked[1:]):
+        diff = 100 * (summary[a]["test_acc"] - summary[b]["test_acc"])
+        noise = 100 * max(summary[a]["test_acc_std"], summary[b]["test_acc_std"])
+        if summary[a]["runs"] < 2:
+            verdict = "one seed only: noise cannot be judged, run with --seeds 3 or more"
+        elif diff > 2 * noise:
+            verdict = f"more than twice the seed-to-seed spread ({noise:.2f}): likely real"
+        else:
+            verdict = f"within twice the seed-to-seed spread ({noise:.2f}): could be noise"
+        lines.append(f"{a} vs {b}: {diff:+.2f} points, {verdict}.")
+    smallest = min(summary, key=lambda n: summary[n]["params"])
+    fastest = min(summary, key=lambda n: summary[n]["sec_per_epoch"])
+    for name, e in summary.items():
+        size = e["params"] / summary[smallest]["params"]
+        speed = e["sec_per_epoch"] / summary[fastest]["sec_per_epoch"]
+        lines.append(f"{name}: {size:.1f}x the parameters of {smallest}, {speed:.1f}x the time "
+                     f"per epoch of {fastest}, train-test gap {100 * e['gap']:.2f} points.")
+    return lines
+
+
+def plot_results(runs, summary, show):
+    """Validation accuracy per epoch (mean over seeds), and test accuracy vs parameters."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in summary:
+        curves = torch.tensor([r["val_curve"] for r in runs if r["arch"] == name])
+        epochs = range(1, curves.shape[1] + 1)
+        ax.plot(epochs, 100 * curves.mean(dim=0), marker="o", label=name)
+        ax.fill_between(epochs, 100 * curves.min(dim=0).values, 100 * curves.max(dim=0).values,
+                        alpha=0.2)
+    ax.set(xlabel="epoch", ylabel="validation accuracy (%)",
+           title="Validation accuracy (line: mean over seeds, band: min to max)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    dl_utils.save_figure(fig, "05_validation_curves.png", show)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, e in summary.items():
+        ax.errorbar(e["params"], 100 * e["test_acc"], yerr=100 * e["test_acc_std"], fmt="o",
+                    capsize=5, label=name)
+    ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel="test accuracy (%)",
+           title="Test accuracy vs size (error bar: std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    dl_utils.save_figure(fig, "05_accuracy_vs_parameters.png", show)
+
+
+def save_results(path, args, device, runs, summary):
+    """Settings, hardware, every run and the summary, as JSON (written atomically)."""
+    record = {
+        "script": "05_experiment_architectures.py",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("show", "results")},
+        "hardware": dl_utils.hardware_info(device),
+        "summary": summary,
+        "runs": runs,
+    }
+    path = dl_utils.Path(path)
+    with dl_utils.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    print(f"Results written to {dl_utils.display_path(path)}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dl_utils.setup_figures(args.show)
+    dl_utils.section("The contenders")
+    device = dl_utils.get_device(args.device)
+    dl_utils.print_table(["architecture", "layers", "parameters"], [
+        [name, cls.__doc__.split(":")[0], f"{dl_utils.count_parameters(cls()):,}"]
+        for name, cls in ARCHITECTURES.items() if name in args.archs])
+
+    dl_utils.section(f"Training: {len(args.archs)} architectures x {args.seeds} seeds x "
+                     f"{args.epochs} epochs")
+    start = time.perf_counter()
+    runs, interrupted = run_all(args, device)
+    if not runs:
+        print("No run completed: nothing to compare.")
+        return 130
+    print(f"All runs: {time.perf_counter() - start:.0f} s")
+
+    dl_utils.section("Results")
+    summary = summarize(runs)
+    print_summary(summary)
+    dl_utils.section("What the numbers support")
+    print("\n".join(conclusions(summary)))
+    dl_utils.section("Saving")
+    plot_results(runs, summary, args.show)
+    if interrupted:
+        return 130  # partial results are printed, never saved over a complete comparison
+    save_results(args.results, args, device, runs, summary)
+    print("\nNext: python 06_convolutional_network.py")
+    dl_utils.show_figures(args.show)
+    return 0
+
+
+if __name__ == "__main__":
+    dl_utils.run_main(main)

@@ -1,0 +1,258 @@
+"""Measure the speed of the learning path, and the accuracy each lesson reaches.
+
+Three measurements in one run:
+1. Data pipelines: the same model (784-128-10, batch 64, Adam) trained with lesson 3's
+   train_epoch over (a) the pipeline most tutorials use, torchvision's MNIST with
+   per-sample ToTensor and Normalize transforms in a DataLoader, and (b) this
+   repository's loaders (decoded and normalized once, batches sliced from memory).
+2. Where lesson 3's time goes: imports, data preparation, training, plotting.
+3. `make run` end to end: the wall time of every numbered lesson with its default
+   settings, and the accuracy it reached.
+It prints markdown tables (the README's "Expected results" come from them) and writes
+results/benchmarks.json with the hardware.
+
+Run it:
+    make bench                                  # or: python benchmarks/benchmark.py
+    python benchmarks/benchmark.py --quick      # a fraction of an epoch, tiny runs (the tests)
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import importlib  # noqa: E402  (after the path set-up above)
+
+import torch  # noqa: E402
+
+import dl_utils  # noqa: E402
+
+lesson03 = importlib.import_module("03_train_mnist")
+
+# ---- Settings (each has a command-line flag; -h lists them) ----
+PIPELINE_EPOCHS = 1  # epochs per data pipeline; more = steadier numbers, slower
+RESULTS_FILE = dl_utils.RESULTS_DIR / "benchmarks.json"
+# --quick: tiny settings per lesson, so that the whole benchmark runs in the test suite
+QUICK_ARGS = {
+    "03_train_mnist.py": ["--epochs", "1", "--subset", "2000"],
+    "05_experiment_architectures.py": ["--epochs", "1", "--seeds", "1", "--subset", "1000"],
+    "06_convolutional_network.py": ["--epochs", "1", "--subset", "1000"],
+}
+QUICK_BATCHES = 50  # --quick: batches per pipeline instead of whole epochs
+
+
+def parse_args(argv=None):
+    parser = dl_utils.make_parser(__doc__)
+    parser.add_argument("--epochs", type=dl_utils.positive_int, default=PIPELINE_EPOCHS,
+                        help="epochs per data pipeline (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_BATCHES} batches per pipeline and tiny lesson runs, "
+                             "to check that the benchmark works (numbers mean little)")
+    parser.add_argument("--results", default=str(RESULTS_FILE),
+                        help="where to write the JSON results (default: "
+                             f"{dl_utils.display_path(RESULTS_FILE)})")
+    return parser.parse_args(argv)
+
+
+def per_sample_loaders(batch_size, generator):
+    """The usual tutorial pipeline: PIL image -> ToTensor -> Normalize, one sample at a time."""
+    from torchvision import datasets, transforms
+
+    dl_utils.prepare_mnist()
+    normalize = transforms.Normalize((dl_utils.MNIST_MEAN,), (dl_utils.MNIST_STD,))
+    transform = transforms.Compose([transforms.ToTensor(), normalize])
+    full = datasets.MNIST(dl_utils.DATA_DIR, train=True, transform=transform)
+    train_idx, _ = dl_utils.train_val_split(len(full))  # the same 55,000 images as ours
+    subset = torch.utils.data.Subset(full, train_idx.tolist())
+    return torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=True,
+                                       num_workers=0, generator=generator)
+
+
+class Limited:
+    """The first `n` batches of a loader (for --quick)."""
+
+    def __init__(self, loader, n):
+        self.loader, self.n = loader, n
+
+    def __iter__(self):
+        for i, batch in enumerate(self.loader):
+            if i == self.n:
+                return
+            yield batch
+
+    def __len__(self):
+        return min(self.n, len(self.loader))
+
+
+def train_throughput(loader, epochs, max_batches=None, batch_size=64):
+    """Images per second through lesson 3's train_epoch, for one data pipeline."""
+    dl_utils.set_seed(0)
+    model = lesson03.SimpleNN()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    batches = Limited(loader, max_batches) if max_batches else loader
+    images = epochs * (max_batches * batch_size if max_batches else len(loader.dataset))
+    start = time.perf_counter()
+    for _ in range(epochs):
+        lesson03.train_epoch(model, batches, loss_fn, optimizer, "cpu")
+    return images / (time.perf_counter() - start)
+
+
+def compare_pipelines(epochs, max_batches):
+    """Training throughput of the per-sample pipeline vs the repository's loaders."""
+    generator = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    ours = dl_utils.load_mnist_data(64, generator=generator)[0]
+    prep_ours = time.perf_counter() - start
+    start = time.perf_counter()
+    theirs = per_sample_loaders(64, generator)
+    prep_theirs = time.perf_counter() - start
+    rows = [{"pipeline": "torchvision MNIST + ToTensor + Normalize, DataLoader (num_workers=0)",
+             "prepare_s": prep_theirs,
+             "images_per_s": train_throughput(theirs, epochs, max_batches)},
+            {"pipeline": "dl_utils.load_mnist_data (decoded once, batches from memory)",
+             "prepare_s": prep_ours, "images_per_s": train_throughput(ours, epochs, max_batches)}]
+    return {"rows": rows, "ratio": rows[1]["images_per_s"] / rows[0]["images_per_s"],
+            "epochs": epochs, "max_batches": max_batches}
+
+
+def python_seconds(code):
+    """Wall time of a fresh interpreter running `code` (what every script pays first)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def where_time_goes(lesson_seconds):
+    """Lesson 3's wall time split into imports, data preparation, training, plotting."""
+    imports = python_seconds("import torch, torchvision, matplotlib.pyplot, tqdm, dl_utils")
+    start = time.perf_counter()
+    dl_utils.load_mnist_data()
+    data = time.perf_counter() - start
+    checkpoint = torch.load(lesson03.CHECKPOINT, weights_only=True)
+    training = checkpoint["metrics"]["train_seconds"]
+    start = time.perf_counter()
+    dl_utils.plot_training_history(checkpoint["history"], "benchmark_history.png")
+    plotting = time.perf_counter() - start
+    parts = {"Python start-up and imports": imports, "data preparation (decode, check, "
+             "normalize)": data, "training (epochs + validation)": training,
+             "one training-curve figure": plotting}
+    parts["everything else (model, test, saving, printing)"] = max(
+        0.0, lesson_seconds - sum(parts.values()))
+    return parts
+
+
+LESSON_HEADER = re.compile(r"^#+ (\d\d_\w+\.py) #+$")
+
+
+def run_make(env):
+    """`make run` itself, each lesson timed from the header make prints before it."""
+    proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lessons, current, start = {}, None, time.perf_counter()
+    for line in proc.stdout:
+        match = LESSON_HEADER.match(line.strip())
+        if match:
+            now = time.perf_counter()
+            if current:
+                lessons[current]["seconds"] = now - lessons[current]["seconds"]
+            current = match.group(1)
+            lessons[current] = {"seconds": now, "output": ""}
+        elif current:
+            lessons[current]["output"] += line
+    if proc.wait() != 0:
+        raise dl_utils.FriendlyError(f"`make run` failed in {current}:\n"
+                                     f"{lessons.get(current, {}).get('output', '')[-2000:]}")
+    end = time.perf_counter()
+    lessons[current]["seconds"] = end - lessons[current]["seconds"]
+    return lessons, end - start
+
+
+def run_quick(env):
+    """Every lesson with tiny settings (--quick), one subprocess each, as make run would."""
+    lessons, start = {}, time.perf_counter()
+    for script in sorted(p.name for p in ROOT.glob("[0-9][0-9]_*.py")):
+        t0 = time.perf_counter()
+        result = subprocess.run([sys.executable, str(ROOT / script), *QUICK_ARGS.get(script, [])],
+                                cwd=ROOT, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise dl_utils.FriendlyError(f"{script} failed:\n{result.stderr[-2000:]}")
+        lessons[script] = {"seconds": time.perf_counter() - t0, "output": result.stdout}
+    return lessons, time.perf_counter() - start
+
+
+def accuracy_of(script, output):
+    """What the lesson reports: test accuracy, or the number it is about."""
+    patterns = [r"^test\s+[\d,]+\s+[\d.]+\s+([\d.]+%)",  # 03 and 06: the kept model, test row
+                r"now, in this script\s+[\d,]+ / [\d,]+\s+([\d.]+%)",  # 04
+                r"baseline.*?: ([\d.]+%) test accuracy",  # 02
+                r"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+[\d,]+\s+\d+ KB\s+\S+ ± \S+\s+\S+ ± \S+"
+                r"\s+(\S+ ± \S+)"]  # 05: mean ± std test accuracy per architecture
+    if script.startswith("01"):
+        return "gradients match autograd" if "NO" not in output.split("match (< 1e-6)")[-1][:400] \
+            else "MISMATCH"
+    for pattern in patterns:
+        found = re.findall(pattern, output, flags=re.MULTILINE)
+        if found:
+            if isinstance(found[0], tuple):
+                return "; ".join(f"{name} {value}%" for name, value in found)
+            label = "nearest-mean baseline " if script.startswith("02") else "test "
+            return label + found[0]
+    return "?"
+
+
+def markdown(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def report(pipelines, lessons, total, parts, hardware):
+    """The three tables, in markdown, ready for the README."""
+    print(f"Hardware: {hardware['cpu']}, {hardware['cpu_cores']} cores, torch "
+          f"{hardware['torch']} ({hardware['torch_threads']} threads), "
+          f"device {hardware['device']}\n")
+    print(markdown(["data pipeline", "preparation (s)", "training images/s"],
+                   [[r["pipeline"], f"{r['prepare_s']:.2f}", f"{r['images_per_s']:,.0f}"]
+                    for r in pipelines["rows"]]))
+    print(f"\nRatio: {pipelines['ratio']:.1f}x the per-sample pipeline's training throughput\n")
+    print(markdown(["lesson", "wall time (s)", "result"],
+                   [[name, f"{v['seconds']:.1f}", v["accuracy"]] for name, v in lessons.items()]
+                   + [["**make run** (all, in order)", f"**{total:.0f}**", ""]]))
+    if parts:
+        print("\n" + markdown(["where 03_train_mnist.py spends its time", "seconds"],
+                               [[k, f"{v:.1f}"] for k, v in parts.items()]))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = dl_utils.get_device("cpu")
+    hardware = dl_utils.hardware_info(device)
+    dl_utils.section("1. Data pipelines: per-sample transforms vs decoded once")
+    pipelines = compare_pipelines(args.epochs, QUICK_BATCHES if args.quick else None)
+    dl_utils.section("2. The learning path" + (" (quick settings)" if args.quick else ": make run"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "agg"}
+    lessons, total = run_quick(env) if args.quick else run_make(env)
+    for name, lesson in lessons.items():
+        lesson["accuracy"] = accuracy_of(name, lesson.pop("output"))
+    parts = None if args.quick else where_time_goes(lessons["03_train_mnist.py"]["seconds"])
+    dl_utils.section("Results")
+    report(pipelines, lessons, total, parts, hardware)
+    record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "quick": args.quick, "hardware": hardware, "pipelines": pipelines,
+              "lessons": lessons, "make_run_seconds": total, "lesson03_breakdown": parts}
+    path = Path(args.results)
+    with dl_utils.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    print(f"\nWritten to {dl_utils.display_path(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    dl_utils.run_main(main)

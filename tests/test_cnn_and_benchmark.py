@@ -1,0 +1,93 @@
+"""06_convolutional_network.py, 04 on its checkpoint, and the benchmark in quick mode."""
+
+import json
+
+import pytest
+import torch
+from conftest import OUTPUT_DIR, ROOT, lesson, run_script
+
+import dl_utils
+
+
+def test_cnn_layer_shapes_and_size():
+    m = lesson("06_convolutional_network")
+    model = m.SmallCNN()
+    X = torch.randn(2, 1, 28, 28)
+    assert model.block1(X).shape == (2, 16, 14, 14)
+    assert model.block2(model.block1(X)).shape == (2, 32, 7, 7)
+    assert model.classifier[:2](model.block2(model.block1(X))).shape == (2, 32)
+    assert model(X).shape == (2, 10)
+    convs = (1 * 9 + 1) * 16 + (16 * 9 + 1) * 32
+    expected = convs + (32 * 7 * 7 + 1) * 32 + (32 + 1) * 10
+    assert dl_utils.count_parameters(model) == expected == 55_338 < 101_770
+    assert dl_utils.count_parameters(m.SmallCNN(hidden_size=0)) == convs + 32 * 49 * 10 + 10
+
+
+def test_random_shift_moves_each_image_within_bounds():
+    m = lesson("06_convolutional_network")
+    torch.manual_seed(0)
+    X = torch.randn(32, 1, 28, 28)
+    shifted = m.random_shift(X, 2)
+    offsets = set()
+    for x, s in zip(X[:, 0], shifted[:, 0]):
+        # an independent re-implementation: pad with background, crop at every offset
+        padded = torch.full((32, 32), m.BACKGROUND)
+        padded[2:30, 2:30] = x
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(padded[dy:dy + 28, dx:dx + 28], s)]
+        assert len(found) == 1
+        offsets.add(found[0])
+    assert len(offsets) > 5  # each image gets its own offset
+    assert torch.equal(m.random_shift(X, 0), X)
+
+
+@pytest.fixture(scope="module")
+def cnn_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cnn") / "cnn.pt"
+    result = run_script("06_convolutional_network.py", "--epochs", "1", "--subset", "1000",
+                        "--checkpoint", path)
+    assert result.returncode == 0, result.stderr
+    return path, result.stdout
+
+
+def test_06_smoke_run_prints_shapes_and_saves(cnn_checkpoint):
+    path, out = cnn_checkpoint
+    for shape in ("[64, 16, 28, 28]", "[64, 16, 14, 14]", "[64, 32, 7, 7]", "[64, 1568]",
+                  "[64, 32]", "[64, 10]"):
+        assert shape in out
+    assert "55,338 trainable parameters" in out
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["model_class"] == "SmallCNN" and checkpoint["model_kwargs"] == {
+        "channels": [16, 32], "hidden_size": 32}
+    for name in ("06_filters.png", "06_feature_maps.png", "06_training_history.png"):
+        assert (OUTPUT_DIR / "figures" / name).exists()
+
+
+def test_04_loads_and_evaluates_the_cnn(cnn_checkpoint, tmp_path):
+    path, _ = cnn_checkpoint
+    result = run_script("04_load_model.py", "--checkpoint", path)
+    assert result.returncode == 0, result.stderr
+    assert "SmallCNN(channels=[16, 32], hidden_size=32) defined in 06_convolutional_network.py" \
+        in result.stdout
+    assert "identical" in result.stdout
+    digit = tmp_path / "digit.png"
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (120, 160), 255)
+    ImageDraw.Draw(image).line([(60, 20), (60, 140)], fill=0, width=12)  # a "1"
+    image.save(digit)
+    result = run_script("04_load_model.py", "--checkpoint", path, "--image", digit)
+    assert result.returncode == 0 and f"Prediction for {digit}:" in result.stdout
+
+
+def test_benchmark_quick_mode(tmp_path):
+    path = tmp_path / "benchmarks.json"
+    result = run_script("benchmarks/benchmark.py", "--quick", "--results", path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(path.read_text())
+    lessons = sorted(p.name for p in ROOT.glob("[0-9][0-9]_*.py"))
+    assert list(record["lessons"]) == lessons
+    assert all(v["accuracy"] != "?" and v["seconds"] > 0 for v in record["lessons"].values())
+    assert record["pipelines"]["ratio"] > 1  # slicing memory beats per-sample transforms
+    assert record["hardware"]["cpu_cores"] >= 1
+    assert "| **make run** (all, in order) |" in result.stdout

@@ -1,0 +1,104 @@
+"""Lessons 01, 02 and 05: their numbers, their outputs, their command lines."""
+
+import json
+
+import pytest
+import torch
+from conftest import OUTPUT_DIR, lesson, run_script
+
+# ---------------------------------------------------------------------------- 01
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_01_hand_gradients_equal_autograd(seed):
+    m = lesson("01_tensors_and_autograd")
+    X, y, p = m.make_problem(seed)
+    loss, cache = m.forward(X, y, p)
+    # the loss itself, against PyTorch's own cross-entropy
+    logits = torch.relu(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(),
+                                        abs=1e-12)
+    hand = m.backward_by_hand(y, p, cache)
+    auto = m.backward_by_autograd(X, y, p)
+    for name in p:
+        assert hand[name].shape == p[name].shape
+        assert torch.allclose(hand[name], auto[name], atol=1e-12, rtol=0), name
+    for index in [(0, 0), (2, 4), (1, 3)]:
+        fd = m.finite_difference(X, y, p, "W1", index)
+        assert fd == pytest.approx(hand["W1"][index].item(), abs=1e-8)
+
+
+def test_01_gradient_step_lowers_the_loss_and_matches_sgd():
+    m = lesson("01_tensors_and_autograd")
+    X, y, p = m.make_problem(0)
+    loss, cache = m.forward(X, y, p)
+    stepped = m.sgd_step_by_hand(p, m.backward_by_hand(y, p, cache), lr=0.5)
+    assert m.forward(X, y, stepped)[0] < loss
+    with_optim = m.sgd_step_with_optimizer(X, y, p, lr=0.5)
+    assert all(torch.allclose(stepped[k], with_optim[k], atol=1e-14) for k in p)
+    once, twice = m.zero_grad_demo(X, y, p)
+    assert torch.allclose(twice, 2 * once)
+
+
+def test_01_runs_and_every_gradient_matches():
+    result = run_script("01_tensors_and_autograd.py")
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("match (< 1e-6)")[1].split("d loss")[0]
+    assert table.count("yes") == 4 and "NO" not in table
+
+
+# ---------------------------------------------------------------------------- 02
+
+
+def test_02_runs_headless_and_computes_the_normalization_constants():
+    result = run_script("02_load_mnist.py")
+    assert result.returncode == 0, result.stderr
+    assert "Computed: mean 0.1307, std 0.3081" in result.stdout
+    assert "-0.4242..2.8215" in result.stdout
+    for name in ("samples", "class_balance", "mean_digits", "pixel_histogram", "suspects"):
+        png = OUTPUT_DIR / "figures" / f"02_{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG", name
+
+
+# ---------------------------------------------------------------------------- 05
+
+
+def test_05_architectures_have_the_documented_sizes():
+    m = lesson("05_experiment_architectures")
+    sizes = {name: sum(p.numel() for p in cls().parameters())
+             for name, cls in m.ARCHITECTURES.items()}
+    assert sizes == {"TwoLayerNN": 101_770, "ThreeLayerNN": 235_146, "TanhNN": 101_770}
+    assert isinstance(m.TanhNN().activation, torch.nn.Tanh)
+    assert issubclass(m.TwoLayerNN, lesson("03_train_mnist").SimpleNN)  # reused, not copied
+
+
+def test_05_quick_run_writes_results_for_all_three(tmp_path):
+    path = tmp_path / "architectures.json"
+    result = run_script("05_experiment_architectures.py", "--epochs", "1", "--seeds", "1",
+                        "--subset", "2000", "--results", path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(path.read_text())
+    assert {r["arch"]: r["params"] for r in record["runs"]} == {
+        "TwoLayerNN": 101_770, "ThreeLayerNN": 235_146, "TanhNN": 101_770}
+    assert record["settings"]["epochs"] == 1 and record["settings"]["subset"] == 2000
+    assert record["hardware"]["cpu_cores"] >= 1
+    for entry in record["summary"].values():
+        assert 0.5 < entry["test_acc"] <= 1 and entry["sec_per_epoch"] > 0
+    assert "one seed only" in result.stdout  # no claims about noise from a single seed
+    for name in ("05_validation_curves.png", "05_accuracy_vs_parameters.png"):
+        assert (OUTPUT_DIR / "figures" / name).exists()
+
+
+def test_05_rejects_unknown_architectures(capsys):
+    with pytest.raises(SystemExit):
+        lesson("05_experiment_architectures").parse_args(["--archs", "ResNet"])
+    assert "invalid choice: 'ResNet'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["01_tensors_and_autograd", "02_load_mnist", "04_load_model",
+                                  "05_experiment_architectures", "06_convolutional_network"])
+def test_help_lists_defaults(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lesson(name).parse_args(["-h"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "(default:" in out and "--device" in out

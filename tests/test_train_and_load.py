@@ -1,0 +1,195 @@
+"""03_train_mnist.py and 04_load_model.py, run in subprocesses as a learner runs them."""
+
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import OUTPUT_DIR, ROOT, lesson, run_script
+from PIL import Image
+
+import dl_utils
+
+QUICK = ("--epochs", "1", "--subset", "2000")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One quick training run of 03; its checkpoint is shared by the tests below."""
+    path = tmp_path_factory.mktemp("models") / "simple_nn.pt"
+    result = run_script("03_train_mnist.py", *QUICK, "--checkpoint", path)
+    assert result.returncode == 0, result.stderr
+    return path, result.stdout
+
+
+def test_03_trains_reports_and_saves(trained):
+    path, out = trained
+    assert "101,770 trainable parameters = 407 KB" in out
+    assert "[64, 1, 28, 28]" in out and "[64, 784]" in out  # shapes of the first batch
+    assert "epoch  train loss  train acc  val loss  val acc  seconds" in out
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["hparams"]["subset"] == 2000 and checkpoint["hparams"]["lr"] == 0.001
+    assert 0.80 < checkpoint["metrics"]["test_acc"] < 1.0  # 2,000 images, one epoch
+    assert path.with_name("simple_nn_whole.pt").exists()
+    assert (OUTPUT_DIR / "figures" / "03_training_history.png").exists()
+
+
+def test_04_reproduces_the_accuracy_03_reported(trained):
+    path, _ = trained
+    result = run_script("04_load_model.py", "--checkpoint", path)
+    assert result.returncode == 0, result.stderr
+    saved = torch.load(path, weights_only=True)["metrics"]["test_acc"]
+    assert f"reported at training  {round(saved * 10000):,} / 10,000" in result.stdout
+    assert "identical" in result.stdout
+    # the whole-model route fails for the two reasons the lesson explains
+    assert "Unsupported global: GLOBAL __main__.SimpleNN" in result.stdout
+    assert "Can't get attribute 'SimpleNN' on <module '__main__'" in result.stdout
+    for name in ("04_predictions.png", "04_confusion_matrix.png", "04_confident_mistakes.png"):
+        assert (OUTPUT_DIR / "figures" / name).exists()
+
+
+def test_divergence_stops_and_keeps_the_saved_model(trained, tmp_path):
+    good = tmp_path / "good.pt"
+    shutil.copy(trained[0], good)
+    before = good.read_bytes()
+    result = run_script("03_train_mnist.py", *QUICK, "--lr", "10", "--checkpoint", good)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "training diverged" in result.stderr and "smaller learning rate" in result.stderr
+    assert good.read_bytes() == before
+
+
+def test_nan_loss_is_divergence():
+    train03 = lesson("03_train_mnist")
+
+    class Broken(torch.nn.Module):  # a model whose outputs are NaN from the start
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(float("nan")))
+
+        def forward(self, x):
+            return x.flatten(1)[:, :10] * self.w
+
+    X, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,))
+    loader = dl_utils.TensorLoader(X, y, 8)
+    model = Broken()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = train03.fit(model, loader, loader, optimizer, 3, "cpu", verbose=False)
+    assert result["status"] == "diverged" and result["best_epoch"] == 0
+    assert math.isnan(result["diverged_loss"])
+
+
+def test_ctrl_c_keeps_the_best_epoch_without_overwriting(tmp_path):
+    path = tmp_path / "simple_nn.pt"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "03_train_mnist.py"), "--epochs", "100", "--subset", "3000",
+         "--checkpoint", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:  # wait until one epoch has been validated
+        if line.strip().startswith("1 "):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopping after this batch" in err and "Traceback" not in err
+    kept = tmp_path / "simple_nn_interrupted.pt"
+    assert f"best epoch so far is in {kept}" in out
+    assert not path.exists()  # the regular checkpoint is never written by a cut-short run
+    model, checkpoint = dl_utils.load_checkpoint(kept)
+    assert checkpoint["metrics"]["best_epoch"] >= 1
+
+
+def test_04_without_checkpoint_tells_to_run_03_first(tmp_path):
+    result = run_script("04_load_model.py", "--checkpoint", tmp_path / "none.pt")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "run `python 03_train_mnist.py` first" in result.stderr
+
+
+def test_04_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a model")
+    result = run_script("04_load_model.py", "--checkpoint", junk)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "not a readable checkpoint" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--epochs", "0"), "must be a positive integer"),
+    (("--batch-size", "-5"), "must be a positive integer"),
+    (("--lr", "0"), "must be a positive number"),
+    (("--lr", "nan"), "must be a positive number"),
+    (("--device", "tpu"), "invalid choice"),
+])
+def test_03_rejects_invalid_settings(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lesson("03_train_mnist").parse_args(list(args))
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_invalid_setting_on_the_command_line_is_one_clear_error():
+    result = run_script("03_train_mnist.py", "--epochs", "0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "03_train_mnist.py: error: argument --epochs: must be a positive integer, got 0")
+
+
+def test_03_help_lists_every_setting_with_its_default():
+    out = " ".join(run_script("03_train_mnist.py", "-h").stdout.split("options:")[1].split())
+    for flag, default in [("--batch-size", "64"), ("--lr", "0.001"), ("--epochs", "10"),
+                          ("--hidden-size", "128"), ("--seed", "0"), ("--device", "cpu")]:
+        assert flag in out and f"(default: {default})" in out.split(flag, 1)[1].split("--")[0]
+
+
+# ---------------------------------------------------------------------------- --image
+
+def mnist_digit_as_photo(tmp_path, index=0, scale=10, dark_ink=True):
+    """A real test digit, enlarged, off-centre on a grey page (dark ink, or light ink)."""
+    _, _, X_test, _ = dl_utils.load_mnist_tensors()
+    digit = X_test[index].numpy()
+    page = np.full((28 * scale + 120, 28 * scale + 60), 235 if dark_ink else 20, np.float32)
+    big = np.asarray(Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.BILINEAR))
+    ink = big * (200 / 255) * (-1 if dark_ink else 1)
+    page[100:100 + 28 * scale, 10:10 + 28 * scale] += ink
+    path = tmp_path / f"photo_{dark_ink}.png"
+    Image.fromarray(page.astype(np.uint8)).save(path)
+    return path, digit
+
+
+@pytest.mark.parametrize("dark_ink", [True, False])
+def test_prepare_digit_recovers_an_mnist_image(tmp_path, dark_ink):
+    prepare = lesson("04_load_model").prepare_digit
+    path, original = mnist_digit_as_photo(tmp_path, dark_ink=dark_ink)
+    pixels = prepare(path)
+    assert pixels.shape == (28, 28) and pixels.dtype == np.uint8
+    rows, cols = np.nonzero(pixels > 30)
+    assert max(np.ptp(rows), np.ptp(cols)) + 1 <= 20  # fitted into a 20x20 box
+    mass = pixels.astype(float) / pixels.sum()
+    cy, cx = (mass.sum(1) * np.arange(28)).sum(), (mass.sum(0) * np.arange(28)).sum()
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5  # centred by mass, as MNIST
+    corr = np.corrcoef(pixels.ravel().astype(float), original.ravel().astype(float))[0, 1]
+    assert corr > 0.95  # the same digit, where MNIST would have put it
+
+
+def test_04_classifies_an_image(trained, tmp_path):
+    path, _ = mnist_digit_as_photo(tmp_path)
+    result = run_script("04_load_model.py", "--checkpoint", trained[0], "--image", path)
+    assert result.returncode == 0, result.stderr
+    assert f"Prediction for {path}:" in result.stdout
+    rows = [line.split() for line in result.stdout.split("probability")[1].splitlines()]
+    probs = [float(r[1].rstrip("%")) for r in rows if len(r) == 2 and r[0].isdigit()]
+    assert len(probs) == 10 and sum(probs) == pytest.approx(100, abs=0.1)
+
+
+def test_04_image_errors_are_one_line(trained, tmp_path):
+    for bad in (tmp_path / "missing.png", tmp_path / "notes.txt"):
+        if bad.suffix == ".txt":
+            bad.write_text("hello")
+        result = run_script("04_load_model.py", "--checkpoint", trained[0], "--image", bad)
+        assert result.returncode == 1 and "cannot read image" in result.stderr
+        assert "Traceback" not in result.stderr
