@@ -194,8 +194,9 @@ def report(model, loaders, device):
         rows.append([split, f"{len(loader.dataset):,}", f"{loss:.4f}", f"{100 * acc:.2f}%"])
     dl_utils.print_table(["split", "images", "loss", "accuracy"], rows)
     gap = 100 * (metrics["train_acc"] - metrics["test_acc"])
-    print(f"\nTrain minus test accuracy: {gap:.2f} points. The model fits the images it was "
-          "trained on\nbetter than new ones; a large or growing gap is overfitting.")
+    print(f"\nTrain minus test accuracy: {gap:.2f} points. " + (
+        "The model fits the images it was trained on\nbetter than new ones: a large or "
+        "growing gap is overfitting." if gap > 0 else "No gap: no sign of overfitting."))
     return metrics
 
 
@@ -245,8 +246,8 @@ def save_whole_model(path, model):
           f"{dl_utils.display_path(whole)}")
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def setup(args):
+    """Device, seeds and data: the start of every training script (06 reuses it)."""
     dl_utils.setup_figures(args.show)
     dl_utils.section("Setup")
     device = dl_utils.get_device(args.device)
@@ -257,16 +258,28 @@ def main(argv=None):
     print(f"Images: {len(train_loader.dataset):,} train, {len(val_loader.dataset):,} "
           f"validation, {len(test_loader.dataset):,} test; {len(train_loader)} batches of "
           f"{args.batch_size} per epoch")
+    return device, loaders
 
+
+def introduce(model, train_loader, note):
+    """Print the model, its size, and the shapes of one batch flowing through it."""
     dl_utils.section("The model")
+    print(model)
+    print(f"{dl_utils.count_parameters(model):,} trainable parameters = "
+          f"{dl_utils.model_size_kb(model):.0f} KB {note}")
+    print("\nOne batch through the model, layer by layer:")
+    # The first images of the training set, sliced directly: iterating the loader would
+    # draw a shuffle from the seeded generator and change the batch order of training.
+    dl_utils.print_shapes(model, train_loader.X[:train_loader.batch_size])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device, loaders = setup(args)
+    train_loader, val_loader, _ = loaders
     model_kwargs = {"hidden_size": args.hidden_size}
     model = SimpleNN(**model_kwargs).to(device)
-    print(model)
-    n_params = dl_utils.count_parameters(model)
-    print(f"{n_params:,} trainable parameters = {dl_utils.model_size_kb(model):.0f} KB "
-          "as float32 (4 bytes each)")
-    print("\nOne batch through the model, layer by layer:")
-    dl_utils.print_shapes(model, next(iter(train_loader))[0])
+    introduce(model, train_loader, "as float32 (4 bytes each)")
 
     dl_utils.section(f"Training: {args.epochs} epochs, Adam, lr {args.lr}")
     # Adam adapts each weight's step size from running averages of its gradients, so it

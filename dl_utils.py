@@ -46,12 +46,16 @@ class FriendlyError(Exception):
 
 
 def run_main(main) -> None:
-    """Run a script's main(): a FriendlyError becomes one line on stderr and exit code 1."""
+    """Run a script's main(): a FriendlyError becomes one line on stderr and exit code 1,
+    Ctrl-C (outside the training loop, which handles it itself) exit code 130."""
     try:
         sys.exit(main())
     except FriendlyError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 # --------------------------------------------------------------------------------------
@@ -151,9 +155,9 @@ def get_device(requested: str | None = None) -> torch.device:
     """Pick where tensors live: CUDA, then Apple's MPS, then the CPU; print the choice.
 
     A GPU runs thousands of multiply-adds in parallel, which pays off for big models and
-    big batches. For the small networks of this course it often does NOT: every batch
-    pays a fixed cost to launch kernels, and a 784-128-10 MLP is done before a GPU gets
-    going. Measure before you assume (the README's performance notes do).
+    big batches. For the small networks of this course it may not: every batch pays
+    fixed costs (launching kernels, Python overhead), and a 784-128-10 MLP has so little
+    arithmetic per batch that those costs dominate. Measure before you assume.
     """
     requested = (requested or os.environ.get("DL_DEVICE") or "auto").lower()
     if requested not in ("auto", "cpu", "cuda", "mps"):
@@ -345,11 +349,12 @@ class TensorLoader:
 
     torchvision's usual pipeline turns every image into a PIL image, then a tensor, then
     normalizes it, one sample at a time in Python, and collates 64 of them into a batch:
-    ~60,000 Python-level calls per epoch. MNIST fits in memory 40 times over, so we
-    decode and normalize all of it once; a batch is then a single indexing operation
-    X[idx]. num_workers (background loading processes) is irrelevant here, hence 0:
-    there is no per-sample work left to parallelize, and on a 2-core machine workers would
-    steal the cores that train the model. On a GPU the tensors are moved there once, so
+    several Python calls for each of 55,000 images, every epoch. All 70,000 MNIST images
+    take about 220 MB as float32, which fits easily in memory, so we decode and
+    normalize them once; a batch is then a single indexing operation X[idx].
+    num_workers (background loading processes) is irrelevant here, hence 0: there is no
+    per-sample work left to parallelize, and on a 2-core machine workers would steal the
+    cores that train the model. On a GPU the tensors are moved there once, so
     no batch ever crosses the PCIe bus.
     """
 
