@@ -14,6 +14,7 @@ results/benchmarks.json with the hardware.
 Run it:
     make bench                                  # or: python benchmarks/benchmark.py
     python benchmarks/benchmark.py --quick      # a fraction of an epoch, tiny runs (the tests)
+    python benchmarks/benchmark.py --from-results results/benchmarks.json --update-readme
 """
 
 import json
@@ -55,6 +56,11 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_BATCHES} batches per pipeline and tiny lesson runs, "
                              "to check that the benchmark works (numbers mean little)")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="write the tables into README.md's measured block")
+    parser.add_argument("--from-results", metavar="JSON", default=None,
+                        help="measure nothing: render (and with --update-readme, write) the "
+                             "tables of an earlier run's JSON")
     parser.add_argument("--results", default=str(RESULTS_FILE),
                         help="where to write the JSON results (default: "
                              f"{dl_utils.display_path(RESULTS_FILE)})")
@@ -217,27 +223,48 @@ def markdown(headers, rows):
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
-def report(pipelines, lessons, total, parts, hardware):
-    """The three tables, in markdown, ready for the README."""
-    print(f"Hardware: {hardware['cpu']}, {hardware['cpu_cores']} cores, torch "
-          f"{hardware['torch']} ({hardware['torch_threads']} threads), "
-          f"device {hardware['device']}\n")
-    print(markdown(["data pipeline", "preparation (s)", "training images/s"],
-                   [[r["pipeline"], f"{r['prepare_s']:.2f}", f"{r['images_per_s']:,.0f}"]
-                    for r in pipelines["rows"]]))
-    print(f"\nRatio: {pipelines['ratio']:.1f}x the per-sample pipeline's training throughput\n")
-    print(markdown(["lesson", "wall time (s)", "result"],
-                   [[name, f"{v['seconds']:.1f}", v["accuracy"]] for name, v in lessons.items()]
-                   + [["**make run** (all, in order)", f"**{total:.0f}**", ""]]))
-    if parts:
-        print("\n" + markdown(["where 03_train_mnist.py spends its time", "seconds"],
-                               [[k, f"{v:.1f}"] for k, v in parts.items()]))
+def report(record):
+    """The measurements as markdown: what the README's "Expected results" show."""
+    hw, pipelines, lessons = record["hardware"], record["pipelines"], record["lessons"]
+    parts = [f"Measured by `make bench` on {record['date'][:10]}: {hw['cpu']}, "
+             f"{hw['cpu_cores']} cores, torch {hw['torch']} ({hw['torch_threads']} threads), "
+             f"device {hw['device']}" + (" (--quick: tiny settings)" if record["quick"] else "")
+             + ".", "",
+             markdown(["lesson", "wall time (s)", "result"],
+                      [[name, f"{v['seconds']:.1f}", v["accuracy"]] for name, v in lessons.items()]
+                      + [["**make run** (all, in order)", f"**{record['make_run_seconds']:.0f}**",
+                          ""]]), "",
+             markdown(["data pipeline (lesson 3's model and loop)", "preparation (s)",
+                       "training images/s"],
+                      [[r["pipeline"], f"{r['prepare_s']:.2f}", f"{r['images_per_s']:,.0f}"]
+                       for r in pipelines["rows"]]), "",
+             f"Training throughput: **{pipelines['ratio']:.1f}x** in favour of decoding once."]
+    if record["lesson03_breakdown"]:
+        parts += ["", markdown(["where 03_train_mnist.py spends its time", "seconds"],
+                               [[k, f"{v:.1f}"] for k, v in record["lesson03_breakdown"].items()]),
+                  "", "(The parts are timed separately from the lesson's run, so they need "
+                  "not add up exactly to its wall time.)"]
+    return "\n".join(parts)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+README_START, README_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+
+
+def update_readme(text, readme=ROOT / "README.md"):
+    """Replace the README's measured block (between the two markers) with `text`."""
+    content = readme.read_text()
+    if README_START not in content or README_END not in content:
+        raise dl_utils.FriendlyError(f"{readme} has no {README_START} ... {README_END} block")
+    head, rest = content.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    with dl_utils.atomic_path(readme) as tmp:
+        tmp.write_text(f"{head}{README_START}\n{text}\n{README_END}{tail}")
+    print(f"Updated the measured block of {dl_utils.display_path(readme)}")
+
+
+def measure(args):
+    """Run every measurement; return the record that goes to JSON."""
     device = dl_utils.get_device("cpu")
-    hardware = dl_utils.hardware_info(device)
     dl_utils.section("1. Data pipelines: per-sample transforms vs decoded once")
     pipelines = compare_pipelines(args.epochs, QUICK_BATCHES if args.quick else None)
     dl_utils.section("2. The learning path" + (" (quick settings)" if args.quick else ": make run"))
@@ -246,15 +273,30 @@ def main(argv=None):
     for name, lesson in lessons.items():
         lesson["accuracy"] = accuracy_of(name, lesson.pop("output"))
     parts = None if args.quick else where_time_goes(lessons["03_train_mnist.py"]["seconds"])
-    dl_utils.section("Results")
-    report(pipelines, lessons, total, parts, hardware)
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "quick": args.quick, "hardware": hardware, "pipelines": pipelines,
-              "lessons": lessons, "make_run_seconds": total, "lesson03_breakdown": parts}
+              "quick": args.quick, "hardware": dl_utils.hardware_info(device),
+              "pipelines": pipelines, "lessons": lessons, "make_run_seconds": total,
+              "lesson03_breakdown": parts}
     path = Path(args.results)
     with dl_utils.atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
-    print(f"\nWritten to {dl_utils.display_path(path)}")
+    print(f"Written to {dl_utils.display_path(path)}")
+    return record
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.from_results:
+        record = json.loads(Path(args.from_results).read_text())
+    else:
+        record = measure(args)
+    dl_utils.section("Results (markdown)")
+    text = report(record)
+    print(text)
+    if args.update_readme:
+        if record["quick"]:
+            raise dl_utils.FriendlyError("--quick numbers do not belong in the README")
+        update_readme(text)
     return 0
 
 

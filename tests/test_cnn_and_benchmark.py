@@ -90,4 +90,16 @@ def test_benchmark_quick_mode(tmp_path):
     assert all(v["accuracy"] != "?" and v["seconds"] > 0 for v in record["lessons"].values())
     assert record["pipelines"]["ratio"] > 1  # slicing memory beats per-sample transforms
     assert record["hardware"]["cpu_cores"] >= 1
-    assert "| **make run** (all, in order) |" in result.stdout
+    assert "| **make run** (all, in order) |" in result.stdout and "(--quick" in result.stdout
+
+
+def test_benchmark_rewrites_only_the_readme_block(tmp_path):
+    bench = lesson("benchmarks.benchmark")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.README_START}\nold numbers\n{bench.README_END}\nrest\n")
+    bench.update_readme("| new | table |", readme)
+    assert readme.read_text() == (f"intro\n{bench.README_START}\n| new | table |\n"
+                                  f"{bench.README_END}\nrest\n")
+    readme.write_text("no markers")
+    with pytest.raises(dl_utils.FriendlyError, match="no <!-- benchmark:start -->"):
+        bench.update_readme("x", readme)
