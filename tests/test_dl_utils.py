@@ -57,6 +57,16 @@ def test_shipped_files_match_the_official_md5():
         assert hashlib.md5(data).hexdigest() == md5
 
 
+def test_our_reader_agrees_with_torchvision():
+    from torchvision import datasets
+
+    X, y, X_test, y_test = dl_utils.load_mnist_tensors()
+    for train, (images, labels) in ((True, (X, y)), (False, (X_test, y_test))):
+        theirs = datasets.MNIST(dl_utils.DATA_DIR, train=train, download=False)
+        assert torch.equal(images, theirs.data) and torch.equal(labels, theirs.targets)
+    assert X.shape == (60_000, 28, 28) and X_test.shape == (10_000, 28, 28)
+
+
 def test_tiny_files_are_extracted_checked_and_read(tiny_mnist):
     root, raw, arrays, files = tiny_mnist
     X, y, Xt, yt = dl_utils.load_mnist_tensors(root, files)
