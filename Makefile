@@ -44,4 +44,4 @@ bench: $(STAMP)
 clean:
 	rm -rf figures results .pytest_cache .ruff_cache
 	rm -f models/*.pt
-	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -309,3 +309,16 @@ def test_interrupted_save_keeps_the_previous_file(saved, monkeypatch):
         dl_utils.save_checkpoint(path, model, {"hidden_size": 32})
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_show_without_a_display_says_so_and_returns(capsys):
+    dl_utils.show_figures(True)  # the tests run with the file-only 'agg' backend
+    assert "--show: no display available" in capsys.readouterr().out
+
+
+def test_device_setting_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DL_DEVICE", "mps")
+    parser = dl_utils.make_parser("test")
+    dl_utils.add_common_args(parser)
+    assert parser.parse_args([]).device == "mps"
+    assert parser.parse_args(["--device", "cpu"]).device == "cpu"
