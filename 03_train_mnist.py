@@ -134,8 +134,9 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
     """Train for num_epochs; keep the weights of the epoch with the best validation accuracy.
 
     Returns a dict: status ('completed', 'interrupted' or 'diverged'), history (per-epoch
-    numbers), best_epoch, best_val_acc and train_seconds. On return the model holds the
-    kept weights. Validation picks the epoch; the test set is never looked at here.
+    numbers), best_epoch, best_val_acc, train_seconds and diverged_loss (the loss that
+    stopped a diverged run). On return the model holds the kept weights. Validation
+    picks the epoch; the test set is never looked at here.
     """
     # CrossEntropyLoss takes raw logits: it applies log-softmax and picks the log-probability
     # of the true class (negative log-likelihood), in one numerically stable step.
