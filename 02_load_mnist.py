@@ -11,6 +11,8 @@ Run it:
     python 02_load_mnist.py --show     # also open the figures in windows
 """
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -174,10 +176,7 @@ def nearest_mean_baseline(splits, means, num_suspects, show):
     margin = own - other.values  # > 0: closer to another digit's mean than to its own
     worst = margin.argsort(descending=True)[:num_suspects]
     cols = min(8, num_suspects)
-    fig, axes = plt.subplots(-(-num_suspects // cols), cols, figsize=(1.6 * cols, 1.9 *
-                             -(-num_suspects // cols)), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
+    fig, axes = dl_utils.image_grid(math.ceil(num_suspects / cols), cols, (1.6, 1.9))
     for ax, i in zip(axes.flat, worst):
         ax.imshow(X[i], cmap="gray")
         ax.set_title(f"label {int(y[i])}\nlooks like {int(other.indices[i])}", fontsize=8)

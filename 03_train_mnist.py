@@ -210,8 +210,8 @@ def kept_model_path(args, result):
     if result["status"] == "diverged":
         raise dl_utils.FriendlyError(
             f"training diverged with lr {args.lr}: an epoch's loss reached "
-            f"{result['diverged_loss']:.4g} (guessing scores 2.30); try a smaller learning rate,"
-            f" e.g. --lr {args.lr / 10:g}. Nothing was saved; "
+            f"{result['diverged_loss']:.4g} (guessing scores {math.log(10):.2f}); try a smaller "
+            f"learning rate, e.g. --lr {args.lr / 10:g}. Nothing was saved; "
             f"{dl_utils.display_path(args.checkpoint)} is unchanged")
     if result["best_epoch"] == 0:
         print("Stopped before the first epoch ended: nothing to keep, nothing saved.")

@@ -15,9 +15,9 @@ Then: python 04_load_model.py --checkpoint models/cnn.pt
 """
 
 import importlib
+import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -182,10 +182,7 @@ def plot_filters(model, show):
     """The 3x3 filters of the first convolution: what pattern each one responds to."""
     weights = model.block1[0].weight.detach().cpu()[:, 0]  # [c1, 3, 3]
     cols = 8
-    rows = -(-len(weights) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
+    fig, axes = dl_utils.image_grid(math.ceil(len(weights) / cols), cols, (1.3, 1.4))
     limit = weights.abs().max()
     for i, (ax, w) in enumerate(zip(axes.flat, weights)):
         ax.imshow(w, cmap="bwr", vmin=-limit, vmax=limit)
@@ -198,13 +195,12 @@ def plot_feature_maps(model, image, show):
     """One digit, and the feature maps after block 1 and block 2."""
     model.eval()
     with torch.no_grad():
-        maps1 = model.block1(image[None])[0].cpu()  # [c1, 14, 14]
-        maps2 = model.block2(maps1[None].to(image.device))[0].cpu()  # [c2, 7, 7]
+        after1 = model.block1(image[None])  # [1, c1, 14, 14]
+        after2 = model.block2(after1)  # [1, c2, 7, 7]
+    maps1, maps2 = after1[0].cpu(), after2[0].cpu()
     cols = 16
-    fig, axes = plt.subplots(1 + -(-len(maps1) // cols) + -(-len(maps2) // cols), cols,
-                             figsize=(cols * 0.8, 6), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
+    rows = 1 + math.ceil(len(maps1) / cols) + math.ceil(len(maps2) / cols)
+    fig, axes = dl_utils.image_grid(rows, cols, (0.8, 6 / rows))
     axes[0, 0].imshow(image[0].cpu(), cmap="gray")
     axes[0, 0].set_title("input", fontsize=8)
     row = 1
@@ -213,7 +209,7 @@ def plot_feature_maps(model, image, show):
             ax = axes[row + i // cols, i % cols]
             ax.imshow(m, cmap="viridis")
         axes[row, 0].set_title(label, fontsize=8, loc="left")
-        row += -(-len(maps) // cols)
+        row += math.ceil(len(maps) / cols)
     fig.suptitle("Feature maps of one test digit: where each filter fires")
     dl_utils.save_figure(fig, "06_feature_maps.png", show)
 

@@ -161,6 +161,14 @@ def mnist_digit_as_photo(tmp_path, index=0, scale=10, dark_ink=True):
     return path, digit
 
 
+def test_mnist_digits_are_centred_by_mass_at_14_14():
+    X = dl_utils.load_mnist_tensors()[2].double()  # the 10,000 test images
+    mass = X.sum(dim=(1, 2))
+    rows = (X.sum(dim=2) * torch.arange(28)).sum(dim=1) / mass
+    cols = (X.sum(dim=1) * torch.arange(28)).sum(dim=1) / mass
+    assert abs(rows.mean().item() - 14) < 0.05 and abs(cols.mean().item() - 14) < 0.05
+
+
 @pytest.mark.parametrize("dark_ink", [True, False])
 def test_prepare_digit_recovers_an_mnist_image(tmp_path, dark_ink):
     prepare = lesson("04_load_model").prepare_digit
