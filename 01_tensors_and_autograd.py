@@ -21,8 +21,11 @@ SEED = 0  # picks the random batch and initial weights
 LR = 0.5  # step size of the hand-made gradient-descent step (big: a tiny, easy problem)
 EPS = 1e-6  # finite-difference step: small enough to be local, large enough for float64
 
-# float64 everywhere in this lesson: hand and autograd gradients then agree to ~1e-16,
-# so any difference bigger than that would be a real mistake, not rounding.
+# float64 everywhere in this lesson: hand and autograd gradients then agree to ~1e-16
+# (rounding of the last of float64's ~16 digits). The table checks them against 1e-6,
+# far looser: a real mistake in a formula (a missing transpose, a forgotten /N) gives
+# differences of 1e-2 or more, so 1e-6 cannot miss one, and the same check still holds
+# if you switch DTYPE to float32 (about 7 digits: differences of a few 1e-7).
 DTYPE = torch.float64
 
 
@@ -47,7 +50,12 @@ def tensor_basics(device):
 
 
 def make_problem(seed):
-    """A batch X [4, 3] with labels y [4], and weights of a 3-5-3 network."""
+    """A batch X [4, 3] with labels y [4], and weights of a 3-5-3 network.
+
+    W1 is [in, out] = [3, 5], so that X @ W1 reads left to right: [4, 3] @ [3, 5] -> [4, 5].
+    nn.Linear stores the same numbers the other way round, [out, in], and computes
+    X @ W.T (04 prints fc1.weight as [128, 784]): one convention, transposed.
+    """
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(4, 3, generator=g, dtype=DTYPE)
     y = torch.tensor([0, 2, 1, 2])
@@ -62,7 +70,7 @@ def make_problem(seed):
 
 def forward(X, y, p):
     """The forward pass, one named step at a time; returns the loss and what backward needs."""
-    Z1 = X @ p["W1"] + p["b1"]  # [4, 5] pre-activations of the hidden layer
+    Z1 = X @ p["W1"] + p["b1"]  # [4, 5] weighted sums ("pre-activations": before ReLU)
     H = torch.relu(Z1)  # [4, 5] ReLU: max(0, z) element-wise
     Z2 = H @ p["W2"] + p["b2"]  # [4, 3] logits, one score per class
     Z2_shifted = Z2 - Z2.max(dim=1, keepdim=True).values  # same softmax, no overflow
@@ -97,6 +105,9 @@ def backward_by_hand(y, p, cache):
 
 def backward_by_autograd(X, y, p):
     """The same gradients from PyTorch: mark the weights, compute the loss, call backward()."""
+    # requires_grad_(True) asks autograd to record every operation that uses these
+    # tensors (the "graph"). They are its "leaves": tensors we made ourselves, not results
+    # of recorded operations, and the only ones whose .grad backward() fills in.
     leaves = {k: v.clone().requires_grad_(True) for k, v in p.items()}
     loss, _ = forward(X, y, leaves)
     loss.backward()  # autograd walks the recorded graph backwards, applying the chain rule
@@ -149,10 +160,11 @@ def zero_grad_demo(X, y, p):
     twice = W2.grad.clone()
     print(f"W2.grad[0] after one backward():  {[round(v, 4) for v in once[0].tolist()]}")
     print(f"W2.grad[0] after two backward():  {[round(v, 4) for v in twice[0].tolist()]}")
-    print(f"ratio: {(twice.norm() / once.norm()).item():.1f}. Gradients accumulate, "
-          "which is useful to sum gradients over\nseveral small batches, and a bug when you "
-          "forget: the step would use stale gradients.\nHence optimizer.zero_grad() at the start "
-          "of every training step.")
+    print(f"ratio: {(twice.norm() / once.norm()).item():.1f}")
+    dl_utils.prose("""
+        Gradients accumulate, which is useful to sum gradients over several small batches,
+        and a bug when you forget: the step would use stale gradients. Hence
+        optimizer.zero_grad() at the start of every training step.""")
     return once, twice
 
 
@@ -182,7 +194,9 @@ def main(argv=None):
     hand = backward_by_hand(y, p, cache)
     auto = backward_by_autograd(X, y, p)
     compare_gradients(hand, auto)
-    i, j = divmod(hand["W1"].abs().argmax().item(), hand["W1"].shape[1])  # steepest weight
+    # The weight with the largest gradient: argmax() counts through the matrix row by row
+    # as if it were flat, and unravel_index turns that count back into (row, column).
+    i, j = (int(k) for k in torch.unravel_index(hand["W1"].abs().argmax(), hand["W1"].shape))
     fd = finite_difference(X, y, p, "W1", (i, j))
     print(f"\nd loss / d W1[{i},{j}]:  by hand {hand['W1'][i, j].item():+.10f}   autograd "
           f"{auto['W1'][i, j].item():+.10f}   finite difference {fd:+.10f}")

@@ -1,9 +1,10 @@
 """Lesson 3: the training loop, the heart of deep learning.
 
 A 784-128-10 network learns to read handwritten digits. Every step of the loop is
-spelled out: zero the gradients, forward pass, loss, backward pass (backpropagation),
-optimizer step. The epoch with the best validation accuracy is kept, tested once on the
-test set, and saved to models/simple_nn.pt for 04_load_model.py.
+spelled out in train_steps() below, with nothing else in it: zero the gradients,
+forward pass, loss, backward pass (backpropagation), optimizer step. The epoch with the
+best validation accuracy is kept, tested once on the test set, and saved to
+models/simple_nn.pt for 04_load_model.py.
 
 Run it (from any folder):
     python 03_train_mnist.py                 # the defaults: the README's expected results
@@ -11,15 +12,14 @@ Run it (from any folder):
     python 03_train_mnist.py --epochs 1 --subset 5000   # a quick look
     python 03_train_mnist.py -h              # every setting with its default
 
-Try: --lr 10 (training diverges; the script stops and keeps your saved model), and
-Ctrl-C in the middle of training (it stops after the batch and keeps the best epoch).
+Try: --lr 10 (training diverges; the script stops at the first exploding batch and keeps
+your saved model), Ctrl-C in the middle of training (it stops after the batch and keeps
+the best epoch), --inputs raw (no normalization), --optimizer sgd --lr 0.1,
+--label-noise 0.2 (a fifth of the training labels wrong).
 """
 
 import copy
 import math
-import signal
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -31,15 +31,19 @@ import dl_utils
 
 # ---- Settings: the defaults reproduce the README; each has a command-line flag (-h) ----
 BATCH_SIZE = 64  # images per step: smaller = noisier gradients, more steps per epoch
-LR = 1e-3  # Adam's step size: 1e-2 bounces around 95%, 1e-4 is still climbing at epoch 10
-NUM_EPOCHS = 10  # passes over 55,000 images; validation loss bottoms out around epoch 5
+LR = 1e-3  # Adam's step size: `make tables` measures 1e-2 and 1e-4 next to it
+NUM_EPOCHS = 10  # passes over 55,000 images; the curves show what more would do
 HIDDEN_SIZE = 128  # hidden units: more = more capacity, slower, more room to overfit
-SEED = 0  # same seed, same initial weights and batch order, same result on the CPU
+OPTIMIZER = "adam"  # or "sgd": plain stochastic gradient descent with momentum
+MOMENTUM = 0.9  # SGD only: how much of the previous step each step keeps
+INPUTS = "standardized"  # how pixels are scaled; "unit" and "raw" measure why it matters
+LABEL_NOISE = 0.0  # fraction of training labels replaced by a wrong digit (bad data)
+SEED = 0  # same seed, same initial weights and batch order, same result (same machine)
 CHECKPOINT = dl_utils.MODELS_DIR / "simple_nn.pt"  # where the kept model is saved
 
 # Divergence: an untrained network guesses uniformly, a loss of ln(10) = 2.30 per image.
-# Training lowers it. An epoch that averages 10 times that (or NaN, or infinity) means the
-# steps were so large that the weights flew off: with Adam, --lr 1 or more does it here.
+# Training lowers it. A batch whose loss reaches 10 times that (or NaN, or infinity)
+# means the steps were so large that the weights flew off: with Adam, --lr 1 does it.
 DIVERGED_LOSS = 10 * math.log(10)
 
 
@@ -59,6 +63,8 @@ class SimpleNN(nn.Module):
     def __init__(self, input_size=784, hidden_size=HIDDEN_SIZE, num_classes=10):
         super().__init__()
         self.flatten = nn.Flatten()  # [N, 1, 28, 28] -> [N, 784]
+        # nn.Linear stores its weight as [out, in] = [128, 784] and computes x @ W.T + b:
+        # the transpose of lesson 1's W [in, out], the same numbers laid out the other way.
         self.fc1 = nn.Linear(input_size, hidden_size)  # 784*128 weights + 128 biases
         self.activation = nn.ReLU()
         self.fc2 = nn.Linear(hidden_size, num_classes)  # 128*10 weights + 10 biases
@@ -68,54 +74,57 @@ class SimpleNN(nn.Module):
         return self.fc2(self.activation(self.fc1(self.flatten(x))))
 
 
-def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="train",
-                scheduler=None):
-    """One pass over the training data; returns (average loss, accuracy) of that pass."""
-    model.train()  # training mode: changes dropout and batch norm; SimpleNN has neither,
-    #                so here it changes nothing, but the habit prevents a silent bug later.
-    loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per batch
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    n = 0
-    for X, y in tqdm(loader, desc=desc, leave=False, disable=None):  # bar only in a terminal
-        X, y = X.to(device), y.to(device)  # no-op: our loaders already live on `device`
+def train_steps(model, loader, loss_fn, optimizer, device):
+    """The training loop itself: five steps per batch, for every batch of one epoch.
+
+    `yield` makes this a generator: after each step it hands the batch's loss and
+    outputs to whoever loops over it (train_epoch, below), which keeps the books.
+    So the loop here stays exactly the five steps, with nothing else in it.
+    """
+    model.train()  # training mode: matters for dropout and batch norm (lesson 7)
+    for X, y in loader:
+        X, y = X.to(device), y.to(device)  # no-op here: our loaders already live there
         optimizer.zero_grad()  # 1. clear old gradients: backward() ADDS to .grad
         y_hat = model(X)  # 2. forward pass: [64, 1, 28, 28] -> logits [64, 10]
         loss = loss_fn(y_hat, y)  # 3. one number: how wrong the batch's predictions are
-        loss.backward()  # 4. backpropagation: d(loss)/d(weight) for every weight, by
-        #                     the chain rule, from the loss back through every layer
+        loss.backward()  # 4. backpropagation: d(loss)/d(weight) for every weight
         optimizer.step()  # 5. move every weight a small step against its gradient
+        yield loss, y_hat, y
+
+
+# ---- Around the loop: bookkeeping, divergence, Ctrl-C, keeping the best epoch ----------
+class DivergenceError(Exception):
+    """A batch's loss exploded (or became NaN): the weights are garbage from here on."""
+
+    def __init__(self, loss, batch):
+        super().__init__(f"loss {loss:.4g} at batch {batch}")
+        self.loss, self.batch = loss, batch
+
+
+def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="train",
+                scheduler=None):
+    """One epoch of train_steps; returns the (average loss, accuracy) of that pass.
+
+    Measured while the weights were still changing: a slightly pessimistic estimate of
+    how well the model fits its training images at the end of the epoch.
+    """
+    loss_sum, correct, n = 0.0, 0, 0
+    batches = tqdm(loader, desc=desc, leave=False, disable=None)  # a bar only in a terminal
+    for batch, (loss, y_hat, y) in enumerate(train_steps(model, batches, loss_fn, optimizer,
+                                                         device), start=1):
         if scheduler is not None:  # (06 only: a learning rate that changes every step)
             scheduler.step()
-        loss_sum += loss.detach() * len(y)  # detach: bookkeeping, not part of the graph
-        correct += (y_hat.argmax(dim=1) == y).sum()
+        # .item() copies the number to Python: on a GPU it waits for the batch to finish
+        # (a "sync point", a small cost), the price of stopping at the first bad batch.
+        batch_loss = loss.item()
+        if not batch_loss < DIVERGED_LOSS:  # also True for NaN
+            raise DivergenceError(batch_loss, batch)
+        loss_sum += batch_loss * len(y)
+        correct += (y_hat.argmax(dim=1) == y).sum().item()
         n += len(y)
         if stop is not None and stop.requested:  # Ctrl-C: finish this batch, then stop
             break
-    # Measured while the weights were still changing: a slightly pessimistic estimate.
-    return loss_sum.item() / n, correct.item() / n
-
-
-class GracefulStop:
-    """Ctrl-C sets a flag that the loop checks after each batch; a second Ctrl-C aborts."""
-
-    requested = False
-
-    def __enter__(self):
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():  # signals: main only
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping after this batch (press again to quit at once)",
-              file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+    return loss_sum / n, correct / n
 
 
 EPOCH_HEADER = (f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss':>8}  "
@@ -134,44 +143,59 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
     """Train for num_epochs; keep the weights of the epoch with the best validation accuracy.
 
     Returns a dict: status ('completed', 'interrupted' or 'diverged'), history (per-epoch
-    numbers), best_epoch, best_val_acc, train_seconds and diverged_loss (the loss that
-    stopped a diverged run). On return the model holds the kept weights. Validation
-    picks the epoch; the test set is never looked at here.
+    numbers), best_epoch, best_val_acc, train_seconds and diverged (what stopped a
+    diverged run). On return the model holds the kept weights. Validation picks the
+    epoch; the test set is never looked at here.
     """
     # CrossEntropyLoss takes raw logits: it applies log-softmax and picks the log-probability
     # of the true class (negative log-likelihood), in one numerically stable step.
     loss_fn = nn.CrossEntropyLoss()
-    history = {k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")}
+    history = {key: [] for key in ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")}
     best = {"epoch": 0, "val_acc": -1.0, "state": None}
-    status, diverged_loss = "completed", None
+    status, diverged = "completed", None
     if verbose:
         print(EPOCH_HEADER)
-    with GracefulStop() as stop:
+    with dl_utils.GracefulStop() as stop:
         for epoch in range(1, num_epochs + 1):
             t0 = time.perf_counter()
-            train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer,
-                                                device, stop, f"epoch {epoch}", scheduler)
+            try:
+                train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer,
+                                                    device, stop, f"epoch {epoch}", scheduler)
+            except DivergenceError as err:
+                status, diverged = "diverged", f"{err} of epoch {epoch}"
+                break
             if stop.requested:  # a partial epoch is neither validated nor kept
                 status = "interrupted"
                 break
-            if not train_loss < DIVERGED_LOSS:  # also True for NaN; the weights are garbage
-                status, diverged_loss = "diverged", train_loss
-                break
             val_loss, val_acc = dl_utils.evaluate_model(model, val_loader, device)
-            for key, value in zip(history, (train_loss, train_acc, val_loss, val_acc,
-                                            time.perf_counter() - t0)):
-                history[key].append(value)
-            improved = val_acc > best["val_acc"]
-            if improved:  # copy: state_dict() returns references to the live weights
-                best = {"epoch": epoch, "val_acc": val_acc,
-                        "state": copy.deepcopy(model.state_dict())}
+            history["train_loss"].append(train_loss)
+            history["train_acc"].append(train_acc)
+            history["val_loss"].append(val_loss)
+            history["val_acc"].append(val_acc)
+            history["seconds"].append(time.perf_counter() - t0)
+            improved = keep_if_best(best, model, epoch, val_acc)
             if verbose:
                 print(epoch_row(epoch, history, improved), flush=True)
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return {"status": status, "history": history, "best_epoch": best["epoch"],
             "best_val_acc": best["val_acc"], "train_seconds": sum(history["seconds"]),
-            "diverged_loss": diverged_loss}
+            "diverged": diverged}
+
+
+def keep_if_best(best, model, epoch, val_acc):
+    """Remember this epoch's weights if its validation accuracy beats every earlier one.
+
+    Why accuracy and not validation loss: accuracy is the number we report, and the
+    loss also punishes confident mistakes (a wrong answer given with 99% certainty costs
+    far more than one given with 40%), so it can start rising while accuracy still
+    improves. Keeping the best epoch is also "early stopping" after the fact.
+    """
+    if val_acc <= best["val_acc"]:
+        return False
+    # deepcopy: state_dict() returns references to the live weights, which keep changing
+    best.update(epoch=epoch, val_acc=val_acc, state=copy.deepcopy(model.state_dict()))
+    return True
 
 
 def parse_args(argv=None):
@@ -179,11 +203,36 @@ def parse_args(argv=None):
     dl_utils.add_training_args(parser, batch_size=BATCH_SIZE, lr=LR, num_epochs=NUM_EPOCHS)
     parser.add_argument("--hidden-size", type=dl_utils.positive_int, default=HIDDEN_SIZE,
                         help="hidden units of SimpleNN (default: %(default)s)")
-    parser.add_argument("--checkpoint", type=str, default=str(CHECKPOINT),
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default=OPTIMIZER,
+                        help="adam, or sgd with --momentum; SGD wants a larger --lr, "
+                             "e.g. 0.1 (default: %(default)s)")
+    parser.add_argument("--momentum", type=dl_utils.fraction, default=MOMENTUM,
+                        help="SGD's momentum, in [0, 1) (default: %(default)s)")
+    parser.add_argument("--inputs", choices=list(dl_utils.INPUT_SCALINGS), default=INPUTS,
+                        help="pixel scaling: " + "; ".join(
+                            f"{k} = {v}" for k, v in dl_utils.INPUT_SCALINGS.items())
+                        + " (default: %(default)s)")
+    parser.add_argument("--label-noise", type=dl_utils.fraction, default=LABEL_NOISE,
+                        help="fraction of training labels replaced by a wrong digit "
+                             "(default: %(default)s)")
+    parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
                         help="where to save the kept model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)})")
     dl_utils.add_common_args(parser, seed=SEED)
     return parser.parse_args(argv)
+
+
+def make_optimizer(model, args):
+    """Adam (the default) or SGD with momentum.
+
+    SGD moves every weight by lr times its gradient; momentum adds a fraction of the
+    previous step, which smooths the zig-zag of noisy gradients. Adam also divides each
+    weight's step by a running average of its gradient's size, so every weight moves at
+    a sensible speed with little tuning of lr; SGD's lr must be tuned (make tables does).
+    """
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    return torch.optim.Adam(model.parameters(), lr=args.lr)
 
 
 def report(model, loaders, device):
@@ -192,12 +241,15 @@ def report(model, loaders, device):
     for split, loader in zip(("train", "validation", "test"), loaders):
         loss, acc = dl_utils.evaluate_model(model, loader, device)
         metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss, acc
-        rows.append([split, f"{len(loader.dataset):,}", f"{loss:.4f}", f"{100 * acc:.2f}%"])
-    dl_utils.print_table(["split", "images", "loss", "accuracy"], rows)
+        n = len(loader.dataset)
+        rows.append([split, f"{n:,}", f"{loss:.4f}", dl_utils.format_accuracy(acc, n)])
+    dl_utils.print_table(["split", "images", "loss", "accuracy ± SE"], rows)
     gap = 100 * (metrics["train_acc"] - metrics["test_acc"])
-    print(f"\nTrain minus test accuracy: {gap:.2f} points. " + (
-        "The model fits the images it was trained on\nbetter than new ones: a large or "
-        "growing gap is overfitting." if gap > 0 else "No gap: no sign of overfitting."))
+    dl_utils.prose(f"""
+        (± one standard error: on other images from the same source, the accuracy would
+        differ by about that much; dl_utils.accuracy_se says where it comes from.)
+        Train minus test accuracy: {gap:.2f} points. A model fits the images it was
+        trained on better than new ones; a large or growing gap is overfitting.""")
     return metrics
 
 
@@ -209,10 +261,9 @@ def kept_model_path(args, result):
     """
     if result["status"] == "diverged":
         raise dl_utils.FriendlyError(
-            f"training diverged with lr {args.lr}: an epoch's loss reached "
-            f"{result['diverged_loss']:.4g} (guessing scores {math.log(10):.2f}); try a smaller "
-            f"learning rate, e.g. --lr {args.lr / 10:g}. Nothing was saved; "
-            f"{dl_utils.display_path(args.checkpoint)} is unchanged")
+            f"training diverged with lr {args.lr}: {result['diverged']} (guessing scores "
+            f"{math.log(10):.2f}); try a smaller learning rate, e.g. --lr {args.lr / 10:g}. "
+            f"Nothing was saved; {dl_utils.display_path(args.checkpoint)} is unchanged")
     if result["best_epoch"] == 0:
         print("Stopped before the first epoch ended: nothing to keep, nothing saved.")
         return None
@@ -222,23 +273,23 @@ def kept_model_path(args, result):
     return path
 
 
-def save_kept_model(path, args, model, model_kwargs, result, metrics):
-    """The state_dict checkpoint, with the settings, metrics and history that produced it."""
+def save_kept_model(path, args, model, model_kwargs, result, metrics, device):
+    """The weights (state_dict), with the settings, metrics and history that produced them."""
     dl_utils.save_checkpoint(
-        path, model, model_kwargs,
+        path, model, model_kwargs, device=str(device),
         hparams={k: v for k, v in vars(args).items() if k not in ("show", "checkpoint")},
         metrics={**metrics, "best_epoch": result["best_epoch"],
                  "train_seconds": result["train_seconds"]},
         history=result["history"])
-    print(f"Saved the kept model (state_dict route) to {dl_utils.display_path(path)} "
-          f"({path.stat().st_size / 1000:.0f} KB on disk)")
+    print(f"Saved the kept model's weights (its state_dict, a dict of tensors: lesson 4) to "
+          f"{dl_utils.display_path(path)} ({path.stat().st_size / 1000:.0f} KB on disk)")
 
 
 def save_whole_model(path, model):
     """The whole-model route, for 04's lesson: pickles the object, class reference included.
 
     The reference reads "__main__.SimpleNN" here, because this file runs as __main__.
-    04 shows what breaks when another script tries to load it.
+    04 shows, without unpickling this file, why that breaks elsewhere.
     """
     whole = path.with_name(f"{path.stem}_whole.pt")
     with dl_utils.atomic_path(whole) as tmp:
@@ -247,18 +298,20 @@ def save_whole_model(path, model):
           f"{dl_utils.display_path(whole)}")
 
 
-def setup(args):
+def setup(args, scaling="standardized", label_noise=0.0):
     """Device, seeds and data: the start of every training script (06 reuses it)."""
     dl_utils.setup_figures(args.show)
     dl_utils.section("Setup")
     device = dl_utils.get_device(args.device)
     generator = dl_utils.set_seed(args.seed)
     loaders = dl_utils.load_mnist_data(args.batch_size, subset=args.subset, device=device,
-                                       generator=generator)
+                                       generator=generator, scaling=scaling,
+                                       label_noise=label_noise)
     train_loader, val_loader, test_loader = loaders
     print(f"Images: {len(train_loader.dataset):,} train, {len(val_loader.dataset):,} "
           f"validation, {len(test_loader.dataset):,} test; {len(train_loader)} batches of "
-          f"{args.batch_size} per epoch")
+          f"{args.batch_size} per epoch; inputs {scaling}"
+          + (f"; {label_noise:.0%} of the training labels flipped" if label_noise else ""))
     return device, loaders
 
 
@@ -276,19 +329,27 @@ def introduce(model, train_loader, note):
 
 def main(argv=None):
     args = parse_args(argv)
-    device, loaders = setup(args)
+    device, loaders = setup(args, args.inputs, args.label_noise)
     train_loader, val_loader, _ = loaders
     model_kwargs = {"hidden_size": args.hidden_size}
     model = SimpleNN(**model_kwargs).to(device)
     introduce(model, train_loader, "as float32 (4 bytes each)")
 
-    dl_utils.section(f"Training: {args.epochs} epochs, Adam, lr {args.lr}")
-    # Adam adapts each weight's step size from running averages of its gradients, so it
-    # works well with little tuning. Plain SGD (torch.optim.SGD(..., lr=0.1)) is simpler
-    # and often generalizes as well, but wants its learning rate tuned (and momentum).
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    dl_utils.section(f"Training: {args.epochs} epochs, {args.optimizer}, lr {args.lr}")
+    optimizer = make_optimizer(model, args)
     result = fit(model, train_loader, val_loader, optimizer, args.epochs, device)
     return finish(args, model, model_kwargs, loaders, device, result)
+
+
+def best_epochs_explained(history):
+    """Which epoch had the lowest validation loss, which the best accuracy, and why both."""
+    by_loss = 1 + min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+    by_acc = 1 + max(range(len(history["val_acc"])), key=history["val_acc"].__getitem__)
+    if by_loss == by_acc:
+        return f"Validation loss and accuracy were both best at epoch {by_acc}."
+    return (f"Validation loss was lowest at epoch {by_loss}, validation accuracy highest at "
+            f"epoch {by_acc} (the one kept).\nThe loss grows when the model becomes confidently "
+            "wrong on a few images, even while it gets\nmore images right: see keep_if_best().")
 
 
 def finish(args, model, model_kwargs, loaders, device, result):
@@ -299,13 +360,14 @@ def finish(args, model, model_kwargs, loaders, device, result):
     dl_utils.section(f"Kept model: epoch {result['best_epoch']} (best validation accuracy)")
     metrics = report(model, loaders, device)
     dl_utils.section("Saving")
-    save_kept_model(path, args, model, model_kwargs, result, metrics)
+    save_kept_model(path, args, model, model_kwargs, result, metrics, device)
     save_whole_model(path, model)
     dl_utils.plot_training_history(result["history"], "03_training_history.png",
                                    "SimpleNN on MNIST", args.show)
     dl_utils.section("Summary")
-    print(f"Test accuracy {100 * metrics['test_acc']:.2f}% | training time "
-          f"{result['train_seconds']:.1f} s (epochs + validation)")
+    print(best_epochs_explained(result["history"]))
+    print(f"Test accuracy {dl_utils.format_accuracy(metrics['test_acc'], 10_000)} | "
+          f"training time {result['train_seconds']:.1f} s (epochs + validation)")
     if result["status"] == "interrupted":
         print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(path)}")
         return 130

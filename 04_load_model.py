@@ -14,6 +14,9 @@ Run it after 03_train_mnist.py (or 06_convolutional_network.py):
 """
 
 import math
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -28,6 +31,7 @@ import dl_utils
 CHECKPOINT = dl_utils.MODELS_DIR / "simple_nn.pt"  # what 03_train_mnist.py saves
 NUM_EXAMPLES = 8  # test images whose logits -> probabilities -> prediction we show
 NUM_MISTAKES = 12  # most confident mistakes to display
+MAX_IMAGE_PIXELS = 50_000_000  # --image: a 48-megapixel phone photo fits; larger is refused
 
 
 def parse_args(argv=None):
@@ -69,62 +73,124 @@ def load_trained_model(path, device):
     return model, checkpoint
 
 
-def whole_model_route(path):
-    """Why torch.save(model) is not the default: shown with the errors it really raises."""
+def whole_model_route(path, model):
+    """Why torch.save(model) is not the default: shown on a file written a moment ago."""
     whole = Path(path).with_name(Path(path).stem + "_whole.pt")
-    if not whole.exists():
-        print(f"(No {dl_utils.display_path(whole)} here; 03_train_mnist.py writes one.)")
-        return
-    print(f"03 also saved the whole model object with torch.save(model) to "
-          f"{dl_utils.display_path(whole)}.\nPickle stores a *reference* to the class, "
-          "'__main__.SimpleNN' (03 was run as a script), not the class's code.")
-    for weights_only in (True, False):
+    if whole.exists():
+        inspect_without_unpickling(whole)
+    with tempfile.TemporaryDirectory() as folder:
+        mine = Path(folder) / "whole_model.pt"
+        torch.save(model, mine)  # the whole object, pickled
+        ours = [name for name in unsafe_globals(mine) if not name.startswith("torch.")]
+        print("\nThis script now saves the model it loaded the same way, to a temporary file.")
+        print(f"It names {', '.join(ours)}: here the class came from importing 03's file.")
         try:
-            torch.load(whole, weights_only=weights_only)
-            print(f"\ntorch.load(weights_only={weights_only}) worked")
-        except Exception as err:
-            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-            first = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
-            first = first.split(". Please")[0][:200]
-            print(f"\ntorch.load(..., weights_only={weights_only}) fails:\n  "
-                  f"{type(err).__name__}: {first}")
-    print("\nweights_only=True refuses to rebuild any object but tensors and plain "
-          "containers: that is\nwhat makes it safe. weights_only=False would run whatever "
-          "the pickle says, so a\nfile from a stranger could run code on your machine. "
-          "Even when trusted, it only\nworks where the class is importable under the same "
-          "module path: this script's\n__main__ is 04_load_model.py, which has no SimpleNN. "
-          "Rename a file or a class and\nevery whole-model file breaks. A state_dict "
-          "depends on nothing but parameter names.")
+            torch.load(mine, weights_only=True)
+        except Exception as err:  # pickle.UnpicklingError
+            print(f"  torch.load(weights_only=True):  refused, {type(err).__name__}: "
+                  f"{unsupported_global(err)}")
+        # Safe ONLY because this script wrote the file a moment ago: never do this with a
+        # file you did not make yourself.
+        torch.load(mine, weights_only=False)
+        print("  torch.load(weights_only=False): works here, where 03_train_mnist.py can be "
+              "imported")
+        print(f"  the same file, loaded by a Python started in another folder: "
+              f"{load_elsewhere(mine)}")
+    dl_utils.prose("""
+        weights_only=True refuses to rebuild any object but tensors and plain containers:
+        it is designed so that a file cannot make it run code. weights_only=False runs
+        whatever the pickle says, so a file from a stranger could run code on your
+        machine: never use it on a file you did not just write yourself. Even when you
+        trust the file, it only loads where the class can be imported under the same
+        name: move it to another project, rename a file or a class, and every
+        whole-model file breaks. A state_dict depends on nothing but parameter names.""")
+
+
+def unsafe_globals(path) -> list[str]:
+    """The classes and functions a torch file names, read without running its pickle."""
+    return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+
+
+def inspect_without_unpickling(whole):
+    """What 03's whole-model file refers to, found by reading the pickle, not running it."""
+    try:
+        names = unsafe_globals(whole)
+    except Exception as err:  # not a torch zip file, damaged...
+        print(f"{dl_utils.display_path(whole)} cannot be inspected ({type(err).__name__}).")
+        return
+    print(f"Beside the checkpoint lies {dl_utils.display_path(whole)}: the whole model, "
+          "saved by 03 with torch.save(model).")
+    dl_utils.prose("""
+        We do not unpickle it: a file lying in a folder could come from anyone, and
+        unpickling can run code. torch.serialization.get_unsafe_globals_in_checkpoint
+        reads the pickle without running it and lists the classes it would need:""")
+    for name in names:
+        print(f"  {name}")
+    if any(name.startswith("__main__.") for name in names):
+        dl_utils.prose("""
+            "__main__.SimpleNN" is a reference to a class, not its code: 03 was run as a
+            script, so its module was called __main__. Here __main__ is 04_load_model.py,
+            which has no SimpleNN: unpickling the file in this script would fail with
+            AttributeError: Can't get attribute 'SimpleNN' on <module '__main__'>.""")
+
+
+def unsupported_global(err) -> str:
+    """The line of a weights_only error that names the refused class."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    first = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else "")
+    return first.split(". Please")[0][:200]
+
+
+def load_elsewhere(path) -> str:
+    """Unpickle `path` in a fresh Python, run from an empty folder, as another project would."""
+    code = f"import torch; torch.load({str(path)!r}, weights_only=False); print('loaded')"
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                            cwd=Path(path).parent, timeout=120)  # -I: ignore this folder
+    if result.returncode == 0:
+        return "loaded"
+    errors = [ln for ln in result.stderr.strip().splitlines() if "Error" in ln]
+    return "fails, " + (errors[-1] if errors else "with an error")
 
 
 def eval_mode_demo(model, X):
-    """model.eval() and torch.no_grad(): what each does, and where they change nothing."""
+    """model.eval() and torch.no_grad(): what each does, and whether eval() matters here."""
     model.train()
     with torch.no_grad():
         y_train_mode = model(X)
     model.eval()
     with torch.no_grad():
         y_eval_mode = model(X)
-    has_mode_layers = any(isinstance(m, (nn.Dropout, nn.modules.batchnorm._BatchNorm))
-                          for m in model.modules())
-    same = torch.equal(y_train_mode, y_eval_mode)
-    print(f"Outputs in train mode and eval mode identical: {same}. This model "
-          f"{'has' if has_mode_layers else 'has no'} dropout or batch norm layers,"
-          f"\nso eval() {'matters here' if not same else 'changes nothing here'}. "
-          "Where it matters, see dropout:")
+    # Compare what the model outputs rather than guess from its layer types: any layer
+    # (dropout, batch norm, or one you write yourself) may behave differently in training.
+    differ = (y_train_mode - y_eval_mode).abs().max().item()
+    if differ == 0:
+        dl_utils.prose("""
+            Outputs in train mode and eval mode: identical. No layer of this model behaves
+            differently in training, so eval() changes nothing here (lesson 7 trains models
+            where it does).""")
+    else:
+        dl_utils.prose(f"""
+            Outputs in train mode and eval mode differ (by up to {differ:.3g}): this model
+            has layers that behave differently in training. Forget eval() and its
+            predictions are wrong.""")
     dropout = nn.Dropout(p=0.5)
     ones = torch.ones(8)
-    print(f"  Dropout(0.5) train mode: {dropout.train()(ones).tolist()}"
-          f"\n  Dropout(0.5) eval mode:  {dropout.eval()(ones).tolist()}")
-    print("In train mode dropout zeroes half the values at random (and doubles the rest);"
-          "\nin eval mode it passes everything through, so predictions are deterministic.")
+    print("Where it matters, dropout:")
+    print(f"  Dropout(0.5) train mode: {dropout.train()(ones).tolist()}")
+    print(f"  Dropout(0.5) eval mode:  {dropout.eval()(ones).tolist()}")
+    dl_utils.prose("""
+        In train mode dropout zeroes half the values at random (and doubles the rest);
+        in eval mode it passes everything through, so predictions are deterministic.""")
     with_grad = model(X)
     with torch.no_grad():
         without_grad = model(X)
-    print(f"\nWith autograd on, the output remembers how it was made (grad_fn="
-          f"{type(with_grad.grad_fn).__name__}) so that\nbackward() can run: memory for every "
-          f"intermediate result. Under torch.no_grad(): grad_fn={without_grad.grad_fn}.\n"
-          "Inference needs no gradients, so it is faster and lighter.")
+    print(f"\nWith autograd on:    output.grad_fn = {type(with_grad.grad_fn).__name__}")
+    print(f"Under torch.no_grad(): output.grad_fn = {without_grad.grad_fn}")
+    dl_utils.prose("""
+        With autograd on, each output remembers the operation that made it (grad_fn), and
+        that one its inputs, back to the weights: the "graph" that backward() walks. Every
+        intermediate result is kept in memory for it. Inference needs no gradients, so
+        under torch.no_grad() nothing is recorded: faster and lighter.""")
 
 
 def check_accuracy(model, test_loader, device, checkpoint):
@@ -132,17 +198,33 @@ def check_accuracy(model, test_loader, device, checkpoint):
     loss, acc = dl_utils.evaluate_model(model, test_loader, device)
     saved = checkpoint.get("metrics", {}).get("test_acc")
     n = len(test_loader.dataset)
-    rows = [["now, in this script", f"{round(acc * n):,} / {n:,}", f"{100 * acc:.2f}%"]]
+    rows = [["now, in this script", f"{round(acc * n):,} / {n:,}",
+             dl_utils.format_accuracy(acc, n)]]
     if saved is not None:
         rows.append(["reported at training", f"{round(saved * n):,} / {n:,}",
-                     f"{100 * saved:.2f}%"])
-    dl_utils.print_table(["test accuracy", "correct", "accuracy"], rows)
+                     dl_utils.format_accuracy(saved, n)])
+    dl_utils.print_table(["test accuracy", "correct", "accuracy ± SE"], rows)
     if saved is not None:
-        verdict = "identical" if acc == saved else "DIFFERENT (the file or the data changed?)"
-        print(f"Same weights, same data, eval mode: {verdict}.")
-    print("(Validation accuracy chose the epoch during training; the test set was used once "
-          "to report\nthe result. Tuning anything on it would make it one more validation set.)")
+        print(same_result_verdict(acc, saved, n, checkpoint.get("device"), device))
+    dl_utils.prose("""
+        (Validation accuracy chose the epoch during training; the test set was used once
+        to report the result. Tuning anything on it would make it one more validation set.
+        The ± is the test set's own sampling error: 10,000 images pin an accuracy down to
+        about a tenth of a point, no better.)""")
     return acc
+
+
+def same_result_verdict(acc, saved, n, trained_on, device):
+    """Same weights and data give the same accuracy: exactly on the same kind of device."""
+    if acc == saved:
+        return "Same weights, same data, eval mode: identical."
+    differ = abs(round((acc - saved) * n))
+    if trained_on and torch.device(trained_on).type != torch.device(device).type:
+        return (f"Trained on {trained_on}, evaluated on {device}: {differ} of {n:,} predictions "
+                "differ. Expected: devices\nround sums differently, which flips the few images "
+                "that sit right at a decision boundary.")
+    return (f"DIFFERENT on the same kind of device ({differ} of {n:,} predictions): the file or "
+            "the data changed\nsince training, or this PyTorch build computes differently.")
 
 
 def predict_all(model, loader, device):
@@ -168,12 +250,15 @@ def logits_walkthrough(model, X, y):
     probs = torch.softmax(logits, dim=1)
     print("The network outputs 10 raw scores (logits) per image, any real numbers:")
     print("  image 0 logits: " + " ".join(f"{v:+.1f}" for v in logits[0].tolist()))
-    print("softmax turns them into probabilities: exp(logit) / sum of exp(all logits),"
-          "\npositive and summing to 1 (the largest logit gets the largest probability):")
+    dl_utils.prose("""
+        softmax turns them into probabilities: exp(logit) / sum of exp(all logits),
+        positive and summing to 1 (the largest logit gets the largest probability):""")
     print("  image 0 probs:  " + " ".join(f"{v:.3f}" for v in probs[0].tolist())
           + f"   (sum {probs[0].sum():.3f})")
-    print("The prediction is the digit with the largest probability (argmax), the same\n"
-          "as the argmax of the logits: for predicting alone, softmax is not even needed.\n")
+    dl_utils.prose("""
+        The prediction is the digit with the largest probability (argmax), the same
+        as the argmax of the logits: for predicting alone, softmax is not even needed.
+        """)
     rows = []
     for i in range(len(y)):
         top = probs[i].topk(2)
@@ -204,17 +289,23 @@ def plot_predictions(images, y, probs, show):
 
 def confusion_matrix(probs, y):
     """10x10 counts: row = true digit, column = predicted digit; the diagonal is correct."""
-    return torch.bincount(y * 10 + probs.argmax(dim=1), minlength=100).view(10, 10)
+    pred = probs.argmax(dim=1)
+    cm = torch.zeros(10, 10, dtype=torch.long)
+    # For every image i, add 1 at row y[i], column pred[i]. index_put_ with accumulate=True
+    # does it for all 10,000 images at once (a Python loop over them would do the same).
+    cm.index_put_((y, pred), torch.ones_like(y), accumulate=True)
+    return cm
 
 
 def report_confusions(cm, show):
     """Print the matrix, name the most frequent confusions, and save it as a figure."""
     dl_utils.print_table(["true \\ pred"] + [str(d) for d in range(10)],
                          [[d] + cm[d].tolist() for d in range(10)])
-    off = cm.clone().fill_diagonal_(0)
-    top = off.flatten().topk(3)
-    pairs = ", ".join(f"{i // 10} read as {i % 10} ({c}x)"
-                      for c, i in zip(top.values.tolist(), top.indices.tolist()))
+    off = cm.clone().fill_diagonal_(0)  # the mistakes only
+    top = off.flatten().topk(3)  # the 3 largest counts, as positions in the flattened 100
+    true, pred = torch.unravel_index(top.indices, (10, 10))  # position -> (row, column)
+    pairs = ", ".join(f"{t} read as {p} ({c}x)" for t, p, c in
+                      zip(true.tolist(), pred.tolist(), top.values.tolist()))
     print(f"Most frequent confusions: {pairs}")
     fig, ax = plt.subplots(figsize=(6, 5.5))
     ax.imshow(np.log1p(cm.numpy()), cmap="Blues")  # log scale: the errors stay visible
@@ -249,16 +340,13 @@ def plot_confident_mistakes(images, probs, y, num, show):
 def prepare_digit(path) -> np.ndarray:
     """Turn any photo or drawing of one digit into a 28x28 MNIST-style uint8 image.
 
-    MNIST was made this way: light ink on a black background, the digit scaled to fit a
+    MNIST was made this way: pixel values 0 for the background and up to 255 for the
+    ink (drawn with a grey colour map, light ink on black), the digit scaled to fit a
     20x20 box (keeping its aspect ratio), then placed in a 28x28 frame so that its
     centre of mass sits in the middle. A model only works on inputs that look like
     what it was trained on, so we repeat those steps.
     """
-    try:
-        image = ImageOps.exif_transpose(Image.open(path)).convert("L")  # grayscale
-    except (OSError, UnidentifiedImageError) as err:
-        raise dl_utils.FriendlyError(f"cannot read image {path}: {err}") from err
-    g = np.asarray(image, dtype=np.float32)
+    g = np.asarray(read_grayscale(path), dtype=np.float32)
     border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
     if np.median(border) > 127:  # dark ink on light paper: invert to MNIST's convention
         g = 255 - g
@@ -272,9 +360,28 @@ def prepare_digit(path) -> np.ndarray:
     h, w = crop.shape
     scale = 20 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL wants (width, height)
-    small = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.LANCZOS),
-                       dtype=np.float32)
+    small = Image.fromarray(crop.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
+    small = np.asarray(small, dtype=np.float32)
     return center_by_mass(small)
+
+
+def read_grayscale(path) -> Image.Image:
+    """Open an image file as 8-bit grey levels; one clear error for anything unusable.
+
+    The size is checked before the pixels are decoded: a 240-megapixel image would take
+    gigabytes of memory (PIL itself refuses such "decompression bombs").
+    """
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise dl_utils.FriendlyError(
+                    f"image {path} is too large ({image.width}x{image.height} pixels, over "
+                    f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels): scale it down first")
+            return ImageOps.exif_transpose(image).convert("L")  # turned upright, grayscale
+    except Image.DecompressionBombError as err:
+        raise dl_utils.FriendlyError(f"image {path} is too large: {err}") from err
+    except (OSError, UnidentifiedImageError) as err:
+        raise dl_utils.FriendlyError(f"cannot read image {path}: {err}") from err
 
 
 def center_by_mass(small: np.ndarray) -> np.ndarray:
@@ -320,6 +427,7 @@ def main(argv=None):
     dl_utils.setup_figures(args.show)
     dl_utils.section("Loading the checkpoint (the state_dict route)")
     device = dl_utils.get_device(args.device)
+    dl_utils.set_seed(args.seed)  # the dropout demo below draws random numbers
     model, checkpoint = load_trained_model(args.checkpoint, device)
     if args.image:
         dl_utils.section(f"Classifying {args.image}")
@@ -328,7 +436,7 @@ def main(argv=None):
         return 0
 
     dl_utils.section("The whole-model route, and why it is not the default")
-    whole_model_route(args.checkpoint)
+    whole_model_route(args.checkpoint, model)
 
     _, _, test_loader = dl_utils.load_mnist_data(device=device)
     X, y = next(iter(test_loader))

@@ -1,9 +1,11 @@
-"""Shared plumbing for the lessons: device, seeds, MNIST loaders, evaluation, plots, checkpoints.
+"""The one shared module of the course: device, seeds, data, evaluation, plots, checkpoints.
 
-Every numbered script imports this module. Each helper is small and carries the lesson
-behind it in its comments, so reading this file once teaches the habits that every deep
-learning project repeats: pick a device, fix the seeds, normalize the data, hold out a
-validation set, evaluate in eval mode, and save models so that a crash never loses one.
+Every numbered script imports it. Read it top to bottom and it teaches, in the order a
+project meets them, the habits every deep learning project repeats: pick a device, fix
+the seeds, normalize the data and hold out a validation set, evaluate in eval mode and
+state the uncertainty of what you measured, draw the curves, and save models so that a
+crash never loses one. The file plumbing (MNIST's IDX format, checksums, atomic writes)
+comes last: it keeps the lessons safe but teaches no deep learning.
 
 Run the tests of this module with:  python -m pytest tests/test_dl_utils.py
 """
@@ -20,7 +22,11 @@ import os
 import platform
 import random
 import re
+import signal
+import statistics
 import sys
+import textwrap
+import threading
 from pathlib import Path
 
 import matplotlib
@@ -40,112 +46,17 @@ MODELS_DIR = OUTPUT_DIR / "models"  # checkpoints written by 03 and 06
 FIGURES_DIR = OUTPUT_DIR / "figures"  # every plot is saved here as PNG
 RESULTS_DIR = OUTPUT_DIR / "results"  # measured numbers (05's comparison, the benchmark)
 
+# The four MNIST files: uncompressed size in bytes and md5 (see data/README.md).
+MNIST_FILES = {
+    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
+}
+
 
 class FriendlyError(Exception):
     """A problem the learner can fix; its message says what went wrong and what to do."""
-
-
-def run_main(main) -> None:
-    """Run a script's main(): a FriendlyError becomes one line on stderr and exit code 1,
-    Ctrl-C (outside the training loop, which handles it itself) exit code 130."""
-    try:
-        sys.exit(main())
-    except FriendlyError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        sys.exit(130)
-
-
-# --------------------------------------------------------------------------------------
-# Command-line settings shared by the scripts
-# --------------------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (zero epochs or batches of 0 images make no sense)."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0 (a learning rate of 0 never moves the weights)."""
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def make_parser(doc: str) -> argparse.ArgumentParser:
-    """A parser whose -h shows the script's docstring and every default."""
-    return argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-
-
-def add_common_args(parser: argparse.ArgumentParser, seed: int = 0) -> None:
-    """--device, --seed and --show: the settings every script has."""
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
-                        default=os.environ.get("DL_DEVICE", "auto"),
-                        help="where the tensors live; auto = CUDA, then MPS, then CPU. "
-                             "Also settable with the DL_DEVICE environment variable "
-                             "(default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=seed,
-                        help="seeds the initial weights and the batch order: the same seed "
-                             "gives the same result on the CPU (default: %(default)s)")
-    parser.add_argument("--show", action="store_true",
-                        help="also open the figures in windows when a display exists; "
-                             "they are always saved as PNG under figures/")
-
-
-def add_training_args(parser, *, batch_size: int, lr: float, num_epochs: int) -> None:
-    """--batch-size, --lr, --epochs, --subset: the knobs of every training script."""
-    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
-                        help="images per gradient step; smaller: noisier gradients but more "
-                             "updates per epoch (default: %(default)s)")
-    parser.add_argument("--lr", type=positive_float, default=lr,
-                        help="learning rate, the optimizer's step size; too large diverges "
-                             "(try 10), too small crawls (default: %(default)s)")
-    parser.add_argument("--epochs", type=positive_int, default=num_epochs,
-                        help="passes over the training images (default: %(default)s)")
-    parser.add_argument("--subset", type=positive_int, default=None,
-                        help="train on only this many images, for quick experiments; "
-                             "validation and test stay whole (default: all 55,000)")
-
-
-# --------------------------------------------------------------------------------------
-# Printing: section headers and aligned tables
-# --------------------------------------------------------------------------------------
-def display_path(path: Path) -> str:
-    """A path as the learner would type it: relative to the repository when inside it."""
-    path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def section(title: str) -> None:
-    """A printed header, so the output reads like the lesson's table of contents."""
-    print(f"\n=== {title} " + "=" * max(3, 76 - len(title)))
-
-
-def format_table(headers: list[str], rows: list[list]) -> str:
-    """Rows as an aligned text table: text left-aligned, numbers right-aligned."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def is_number(text):
-        return bool(re.fullmatch(r"[-+]?[\d,.]+\s*[%a-zA-Z]*", text))
-
-    def line(row):
-        return "  ".join(c.rjust(w) if is_number(c) else c.ljust(w)
-                         for c, w in zip(row, widths)).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
-
-
-def print_table(headers: list[str], rows: list[list]) -> None:
-    print(format_table(headers, rows))
 
 
 # --------------------------------------------------------------------------------------
@@ -155,9 +66,11 @@ def get_device(requested: str | None = None) -> torch.device:
     """Pick where tensors live: CUDA, then Apple's MPS, then the CPU; print the choice.
 
     A GPU runs thousands of multiply-adds in parallel, which pays off for big models and
-    big batches. For the small networks of this course it may not: every batch pays
-    fixed costs (launching kernels, Python overhead), and a 784-128-10 MLP has so little
-    arithmetic per batch that those costs dominate. Measure before you assume.
+    big batches. For the small networks of this course it may not: every operation on a
+    GPU is a "kernel" (a small program) that the CPU must launch, and each launch and
+    each line of Python costs a few microseconds however little arithmetic it does. A
+    784-128-10 MLP has so little arithmetic per batch that those fixed costs dominate.
+    Measure before you assume.
     """
     requested = (requested or os.environ.get("DL_DEVICE") or "auto").lower()
     if requested not in ("auto", "cpu", "cuda", "mps"):
@@ -175,9 +88,9 @@ def get_device(requested: str | None = None) -> torch.device:
     else:
         why = "asked for with --device or DL_DEVICE"
     device = torch.device(requested)
-    name = torch.cuda.get_device_name(device) if requested == "cuda" else ""
+    name = f" ({torch.cuda.get_device_name(device)})" if requested == "cuda" else ""
     threads = f", {torch.get_num_threads()} threads" if requested == "cpu" else ""
-    print(f"Device: {device}{' (' + name + ')' if name else ''}{threads}: {why}")
+    print(f"Device: {device}{name}{threads}: {why}")
     return device
 
 
@@ -195,13 +108,21 @@ def hardware_info(device) -> dict:
 
 
 def set_seed(seed: int) -> torch.Generator:
-    """Seed every random number generator we use; return a generator for batch shuffling.
+    """Seed every random number generator we use; return a generator for the data's randomness.
 
     torch.manual_seed seeds the CPU and every GPU; random and NumPy are seeded too in case
-    a learner's change uses them. The returned generator drives the loader's shuffling on
-    its own, so that adding a random call elsewhere does not change the batch order.
-    On the CPU the same seed then gives bit-identical results. On a GPU some kernels are
-    nondeterministic unless torch.use_deterministic_algorithms(True) is set (slower).
+    a learner's change uses them. The returned generator drives the loader's shuffling
+    (and 06's augmentation) on its own, so that adding a random call elsewhere does not
+    change the batch order.
+
+    What "same seed, same result" really promises: bit-identical numbers on the same
+    machine with the same PyTorch build and device. Another CPU, another PyTorch version
+    or a GPU rounds some sums in another order; the last bits differ, and after thousands
+    of training steps that grows into differences of a few tenths of a point in accuracy,
+    as large as a change of seed. To compare with the README's numbers, run with
+    --device cpu. On a CUDA GPU, bit-identical reruns also need
+    torch.use_deterministic_algorithms(True) (slower), and that in turn needs the
+    environment variable CUBLAS_WORKSPACE_CONFIG=:4096:8, or cuBLAS raises an error.
     """
     random.seed(seed)
     np.random.seed(seed)
@@ -210,190 +131,52 @@ def set_seed(seed: int) -> torch.Generator:
 
 
 # --------------------------------------------------------------------------------------
-# The MNIST files: shipped in data/, checked before use
+# Data: MNIST as normalized tensors in memory, split into train, validation and test
 # --------------------------------------------------------------------------------------
-# Uncompressed size in bytes and md5 of the official files (see data/README.md).
-MNIST_FILES = {
-    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
-    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
-    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
-    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
+# Mean and standard deviation of the pixels (scaled to [0, 1]) of the 60,000 images of
+# MNIST's official training file; 02_load_mnist.py recomputes them. Strictly, they should
+# come from our 55,000-image training split alone: the official file also holds the
+# 5,000 images we hold out for validation. 02 measures the difference (below 0.0001),
+# far too small to matter, and we keep the constants everyone uses.
+# Normalizing with them gives the inputs mean 0 and std 1, which keeps the first layer's
+# weighted sums in a range where gradients flow well. The range becomes about
+# [-0.42, 2.82] (0 -> -0.4242, 1 -> 2.8215), NOT [-1, 1]: MNIST is mostly black
+# background, so the mean sits close to 0.
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+VAL_SIZE = 5000  # validation images held out of the 60,000 training images
+SPLIT_SEED = 12345  # fixed: every script and every --seed sees the same validation set
+# How the pixels reach the network. "standardized" is the course's default; the other two
+# exist to measure what normalization is worth (03 --inputs, and `make tables`).
+INPUT_SCALINGS = {
+    "standardized": "(x / 255 - mean) / std: mean 0, std 1",
+    "unit": "x / 255: in [0, 1], mean 0.13",
+    "raw": "x: the stored bytes, 0 to 255",
 }
-IDX_MAGIC = {"images": 2051, "labels": 2049}  # 0x0803: 3-D uint8 array; 0x0801: 1-D
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def idx_dims(header: bytes) -> list[int]:
-    """The dimensions an IDX header declares: the magic number's 4th byte counts them."""
-    return [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(header[3])]
-
-
-def check_idx_file(path: Path) -> None:
-    """Check an IDX file's header: magic number, and a size that matches its dimensions.
-
-    IDX is MNIST's format: 4 bytes of magic (0, 0, dtype 0x08 = uint8, number of dims),
-    one big-endian uint32 per dimension, then the raw bytes (one per pixel or label).
-    """
-    kind = "images" if "images" in path.name else "labels"
-    with open(path, "rb") as f:
-        header = f.read(16)  # magic + up to 3 dimensions; the data is not needed here
-    magic = int.from_bytes(header[:4], "big")
-    if magic != IDX_MAGIC[kind]:
-        raise FriendlyError(f"{path} is not an MNIST {kind} file (magic number {magic}, "
-                            f"expected {IDX_MAGIC[kind]}); delete it and run again")
-    dims = idx_dims(header)
-    expected = 4 + 4 * len(dims) + math.prod(dims)
-    if path.stat().st_size != expected:
-        raise FriendlyError(f"{path} is truncated or damaged ({path.stat().st_size:,} bytes, "
-                            f"its header promises {expected:,}); delete it and run again: "
-                            "it will be re-extracted from the .gz or re-downloaded")
-
-
-def check_file(path: Path, size: int | None, md5: str | None) -> None:
-    """Header, size and md5 of one uncompressed file; a clear error names file and fix."""
-    check_idx_file(path)
-    fix = "delete it and run again: it will be re-extracted from the .gz or re-downloaded"
-    if size is not None and path.stat().st_size != size:
-        raise FriendlyError(f"{path} has {path.stat().st_size:,} bytes, expected {size:,}; {fix}")
-    if md5 is not None and md5sum(path) != md5:
-        raise FriendlyError(f"{path} fails its md5 check (altered or damaged); {fix}")
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path):
-    """Context manager: write to a temporary file beside `path`, then rename it into place.
-
-    os.replace is atomic on one file system, so a reader (or a crash, or Ctrl-C) sees
-    either the old complete file or the new complete file, never half of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def extract_gz(gz_path: Path, out_path: Path) -> None:
-    try:
-        with gzip.open(gz_path, "rb") as src, atomic_path(out_path) as tmp:
-            tmp.write_bytes(src.read())
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise FriendlyError(f"cannot decompress {gz_path} ({err}); restore it with "
-                            "`git checkout data/` or delete it to download MNIST again") from err
-
-
-def download_mnist(root: Path) -> None:
-    """Fall back on torchvision's download (needs a network connection)."""
-    from torchvision import datasets
-
-    for train in (True, False):
-        datasets.MNIST(root, train=train, download=True)
-
-
-def prepare_mnist(root: Path = DATA_DIR, files: dict = MNIST_FILES) -> Path:
-    """Make sure root/MNIST/raw/ holds the four uncompressed files, intact; return that folder.
-
-    Order of preference: the uncompressed files (checked), then the shipped .gz files
-    (extracted once), then torchvision's download.
-    """
-    raw = Path(root) / "MNIST" / "raw"
-    if any(not (raw / n).exists() and not (raw / f"{n}.gz").exists() for n in files):
-        try:
-            download_mnist(Path(root))
-        except Exception as err:  # offline: URLError, RuntimeError, socket errors...
-            raise FriendlyError(
-                f"MNIST is missing from {raw} and the download failed ({type(err).__name__}); "
-                f"put the four files {', '.join(n + '.gz' for n in files)} into {raw}"
-            ) from err
-    for name, (size, md5) in files.items():
-        if not (raw / name).exists():
-            extract_gz(raw / f"{name}.gz", raw / name)
-        check_file(raw / name, size, md5)
-    return raw
-
-
-def read_idx(path: Path) -> torch.Tensor:
-    """An IDX file (checked by check_idx_file) as a uint8 tensor of the shape its header gives.
-
-    torchvision's datasets.MNIST reads these same files, and the tests check that it gets
-    identical tensors. We read them ourselves because importing torchvision costs about
-    1.5 s per script on our 2-core test machine (make bench measures it), more than
-    reading all the data.
-    """
-    data = path.read_bytes()
-    dims = idx_dims(data)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8,
-                            offset=4 + 4 * len(dims)).view(dims)
+def normalize(X_uint8: torch.Tensor, scaling: str = "standardized") -> torch.Tensor:
+    """uint8 [N, 28, 28] pixels -> float32 [N, 1, 28, 28] network inputs (1 = grey channel)."""
+    X = X_uint8.float()
+    if scaling in ("standardized", "unit"):
+        X = X / 255
+    if scaling == "standardized":
+        X = (X - MNIST_MEAN) / MNIST_STD
+    elif scaling not in INPUT_SCALINGS:
+        raise FriendlyError(f"unknown input scaling {scaling!r}: use one of {list(INPUT_SCALINGS)}")
+    return X.unsqueeze(1)
 
 
 def load_mnist_tensors(root: Path = DATA_DIR, files: dict = MNIST_FILES):
-    """The raw dataset as tensors: (train_X, train_y, test_X, test_y), X uint8 [N, 28, 28]."""
+    """The raw dataset as tensors: (train_X, train_y, test_X, test_y), X uint8 [N, 28, 28].
+
+    MNIST's files store each pixel as one byte, 0 for the background and up to 255 for
+    the ink. (Shown with a grey colour map, that is light ink on black.)
+    """
     raw = prepare_mnist(root, files)
     return (read_idx(raw / "train-images-idx3-ubyte"),
             read_idx(raw / "train-labels-idx1-ubyte").long(),  # int64: what the loss wants
             read_idx(raw / "t10k-images-idx3-ubyte"),
             read_idx(raw / "t10k-labels-idx1-ubyte").long())
-
-
-# --------------------------------------------------------------------------------------
-# Loaders: decode once, normalize once, serve batches from memory
-# --------------------------------------------------------------------------------------
-# Mean and standard deviation of the 60,000 official training images' pixels, scaled to
-# [0, 1]; 02_load_mnist.py recomputes them. Normalizing with them gives the inputs mean 0
-# and std 1, which keeps the first layer's pre-activations in a range where gradients
-# flow well. The range becomes about [-0.42, 2.82] (0 -> -0.4242, 1 -> 2.8215), NOT
-# [-1, 1]: MNIST is mostly black background, so the mean sits close to 0.
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-VAL_SIZE = 5000  # validation images held out of the 60,000 training images
-SPLIT_SEED = 12345  # fixed: every script and every --seed sees the same validation set
-
-
-def normalize(X_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, 28, 28] pixels -> normalized float32 [N, 1, 28, 28] (1 = grey channel)."""
-    return ((X_uint8.float() / 255 - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
-
-
-class TensorLoader:
-    """Batches from tensors already in memory: what a DataLoader does, without its cost.
-
-    torchvision's usual pipeline turns every image into a PIL image, then a tensor, then
-    normalizes it, one sample at a time in Python, and collates 64 of them into a batch:
-    several Python calls for each of 55,000 images, every epoch. All 70,000 MNIST images
-    take about 220 MB as float32, which fits easily in memory, so we decode and
-    normalize them once; a batch is then a single indexing operation X[idx].
-    num_workers (background loading processes) is irrelevant here, hence 0: there is no
-    per-sample work left to parallelize, and on a 2-core machine workers would steal the
-    cores that train the model. On a GPU the tensors are moved there once, so
-    no batch ever crosses the PCIe bus.
-    """
-
-    def __init__(self, X, y, batch_size, shuffle=False, generator=None):
-        self.X, self.y = X, y
-        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
-        self.dataset = torch.utils.data.TensorDataset(X, y)  # so len(loader.dataset) works
-
-    def __len__(self):  # number of batches, as for a DataLoader
-        return math.ceil(len(self.y) / self.batch_size)
-
-    def __iter__(self):
-        n = len(self.y)
-        if self.shuffle:  # a new order every epoch: batches never repeat in lockstep
-            order = torch.randperm(n, generator=self.generator).to(self.y.device)
-            for i in range(0, n, self.batch_size):
-                idx = order[i:i + self.batch_size]
-                yield self.X[idx], self.y[idx]
-        else:  # evaluation: order does not matter, slices are views (no copy)
-            for i in range(0, n, self.batch_size):
-                yield self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
 
 
 def train_val_split(n: int, val_size: int = VAL_SIZE):
@@ -409,8 +192,57 @@ def train_val_split(n: int, val_size: int = VAL_SIZE):
     return order[val_size:], order[:val_size]
 
 
+class TensorLoader:
+    """Batches from tensors already in memory: what a DataLoader does, without its cost.
+
+    torchvision's usual pipeline turns every image into a PIL image, then a tensor, then
+    normalizes it, one sample at a time in Python, and collates 64 of them into a batch:
+    several Python calls for each of 55,000 images, every epoch. All 70,000 MNIST images
+    take about 220 MB as float32, which fits easily in memory, so we decode and
+    normalize them once; a batch is then a single indexing operation X[idx].
+    num_workers (background loading processes) is irrelevant here, hence absent: there
+    is no per-sample work left to parallelize, and on a 2-core machine workers would
+    steal the cores that train the model. On a GPU the tensors are moved there once, so
+    no batch ever has to cross the PCIe bus (the link between CPU memory and GPU memory).
+    """
+
+    def __init__(self, X, y, batch_size, shuffle=False, generator=None):
+        self.X, self.y = X, y
+        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
+        self.dataset = torch.utils.data.TensorDataset(X, y)  # so len(loader.dataset) works
+
+    def __len__(self):  # number of batches, as for a DataLoader
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.y)
+        if self.shuffle:  # a new order every epoch: batches never repeat in lockstep
+            # Drawn on the CPU from our own generator, then moved: the same order on
+            # every device.
+            order = torch.randperm(n, generator=self.generator).to(self.y.device)
+            for i in range(0, n, self.batch_size):
+                idx = order[i:i + self.batch_size]
+                yield self.X[idx], self.y[idx]
+        else:  # evaluation: order does not matter, slices are views (no copy)
+            for i in range(0, n, self.batch_size):
+                yield self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
+
+
+def flip_labels(y: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """A copy of y with `fraction` of the labels replaced by a different, random digit.
+
+    Bad data on purpose: to measure what label noise costs (`03 --label-noise`).
+    """
+    y = y.clone()
+    flip = torch.randperm(len(y), generator=generator)[:round(fraction * len(y))]
+    shift = torch.randint(1, 10, (len(flip),), generator=generator)  # 1-9: never the same
+    y[flip] = (y[flip] + shift) % 10
+    return y
+
+
 def load_mnist_data(batch_size=64, val_size=VAL_SIZE, subset=None, device="cpu",
-                    generator=None, eval_batch_size=1000, root=DATA_DIR, files=MNIST_FILES):
+                    generator=None, eval_batch_size=1000, scaling="standardized",
+                    label_noise=0.0, root=DATA_DIR, files=MNIST_FILES):
     """Train, validation and test loaders over normalized MNIST.
 
     Three sets, three jobs:
@@ -422,23 +254,28 @@ def load_mnist_data(batch_size=64, val_size=VAL_SIZE, subset=None, device="cpu",
       new images. Choose with it and it is no longer a test.
     Training batches are shuffled so that each gradient step sees a mix of digits;
     evaluation uses large batches (no gradients are stored, so memory is no issue).
+    subset keeps the first `subset` images of the (random) training split; label_noise
+    corrupts that fraction of the training labels (validation and test stay clean).
     """
     train_X, train_y, test_X, test_y = load_mnist_tensors(root, files)
     train_idx, val_idx = train_val_split(len(train_y), val_size)
     if subset is not None:
         train_idx = train_idx[:subset]
-    X, Xt = normalize(train_X).to(device), normalize(test_X).to(device)
-    y, yt = train_y.to(device), test_y.to(device)
-    train_idx, val_idx = train_idx.to(device), val_idx.to(device)
+    X, X_test = normalize(train_X, scaling), normalize(test_X, scaling)
+    y_train = train_y[train_idx]
+    if label_noise:  # its own generator: the batch order stays that of a clean run
+        y_train = flip_labels(y_train, label_noise, torch.Generator().manual_seed(SPLIT_SEED))
+    # .to(device) once, here: from now on every batch is already where the model is.
     return (
-        TensorLoader(X[train_idx], y[train_idx], batch_size, shuffle=True, generator=generator),
-        TensorLoader(X[val_idx], y[val_idx], eval_batch_size),
-        TensorLoader(Xt, yt, eval_batch_size),
+        TensorLoader(X[train_idx].to(device), y_train.to(device), batch_size, shuffle=True,
+                     generator=generator),
+        TensorLoader(X[val_idx].to(device), train_y[val_idx].to(device), eval_batch_size),
+        TensorLoader(X_test.to(device), test_y.to(device), eval_batch_size),
     )
 
 
 # --------------------------------------------------------------------------------------
-# Evaluation and model size
+# Evaluation, and how much to trust a measured number
 # --------------------------------------------------------------------------------------
 def evaluate_model(model: nn.Module, loader, device=None) -> tuple[float, float]:
     """Average cross-entropy loss and accuracy of `model` over `loader`.
@@ -465,8 +302,65 @@ def evaluate_model(model: nn.Module, loader, device=None) -> tuple[float, float]
             n += len(y)
     model.train(was_training)
     # .item() copies a number from the device to Python: on a GPU that waits for all queued
-    # work to finish (a sync point), so we do it once at the end, not once per batch.
+    # work to finish (a "sync point"), so we do it once at the end, not once per batch.
     return loss_sum.item() / n, correct.item() / n
+
+
+def accuracy_se(acc: float, n: int) -> float:
+    """Standard error of an accuracy measured on n images: sqrt(acc * (1 - acc) / n).
+
+    Where it comes from: each test image is a coin flip that the model gets right with
+    some probability p. Counting the successes among n independent flips gives a
+    binomial count, whose standard deviation is sqrt(n p (1 - p)); divided by n, the
+    accuracy's is sqrt(p (1 - p) / n). On 10,000 images that is 0.15 points at 97.8% and
+    0.08 at 99.4%: another 10,000 digits from the same writers would give an accuracy
+    that differs by about that much. Differences smaller than a few of these are noise.
+    """
+    return math.sqrt(acc * (1 - acc) / n)
+
+
+def format_accuracy(acc: float, n: int) -> str:
+    """'97.73% ± 0.15': an accuracy with its binomial standard error, in points."""
+    return f"{100 * acc:.2f}% ± {100 * accuracy_se(acc, n):.2f}"
+
+
+# Student's t distribution, 97.5th percentile, by degrees of freedom (a printed t-table):
+# mean ± T_975 * SE covers the true mean 95% of the time when the runs are independent
+# and roughly normal. With few runs the SE itself is uncertain, hence a wider factor.
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t_975(df: int) -> float:
+    """The t-table value for df degrees of freedom (the next smaller tabled df: cautious)."""
+    return T_975[max(k for k in T_975 if k <= df)] if df < 30 else 1.96 if df > 120 else 2.0
+
+
+def mean_se(values) -> tuple[float, float]:
+    """Mean over runs (seeds) and its standard error: sample standard deviation / sqrt(k).
+
+    The standard deviation says how much one run varies; the standard error, how far the
+    mean of k runs is likely to be from the mean of infinitely many. With 3 runs both
+    are rough: the standard deviation itself could easily be off by a factor of two.
+    """
+    values = list(values)
+    if len(values) < 2:
+        return (values[0] if values else float("nan")), float("nan")
+    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def paired_difference(a, b) -> dict:
+    """Mean of the per-run differences a[i] - b[i], its SE and 95% interval.
+
+    Paired: run i of both used the same seed (same initial randomness, same batch
+    order), so much of the luck is shared, and the differences vary less than either
+    list. The interval mean ± t * SE that excludes 0 is evidence of a real difference;
+    one that includes 0 says the runs cannot tell the two apart.
+    """
+    diffs = [x - y for x, y in zip(a, b)]
+    mean, se = mean_se(diffs)
+    half = t_975(len(diffs) - 1) * se if len(diffs) > 1 else float("nan")
+    return {"mean": mean, "se": se, "low": mean - half, "high": mean + half, "n": len(diffs)}
 
 
 def print_shapes(model: nn.Module, X: torch.Tensor) -> None:
@@ -480,9 +374,10 @@ def print_shapes(model: nn.Module, X: torch.Tensor) -> None:
     def record(module, inputs, output, name):
         rows.append([name, type(module).__name__, str(list(output.shape))])
 
-    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    # The innermost modules (those with no children): the layers that compute something.
+    layers = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
     hooks = [m.register_forward_hook(lambda mod, i, o, n=n: record(mod, i, o, n))
-             for n, m in leaves]
+             for n, m in layers]
     was_training = model.training
     model.eval()  # so that batch norm does not update its statistics with this batch
     try:
@@ -508,6 +403,45 @@ def model_size_kb(model: nn.Module) -> float:
     """Size of the parameters and buffers in kilobytes (1 KB = 1000 bytes)."""
     tensors = list(model.parameters()) + list(model.buffers())
     return sum(t.numel() * t.element_size() for t in tensors) / 1000
+
+
+# --------------------------------------------------------------------------------------
+# Printing: section headers, aligned tables, blocks of lesson text
+# --------------------------------------------------------------------------------------
+def display_path(path: Path) -> str:
+    """A path as the learner would type it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def section(title: str) -> None:
+    """A printed header, so the output reads like the lesson's table of contents."""
+    print(f"\n=== {title} " + "=" * max(3, 76 - len(title)))
+
+
+def prose(text: str) -> None:
+    """Print a block of lesson text, written in the code as an indented triple-quoted string."""
+    print(textwrap.dedent(text).strip("\n"))
+
+
+def format_table(headers: list[str], rows: list[list]) -> str:
+    """Rows as an aligned text table: text left-aligned, numbers right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def is_number(text):  # 1,234 or 97.73% or 0.15 s or 97.73% ± 0.15
+        return bool(re.fullmatch(r"[-+]?[\d,.]+\s*[%a-zA-Z]*( ± [\d.]+)?", text))
+
+    def line(row):
+        return "  ".join(c.rjust(w) if is_number(c) else c.ljust(w)
+                         for c, w in zip(row, widths)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    print(format_table(headers, rows))
 
 
 # --------------------------------------------------------------------------------------
@@ -544,7 +478,7 @@ def show_figures(show: bool) -> None:
     """With --show, open the saved figures in windows (blocks until they are closed)."""
     if not show:
         return
-    from matplotlib.backends import BackendFilter, backend_registry
+    from matplotlib.backends import BackendFilter, backend_registry  # matplotlib >= 3.9
 
     backend = matplotlib.get_backend().lower()
     if backend in backend_registry.list_builtin(BackendFilter.NON_INTERACTIVE):
@@ -554,16 +488,20 @@ def show_figures(show: bool) -> None:
     plt.show()
 
 
-def plot_training_history(history: dict, name: str, title: str = "", show=False) -> Path:
+def plot_training_history(history: dict, name: str, title: str = "", show=False,
+                          train_label: str = "training") -> Path:
     """Loss and accuracy per epoch, training vs validation, saved as figures/<name>.
 
     How to read it: both losses falling = still learning. Training loss falling while
     validation loss rises = overfitting (memorizing the training images). Both flat and
     high = underfitting (too little capacity, too few epochs, or a bad learning rate).
+    The training numbers are averaged over each epoch while the weights were changing
+    (and, with augmentation, on altered images): compare their trend with validation's,
+    not their exact values.
     """
     epochs = range(1, len(history["train_loss"]) + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("train", "training"), ("val", "validation")):
+    for key, label in (("train", train_label), ("val", "validation")):
         ax_loss.plot(epochs, history[f"{key}_loss"], marker="o", label=label)
         ax_acc.plot(epochs, [100 * a for a in history[f"{key}_acc"]], marker="o", label=label)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
@@ -626,7 +564,7 @@ def model_class(checkpoint: dict) -> type:
     return cls
 
 
-def _first_detail(err: Exception) -> str:
+def first_detail(err: Exception) -> str:
     """The first informative line of a long PyTorch error message."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return (lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__)[:160]
@@ -635,10 +573,14 @@ def _first_detail(err: Exception) -> str:
 def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     """Load a checkpoint; return (model, checkpoint dict).
 
-    weights_only=True lets torch.load rebuild only tensors and plain containers, never
-    arbitrary Python objects, so a malicious file cannot run code. Given `model`, the
-    weights are loaded into it (after checking it is the architecture the file holds);
-    otherwise the model is rebuilt from the class and arguments the file records.
+    weights_only=True restricts torch.load to tensors and plain containers (dicts, lists,
+    numbers, strings): it is designed to refuse every other object, so that a file
+    cannot make it run code, as a full unpickle would. "Designed": its unpickler has had
+    bypasses (CVE-2025-32434, fixed in torch 2.6, the floor in requirements.txt), so keep
+    torch up to date and still load only files from sources you trust.
+    Given `model`, the weights are loaded into it (after checking it is the architecture
+    the file holds); otherwise the model is rebuilt from the class and arguments the file
+    records.
     """
     path = Path(path)
     if not path.is_file():
@@ -659,5 +601,261 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
         model.load_state_dict(checkpoint["model_state_dict"])
     except RuntimeError as err:  # shapes or names differ from the class's
         raise CheckpointError(f"{path}: the saved weights do not fit {type(model).__name__} "
-                              f"({_first_detail(err)})") from err
+                              f"({first_detail(err)})") from err
     return model.to(device), checkpoint
+
+
+# --------------------------------------------------------------------------------------
+# Command-line settings shared by the scripts
+# --------------------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (zero epochs or batches of 0 images make no sense)."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0 (a learning rate of 0 never moves the weights)."""
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1) (a probability, a share of the labels)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def output_file(text: str) -> str:
+    """argparse type: a path a script may write a file to, checked before any work starts.
+
+    Refused at once (not after ten minutes of training): a folder, or a path below an
+    existing file.
+    """
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name inside it")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
+    return str(path)
+
+
+def make_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser whose -h shows the script's docstring and every default."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_common_args(parser: argparse.ArgumentParser, seed: int = 0) -> None:
+    """--device, --seed and --show: the settings every script has."""
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                        default=os.environ.get("DL_DEVICE", "auto"),
+                        help="where the tensors live; auto = CUDA, then MPS, then CPU. "
+                             "Also settable with the DL_DEVICE environment variable "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=seed,
+                        help="seeds the initial weights and the batch order: the same seed "
+                             "gives the same result on the same machine, PyTorch build and "
+                             "device (default: %(default)s)")
+    parser.add_argument("--show", action="store_true",
+                        help="also open the figures in windows when a display exists; "
+                             "they are always saved as PNG under figures/")
+
+
+def add_training_args(parser, *, batch_size: int, lr: float, num_epochs: int) -> None:
+    """--batch-size, --lr, --epochs, --subset: the knobs of every training script."""
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                        help="images per gradient step; smaller: noisier gradients but more "
+                             "updates per epoch (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=lr,
+                        help="learning rate, the optimizer's step size; too large diverges "
+                             "(try 10), too small crawls (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=num_epochs,
+                        help="passes over the training images (default: %(default)s)")
+    parser.add_argument("--subset", type=positive_int, default=None,
+                        help="train on only this many images, for quick experiments; "
+                             "validation and test stay whole (default: all 55,000)")
+
+
+# --------------------------------------------------------------------------------------
+# Running a script: one-line errors, Ctrl-C
+# --------------------------------------------------------------------------------------
+def run_main(main) -> None:
+    """Run a script's main(): a FriendlyError becomes one line on stderr and exit code 1,
+    Ctrl-C (outside the training loop, which handles it itself) exit code 130."""
+    try:
+        if OUTPUT_DIR.exists() and not OUTPUT_DIR.is_dir():
+            raise FriendlyError(f"DL_OUTPUT_DIR={OUTPUT_DIR} is a file, not a folder: point it "
+                                "at a folder (it is created if missing), or unset it")
+        sys.exit(main())
+    except FriendlyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+class GracefulStop:
+    """Ctrl-C sets a flag that the training loop checks after each batch; a second aborts.
+
+    Without it, Ctrl-C raises KeyboardInterrupt wherever Python happens to be, possibly
+    in the middle of an optimizer step, and the run's best epoch is lost. Signals can
+    only be caught in the main thread; elsewhere this does nothing.
+    """
+
+    requested = False
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this batch (press again to quit at once)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+# --------------------------------------------------------------------------------------
+# File plumbing: MNIST's IDX files, checked before use; atomic writes
+# --------------------------------------------------------------------------------------
+IDX_MAGIC = {"images": 2051, "labels": 2049}  # 0x0803: 3-D uint8 array; 0x0801: 1-D
+
+
+def prepare_mnist(root: Path = DATA_DIR, files: dict = MNIST_FILES) -> Path:
+    """Make sure root/MNIST/raw/ holds the four uncompressed files, intact; return that folder.
+
+    Order of preference: the uncompressed files (checked), then the shipped .gz files
+    (extracted once), then torchvision's download.
+    """
+    raw = Path(root) / "MNIST" / "raw"
+    if any(not (raw / n).exists() and not (raw / f"{n}.gz").exists() for n in files):
+        try:
+            download_mnist(Path(root))
+        except Exception as err:  # offline: URLError, RuntimeError, socket errors...
+            raise FriendlyError(
+                f"MNIST is missing from {raw} and the download failed ({type(err).__name__}); "
+                f"put the four files {', '.join(n + '.gz' for n in files)} into {raw}"
+            ) from err
+    for name, (size, md5) in files.items():
+        if not (raw / name).exists():
+            extract_gz(raw / f"{name}.gz", raw / name)
+        check_file(raw / name, size, md5)
+    return raw
+
+
+def download_mnist(root: Path) -> None:
+    """Fall back on torchvision's download (needs a network connection)."""
+    from torchvision import datasets
+
+    for train in (True, False):
+        datasets.MNIST(root, train=train, download=True)
+
+
+def extract_gz(gz_path: Path, out_path: Path) -> None:
+    try:
+        with gzip.open(gz_path, "rb") as src, atomic_path(out_path) as tmp:
+            tmp.write_bytes(src.read())
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise FriendlyError(f"cannot decompress {gz_path} ({err}); restore it with "
+                            "`git checkout data/` or delete it to download MNIST again") from err
+
+
+def idx_dims(header: bytes) -> list[int]:
+    """The dimensions an IDX header declares: the magic number's 4th byte counts them."""
+    return [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(header[3])]
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An IDX file (checked by check_idx_file) as a uint8 tensor of the shape its header gives.
+
+    torchvision's datasets.MNIST reads these same files, and the tests check that it gets
+    identical tensors. We read them ourselves because importing torchvision costs about
+    1.5 s per script on our 2-core test machine (make bench measures it), more than
+    reading all the data.
+    """
+    data = path.read_bytes()
+    dims = idx_dims(data)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8,
+                            offset=4 + 4 * len(dims)).view(dims)
+
+
+def check_idx_file(path: Path) -> None:
+    """Check an IDX file's header: magic number, and a size that matches its dimensions.
+
+    IDX is MNIST's format: 4 bytes of magic (0, 0, dtype 0x08 = uint8, number of dims),
+    one big-endian uint32 per dimension, then the raw bytes (one per pixel or label).
+    """
+    kind = "images" if "images" in path.name else "labels"
+    with open(path, "rb") as f:
+        header = f.read(16)  # magic + up to 3 dimensions; the data is not needed here
+    magic = int.from_bytes(header[:4], "big")
+    if magic != IDX_MAGIC[kind]:
+        raise FriendlyError(f"{path} is not an MNIST {kind} file (magic number {magic}, "
+                            f"expected {IDX_MAGIC[kind]}); delete it and run again")
+    dims = idx_dims(header)
+    expected = 4 + 4 * len(dims) + math.prod(dims)
+    if path.stat().st_size != expected:
+        raise FriendlyError(f"{path} is truncated or damaged ({path.stat().st_size:,} bytes, "
+                            f"its header promises {expected:,}); delete it and run again: "
+                            "it will be re-extracted from the .gz or re-downloaded")
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_file(path: Path, size: int | None, md5: str | None) -> None:
+    """Header, size and md5 of one uncompressed file; a clear error names file and fix."""
+    check_idx_file(path)
+    fix = "delete it and run again: it will be re-extracted from the .gz or re-downloaded"
+    if size is not None and path.stat().st_size != size:
+        raise FriendlyError(f"{path} has {path.stat().st_size:,} bytes, expected {size:,}; {fix}")
+    if md5 is not None and md5sum(path) != md5:
+        raise FriendlyError(f"{path} fails its md5 check (altered or damaged); {fix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Context manager: write to a temporary file beside `path`, then rename it into place.
+
+    os.replace is atomic on one file system, so a reader, a crash of the program or
+    Ctrl-C sees either the old complete file or the new complete file, never half of
+    one. os.fsync first forces the new bytes onto the disk: without it, a power cut
+    just after the rename could leave the new name pointing at data the disk never
+    received. (Making the rename itself survive a power cut would also need an fsync of
+    the folder; we stop here.) A file that cannot be written becomes one clear error.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:  # a folder that is a file, no permission, a full disk...
+        raise FriendlyError(f"cannot write {path}: {err.strerror or err}") from err
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
