@@ -96,7 +96,7 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=dl_utils.positive_int, default=NUM_SEEDS,
                         help="runs per architecture, with seeds --seed, --seed+1, ... "
                              "(default: %(default)s)")
-    parser.add_argument("--results", default=str(RESULTS_FILE),
+    parser.add_argument("--results", type=dl_utils.output_file, default=str(RESULTS_FILE),
                         help="where to write the measured results (default: "
                              f"{dl_utils.display_path(RESULTS_FILE)})")
     dl_utils.add_common_args(parser)

@@ -129,7 +129,7 @@ def parse_args(argv=None):
     parser.add_argument("--schedule", choices=["onecycle", "constant"], default=SCHEDULE,
                         help="learning-rate schedule; constant keeps --lr all along "
                              "(default: %(default)s)")
-    parser.add_argument("--checkpoint", default=str(CHECKPOINT),
+    parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
                         help="where to save the kept model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)})")
     dl_utils.add_common_args(parser, seed=SEED)

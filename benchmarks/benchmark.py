@@ -61,7 +61,7 @@ def parse_args(argv=None):
     parser.add_argument("--from-results", metavar="JSON", default=None,
                         help="measure nothing: render (and with --update-readme, write) the "
                              "tables of an earlier run's JSON")
-    parser.add_argument("--results", default=str(RESULTS_FILE),
+    parser.add_argument("--results", type=dl_utils.output_file, default=str(RESULTS_FILE),
                         help="where to write the JSON results (default: "
                              f"{dl_utils.display_path(RESULTS_FILE)})")
     return parser.parse_args(argv)
