@@ -347,9 +347,11 @@ def best_epochs_explained(history):
     by_acc = 1 + max(range(len(history["val_acc"])), key=history["val_acc"].__getitem__)
     if by_loss == by_acc:
         return f"Validation loss and accuracy were both best at epoch {by_acc}."
-    return (f"Validation loss was lowest at epoch {by_loss}, validation accuracy highest at "
-            f"epoch {by_acc} (the one kept).\nThe loss grows when the model becomes confidently "
-            "wrong on a few images, even while it gets\nmore images right: see keep_if_best().")
+    return "\n".join([
+        f"Validation loss was lowest at epoch {by_loss}, validation accuracy highest at epoch "
+        f"{by_acc} (the one kept).",
+        "The loss grows when the model becomes confidently wrong on a few images, even while",
+        "it gets more images right: see keep_if_best()."])
 
 
 def finish(args, model, model_kwargs, loaders, device, result):

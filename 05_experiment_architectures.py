@@ -7,8 +7,13 @@ trained several times with different seeds, so that we can tell real differences
 the noise of random initialization and batch order:
 
     TwoLayerNN    784-128-10, ReLU      (lesson 3's SimpleNN: the baseline)
-    ThreeLayerNN  784-256-128-10, ReLU  (deeper and wider)
-    TanhNN        784-128-10, tanh      (the baseline with another activation)
+    ThreeLayerNN  784-256-128-10, ReLU  (deeper AND wider: two changes at once)
+    TanhNN        784-128-10, tanh      (the baseline with one change, the activation)
+
+The rule the whole course follows, applied here: the architectures are ranked and judged
+on the validation set (mean over seeds ± standard error, and the seed-by-seed paired
+differences with a 95% interval); the test set is looked at once, at the end, to report
+what the chosen models are worth.
 
 Run it:
     python 05_experiment_architectures.py                    # 3 seeds x 3 networks x 10 epochs
@@ -19,7 +24,7 @@ Results go to results/architectures.json, figures to figures/05_*.png.
 
 import importlib
 import json
-import statistics
+import math
 import time
 from datetime import datetime, timezone
 
@@ -52,9 +57,11 @@ class TanhNN(lesson03.SimpleNN):
     tanh squashes its input into (-1, 1). For large |x| it is flat, so its gradient
     (1 - tanh(x)^2) nearly vanishes: a saturated unit learns slowly, and gradients
     shrink as they pass through several saturated layers. ReLU's gradient is exactly 1
-    for every positive input, so it does not saturate (but a unit stuck below zero
-    gets no gradient at all: a "dead" ReLU). With one hidden layer and normalized
-    inputs, saturation is mild; the measurement says how much it matters here.
+    for every positive input (but a unit stuck below zero gets no gradient at all: a
+    "dead" ReLU). That is the usual story for deep networks. With one hidden layer and
+    normalized inputs it predicts little here, and the measurement disagrees with "tanh
+    learns slowly": compare the train accuracy and validation columns that this script
+    prints. Where tanh loses, it loses on new images, not on fitting the training set.
     """
 
     def __init__(self, **kwargs):
@@ -63,12 +70,13 @@ class TanhNN(lesson03.SimpleNN):
 
 
 class ThreeLayerNN(nn.Module):
-    """784-256-128-10 with ReLU: a wider first layer and one more hidden layer.
+    """784-256-128-10 with ReLU: a wider first layer AND one more hidden layer.
 
     Depth lets later layers combine the features of earlier ones (strokes into loops
     into digits); width gives each layer more features. Both add parameters:
     235,146 here, 2.3 times the baseline. More capacity can fit the training set
-    better, and can also memorize it (overfitting): watch the train-test gap.
+    better, and can also memorize it (overfitting): watch the train-test gap. Two
+    things change at once, so a difference cannot be credited to depth alone.
     """
 
     def __init__(self, input_size=784, hidden_sizes=(256, 128), num_classes=10):
@@ -141,53 +149,100 @@ def run_all(args, device):
                 print("Interrupted: the table below covers the completed runs only.")
                 return runs, True
             runs.append(run)
-            print(f"  seed {seed}  {name:<12}  test {100 * run['test_acc']:.2f}%  "
+            print(f"  seed {seed}  {name:<12}  best val {100 * run['best_val_acc']:.2f}%  "
                   f"best epoch {run['best_epoch']:>2}  ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
     return runs, False
 
 
 def summarize(runs):
-    """Mean and standard deviation over seeds, per architecture."""
+    """Per architecture: the mean over seeds of each measurement, with its standard error."""
     summary = {}
     for name in dict.fromkeys(r["arch"] for r in runs):
         mine = [r for r in runs if r["arch"] == name]
         entry = {"params": mine[0]["params"], "size_kb": mine[0]["size_kb"], "runs": len(mine)}
         for key in ("train_acc", "best_val_acc", "test_acc", "gap", "sec_per_epoch"):
-            values = [r[key] for r in mine]
-            entry[key] = statistics.mean(values)
-            entry[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            entry[key], entry[key + "_se"] = dl_utils.mean_se(r[key] for r in mine)
         summary[name] = entry
     return summary
 
 
-def pct(entry, key):
-    return f"{100 * entry[key]:.2f} ± {100 * entry[key + '_std']:.2f}"
+def paired_comparisons(runs, baseline):
+    """Each architecture minus the baseline, on best validation accuracy, seed by seed.
+
+    Same seed = same batch order and the same random draws for both networks, so each
+    seed gives one difference; their mean, standard error and 95% interval say whether
+    the architectures differ by more than seed-to-seed luck.
+    """
+    val = {}
+    for r in runs:
+        val.setdefault(r["arch"], {})[r["seed"]] = r["best_val_acc"]
+    out = {}
+    for name in val:
+        if name == baseline:
+            continue
+        seeds = sorted(set(val[name]) & set(val[baseline]))
+        out[name] = dl_utils.paired_difference([val[name][s] for s in seeds],
+                                               [val[baseline][s] for s in seeds])
+    return out
 
 
-def print_summary(summary):
-    rows = [[name, f"{e['params']:,}", f"{e['size_kb']:.0f} KB", pct(e, "train_acc"),
-             pct(e, "best_val_acc"), pct(e, "test_acc"), pct(e, "gap"),
-             f"{e['sec_per_epoch']:.2f}"] for name, e in summary.items()]
-    dl_utils.print_table(["architecture", "parameters", "size", "train acc %", "best val %",
-                          "test acc %", "train-test gap", "s/epoch"], rows)
-    print("(mean ± standard deviation over seeds; train accuracy of the kept model, in eval mode)")
+def points(value, se=None):
+    """An accuracy (a fraction) in points, with its standard error when there is one."""
+    text = f"{100 * value:.2f}"
+    return text if se is None or math.isnan(se) else f"{text} ± {100 * se:.2f}"
 
 
-def conclusions(summary):
-    """What the measured numbers support, pair by pair, against the seed-to-seed noise."""
-    ranked = sorted(summary, key=lambda n: summary[n]["test_acc"], reverse=True)
-    lines = [f"Ranking by mean test accuracy: {' > '.join(ranked)}."]
-    for a, b in zip(ranked, ranked[1:]):
-        diff = 100 * (summary[a]["test_acc"] - summary[b]["test_acc"])
-        noise = 100 * max(summary[a]["test_acc_std"], summary[b]["test_acc_std"])
-        if summary[a]["runs"] < 2:
-            verdict = "one seed only: noise cannot be judged, run with --seeds 3 or more"
-        elif diff > 2 * noise:
-            verdict = f"more than twice the seed-to-seed spread ({noise:.2f}): likely real"
-        else:
-            verdict = f"within twice the seed-to-seed spread ({noise:.2f}): could be noise"
-        lines.append(f"{a} vs {b}: {diff:+.2f} points, {verdict}.")
+def interval(d):
+    """A paired difference as '+0.12 [-0.05, +0.29]' (points, 95% interval)."""
+    if d["n"] < 2:
+        return f"{100 * d['mean']:+.2f} (one seed: no interval)"
+    return f"{100 * d['mean']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+
+
+def print_validation_table(summary, comparisons, baseline):
+    """What we choose on: validation accuracy, mean ± SE over seeds, paired differences."""
+    rows = [[name, f"{e['params']:,}", points(e["best_val_acc"], e["best_val_acc_se"]),
+             "(baseline)" if name == baseline else interval(comparisons[name]),
+             points(e["train_acc"], e["train_acc_se"]), f"{e['sec_per_epoch']:.2f}"]
+            for name, e in summary.items()]
+    dl_utils.print_table(["architecture", "parameters", "best val acc %",
+                          f"minus {baseline} [95% interval]", "train acc %", "s/epoch"], rows)
+    dl_utils.prose("""
+        (mean ± standard error over seeds; the interval is that of the seed-by-seed
+        differences. With 3 seeds the standard errors are themselves rough: a standard
+        deviation estimated from 3 runs is easily off by a factor of two. And the interval
+        covers seed-to-seed luck only: every seed is judged on the same 5,000 validation
+        images, whose own sampling error (about ± 0.2 points per accuracy) it does not
+        include, and "best epoch" picks the luckiest of several noisy epochs.)""")
+
+
+def print_test_table(summary):
+    """The test set, looked at once: the honest estimate, which chose nothing."""
+    rows = [[name, points(e["test_acc"], e["test_acc_se"]),
+             f"± {100 * dl_utils.accuracy_se(e['test_acc'], 10_000):.2f}",
+             points(e["gap"], e["gap_se"])] for name, e in summary.items()]
+    dl_utils.print_table(["architecture", "test acc % (mean ± SE over seeds)",
+                          "test set's own SE", "train-test gap"], rows)
+
+
+def verdict(name, baseline, d):
+    """One computed sentence: does the interval of the paired differences exclude zero?"""
+    if d["n"] < 2:
+        return f"{name} vs {baseline}: one seed only, no verdict; run with --seeds 3 or more."
+    diff = f"{100 * d['mean']:+.2f} points on validation"
+    if d["low"] > 0 or d["high"] < 0:
+        better = "better" if d["mean"] > 0 else "worse"
+        return f"{name} vs {baseline}: {diff}, interval excludes 0: {name} is {better} here."
+    return (f"{name} vs {baseline}: {diff}, interval includes 0: the seeds cannot tell "
+            "them apart.")
+
+
+def conclusions(summary, comparisons, baseline):
+    """What the measured numbers support: ranking and verdicts, all on validation."""
+    ranked = sorted(summary, key=lambda n: summary[n]["best_val_acc"], reverse=True)
+    lines = [f"Ranking by mean best validation accuracy: {' > '.join(ranked)}."]
+    lines += [verdict(name, baseline, d) for name, d in comparisons.items()]
     smallest = min(summary, key=lambda n: summary[n]["params"])
     fastest = min(summary, key=lambda n: summary[n]["sec_per_epoch"])
     for name, e in summary.items():
@@ -199,7 +254,7 @@ def conclusions(summary):
 
 
 def plot_results(runs, summary, show):
-    """Validation accuracy per epoch (mean over seeds), and test accuracy vs parameters."""
+    """Validation accuracy per epoch (mean over seeds), and best validation vs parameters."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for name in summary:
         curves = torch.tensor([r["val_curve"] for r in runs if r["arch"] == name])
@@ -215,10 +270,12 @@ def plot_results(runs, summary, show):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, e in summary.items():
-        ax.errorbar(e["params"], 100 * e["test_acc"], yerr=100 * e["test_acc_std"], fmt="o",
-                    capsize=5, label=name)
-    ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel="test accuracy (%)",
-           title="Test accuracy vs size (error bar: std over seeds)")
+        se = 0 if math.isnan(e["best_val_acc_se"]) else 100 * e["best_val_acc_se"]
+        ax.errorbar(e["params"], 100 * e["best_val_acc"], yerr=se, fmt="o", capsize=5,
+                    label=name)
+    ax.set(xscale="log", xlabel="trainable parameters (log scale)",
+           ylabel="best validation accuracy (%)",
+           title="Validation accuracy vs size (error bar: SE over seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
     dl_utils.save_figure(fig, "05_accuracy_vs_parameters.png", show)
@@ -258,11 +315,19 @@ def main(argv=None):
         return 130
     print(f"All runs: {time.perf_counter() - start:.0f} s")
 
-    dl_utils.section("Results")
+    dl_utils.section("Results on validation: what we choose on")
     summary = summarize(runs)
-    print_summary(summary)
+    baseline = args.archs[0]
+    comparisons = paired_comparisons(runs, baseline)
+    print_validation_table(summary, comparisons, baseline)
     dl_utils.section("What the numbers support")
-    print("\n".join(conclusions(summary)))
+    print("\n".join(conclusions(summary, comparisons, baseline)))
+    dl_utils.section("The test set, once: the honest estimate that chose nothing")
+    print_test_table(summary)
+    dl_utils.prose("""
+        Nothing above was chosen with these numbers: the epochs and the verdicts came from
+        validation. On 10,000 test images each accuracy also carries the test set's own
+        sampling error (third column), whatever the number of seeds.""")
     dl_utils.section("Saving")
     plot_results(runs, summary, args.show)
     if interrupted:

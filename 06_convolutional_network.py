@@ -35,7 +35,9 @@ CNN_HIDDEN = 32  # hidden units of the classifier (0 = none): cheap extra capaci
 MAX_SHIFT = 2  # augmentation: shift each training image by up to 2 pixels (0 = off)
 SCHEDULE = "onecycle"  # the lr rises, then falls to ~0 (make_optimizer); or "constant"
 SEED = 0
+ARCH = "cnn"  # or "mlp": lesson 3's MLP trained with this lesson's recipe (a fair match)
 CHECKPOINT = dl_utils.MODELS_DIR / "cnn.pt"
+MLP_CHECKPOINT = dl_utils.MODELS_DIR / "mlp_cnn_recipe.pt"  # --arch mlp: never over 03's
 BACKGROUND = (0 - dl_utils.MNIST_MEAN) / dl_utils.MNIST_STD  # a black pixel, normalized
 
 
@@ -129,14 +131,29 @@ def parse_args(argv=None):
     parser.add_argument("--schedule", choices=["onecycle", "constant"], default=SCHEDULE,
                         help="learning-rate schedule; constant keeps --lr all along "
                              "(default: %(default)s)")
-    parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
+    parser.add_argument("--arch", choices=["cnn", "mlp"], default=ARCH,
+                        help="cnn, or mlp: lesson 3's SimpleNN trained with this lesson's "
+                             "recipe (shifts, schedule, lr), to see what the structure alone "
+                             "is worth (default: %(default)s)")
+    parser.add_argument("--checkpoint", type=dl_utils.output_file, default=None,
                         help="where to save the kept model (default: "
-                             f"{dl_utils.display_path(CHECKPOINT)})")
+                             f"{dl_utils.display_path(CHECKPOINT)}, or "
+                             f"{dl_utils.display_path(MLP_CHECKPOINT)} with --arch mlp)")
     dl_utils.add_common_args(parser, seed=SEED)
     args = parser.parse_args(argv)
     if args.hidden_size < 0:
         parser.error("--hidden-size must be 0 or more")
+    if args.checkpoint is None:
+        args.checkpoint = str(MLP_CHECKPOINT if args.arch == "mlp" else CHECKPOINT)
     return args
+
+
+def build_model(args):
+    """The model --arch asks for, and the arguments that rebuild it from a checkpoint."""
+    if args.arch == "mlp":
+        return lesson03.SimpleNN(), {}  # 03's defaults: 784-128-10
+    model_kwargs = {"channels": list(args.channels), "hidden_size": args.hidden_size}
+    return SmallCNN(**model_kwargs), model_kwargs
 
 
 def make_optimizer(model, args, steps_per_epoch):
@@ -245,9 +262,11 @@ def main(argv=None):
     args = parse_args(argv)
     device, loaders = lesson03.setup(args)
     train_loader, val_loader, _ = loaders
-    model_kwargs = {"channels": list(args.channels), "hidden_size": args.hidden_size}
-    model = SmallCNN(**model_kwargs).to(device)
+    model, model_kwargs = build_model(args)
+    model = model.to(device)
     lesson03.introduce(model, train_loader, "(lesson 3's MLP: 101,770 parameters, 407 KB)")
+    if args.arch == "mlp":
+        print("--arch mlp: lesson 3's MLP, trained below with this lesson's recipe.")
 
     dl_utils.section(f"Training: {args.epochs} epochs, Adam ({args.schedule} schedule, lr "
                      f"{args.lr}), shifts of up to {args.max_shift} px")
@@ -277,14 +296,16 @@ def finish(args, model, model_kwargs, loaders, device, result, path):
     metrics = lesson03.report(model, loaders, device)
     dl_utils.section("Saving")
     lesson03.save_kept_model(path, args, model, model_kwargs, result, metrics, device)
-    dl_utils.plot_training_history(result["history"], "06_training_history.png",
-                                   "SmallCNN on MNIST", args.show,
+    name = type(model).__name__
+    dl_utils.plot_training_history(result["history"], f"06_training_history_{args.arch}.png",
+                                   f"{name} on MNIST, lesson 6's recipe", args.show,
                                    train_label=training_curve_label(args.max_shift))
-    dl_utils.section("CNN vs MLP")
-    compare_with_mlp(metrics, result, dl_utils.count_parameters(model))
-    dl_utils.section("Inside the CNN")
-    plot_filters(model, args.show)
-    plot_feature_maps(model, loaders[2].X[0], args.show)
+    if args.arch == "cnn":
+        dl_utils.section("CNN vs MLP")
+        compare_with_mlp(metrics, result, dl_utils.count_parameters(model))
+        dl_utils.section("Inside the CNN")
+        plot_filters(model, args.show)
+        plot_feature_maps(model, loaders[2].X[0], args.show)
     if result["status"] == "interrupted":
         print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(path)}")
         return 130

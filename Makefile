@@ -10,13 +10,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 LESSONS := $(sort $(wildcard [0-9][0-9]_*.py))
 
-.PHONY: help run test lint bench clean
+.PHONY: help run test lint bench tables clean
 
 help:  ## list the targets
 	@echo "make run    run the learning path: $(LESSONS)"
 	@echo "make test   lint (ruff) and run the test suite (pytest, CPU only)"
 	@echo "make lint   ruff only"
 	@echo "make bench  measure speed and accuracy; writes results/benchmarks.json"
+	@echo "make tables regenerate the README's measured tables (3 seeds per row; slow)"
 	@echo "make clean  remove generated output (figures, models, results, caches); keeps data/"
 
 $(PY):
@@ -40,6 +41,9 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/benchmark.py
+
+tables: $(STAMP)
+	$(PY) benchmarks/tables.py --update-readme
 
 clean:
 	rm -rf figures results .pytest_cache .ruff_cache

@@ -208,8 +208,8 @@ def accuracy_of(script, output):
     patterns = [r"^test\s+[\d,]+\s+[\d.]+\s+([\d.]+%)",  # 03 and 06: the kept model, test row
                 r"now, in this script\s+[\d,]+ / [\d,]+\s+([\d.]+%)",  # 04
                 r"baseline.*?: ([\d.]+%) test accuracy",  # 02
-                r"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+[\d,]+\s+\d+ KB\s+\S+ ± \S+\s+\S+ ± \S+"
-                r"\s+(\S+ ± \S+)"]  # 05: mean ± std test accuracy per architecture
+                r"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+([\d.]+(?: ± [\d.]+)?)\s+± [\d.]+\s"]
+    # (05: the test table, mean ± SE over seeds per architecture)
     if script.startswith("01"):
         return "gradients match autograd" if "NO" not in output.split("match (< 1e-6)")[-1][:400] \
             else "MISMATCH"
@@ -255,15 +255,15 @@ def report(record):
 README_START, README_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 
 
-def update_readme(text, readme=ROOT / "README.md"):
+def update_readme(text, readme=ROOT / "README.md", start=README_START, end=README_END):
     """Replace the README's measured block (between the two markers) with `text`."""
     content = readme.read_text()
-    if README_START not in content or README_END not in content:
-        raise dl_utils.FriendlyError(f"{readme} has no {README_START} ... {README_END} block")
-    head, rest = content.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
+    if start not in content or end not in content:
+        raise dl_utils.FriendlyError(f"{readme} has no {start} ... {end} block")
+    head, rest = content.split(start, 1)
+    tail = rest.split(end, 1)[1]
     with dl_utils.atomic_path(readme) as tmp:
-        tmp.write_text(f"{head}{README_START}\n{text}\n{README_END}{tail}")
+        tmp.write_text(f"{head}{start}\n{text}\n{end}{tail}")
     print(f"Updated the measured block of {dl_utils.display_path(readme)}")
 
 

@@ -59,7 +59,7 @@ def test_06_smoke_run_prints_shapes_and_saves(cnn_checkpoint):
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint["model_class"] == "SmallCNN" and checkpoint["model_kwargs"] == {
         "channels": [16, 32], "hidden_size": 32}
-    for name in ("06_filters.png", "06_feature_maps.png", "06_training_history.png"):
+    for name in ("06_filters.png", "06_feature_maps.png", "06_training_history_cnn.png"):
         assert (OUTPUT_DIR / "figures" / name).exists()
 
 
@@ -103,3 +103,26 @@ def test_benchmark_rewrites_only_the_readme_block(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(dl_utils.FriendlyError, match="no <!-- benchmark:start -->"):
         bench.update_readme("x", readme)
+
+
+def test_tables_quick_mode_renders_every_section(tmp_path):
+    path = tmp_path / "tables.json"
+    result = run_script("benchmarks/tables.py", "--quick", "--results", path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for name in ("lesson3", "lesson5", "claims", "fair", "lesson6"):
+        assert f"Results (markdown): {name}" in result.stdout
+    assert "| claim (original tutorial) |" in result.stdout
+    assert "Defaults on the test set, reported once" in result.stdout
+    # a row of the tables is exactly what the lesson computes with the same command line
+    runs = json.loads(path.read_text())
+    ckpt = tmp_path / "m.pt"
+    lesson_run = run_script("03_train_mnist.py", "--epochs", "1", "--subset", "300",
+                            "--checkpoint", ckpt)
+    assert lesson_run.returncode == 0, lesson_run.stderr
+    history = torch.load(ckpt, weights_only=True)["history"]
+    assert runs["03 --epochs 1 --subset 300 seed=0"]["history"]["val_acc"] == history["val_acc"]
+
+
+def test_tables_refuse_quick_numbers_in_the_readme():
+    result = run_script("benchmarks/tables.py", "--quick", "--update-readme")
+    assert result.returncode == 1 and "do not belong in the README" in result.stderr

@@ -322,3 +322,42 @@ def test_device_setting_comes_from_the_environment(monkeypatch):
     dl_utils.add_common_args(parser)
     assert parser.parse_args([]).device == "mps"
     assert parser.parse_args(["--device", "cpu"]).device == "cpu"
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+def test_accuracy_standard_error_by_hand():
+    # sqrt(p (1 - p) / n), computed by hand for the two accuracies the course quotes
+    assert dl_utils.accuracy_se(0.978, 10_000) == pytest.approx(0.0014668, abs=1e-7)
+    assert dl_utils.accuracy_se(0.994, 10_000) == pytest.approx(0.00077227, abs=1e-8)
+    assert dl_utils.format_accuracy(0.9773, 10_000) == "97.73% ± 0.15"
+    assert dl_utils.accuracy_se(1.0, 10_000) == 0
+
+
+def test_mean_and_standard_error_by_hand():
+    mean, se = dl_utils.mean_se([0.97, 0.98, 0.99])
+    assert mean == pytest.approx(0.98) and se == pytest.approx(0.01 / math.sqrt(3))
+    mean, se = dl_utils.mean_se([0.5])
+    assert mean == 0.5 and math.isnan(se)  # one run: no spread to measure
+
+
+def test_paired_difference_and_interval_by_hand():
+    d = dl_utils.paired_difference([0.5, 0.6, 0.7], [0.4, 0.55, 0.6])
+    # differences 0.10, 0.05, 0.10: mean 0.083333, sd 0.028868, se 0.016667, t(2) = 4.303
+    assert d["mean"] == pytest.approx(0.0833333, abs=1e-6)
+    assert d["se"] == pytest.approx(0.0166667, abs=1e-6)
+    assert (d["low"], d["high"]) == (pytest.approx(0.011617, abs=1e-5),
+                                     pytest.approx(0.155050, abs=1e-5))
+    assert dl_utils.t_975(2) == 4.303 and dl_utils.t_975(12) == 2.228  # next smaller df
+    assert dl_utils.t_975(500) == 1.96
+
+
+def test_input_scalings_and_label_noise():
+    X = torch.tensor([[[0, 255]]], dtype=torch.uint8)
+    assert dl_utils.normalize(X, "raw").flatten().tolist() == [0.0, 255.0]
+    assert dl_utils.normalize(X, "unit").flatten().tolist() == [0.0, 1.0]
+    assert dl_utils.normalize(X).flatten().tolist() == pytest.approx([-0.4242, 2.8215], abs=1e-4)
+    y = torch.arange(10).repeat(100)
+    noisy = dl_utils.flip_labels(y, 0.2, torch.Generator().manual_seed(0))
+    assert (noisy != y).sum() == 200 and torch.equal(y, torch.arange(10).repeat(100))

@@ -1,0 +1,473 @@
+"""Regenerate every measured table of the README, the way the course says to measure.
+
+Each row is a command line of a lesson (`03 --lr 0.01`: one setting changed from the
+defaults), trained with several seeds through the lesson's own code; rows are compared
+on VALIDATION accuracy (mean ± standard error over seeds, and the seed-by-seed paired
+difference from the defaults with its 95% interval). Test accuracy appears only for the
+defaults, as the reported figure. Sections:
+    lesson3   the knobs of 03 (learning rate, batch size, hidden size, epochs)
+    lesson5   05's architecture comparison
+    lesson6   the knobs of 06 (augmentation, schedule, hidden layer, all three off)
+    fair      CNN vs MLP with the same recipe (06 --arch mlp)
+    claims    the original tutorial's claims, one measurement each, with a verdict
+Results go to results/tables.json (reused: a run that was already measured with the same
+settings is not trained again), markdown to stdout, and with --update-readme into the
+README between <!-- tables:SECTION:start --> and <!-- tables:SECTION:end -->.
+
+Run it (it is not part of `make run`; the README says how long it took):
+    make tables                                  # everything, 3 seeds, writes the README
+    python benchmarks/tables.py --only claims    # one section
+    python benchmarks/tables.py --quick          # tiny runs: checks the machinery (tests)
+"""
+
+import importlib
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import dl_utils  # noqa: E402
+
+lesson03 = importlib.import_module("03_train_mnist")
+lesson05 = importlib.import_module("05_experiment_architectures")
+lesson06 = importlib.import_module("06_convolutional_network")
+benchmark = importlib.import_module("benchmarks.benchmark")
+SCRIPTS = {"03": lesson03, "05": lesson05, "06": lesson06}
+
+# ---- Settings (each has a command-line flag; -h lists them) ----
+NUM_SEEDS = 3  # the fewest that give a standard error; more = narrower intervals, slower
+RESULTS_FILE = dl_utils.RESULTS_DIR / "tables.json"
+SECTIONS = ["lesson3", "lesson5", "claims", "fair", "lesson6"]  # the slowest (CNNs) last
+QUICK = ["--epochs", "1", "--subset", "300"]  # --quick: appended to every row (wins)
+TARGET_ACC = 0.97  # "time to reach": the first epoch whose validation accuracy passes this
+
+LESSON3_ROWS = [[], ["--lr", "0.01"], ["--lr", "0.0001"], ["--batch-size", "32"],
+                ["--batch-size", "256"], ["--hidden-size", "32"], ["--hidden-size", "512"],
+                ["--epochs", "30"]]
+LESSON6_ROWS = [[], ["--max-shift", "0"], ["--schedule", "constant"],
+                ["--schedule", "constant", "--lr", "0.001"], ["--hidden-size", "0"],
+                ["--max-shift", "0", "--schedule", "constant", "--lr", "0.001",
+                 "--hidden-size", "0"]]
+SGD_LRS = ["0.01", "0.03", "0.1", "0.3"]  # SGD (momentum 0.9) is tuned over these
+SUBSETS = ["1000", "5000"]  # "deeper networks need more data": plus the full 55,000
+
+
+def parse_args(argv=None):
+    parser = dl_utils.make_parser(__doc__)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS,
+                        help="sections to measure and render (default: all)")
+    parser.add_argument("--seeds", type=dl_utils.positive_int, default=NUM_SEEDS,
+                        help="seeds per row (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 seeds, 1 epoch on 300 images per row: checks that everything "
+                             "runs (numbers mean nothing; never written to the README)")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="write each section's table into README.md between its markers")
+    parser.add_argument("--results", type=dl_utils.output_file, default=str(RESULTS_FILE),
+                        help="measurements are kept (and reused) here "
+                             f"(default: {dl_utils.display_path(RESULTS_FILE)})")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds = min(args.seeds, 2)
+    return args
+
+
+# --------------------------------------------------------------------------------------
+# Measuring: one row = one lesson command line, trained once per seed
+# --------------------------------------------------------------------------------------
+class Runner:
+    """Trains lesson command lines with the lessons' own code; remembers every result."""
+
+    def __init__(self, path, quick):
+        self.path, self.quick = Path(path), quick
+        self.runs = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.used = set()  # the runs behind the tables rendered now
+        self.data = {}  # (input scaling, label noise) -> the three loaders, built once
+
+    def key(self, script, flags, seed):
+        return " ".join([script, *flags, *(QUICK if self.quick else []), f"seed={seed}"])
+
+    def run(self, script, flags, seed):
+        """The measurements of `python <script> <flags> --seed <seed>`, trained if new."""
+        key = self.key(script, flags, seed)
+        self.used.add(key)
+        if key not in self.runs:
+            t0 = time.perf_counter()
+            run = self.train(script, flags, seed)
+            run["wall_seconds"] = time.perf_counter() - t0
+            self.runs[key] = run
+            print(f"  {key:<70} val {100 * run['best_val_acc']:6.2f}%  "
+                  f"({run['wall_seconds']:.0f} s)", flush=True)
+            self.save()
+        return self.runs[key]
+
+    def save(self):
+        with dl_utils.atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.runs))
+
+    def seeds(self, script, flags, num_seeds):
+        return [self.run(script, flags, seed) for seed in range(num_seeds)]
+
+    def loaders(self, args, generator):
+        """The lesson's loaders for these settings, sharing the decoded data across runs."""
+        scaling, noise = getattr(args, "inputs", "standardized"), getattr(args, "label_noise", 0)
+        if (scaling, noise) not in self.data:
+            self.data[scaling, noise] = dl_utils.load_mnist_data(scaling=scaling,
+                                                                 label_noise=noise)
+        train, val, test = self.data[scaling, noise]
+        n = args.subset or len(train.y)  # the same first-n images as load_mnist_data(subset=n)
+        return (dl_utils.TensorLoader(train.X[:n], train.y[:n], args.batch_size, shuffle=True,
+                                      generator=generator), val, test)
+
+    def train(self, script, flags, seed):
+        """What `python <script> <flags> --seed <seed>` trains, without printing or saving."""
+        argv = [*flags, *(QUICK if self.quick else []), "--seed", str(seed), "--device", "cpu"]
+        args = SCRIPTS[script].parse_args(argv)
+        generator = dl_utils.set_seed(args.seed)  # as the lessons' setup() does, in order
+        train_loader, val_loader, test_loader = self.loaders(args, generator)
+        model, optimizer, scheduler = build(script, args, len(train_loader))
+        if script == "06":
+            train_loader = lesson06.ShiftedLoader(train_loader, args.max_shift)
+        result = lesson03.fit(model, train_loader, val_loader, optimizer, args.epochs, "cpu",
+                              verbose=False, scheduler=scheduler)
+        h = result["history"]
+        return {"status": result["status"], "best_val_acc": max(h["val_acc"], default=0.0),
+                "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
+                "history": h, "diverged": result["diverged"],
+                "test_acc": dl_utils.evaluate_model(model, test_loader, "cpu")[1]
+                if result["best_epoch"] else None}
+
+
+def build(script, args, steps_per_epoch):
+    """Model, optimizer and scheduler exactly as the script builds them."""
+    if script == "03":
+        model = lesson03.SimpleNN(hidden_size=args.hidden_size)
+        return model, lesson03.make_optimizer(model, args), None
+    if script == "05":
+        model = lesson05.ARCHITECTURES[args.archs[0]]()
+        return model, torch.optim.Adam(model.parameters(), lr=args.lr), None
+    model = lesson06.build_model(args)[0]
+    return (model, *lesson06.make_optimizer(model, args, steps_per_epoch))
+
+
+# --------------------------------------------------------------------------------------
+# Statistics of a row: mean ± SE over seeds, paired difference from a reference row
+# --------------------------------------------------------------------------------------
+def val_of(runs):
+    return [r["best_val_acc"] for r in runs]
+
+
+def pct(mean, se=None):
+    if se is None or se != se:  # NaN: one seed, no standard error
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * se:.2f}"
+
+
+def val_cell(runs):
+    return pct(*dl_utils.mean_se(val_of(runs)))
+
+
+def diff_cell(runs, reference):
+    d = dl_utils.paired_difference(val_of(runs), val_of(reference))
+    return lesson05.interval(d), d
+
+
+def judged(d, better="better", worse="worse", same="no difference the seeds can see"):
+    """A verdict from an interval: it excludes 0 on one side, or it does not."""
+    if d["n"] < 2:
+        return "one seed: no verdict"
+    return better if d["low"] > 0 else worse if d["high"] < 0 else same
+
+
+def mean_of(runs, key):
+    return sum(r[key] for r in runs) / len(runs)
+
+
+def flags_text(script, flags):
+    return f"`{' '.join(flags)}`" if flags else "(none: the defaults)"
+
+
+def markdown(headers, rows):
+    return benchmark.markdown(headers, rows)
+
+
+def knob_table(runner, script, rows, seeds):
+    """Rows of one lesson's knobs against its defaults, judged on validation."""
+    reference = runner.seeds(script, [], seeds)
+    table = []
+    for flags in rows:
+        runs = runner.seeds(script, flags, seeds)
+        if any(r["status"] == "diverged" for r in runs):
+            table.append([flags_text(script, flags), "diverged", "", "", "", "diverged"])
+            continue
+        cell, d = diff_cell(runs, reference)
+        table.append([flags_text(script, flags), val_cell(runs), "" if not flags else cell,
+                      " ".join(str(r["best_epoch"]) for r in runs),
+                      f"{mean_of(runs, 'train_seconds'):.1f}",
+                      "" if not flags else judged(d)])
+    test, test_se = dl_utils.mean_se(r["test_acc"] for r in reference)
+    note = (f"Defaults on the test set, reported once: **{pct(test, test_se)}%** (mean ± SE "
+            f"over {seeds} seeds; one run's own sampling error on 10,000 images is "
+            f"± {100 * dl_utils.accuracy_se(test, 10_000):.2f}).")
+    return "\n".join([markdown(["change", "best val acc %", "minus defaults [95% interval]",
+                                "kept epochs", "training s", "verdict (on validation)"],
+                               table), "", note])
+
+
+# --------------------------------------------------------------------------------------
+# The sections
+# --------------------------------------------------------------------------------------
+def section_lesson3(runner, seeds):
+    plot_long_run(runner.seeds("03", ["--epochs", "30"], seeds))
+    return knob_table(runner, "03", LESSON3_ROWS, seeds)
+
+
+def section_lesson6(runner, seeds):
+    return knob_table(runner, "06", LESSON6_ROWS, seeds)
+
+
+def section_lesson5(runner, seeds):
+    """05's comparison, rendered with 05's own summary and paired differences."""
+    runs = []
+    for name in lesson05.ARCHITECTURES:
+        for seed, r in enumerate(runner.seeds("05", ["--archs", name], seeds)):
+            runs.append(arch_run(name, seed, r))
+    summary = lesson05.summarize(runs)
+    comparisons = lesson05.paired_comparisons(runs, "TwoLayerNN")
+    rows = [[name, f"{e['params']:,}", pct(e["best_val_acc"], e["best_val_acc_se"]),
+             lesson05.interval(comparisons[name]) if name in comparisons else "(baseline)",
+             pct(e["train_acc"], e["train_acc_se"]), pct(e["test_acc"], e["test_acc_se"]),
+             f"{e['sec_per_epoch']:.2f}"] for name, e in summary.items()]
+    lines = lesson05.conclusions(summary, comparisons, "TwoLayerNN")[:3]
+    return "\n".join([markdown(["architecture", "parameters", "best val acc %",
+                                "minus TwoLayerNN [95% interval]", "train acc %",
+                                "test acc % (reported once)", "s/epoch"], rows), "",
+                      *[f"- {line}" for line in lines]])
+
+
+def arch_run(name, seed, r):
+    """A tables run in the shape 05's summary functions expect."""
+    model = lesson05.ARCHITECTURES[name]()
+    h = r["history"]
+    return {"arch": name, "seed": seed, "params": dl_utils.count_parameters(model),
+            "size_kb": dl_utils.model_size_kb(model), "best_val_acc": r["best_val_acc"],
+            "train_acc": h["train_acc"][r["best_epoch"] - 1], "test_acc": r["test_acc"],
+            "gap": h["train_acc"][r["best_epoch"] - 1] - r["test_acc"],
+            "sec_per_epoch": r["train_seconds"] / len(h["seconds"]), "val_curve": h["val_acc"]}
+
+
+def section_fair(runner, seeds):
+    """The MLP with its own recipe, the MLP with the CNN's recipe, and the CNN."""
+    mlp = runner.seeds("03", [], seeds)
+    mlp_recipe = runner.seeds("06", ["--arch", "mlp"], seeds)
+    cnn = runner.seeds("06", [], seeds)
+    rows = [["MLP, lesson 3's recipe", "`03_train_mnist.py`", "101,770", val_cell(mlp), ""],
+            ["MLP, lesson 6's recipe", "`06_convolutional_network.py --arch mlp`", "101,770",
+             val_cell(mlp_recipe), diff_cell(mlp_recipe, mlp)[0] + " vs the row above"],
+            ["CNN, lesson 6's recipe", "`06_convolutional_network.py`", "55,338", val_cell(cnn),
+             diff_cell(cnn, mlp_recipe)[0] + " vs the row above"]]
+    recipe = judged(diff_cell(mlp_recipe, mlp)[1], "helps the MLP", "hurts the MLP",
+                    "makes no difference the seeds can see for the MLP")
+    structure = judged(diff_cell(cnn, mlp_recipe)[1], "beats", "loses to", "ties")
+    return "\n".join([markdown(["model", "command", "parameters", "best val acc %",
+                                "difference [95% interval]"], rows), "",
+                      f"The recipe (shifts, one-cycle schedule, lr 0.003) {recipe}; with the "
+                      f"same recipe, the CNN {structure} the MLP, with about half its "
+                      "parameters."])
+
+
+def section_claims(runner, seeds):
+    """The original tutorial's claims, each measured, each with a computed verdict."""
+    rows = [claim_normalization(runner, seeds), *claim_batch_sizes(runner, seeds),
+            claim_optimizer(runner, seeds), claim_hidden(runner, seeds),
+            claim_epochs(runner, seeds), claim_depth(runner, seeds),
+            claim_data(runner, seeds),
+            ["GPU: \"10-100x speedup\"", "not measured: no GPU on the machines of this "
+             "course", "untested here"]]
+    return markdown(["claim (original tutorial)", "measurement (validation, mean over "
+                     f"{seeds} seeds)", "verdict"], rows)
+
+
+def reach(runs, target=TARGET_ACC):
+    """Mean epochs and seconds until validation accuracy first passes `target` (None: never)."""
+    epochs, seconds = [], []
+    for r in runs:
+        h = r["history"]
+        hit = next((i for i, a in enumerate(h["val_acc"]) if a >= target), None)
+        if hit is None:
+            return None
+        epochs.append(hit + 1)
+        seconds.append(sum(h["seconds"][:hit + 1]))
+    return sum(epochs) / len(epochs), sum(seconds) / len(seconds)
+
+
+def claim_normalization(runner, seeds):
+    parts, reached = [], {}
+    for inputs in dl_utils.INPUT_SCALINGS:
+        runs = runner.seeds("03", [] if inputs == "standardized" else ["--inputs", inputs], seeds)
+        reached[inputs] = reach(runs) if all(r["status"] != "diverged" for r in runs) else None
+        first = sum(r["history"]["val_acc"][0] for r in runs if r["history"]["val_acc"]) / seeds
+        hit = reached[inputs]
+        parts.append(f"{inputs}: epoch 1 {100 * first:.1f}%, best {val_cell(runs)}%, "
+                     + (f"{TARGET_ACC:.0%} after {hit[0]:.1f} epochs ({hit[1]:.1f} s)" if hit
+                        else f"never {TARGET_ACC:.0%}"))
+    std, unit = reached["standardized"], reached["unit"]
+    if std and unit:
+        ratio = unit[0] / std[0]
+        verdict = (f"{ratio:.1f}x fewer epochs than [0, 1] inputs: "
+                   + ("supported" if ratio >= 2 else "not supported (far less than 2-3x)"))
+    else:
+        verdict = "cannot judge: a scaling never reached the target"
+    return ["Normalization gives \"2-3x faster training\"", "; ".join(parts), verdict]
+
+
+def claim_batch_sizes(runner, seeds):
+    one = {bs: runner.seeds("03", ["--batch-size", bs, "--epochs", "1"], seeds)
+           for bs in ("1", "32", "64", "256", "10000")}
+    ten = {"64": runner.seeds("03", [], seeds),
+           "10000": runner.seeds("03", ["--batch-size", "10000"], seeds)}
+    long = runner.seeds("03", ["--batch-size", "10000", "--epochs", "100"], seeds)
+    epoch1 = "; ".join(f"batch {bs}: {val_cell(r)}% in {mean_of(r, 'train_seconds'):.1f} s"
+                       for bs, r in one.items())
+    small = mean_of(one["1"], "train_seconds") / mean_of(one["64"], "train_seconds")
+    d_small = diff_cell(one["1"], one["64"])[1]
+    d_large = diff_cell(ten["10000"], ten["64"])[1]
+    d_long = diff_cell(long, ten["64"])[1]
+    return [
+        ["Batch size 1 is \"noisy and slow\"", f"one epoch each: {epoch1}",
+         ("slow, supported" if small >= 3 else "not slow here") + f": {small:.0f}x the time "
+         "of batch 64 per epoch; after one epoch its accuracy is "
+         + judged(d_small, "better than", "worse than", "no different from") + " batch 64's"],
+        ["Batch size 10,000 means \"slow updates\"",
+         f"10 epochs: batch 64 {val_cell(ten['64'])}%, batch 10,000 {val_cell(ten['10000'])}% "
+         f"({mean_of(ten['10000'], 'train_seconds'):.1f} s); 100 epochs of batch 10,000: "
+         f"{val_cell(long)}% ({mean_of(long, 'train_seconds'):.1f} s, vs "
+         f"{mean_of(ten['64'], 'train_seconds'):.1f} s for batch 64)",
+         ("supported" if d_large["high"] < 0 else "not supported")
+         + ": at equal epochs " + judged(d_large, "better", "worse", "no different")
+         + "; with 10x the epochs, " + judged(d_long, "better than", "still worse than",
+                                               "level with") + " batch 64"]]
+
+
+def claim_optimizer(runner, seeds):
+    adam = runner.seeds("03", [], seeds)
+    sgd = {lr: runner.seeds("03", ["--optimizer", "sgd", "--lr", lr], seeds) for lr in SGD_LRS}
+    best = max(sgd, key=lambda lr: sum(val_of(sgd[lr])))
+    sweep = ", ".join(f"lr {lr}: {val_cell(r)}%" for lr, r in sgd.items())
+    d = diff_cell(adam, sgd[best])[1]
+    return ["Adam is \"better than SGD for most cases\"",
+            f"Adam lr 0.001: {val_cell(adam)}%; SGD momentum 0.9, {sweep} (best: {best})",
+            "Adam " + judged(d, "beats", "loses to", "ties") + f" SGD at its tuned lr {best}: "
+            + lesson05.interval(d)]
+
+
+def claim_hidden(runner, seeds):
+    ref = runner.seeds("03", [], seeds)
+    parts, verdicts = [], []
+    for size in ("32", "512"):
+        runs = runner.seeds("03", ["--hidden-size", size], seeds)
+        cell, d = diff_cell(runs, ref)
+        parts.append(f"hidden {size}: {val_cell(runs)}% ({cell} vs 128)")
+        verdicts.append(f"{size}: " + judged(d))
+    return ["Hidden size: 128 balances \"capacity vs overfitting\"",
+            f"hidden 128: {val_cell(ref)}%; " + "; ".join(parts), "; ".join(verdicts)]
+
+
+def claim_epochs(runner, seeds):
+    runs = runner.seeds("03", ["--epochs", "30"], seeds)
+    h = [r["history"] for r in runs]
+    low = sum(1 + x["val_loss"].index(min(x["val_loss"])) for x in h) / len(h)
+    rise = sum(x["val_loss"][-1] / min(x["val_loss"]) for x in h) / len(h)
+    train = sum(x["train_acc"][-1] for x in h) / len(h)
+    val = sum(x["val_acc"][-1] for x in h) / len(h)
+    verdict = ("supported: the validation loss rises while the training accuracy keeps "
+               "climbing" if rise > 1.2 else "not visible in 30 epochs")
+    return ["Too many epochs lead to overfitting", f"30 epochs: validation loss lowest at "
+            f"epoch {low:.1f} on average, {rise:.1f}x that by epoch 30; last epoch train "
+            f"{100 * train:.2f}% vs validation {100 * val:.2f}% (figures/tables_03_30_epochs.png)",
+            verdict]
+
+
+def claim_depth(runner, seeds):
+    parts, diffs = [], []
+    for subset in [*SUBSETS, None]:
+        extra = ["--subset", subset] if subset else []
+        two = runner.seeds("05", ["--archs", "TwoLayerNN", *extra], seeds)
+        three = runner.seeds("05", ["--archs", "ThreeLayerNN", *extra], seeds)
+        cell, d = diff_cell(three, two)
+        diffs.append(d["mean"])
+        parts.append(f"{subset or '55000'} images: {cell}")
+    grows = all(a < b for a, b in zip(diffs, diffs[1:]))
+    return ["Deeper networks \"need more data\"", "ThreeLayerNN minus TwoLayerNN: "
+            + "; ".join(parts), ("supported: the deeper network's advantage grows with the "
+                                 "data" if grows else "not supported: the advantage does not "
+                                 "grow steadily with the data")]
+
+
+def claim_data(runner, seeds):
+    small_clean = runner.seeds("03", ["--hidden-size", "32"], seeds)
+    noisy = runner.seeds("03", ["--label-noise", "0.2"], seeds)
+    big_noisy = runner.seeds("03", ["--hidden-size", "512", "--label-noise", "0.2"], seeds)
+    d = diff_cell(small_clean, big_noisy)[1]
+    return ["\"Good data beats fancy algorithms\"",
+            f"hidden 32, clean labels: {val_cell(small_clean)}%; hidden 128, 20% of labels "
+            f"wrong: {val_cell(noisy)}%; hidden 512, 20% wrong: {val_cell(big_noisy)}%",
+            "the small model on clean labels " + judged(d, "beats", "loses to", "ties")
+            + " the 16x larger one on noisy labels: " + lesson05.interval(d)]
+
+
+def plot_long_run(runs):
+    """The 30-epoch curves (mean over seeds): where overfitting becomes visible."""
+    h = [r["history"] for r in runs]
+    mean = {k: [sum(x[k][i] for x in h) / len(h) for i in range(len(h[0][k]))]
+            for k in ("train_loss", "val_loss", "train_acc", "val_acc")}
+    dl_utils.plot_training_history(mean, "tables_03_30_epochs.png",
+                                   f"03 --epochs 30 (mean over {len(h)} seeds)")
+
+
+# --------------------------------------------------------------------------------------
+# Putting it together
+# --------------------------------------------------------------------------------------
+SECTION_FUNCTIONS = {"lesson3": section_lesson3, "lesson5": section_lesson5,
+                     "lesson6": section_lesson6, "fair": section_fair,
+                     "claims": section_claims}
+
+
+def markers(name):
+    return f"<!-- tables:{name}:start -->", f"<!-- tables:{name}:end -->"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dl_utils.setup_figures(False)
+    if args.update_readme and args.quick:
+        raise dl_utils.FriendlyError("--quick numbers do not belong in the README")
+    runner = Runner(args.results, args.quick)
+    start = time.perf_counter()
+    texts = {}
+    for name in args.only:
+        dl_utils.section(f"Measuring: {name}")
+        texts[name] = SECTION_FUNCTIONS[name](runner, args.seeds)
+    seconds = time.perf_counter() - start
+    training = sum(runner.runs[k]["wall_seconds"] for k in runner.used) / 60
+    stamp = (f"_Generated by `make tables` on {datetime.now(timezone.utc):%Y-%m-%d}: "
+             f"{args.seeds} seeds per row, CPU ({torch.get_num_threads()} threads); the "
+             f"runs behind all the tables took {training:.0f} minutes to train._")
+    for name, text in texts.items():
+        dl_utils.section(f"Results (markdown): {name}")
+        print(text)
+        if args.update_readme:
+            benchmark.update_readme(f"{text}\n\n{stamp}", ROOT / "README.md", *markers(name))
+    print(f"\nMeasured and rendered in {seconds:.0f} s ({len(runner.runs)} runs in "
+          f"{dl_utils.display_path(args.results)})")
+    return 0
+
+
+if __name__ == "__main__":
+    dl_utils.run_main(main)
