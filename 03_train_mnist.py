@@ -41,10 +41,15 @@ LABEL_NOISE = 0.0  # fraction of training labels replaced by a wrong digit (bad 
 SEED = 0  # same seed, same initial weights and batch order, same result (same machine)
 CHECKPOINT = dl_utils.MODELS_DIR / "simple_nn.pt"  # where the kept model is saved
 
-# Divergence: an untrained network guesses uniformly, a loss of ln(10) = 2.30 per image.
-# Training lowers it. A batch whose loss reaches 10 times that (or NaN, or infinity)
+# Divergence: an untrained network guesses about uniformly, a loss near ln(10) = 2.30 per
+# image, and training lowers it. A loss that is NaN or infinite, or whose average over the
+# epoch so far reaches 10 times where the epoch started (and at least 10 times ln(10)),
 # means the steps were so large that the weights flew off: with Adam, --lr 1 does it.
+# "Where it started", because badly scaled inputs (--inputs raw) start far above 2.30;
+# "average", judged once 64 images have been seen, because one image alone can be
+# confidently wrong and cost 25 (--batch-size 1 shows it).
 DIVERGED_LOSS = 10 * math.log(10)
+MIN_IMAGES_TO_JUDGE = 64
 
 
 class SimpleNN(nn.Module):
@@ -117,11 +122,13 @@ def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="trai
         # .item() copies the number to Python: on a GPU it waits for the batch to finish
         # (a "sync point", a small cost), the price of stopping at the first bad batch.
         batch_loss = loss.item()
-        if not batch_loss < DIVERGED_LOSS:  # also True for NaN
-            raise DivergenceError(batch_loss, batch)
+        if batch == 1:
+            limit = max(DIVERGED_LOSS, 10 * batch_loss)
         loss_sum += batch_loss * len(y)
         correct += (y_hat.argmax(dim=1) == y).sum().item()
         n += len(y)
+        if not math.isfinite(batch_loss) or (n >= MIN_IMAGES_TO_JUDGE and loss_sum / n > limit):
+            raise DivergenceError(batch_loss, batch)
         if stop is not None and stop.requested:  # Ctrl-C: finish this batch, then stop
             break
     return loss_sum / n, correct / n

@@ -201,3 +201,25 @@ def test_04_image_errors_are_one_line(trained, tmp_path):
         result = run_script("04_load_model.py", "--checkpoint", trained[0], "--image", bad)
         assert result.returncode == 1 and "cannot read image" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_high_but_steady_loss_is_not_divergence():
+    """Badly scaled inputs start far above ln(10), and one image can cost 25 alone:
+    neither is an explosion. Only a loss that grows 10x from where it started is."""
+    train03 = lesson("03_train_mnist")
+
+    class Steady(torch.nn.Module):  # confidently wrong on every image: loss about 30
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(30.0))
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 10) \
+                * self.w
+
+    X, y = torch.randn(128, 1, 28, 28), torch.ones(128, dtype=torch.long)
+    loader = dl_utils.TensorLoader(X, y, 1)  # batch size 1
+    model = Steady()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the loss stays where it is
+    loss, _ = train03.train_epoch(model, loader, torch.nn.CrossEntropyLoss(), optimizer, "cpu")
+    assert loss == pytest.approx(30, abs=0.1)
