@@ -230,12 +230,11 @@ def verdict(name, baseline, d):
     """One computed sentence: does the interval of the paired differences exclude zero?"""
     if d["n"] < 2:
         return f"{name} vs {baseline}: one seed only, no verdict; run with --seeds 3 or more."
-    diff = f"{100 * d['mean']:+.2f} points on validation"
-    if d["low"] > 0 or d["high"] < 0:
-        better = "better" if d["mean"] > 0 else "worse"
-        return f"{name} vs {baseline}: {diff}, interval excludes 0: {name} is {better} here."
-    return (f"{name} vs {baseline}: {diff}, interval includes 0: the seeds cannot tell "
-            "them apart.")
+    diff = f"{name} vs {baseline}: {100 * d['mean']:+.2f} points on validation"
+    found = dl_utils.interval_verdict(d, "better", "worse", None)
+    if found:
+        return f"{diff}, interval excludes 0: {name} is {found} here."
+    return f"{diff}, interval includes 0: the seeds cannot tell them apart."
 
 
 def conclusions(summary, comparisons, baseline):

@@ -156,13 +156,13 @@ INPUT_SCALINGS = {
 
 def normalize(X_uint8: torch.Tensor, scaling: str = "standardized") -> torch.Tensor:
     """uint8 [N, 28, 28] pixels -> float32 [N, 1, 28, 28] network inputs (1 = grey channel)."""
+    if scaling not in INPUT_SCALINGS:
+        raise FriendlyError(f"unknown input scaling {scaling!r}: use one of {list(INPUT_SCALINGS)}")
     X = X_uint8.float()
-    if scaling in ("standardized", "unit"):
+    if scaling != "raw":
         X = X / 255
     if scaling == "standardized":
         X = (X - MNIST_MEAN) / MNIST_STD
-    elif scaling not in INPUT_SCALINGS:
-        raise FriendlyError(f"unknown input scaling {scaling!r}: use one of {list(INPUT_SCALINGS)}")
     return X.unsqueeze(1)
 
 
@@ -361,6 +361,14 @@ def paired_difference(a, b) -> dict:
     mean, se = mean_se(diffs)
     half = t_975(len(diffs) - 1) * se if len(diffs) > 1 else float("nan")
     return {"mean": mean, "se": se, "low": mean - half, "high": mean + half, "n": len(diffs)}
+
+
+def interval_verdict(d: dict, better="better", worse="worse",
+                     same="no difference the seeds can see") -> str:
+    """The word for a paired_difference: its 95% interval lies above 0, below 0, or spans it."""
+    if d["n"] < 2:
+        return "one seed: no verdict"
+    return better if d["low"] > 0 else worse if d["high"] < 0 else same
 
 
 def print_shapes(model: nn.Module, X: torch.Tensor) -> None:

@@ -39,6 +39,9 @@ lesson05 = importlib.import_module("05_experiment_architectures")
 lesson06 = importlib.import_module("06_convolutional_network")
 benchmark = importlib.import_module("benchmarks.benchmark")
 SCRIPTS = {"03": lesson03, "05": lesson05, "06": lesson06}
+# The shared pieces, under short names: 05's way of printing a mean ± SE, dl_utils' rule
+# for reading a paired interval, the benchmark's markdown tables.
+points, verdict, markdown = lesson05.points, dl_utils.interval_verdict, benchmark.markdown
 
 # ---- Settings (each has a command-line flag; -h lists them) ----
 NUM_SEEDS = 3  # the fewest that give a standard error; more = narrower intervals, slower
@@ -161,17 +164,11 @@ def val_of(runs):
     return [r["best_val_acc"] for r in runs]
 
 
-def pct(mean, se=None):
-    if se is None or se != se:  # NaN: one seed, no standard error
-        return f"{100 * mean:.2f}"
-    return f"{100 * mean:.2f} ± {100 * se:.2f}"
-
-
 def val_cell(runs):
     """Mean ± SE of the best validation accuracy; diverged seeds (which count as their best
     epoch, or 0 when none finished) are flagged."""
     bad = sum(r["status"] == "diverged" for r in runs)
-    return pct(*dl_utils.mean_se(val_of(runs))) + (f" ({bad} of {len(runs)} diverged)"
+    return points(*dl_utils.mean_se(val_of(runs))) + (f" ({bad} of {len(runs)} diverged)"
                                                     if bad else "")
 
 
@@ -180,23 +177,12 @@ def diff_cell(runs, reference):
     return lesson05.interval(d), d
 
 
-def judged(d, better="better", worse="worse", same="no difference the seeds can see"):
-    """A verdict from an interval: it excludes 0 on one side, or it does not."""
-    if d["n"] < 2:
-        return "one seed: no verdict"
-    return better if d["low"] > 0 else worse if d["high"] < 0 else same
-
-
 def mean_of(runs, key):
     return sum(r[key] for r in runs) / len(runs)
 
 
 def flags_text(script, flags):
     return f"`{' '.join(flags)}`" if flags else "(none: the defaults)"
-
-
-def markdown(headers, rows):
-    return benchmark.markdown(headers, rows)
 
 
 def knob_table(runner, script, rows, seeds):
@@ -212,9 +198,9 @@ def knob_table(runner, script, rows, seeds):
         table.append([flags_text(script, flags), val_cell(runs), "" if not flags else cell,
                       " ".join(str(r["best_epoch"]) for r in runs),
                       f"{mean_of(runs, 'train_seconds'):.1f}",
-                      "" if not flags else judged(d)])
+                      "" if not flags else verdict(d)])
     test, test_se = dl_utils.mean_se(r["test_acc"] for r in reference)
-    note = (f"Defaults on the test set, reported once: **{pct(test, test_se)}%** (mean ± SE "
+    note = (f"Defaults on the test set, reported once: **{points(test, test_se)}%** (mean ± SE "
             f"over {seeds} seeds; one run's own sampling error on 10,000 images is "
             f"± {100 * dl_utils.accuracy_se(test, 10_000):.2f}).")
     return "\n".join([markdown(["change", "best val acc %", "minus defaults [95% interval]",
@@ -242,9 +228,9 @@ def section_lesson5(runner, seeds):
             runs.append(arch_run(name, seed, r))
     summary = lesson05.summarize(runs)
     comparisons = lesson05.paired_comparisons(runs, "TwoLayerNN")
-    rows = [[name, f"{e['params']:,}", pct(e["best_val_acc"], e["best_val_acc_se"]),
+    rows = [[name, f"{e['params']:,}", points(e["best_val_acc"], e["best_val_acc_se"]),
              lesson05.interval(comparisons[name]) if name in comparisons else "(baseline)",
-             pct(e["train_acc"], e["train_acc_se"]), pct(e["test_acc"], e["test_acc_se"]),
+             points(e["train_acc"], e["train_acc_se"]), points(e["test_acc"], e["test_acc_se"]),
              f"{e['sec_per_epoch']:.2f}"] for name, e in summary.items()]
     lines = lesson05.conclusions(summary, comparisons, "TwoLayerNN")[:3]
     return "\n".join([markdown(["architecture", "parameters", "best val acc %",
@@ -274,9 +260,9 @@ def section_fair(runner, seeds):
              val_cell(mlp_recipe), diff_cell(mlp_recipe, mlp)[0] + " vs the row above"],
             ["CNN, lesson 6's recipe", "`06_convolutional_network.py`", "55,338", val_cell(cnn),
              diff_cell(cnn, mlp_recipe)[0] + " vs the row above"]]
-    recipe = judged(diff_cell(mlp_recipe, mlp)[1], "helps the MLP", "hurts the MLP",
+    recipe = verdict(diff_cell(mlp_recipe, mlp)[1], "helps the MLP", "hurts the MLP",
                     "makes no difference the seeds can see for the MLP")
-    structure = judged(diff_cell(cnn, mlp_recipe)[1], "beats", "loses to", "ties")
+    structure = verdict(diff_cell(cnn, mlp_recipe)[1], "beats", "loses to", "ties")
     return "\n".join([markdown(["model", "command", "parameters", "best val acc %",
                                 "difference [95% interval]"], rows), "",
                       f"The recipe (shifts, one-cycle schedule, lr 0.003) {recipe}; with the "
@@ -356,15 +342,15 @@ def claim_batch_sizes(runner, seeds):
         ["Batch size 1 is \"noisy and slow\"", f"one epoch each: {epoch1}",
          ("slow, supported" if small >= 3 else "not slow here") + f": {small:.0f}x the time "
          "of batch 64 per epoch; after one epoch its accuracy is "
-         + judged(d_small, "better than", "worse than", "no different from") + " batch 64's"],
+         + verdict(d_small, "better than", "worse than", "no different from") + " batch 64's"],
         ["Batch size 10,000 means \"slow updates\"",
          f"10 epochs: batch 64 {val_cell(ten['64'])}%, batch 10,000 {val_cell(ten['10000'])}% "
          f"({mean_of(ten['10000'], 'train_seconds'):.1f} s); 100 epochs of batch 10,000: "
          f"{val_cell(long)}% ({mean_of(long, 'train_seconds'):.1f} s, vs "
          f"{mean_of(ten['64'], 'train_seconds'):.1f} s for batch 64)",
          ("supported" if d_large["high"] < 0 else "not supported")
-         + ": at equal epochs " + judged(d_large, "better", "worse", "no different")
-         + "; with 10x the epochs, " + judged(d_long, "better than", "still worse than",
+         + ": at equal epochs " + verdict(d_large, "better", "worse", "no different")
+         + "; with 10x the epochs, " + verdict(d_long, "better than", "still worse than",
                                                "level with") + " batch 64"]]
 
 
@@ -376,7 +362,7 @@ def claim_optimizer(runner, seeds):
     d = diff_cell(adam, sgd[best])[1]
     return ["Adam is \"better than SGD for most cases\"",
             f"Adam lr 0.001: {val_cell(adam)}%; SGD momentum 0.9, {sweep} (best: {best})",
-            "Adam " + judged(d, "beats", "loses to", "ties") + f" SGD at its tuned lr {best}: "
+            "Adam " + verdict(d, "beats", "loses to", "ties") + f" SGD at its tuned lr {best}: "
             + lesson05.interval(d)]
 
 
@@ -387,7 +373,7 @@ def claim_hidden(runner, seeds):
         runs = runner.seeds("03", ["--hidden-size", size], seeds)
         cell, d = diff_cell(runs, ref)
         parts.append(f"hidden {size}: {val_cell(runs)}% ({cell} vs 128)")
-        verdicts.append(f"{size}: " + judged(d))
+        verdicts.append(f"{size}: " + verdict(d))
     return ["Hidden size: 128 balances \"capacity vs overfitting\"",
             f"hidden 128: {val_cell(ref)}%; " + "; ".join(parts), "; ".join(verdicts)]
 
@@ -431,7 +417,7 @@ def claim_data(runner, seeds):
     return ["\"Good data beats fancy algorithms\"",
             f"hidden 32, clean labels: {val_cell(small_clean)}%; hidden 128, 20% of labels "
             f"wrong: {val_cell(noisy)}%; hidden 512, 20% wrong: {val_cell(big_noisy)}%",
-            "the small model on clean labels " + judged(d, "beats", "loses to", "ties")
+            "the small model on clean labels " + verdict(d, "beats", "loses to", "ties")
             + " the 16x larger one on noisy labels: " + lesson05.interval(d)]
 
 
