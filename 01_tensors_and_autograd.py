@@ -25,7 +25,7 @@ EPS = 1e-6  # finite-difference step: small enough to be local, large enough for
 # (rounding of the last of float64's ~16 digits). The table checks them against 1e-6,
 # far looser: a real mistake in a formula (a missing transpose, a forgotten /N) gives
 # differences of 1e-2 or more, so 1e-6 cannot miss one, and the same check still holds
-# if you switch DTYPE to float32 (about 7 digits: differences of a few 1e-7).
+# if you switch DTYPE to float32 (about 7 significant digits, still below 1e-6).
 DTYPE = torch.float64
 
 

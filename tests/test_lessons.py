@@ -102,3 +102,15 @@ def test_help_lists_defaults(name, capsys):
         lesson(name).parse_args(["-h"])
     out = capsys.readouterr().out
     assert exit_info.value.code == 0 and "(default:" in out and "--device" in out
+
+
+def test_01_threshold_also_holds_in_float32(monkeypatch):
+    # The comment on DTYPE says the 1e-6 check still holds in float32: measure it.
+    m = lesson("01_tensors_and_autograd")
+    monkeypatch.setattr(m, "DTYPE", torch.float32)
+    for seed in range(10):
+        X, y, p = m.make_problem(seed)
+        assert X.dtype == torch.float32
+        hand = m.backward_by_hand(y, p, m.forward(X, y, p)[1])
+        auto = m.backward_by_autograd(X, y, p)
+        assert max((hand[k] - auto[k]).abs().max().item() for k in p) < 1e-6
