@@ -146,13 +146,15 @@ def epoch_row(epoch, h, best):
 
 
 def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=True,
-        scheduler=None):
+        scheduler=None, extra_eval=None):
     """Train for num_epochs; keep the weights of the epoch with the best validation accuracy.
 
     Returns a dict: status ('completed', 'interrupted' or 'diverged'), history (per-epoch
     numbers), best_epoch, best_val_acc, train_seconds and diverged (what stopped a
     diverged run). On return the model holds the kept weights. Validation picks the
-    epoch; the test set is never looked at here.
+    epoch; the test set is never looked at here. extra_eval (lesson 7 uses it): a
+    function model -> {name: number}, called after each epoch's validation; its numbers
+    are added to the history under their names.
     """
     # CrossEntropyLoss takes raw logits: it applies log-softmax and picks the log-probability
     # of the true class (negative log-likelihood), in one numerically stable step.
@@ -180,6 +182,8 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
             history["val_loss"].append(val_loss)
             history["val_acc"].append(val_acc)
             history["seconds"].append(time.perf_counter() - t0)
+            for key, value in (extra_eval(model) if extra_eval else {}).items():
+                history.setdefault(key, []).append(value)
             improved = keep_if_best(best, model, epoch, val_acc)
             if verbose:
                 print(epoch_row(epoch, history, improved), flush=True)

@@ -13,6 +13,7 @@ Run it after 03_train_mnist.py (or 06_convolutional_network.py):
     python 04_load_model.py --image my_digit.png         # classify your own handwriting
 """
 
+import copy
 import math
 import subprocess
 import sys
@@ -83,7 +84,8 @@ def whole_model_route(path, model):
         torch.save(model, mine)  # the whole object, pickled
         ours = [name for name in unsafe_globals(mine) if not name.startswith("torch.")]
         print("\nThis script now saves the model it loaded the same way, to a temporary file.")
-        print(f"It names {', '.join(ours)}: here the class came from importing 03's file.")
+        source = f"{type(model).__module__}.py"  # the lesson that defines the class
+        print(f"It names {', '.join(ours)}: here the class came from importing {source}.")
         try:
             torch.load(mine, weights_only=True)
         except Exception as err:  # pickle.UnpicklingError
@@ -92,8 +94,7 @@ def whole_model_route(path, model):
         # Safe ONLY because this script wrote the file a moment ago: never do this with a
         # file you did not make yourself.
         torch.load(mine, weights_only=False)
-        print("  torch.load(weights_only=False): works here, where 03_train_mnist.py can be "
-              "imported")
+        print(f"  torch.load(weights_only=False): works here, where {source} can be imported")
         print(f"  the same file, loaded by a Python started in another folder: "
               f"{load_elsewhere(mine)}")
     dl_utils.prose("""
@@ -153,10 +154,13 @@ def load_elsewhere(path) -> str:
 
 
 def eval_mode_demo(model, X):
-    """model.eval() and torch.no_grad(): what each does, and whether eval() matters here."""
-    model.train()
+    """model.eval() and torch.no_grad(): what each does, and whether eval() matters here.
+
+    Train mode runs on a copy: batch norm in train mode updates its running statistics
+    with every batch, even under torch.no_grad(), and would change the loaded model.
+    """
     with torch.no_grad():
-        y_train_mode = model(X)
+        y_train_mode = copy.deepcopy(model).train()(X)
     model.eval()
     with torch.no_grad():
         y_eval_mode = model(X)
@@ -172,7 +176,7 @@ def eval_mode_demo(model, X):
         dl_utils.prose(f"""
             Outputs in train mode and eval mode differ (by up to {differ:.3g}): this model
             has layers that behave differently in training. Forget eval() and its
-            predictions are wrong.""")
+            predictions are wrong (lesson 7 measures by how much).""")
     dropout = nn.Dropout(p=0.5)
     ones = torch.ones(8)
     print("Where it matters, dropout:")

@@ -427,9 +427,14 @@ def section(title: str) -> None:
     print(f"\n=== {title} " + "=" * max(3, 76 - len(title)))
 
 
-def prose(text: str) -> None:
-    """Print a block of lesson text, written in the code as an indented triple-quoted string."""
-    print(textwrap.dedent(text).strip("\n"))
+def prose(text: str, width: int = 88) -> None:
+    """Print a block of lesson text, written in the code as an indented triple-quoted string.
+
+    Each paragraph (separated by a blank line) is re-wrapped to `width` columns, so that
+    numbers filled into an f-string do not leave ragged lines.
+    """
+    paragraphs = textwrap.dedent(text).strip("\n").split("\n\n")
+    print("\n\n".join(textwrap.fill(" ".join(p.split()), width) for p in paragraphs))
 
 
 def format_table(headers: list[str], rows: list[list]) -> str:

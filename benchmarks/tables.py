@@ -8,6 +8,8 @@ defaults, as the reported figure. Sections:
     lesson3   the knobs of 03 (learning rate, batch size, hidden size, epochs)
     lesson5   05's architecture comparison
     lesson6   the knobs of 06 (augmentation, schedule, hidden layer)
+    lesson7   07's remedies for overfitting (its own table, with its own seeds), and the
+              strength of each remedy
     fair      CNN vs MLP with the same recipe (06 --arch mlp)
     claims    the original tutorial's claims, one measurement each, with a verdict
 Results go to results/tables.json (reused: a run that was already measured with the same
@@ -37,6 +39,7 @@ import dl_utils  # noqa: E402
 lesson03 = importlib.import_module("03_train_mnist")
 lesson05 = importlib.import_module("05_experiment_architectures")
 lesson06 = importlib.import_module("06_convolutional_network")
+lesson07 = importlib.import_module("07_regularization")
 benchmark = importlib.import_module("benchmarks.benchmark")
 SCRIPTS = {"03": lesson03, "05": lesson05, "06": lesson06}
 # The shared pieces, under short names: 05's way of printing a mean ± SE, dl_utils' rule
@@ -46,7 +49,7 @@ points, verdict, markdown = lesson05.points, dl_utils.interval_verdict, benchmar
 # ---- Settings (each has a command-line flag; -h lists them) ----
 NUM_SEEDS = 3  # the fewest that give a standard error; more = narrower intervals, slower
 RESULTS_FILE = dl_utils.RESULTS_DIR / "tables.json"
-SECTIONS = ["lesson3", "lesson5", "claims", "fair", "lesson6"]  # the slowest (CNNs) last
+SECTIONS = ["lesson3", "lesson5", "lesson7", "claims", "fair", "lesson6"]  # CNNs last
 QUICK = ["--epochs", "1", "--subset", "300"]  # --quick: appended to every row (wins)
 TARGET_ACC = 0.97  # "time to reach": the first epoch whose validation accuracy passes this
 
@@ -55,6 +58,13 @@ LESSON3_ROWS = [[], ["--lr", "0.01"], ["--lr", "0.0001"], ["--batch-size", "32"]
                 ["--epochs", "30"]]
 LESSON6_ROWS = [[], ["--max-shift", "0"], ["--schedule", "constant"],
                 ["--schedule", "constant", "--lr", "0.001"], ["--hidden-size", "0"]]
+# 07's remedies at other strengths than its defaults (dropout 0.5, weight decay 1, shift 1)
+LESSON7_SWEEP = [["--remedies", "dropout", "--dropout", "0.1"],
+                 ["--remedies", "dropout", "--dropout", "0.2"],
+                 ["--remedies", "weight_decay", "--weight-decay", "0.1"],
+                 ["--remedies", "weight_decay", "--weight-decay", "5"],
+                 ["--remedies", "augmentation", "--max-shift", "2"],
+                 ["--remedies", "augmentation", "--max-shift", "3"]]
 SGD_LRS = ["0.01", "0.03", "0.1", "0.3"]  # SGD (momentum 0.9) is tuned over these
 SUBSETS = ["1000", "5000"]  # "deeper networks need more data": plus the full 55,000
 
@@ -218,6 +228,87 @@ def section_lesson3(runner, seeds):
 
 def section_lesson6(runner, seeds):
     return knob_table(runner, "06", LESSON6_ROWS, seeds)
+
+
+def lesson7_experiment(runner, flags):
+    """`07_regularization.py <flags>`: the lesson's whole experiment, measured once, cached.
+
+    Cached under every setting the flags resolve to, so that a change of 07's defaults
+    is measured again rather than served from the cache."""
+    settings = {k: v for k, v in sorted(vars(lesson07.parse_args(flags)).items())
+                if k not in ("device", "show", "checkpoint", "results")}
+    key = runner.key("07", [json.dumps(settings)], "as in the lesson")
+    runner.used.add(key)
+    if key not in runner.runs:
+        t0 = time.perf_counter()
+        runner.runs[key] = {**measure_lesson7(flags, runner.quick),
+                            "wall_seconds": time.perf_counter() - t0}
+        runner.save()
+    return runner.runs[key]
+
+
+def measure_lesson7(flags, quick):
+    """What `python 07_regularization.py <flags>` measures, with 07's own functions."""
+    argv = [*flags, *(QUICK + ["--seeds", "2"] if quick else []), "--device", "cpu"]
+    args = lesson07.parse_args(argv)
+    generator = dl_utils.set_seed(args.seed)
+    train, val, test = dl_utils.load_mnist_data(args.batch_size, subset=args.subset,
+                                                generator=generator)
+    data, runs = lesson07.with_train_eval(train, val), []
+    seeds = range(args.seed, args.seed + args.seeds)
+    completed = lesson07.train_all(lesson07.configurations(args), seeds, data, args, "cpu", runs)
+    summary, found = lesson07.summarize(runs), lesson07.comparisons(runs)
+    if completed:
+        chosen, completed = lesson07.combine_helpers(runs, summary, found, args, data, "cpu")
+    if not completed:
+        raise dl_utils.FriendlyError("interrupted: lesson 7's experiment was not cached")
+    lesson07.test_once(runs, chosen, test, "cpu")
+    return {"summary": summary, "found": found, "chosen": chosen, "seeds": args.seeds,
+            "test": dl_utils.mean_se(r["test_acc"] for r in runs if r["name"] == chosen)}
+
+
+def section_lesson7(runner, seeds):
+    """07's table exactly as the lesson prints it (the lesson's seeds, not `seeds`), then
+    each remedy at other strengths, against the baseline of the same command line."""
+    main = lesson7_experiment(runner, [])
+    chosen = lesson07.label(main["chosen"])
+    lines = [markdown(lesson07.TABLE_HEADERS, lesson07.table_rows(main["summary"], main["found"])),
+             "", f"Chosen on validation: **{chosen}**. On the test set, reported once: "
+             f"**{points(*main['test'])}%** (mean ± SE over {main['seeds']} seeds).", ""]
+    defaults = vars(lesson07.parse_args([]))
+    found = []  # (remedy, flag, value, the experiment that measured it)
+    for flags in LESSON7_SWEEP:
+        name, flag = flags[1], flags[2]
+        default = defaults[flag[2:].replace("-", "_")]
+        if not any(f[:2] == (name, flag) for f in found):
+            found.append((name, flag, default, main))
+        found.append((name, flag, float(flags[3]), lesson7_experiment(runner, flags)))
+    found.sort(key=lambda f: (lesson07.REMEDIES.index(f[0]), float(f[2])))
+    rows = []
+    for name, flag, value, r in found:
+        e, d = r["summary"][name], r["found"][name]
+        strength = f"{flag} {value:g}" + (" (default)" if r is main else "")
+        rows.append([lesson07.label(name), strength, points(e["stopped_val_acc"],
+                     e["stopped_val_acc_se"]), lesson05.interval(d), verdict(d)])
+    lines.append(markdown(["remedy", "strength", "val acc % (kept epoch)",
+                           "minus its baseline [95% interval]", "verdict (validation)"], rows))
+    return "\n".join(lines + ["", strength_note(found, main)])
+
+
+def strength_note(found, main):
+    """Is each default the strength with the best validation mean? (How they were chosen.)"""
+    notes = []
+    for name in dict.fromkeys(f[0] for f in found):
+        mine = [f for f in found if f[0] == name]
+        best = max(mine, key=lambda f: f[3]["summary"][name]["stopped_val_acc"])
+        default = next(f for f in mine if f[3] is main)
+        notes.append(f"{lesson07.label(name)}: default {default[2]:g}"
+                     + (" has the best mean" if best is default else
+                        f", but {best[1]} {best[2]:g} has the best mean: change the default"))
+    return ("Each default strength should be the one with the best validation mean (the "
+            "rows share their baseline and seeds): " + "; ".join(notes) + ". Picked on "
+            "these same validation images, the chosen strengths' numbers are a little "
+            "optimistic; the test set, which chose nothing, has the last word.")
 
 
 def section_lesson5(runner, seeds):
@@ -434,7 +525,8 @@ def plot_long_run(runs):
 # Putting it together
 # --------------------------------------------------------------------------------------
 SECTION_FUNCTIONS = {"lesson3": section_lesson3, "lesson5": section_lesson5,
-                     "lesson6": section_lesson6, "fair": section_fair,
+                     "lesson6": section_lesson6, "lesson7": section_lesson7,
+                     "fair": section_fair,
                      "claims": section_claims}
 
 
@@ -449,16 +541,18 @@ def main(argv=None):
         raise dl_utils.FriendlyError("--quick numbers do not belong in the README")
     runner = Runner(args.results, args.quick)
     start = time.perf_counter()
-    texts = {}
+    texts, minutes = {}, {}
     for name in args.only:
         dl_utils.section(f"Measuring: {name}")
+        runner.used = set()
         texts[name] = SECTION_FUNCTIONS[name](runner, args.seeds)
+        minutes[name] = sum(runner.runs[k]["wall_seconds"] for k in runner.used) / 60
     seconds = time.perf_counter() - start
-    training = sum(runner.runs[k]["wall_seconds"] for k in runner.used) / 60
-    stamp = (f"_Generated by `make tables` on {datetime.now(timezone.utc):%Y-%m-%d}: "
-             f"{args.seeds} seeds per row, CPU ({torch.get_num_threads()} threads); the "
-             f"runs behind all the tables took {training:.0f} minutes to train._")
     for name, text in texts.items():
+        seeds = "the lesson's own seeds" if name == "lesson7" else f"{args.seeds} seeds per row"
+        stamp = (f"_Generated by `make tables` on {datetime.now(timezone.utc):%Y-%m-%d}: "
+                 f"{seeds}, CPU ({torch.get_num_threads()} threads); the runs behind this "
+                 f"table took {minutes[name]:.1f} minutes to train._")
         dl_utils.section(f"Results (markdown): {name}")
         print(text)
         if args.update_readme:

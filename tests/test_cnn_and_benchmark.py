@@ -111,7 +111,7 @@ def test_tables_quick_mode_renders_every_section(tmp_path):
     path = tmp_path / "tables.json"
     result = run_script("benchmarks/tables.py", "--quick", "--results", path, timeout=600)
     assert result.returncode == 0, result.stderr
-    for name in ("lesson3", "lesson5", "claims", "fair", "lesson6"):
+    for name in ("lesson3", "lesson5", "lesson7", "claims", "fair", "lesson6"):
         assert f"Results (markdown): {name}" in result.stdout
     assert "| claim (original tutorial) |" in result.stdout
     assert "Defaults on the test set, reported once" in result.stdout
@@ -123,6 +123,18 @@ def test_tables_quick_mode_renders_every_section(tmp_path):
     assert lesson_run.returncode == 0, lesson_run.stderr
     history = torch.load(ckpt, weights_only=True)["history"]
     assert runs["03 --epochs 1 --subset 300 seed=0"]["history"]["val_acc"] == history["val_acc"]
+    # lesson 7's table is the lesson's own experiment: same settings, same numbers
+    results = tmp_path / "reg.json"
+    lesson_run = run_script("07_regularization.py", "--epochs", "1", "--subset", "300",
+                            "--seeds", "2", "--checkpoint", tmp_path / "reg.pt",
+                            "--results", results)
+    assert lesson_run.returncode == 0, lesson_run.stderr
+    ours = json.loads(results.read_text())["summary"]
+    every = json.dumps(lesson("07_regularization").REMEDIES)  # the defaults' key, not a sweep's
+    table = next(r for k, r in runs.items() if k.startswith("07 ") and every in k)
+    assert set(table["summary"]) == set(ours)
+    for name, entry in ours.items():
+        assert table["summary"][name]["stopped_val_acc"] == entry["stopped_val_acc"], name
 
 
 def test_tables_refuse_quick_numbers_in_the_readme():

@@ -1,0 +1,134 @@
+"""Lesson 07: the remedies really change the model, the scoring is honest, the lesson runs."""
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import OUTPUT_DIR, lesson, run_script
+
+
+def m07():
+    return lesson("07_regularization")
+
+
+def test_dropout_layers_are_present_and_active_only_in_train_mode():
+    torch.manual_seed(0)
+    model = m07().RegularizedMLP(hidden_sizes=[32, 16], dropout=0.5)
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == 2 and all(d.p == 0.5 for d in drops)
+    X = torch.randn(20, 1, 28, 28)
+    model.train()
+    assert not torch.equal(model(X), model(X))  # a new random mask on every call
+    model.eval()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    h = X.flatten(1)
+    for linear in linears[:-1]:  # eval mode: the plain network, no dropout, no rescaling
+        h = torch.relu(linear(h))
+    assert torch.allclose(model(X), linears[-1](h), atol=1e-6)
+    assert torch.equal(model(X), model(X))
+
+
+def test_batch_norm_uses_batch_statistics_in_train_mode_and_running_ones_in_eval():
+    model = m07().RegularizedMLP(hidden_sizes=[16], batch_norm=True)
+    linear, norm = model.layers[1], model.layers[2]
+    assert isinstance(norm, nn.BatchNorm1d) and linear.bias is None  # batch norm's shift does it
+    X = torch.randn(64, 1, 28, 28) * 3 + 1
+    model.eval()
+    before = norm.running_mean.clone()
+    model(X)
+    assert torch.equal(norm.running_mean, before)  # eval mode never updates the statistics
+    model.train()
+    with torch.no_grad():  # no_grad does not stop the update: that is why 04 and 07 copy
+        model(X)
+        h = linear(X.flatten(1))
+    assert torch.allclose(norm.running_mean, 0.9 * before + 0.1 * h.mean(0), atol=1e-5)
+
+
+def test_weight_decay_reaches_the_optimizer_and_shrinks_only_the_matrices():
+    model = m07().RegularizedMLP(hidden_sizes=[8], batch_norm=True)
+    optimizer = m07().make_optimizer(model, lr=0.01, weight_decay=0.7)
+    decayed, other = optimizer.param_groups
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert decayed["weight_decay"] == 0.7 and other["weight_decay"] == 0.0
+    assert {id(p) for p in decayed["params"]} == {id(p) for p in model.parameters()
+                                                   if p.dim() == 2}
+    before = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no data gradient: only the decay moves anything
+    optimizer.step()
+    for p, old in zip(model.parameters(), before):
+        expected = old * (1 - 0.01 * 0.7) if p.dim() == 2 else old
+        assert torch.allclose(p, expected, atol=1e-7)
+
+
+def test_decoupled_decay_is_the_same_for_every_weight_and_l2_in_adam_is_not():
+    final = m07().decay_demo(lr=1e-3, weight_decay=1.0, steps=640)
+    adam, adamw = final.values()
+    assert adamw[1] == pytest.approx((1 - 1e-3) ** 640, rel=1e-4)  # the idle weight
+    assert adamw[0] == pytest.approx(adamw[1], abs=0.01)
+    assert adam[0] > 0.9 and adam[1] < 0.5  # busy weight barely decays, idle one fast
+
+
+def test_honest_score_chooses_on_one_half_and_scores_on_the_other():
+    history = {"val_a_acc": [0.80, 0.90, 0.85], "val_b_acc": [0.82, 0.84, 0.88]}
+    # chosen by A: epoch 2, scored on B: 0.84; chosen by B: epoch 3, scored on A: 0.85
+    assert m07().honest_score(history) == pytest.approx((0.84 + 0.85) / 2)
+
+
+def test_combination_and_choice_follow_the_intervals():
+    m = m07()
+    args = m.parse_args([])
+    configs = m.configurations(args)
+    both = m.combine(configs, ["dropout", "augmentation"])
+    assert both == {**configs["baseline"], "dropout": args.dropout, "max_shift": args.max_shift}
+    assert args.dropout > 0 and args.max_shift > 0
+    up = {"n": 4, "low": 0.001, "high": 0.01, "mean": 0.005, "se": 0.001}
+    flat = {"n": 4, "low": -0.01, "high": 0.01, "mean": 0.0, "se": 0.003}
+    found = {"dropout": flat, "batch_norm": up, "augmentation": up}
+    helped = m.helpful(found, args.remedies)
+    assert helped == ["batch_norm", "augmentation"]
+    summary = {"batch_norm": {"stopped_val_acc": 0.93}, "augmentation": {"stopped_val_acc": 0.94},
+               "batch_norm+augmentation": {"stopped_val_acc": 0.95}}
+    assert m.choose(summary, found, helped) == "batch_norm+augmentation"
+    summary["batch_norm+augmentation"]["stopped_val_acc"] = 0.935
+    assert m.choose(summary, found, helped) == "augmentation"
+    assert m.choose(summary, found, []) == "baseline"
+    assert m.label("batch_norm+augmentation") == "batch norm + augmentation"
+
+
+@pytest.mark.parametrize("value", ["1", "1.5", "-0.1", "half"])
+def test_bad_dropout_is_one_clear_line(value):
+    result = run_script("07_regularization.py", "--dropout", value)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "argument --dropout" in result.stderr.strip().splitlines()[-1]
+
+
+def test_quick_run_is_headless_and_04_loads_its_checkpoint(tmp_path):
+    ckpt, results = tmp_path / "reg.pt", tmp_path / "reg.json"
+    result = run_script("07_regularization.py", "--subset", "300", "--epochs", "2",
+                        "--seeds", "2", "--checkpoint", ckpt, "--results", results)
+    assert result.returncode == 0, result.stderr
+    for header in ("Overfitting on purpose", "Results on validation", "The test set, once",
+                   "model.eval() for real"):
+        assert header in result.stdout
+    for name in ("overfitting", "curves", "summary"):
+        assert (OUTPUT_DIR / "figures" / f"07_{name}.png").read_bytes()[:4] == b"\x89PNG"
+    record = json.loads(results.read_text())
+    assert {r["name"] for r in record["runs"]} >= {"baseline", "dropout", "weight_decay",
+                                                   "batch_norm", "augmentation", "smaller"}
+    assert len([r for r in record["runs"] if r["name"] == "baseline"]) == 2  # once per seed
+    loaded = run_script("04_load_model.py", "--checkpoint", ckpt)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "RegularizedMLP" in loaded.stdout
+    assert "Same weights, same data, eval mode: identical." in loaded.stdout
+    # The model with dropout and batch norm: eval() matters, and 04's train-mode demo must
+    # not touch its running statistics (the test accuracy must come out identical).
+    demo = tmp_path / "reg_dropout_batchnorm.pt"
+    state = torch.load(demo, weights_only=True)["model_state_dict"]
+    assert any(k.endswith("running_mean") for k in state)
+    loaded = run_script("04_load_model.py", "--checkpoint", demo)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "Outputs in train mode and eval mode differ" in loaded.stdout
+    assert "Same weights, same data, eval mode: identical." in loaded.stdout
