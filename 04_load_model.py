@@ -322,13 +322,14 @@ def report_confusions(cm, show):
     dl_utils.save_figure(fig, "04_confusion_matrix.png", show)
 
 
-def plot_confident_mistakes(images, probs, y, num, show):
+def plot_confident_mistakes(images, probs, y, num, show, name="04_confident_mistakes.png",
+                            what="test"):
     """The wrong predictions the model was most sure of: bad labels or truly odd digits?"""
     confidence, pred = probs.max(dim=1)
     wrong = (pred != y).nonzero().flatten()
     order = wrong[confidence[wrong].argsort(descending=True)][:num]
-    print(f"{len(wrong)} mistakes in {len(y):,} test images; the {len(order)} most confident:")
-    dl_utils.print_table(["test index", "true", "predicted", "confidence"],
+    print(f"{len(wrong)} mistakes in {len(y):,} {what} images; the {len(order)} most confident:")
+    dl_utils.print_table([f"{what} index", "true", "predicted", "confidence"],
                          [[int(i), int(y[i]), int(pred[i]), f"{100 * confidence[i]:.1f}%"]
                           for i in order])
     cols = min(6, max(1, len(order)))
@@ -338,7 +339,7 @@ def plot_confident_mistakes(images, probs, y, num, show):
         ax.set_title(f"true {int(y[i])}, said {int(pred[i])}\n{100 * confidence[i]:.0f}% sure",
                      fontsize=8)
     fig.suptitle("Most confident mistakes")
-    dl_utils.save_figure(fig, "04_confident_mistakes.png", show)
+    dl_utils.save_figure(fig, name, show)
 
 
 def prepare_digit(path) -> np.ndarray:
@@ -350,14 +351,19 @@ def prepare_digit(path) -> np.ndarray:
     centre of mass sits in the middle. A model only works on inputs that look like
     what it was trained on, so we repeat those steps.
     """
-    g = np.asarray(read_grayscale(path), dtype=np.float32)
+    return digit_from_gray(read_grayscale(path), path)
+
+
+def digit_from_gray(image: Image.Image, name="the image") -> np.ndarray:
+    """prepare_digit's work on an image already read as grey levels (lesson 8 uses it)."""
+    g = np.asarray(image, dtype=np.float32)
     border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
     if np.median(border) > 127:  # dark ink on light paper: invert to MNIST's convention
         g = 255 - g
         border = 255 - border
     g = np.clip(g - np.median(border), 0, None)  # the paper's grey level becomes black
     if g.max() < 32:
-        raise dl_utils.FriendlyError(f"no digit found in {path}: the image is nearly uniform")
+        raise dl_utils.FriendlyError(f"no digit found in {name}: the image is nearly uniform")
     rows, cols = np.nonzero(g > 0.25 * g.max())  # the ink, ignoring faint noise
     crop = g[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     crop = crop * (255 / crop.max())
@@ -381,11 +387,31 @@ def read_grayscale(path) -> Image.Image:
                 raise dl_utils.FriendlyError(
                     f"image {path} is too large ({image.width}x{image.height} pixels, over "
                     f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels): scale it down first")
-            return ImageOps.exif_transpose(image).convert("L")  # turned upright, grayscale
+            return to_grayscale(ImageOps.exif_transpose(image))  # turned upright
     except Image.DecompressionBombError as err:
         raise dl_utils.FriendlyError(f"image {path} is too large: {err}") from err
     except (OSError, UnidentifiedImageError) as err:
         raise dl_utils.FriendlyError(f"cannot read image {path}: {err}") from err
+
+
+def to_grayscale(image: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit grey levels (mode "L"), whatever it was stored as.
+
+    convert("L") alone gets two kinds of file wrong. 16-bit grey (mode "I;16", 0-65535)
+    would be clipped at 255, turning almost every pixel white: we scale instead. A
+    transparent background (RGBA, or a palette with a transparent colour) has arbitrary
+    colours under the transparency: we lay the image on white paper first.
+    """
+    if image.mode.startswith("I"):  # 16- or 32-bit integer grey levels
+        a = np.asarray(image, dtype=np.float64)
+        top = 65535 if image.mode.startswith("I;16") or a.max() > 255 else 255
+        return Image.fromarray((a * (255 / top)).round().clip(0, 255).astype(np.uint8))
+    if image.mode == "F":  # 32-bit float grey levels, assumed in 0-255
+        return Image.fromarray(np.asarray(image).round().clip(0, 255).astype(np.uint8))
+    if "A" in image.mode or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("L")
+    return image.convert("L")
 
 
 def center_by_mass(small: np.ndarray) -> np.ndarray:
