@@ -18,7 +18,7 @@ help:  ## list the targets
 	@echo "make lint   ruff only"
 	@echo "make bench  measure speed and accuracy; writes results/benchmarks.json"
 	@echo "make tables regenerate the README's measured tables (3 seeds per row; slow)"
-	@echo "make clean  remove generated output (figures, models, results, caches); keeps data/"
+	@echo "make clean  remove generated output (figures, models, results, exported PNGs, caches); keeps the dataset"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,6 @@ tables: $(STAMP)
 	$(PY) benchmarks/tables.py --update-readme
 
 clean:
-	rm -rf figures results .pytest_cache .ruff_cache
+	rm -rf figures results data/mnist_png .pytest_cache .ruff_cache
 	rm -f models/*.pt
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -46,6 +46,7 @@ QUICK_ARGS = {
     "05_experiment_architectures.py": ["--epochs", "1", "--seeds", "1", "--subset", "1000"],
     "06_convolutional_network.py": ["--epochs", "1", "--subset", "1000"],
     "07_regularization.py": ["--epochs", "1", "--seeds", "2", "--subset", "300"],
+    "08_your_own_images.py": ["--per-class", "5", "--epochs", "1", "--workers", "0"],
 }
 QUICK_BATCHES = 50  # --quick: batches per pipeline instead of whole epochs
 
@@ -210,8 +211,10 @@ def accuracy_of(script, output):
                 r"now, in this script\s+[\d,]+ / [\d,]+\s+([\d.]+%)",  # 04
                 r"baseline.*?: ([\d.]+%) test accuracy",  # 02
                 r"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+([\d.]+(?: ± [\d.]+)?)\s+± [\d.]+\s",
-                r"^(.+): test accuracy ([\d.]+(?: ± [\d.]+)?)% \(mean"]
-    # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen remedies)
+                r"^(.+): test accuracy ([\d.]+(?: ± [\d.]+)?)% \(mean",
+                r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%"]
+    # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen remedies;
+    # 08: the CNN on the exported folder)
     if script.startswith("01"):
         return "gradients match autograd" if "NO" not in output.split("match (< 1e-6)")[-1][:400] \
             else "MISMATCH"

@@ -1,0 +1,598 @@
+"""Lesson 8: your own images, the standard PyTorch way (Dataset, DataLoader, transforms).
+
+So far every lesson has sliced its batches out of tensors held in memory: the fastest
+way for MNIST, and not how a real project starts. A real project starts with a folder
+of image files. This lesson takes such a folder, one subfolder per class:
+
+    my_digits/
+        0/  img001.png  img002.jpg ...
+        1/  ...
+        ...
+        9/  ...
+
+and walks the standard road from files to batches: a Dataset written by hand (then the
+same with torchvision's ImageFolder), transforms (torchvision.transforms.v2), and a
+DataLoader (batching, shuffling, collate, worker processes, pinned memory). Then it uses
+the folder: the course's trained models are evaluated on it, and the CNN is fine-tuned
+on one part of it and tested on the other.
+
+By default the folder is made for you (offline): a balanced sample of MNIST test images,
+exported as PNG files into data/mnist_png/ (generated, git-ignored, reused). Point
+--folder at your own photographed digits (the README says how to make them), or at any
+small image set with 10 classes or fewer.
+
+Run it (after 03 and 06, whose models it evaluates):
+    python 08_your_own_images.py                        # the exported MNIST sample
+    python 08_your_own_images.py --folder ~/my_digits   # your own images
+    python 08_your_own_images.py --per-class 100        # a larger export
+"""
+
+import importlib
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision.datasets import ImageFolder
+from torchvision.transforms import v2
+
+import dl_utils
+
+lesson03 = importlib.import_module("03_train_mnist")  # train_epoch: the training loop
+lesson04 = importlib.import_module("04_load_model")  # reading images, preparing digits
+lesson06 = importlib.import_module("06_convolutional_network")  # the CNN and its checkpoint
+
+# ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
+EXPORT_DIR = dl_utils.OUTPUT_DIR / "data" / "mnist_png"  # the default folder, made once
+PER_CLASS = 50  # images per digit in the export: 500 files, a few seconds to read
+BATCH_SIZE = 32  # a small folder: small batches still give several steps per epoch
+FINETUNE_SHARE = 0.5  # share of each class used to fine-tune; the rest tests the result
+FINETUNE_EPOCHS = 3  # fixed in advance: no validation set here to choose it with
+FINETUNE_LR = 1e-4  # small: adjust the trained weights a little, do not start over
+MAX_SHIFT = 2  # fine-tuning augmentation, lesson 6's shifts as a transform (RandomCrop)
+PREPROCESS = "auto"  # photo: 04's digit preparation; mnist: as is; auto: decide per image
+SEED = 0
+CNN_CHECKPOINT = lesson06.CHECKPOINT  # models/cnn.pt, from lesson 6
+MLP_CHECKPOINT = lesson03.CHECKPOINT  # models/simple_nn.pt, from lesson 3
+FINETUNED = dl_utils.MODELS_DIR / "cnn_finetuned.pt"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+MAX_CLASSES = 10  # the course's models have 10 outputs
+
+
+# ---- 1. A folder of images, and a Dataset written by hand -------------------------------
+def class_folders(root: Path) -> list[Path]:
+    """The class subfolders of `root`, sorted by name (as ImageFolder sorts them)."""
+    if not root.is_dir():
+        problem = "is a file, not a folder" if root.exists() else "does not exist"
+        raise dl_utils.FriendlyError(f"{root} {problem}: give a folder of class subfolders")
+    classes = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.name)
+    if not classes:
+        raise dl_utils.FriendlyError(
+            f"{root} has no class subfolders: put each class's images in a subfolder named "
+            "after the class (0/, 1/, ... 9/ for digits)")
+    if len(classes) > MAX_CLASSES:
+        raise dl_utils.FriendlyError(f"{root} has {len(classes)} class subfolders; the "
+                                     f"course's models have {MAX_CLASSES} outputs")
+    return classes
+
+
+def readable(path: Path) -> str | None:
+    """None if `path` is an image we can read, else why not (one line that names the file)."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        kind = path.suffix or "no extension"
+        return f"{dl_utils.display_path(path)} is not an image file ({kind})"
+    try:  # decoded once in full: a truncated file fails here, not in the middle of an epoch
+        lesson04.read_grayscale(path)
+    except dl_utils.FriendlyError as err:  # unreadable, damaged, or too large
+        return str(err)
+    return None
+
+
+def scan_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Class names and the (path, class index) of every readable image, warnings printed.
+
+    A file that is not an image, or is damaged, is skipped with a warning that names it:
+    one bad file should not stop a run over hundreds of good ones. An empty class
+    folder is kept as a class (so that the class indices do not shift), with a warning.
+    """
+    classes, samples = [], []
+    for index, folder in enumerate(class_folders(Path(root))):
+        classes.append(folder.name)
+        found = 0
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            problem = readable(path)
+            if problem:
+                print(f"  warning, skipped: {problem}")
+                continue
+            samples.append((path, index))
+            found += 1
+        if not found:
+            print(f"  warning: class folder {dl_utils.display_path(folder)} has no images")
+    if not samples:
+        raise dl_utils.FriendlyError(f"no readable images in the class folders of {root}")
+    return classes, samples
+
+
+class ImageFolderDataset(Dataset):
+    """A map-style Dataset over image files: what torchvision's ImageFolder does, by hand.
+
+    A Dataset needs two methods. __len__: how many samples. __getitem__(i): sample i,
+    here (image tensor, label). The constructor only lists the files; each image is read
+    from disk when it is asked for ("lazy" loading), so a folder larger than memory
+    works, and worker processes can read different images at the same time.
+    """
+
+    def __init__(self, samples, transform=None, target_transform=None):
+        self.samples = list(samples)  # [(path, class index)], from scan_folder
+        self.transform, self.target_transform = transform, target_transform
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        path, target = self.samples[i]
+        image = lesson04.read_grayscale(path)  # any mode (RGBA, 16-bit...) -> 8-bit grey
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+
+# ---- 2. Transforms: from a PIL image to the tensor the model expects ---------------------
+class PrepareDigit:
+    """A transform (PIL image -> 28x28 PIL image): lesson 4's preparation, for photos.
+
+    A model only works on inputs that look like its training images. A photo of a digit
+    is large, dark ink on light paper, anywhere in the frame; MNIST is 28x28, light ink
+    on black, the digit in a 20x20 box centred by mass. 04's digit_from_gray() does the
+    conversion. An image that is already 28x28 on a dark background (MNIST's own
+    format, like the exported folder) is passed through unchanged in "auto" mode.
+    A class with __call__, not a lambda: DataLoader workers may need to pickle it.
+    """
+
+    def __init__(self, mode=PREPROCESS):
+        self.mode = mode
+
+    def __repr__(self):  # how Compose prints it
+        return f"PrepareDigit(mode={self.mode!r})"
+
+    def __call__(self, image):
+        if self.mode == "mnist" or (self.mode == "auto" and looks_like_mnist(image)):
+            return image
+        return Image.fromarray(lesson04.digit_from_gray(image))
+
+
+def looks_like_mnist(image) -> bool:
+    """28x28 with a dark border: already in MNIST's format."""
+    if image.size != (28, 28):
+        return False
+    w, h = image.size
+    border = [image.getpixel((x, y)) for x in range(w) for y in (0, h - 1)]
+    return sorted(border)[len(border) // 2] < 128
+
+
+def make_transforms(mode=PREPROCESS, max_shift=MAX_SHIFT):
+    """(evaluation transform, training transform): the same steps, plus augmentation.
+
+    Each step, in order: prepare the digit (photos only); grey levels (the loader already
+    gives them: a no-op kept as a safety net); resize to 28x28 (a no-op for prepared
+    digits); PIL image -> uint8 tensor [1, 28, 28]; uint8 -> float32 in [0, 1] (scale=True
+    divides by 255); subtract the training mean and divide by the training std, exactly
+    as dl_utils.normalize does for the in-memory lessons. The training transform adds a
+    random shift of up to max_shift pixels (RandomCrop from a black-padded image: lesson
+    6's augmentation, the standard way). Evaluation has no randomness: the same image
+    must always get the same answer.
+    """
+    def steps(augment):
+        return v2.Compose([
+            PrepareDigit(mode),
+            v2.Grayscale(num_output_channels=1),
+            v2.Resize((28, 28), antialias=True),
+            *([v2.RandomCrop(28, padding=max_shift, fill=0)] if augment and max_shift else []),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize([dl_utils.MNIST_MEAN], [dl_utils.MNIST_STD]),
+        ])
+    return steps(False), steps(True)
+
+
+class DigitLabel:
+    """target_transform: class index -> the digit its folder is named after (0-9).
+
+    ImageFolder numbers classes 0, 1, 2... in sorted order. When the folders are digits
+    0-9 that is the digit itself; with some digits missing (only 3/, 5/, 8/) it is not,
+    and the course's models, which output digits, need the digit.
+    """
+
+    def __init__(self, classes):
+        self.digits = [int(name) for name in classes]
+
+    def __call__(self, index):
+        return self.digits[index]
+
+
+def digit_classes(classes) -> bool:
+    return all(name.isdigit() and len(name) == 1 for name in classes)
+
+
+# ---- 3. The default folder: a sample of MNIST's test images, as PNG files ----------------
+def export_mnist_sample(per_class: int) -> Path:
+    """The first `per_class` test images of each digit, as <folder>/<digit>/<index>.png.
+
+    Written to a temporary folder first and renamed when complete, so that an
+    interrupted export is never mistaken for a finished one. Reused when present.
+    Test images: the course's models never trained on them (they are new to them),
+    and the file names keep their index in the test set.
+    """
+    folder = EXPORT_DIR / f"{per_class}_per_digit"
+    if folder.is_dir():
+        return folder
+    _, _, test_X, test_y = dl_utils.load_mnist_tensors()
+    tmp = folder.with_name(folder.name + ".tmp")
+    for digit in range(10):
+        (tmp / str(digit)).mkdir(parents=True, exist_ok=True)
+        for i in (test_y == digit).nonzero().flatten()[:per_class].tolist():
+            Image.fromarray(test_X[i].numpy()).save(tmp / str(digit) / f"{i:05d}.png")
+    tmp.rename(folder)
+    print(f"Exported {10 * per_class} MNIST test images as PNG files to "
+          f"{dl_utils.display_path(folder)}")
+    return folder
+
+
+# ---- 4. The DataLoader: from samples to batches -------------------------------------------
+def make_loader(dataset, batch_size, device, shuffle=False, generator=None, num_workers=0):
+    """A DataLoader: batches of `batch_size` samples, stacked by its collate function.
+
+    shuffle=True draws a new order every epoch from `generator` (seeded: the same order
+    on every run and every device). The default collate function turns a list of
+    (image [1, 28, 28], label) pairs into one image tensor [B, 1, 28, 28] and one label
+    tensor [B]; write your own collate_fn for samples that do not stack (images of
+    different sizes, text of different lengths). num_workers > 0 reads samples in that
+    many background processes while the model computes (measured below). pin_memory puts
+    each batch in page-locked CPU memory, from which a GPU copies faster (and, with
+    .to(device, non_blocking=True), while it computes); it only matters with CUDA.
+    """
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
+
+
+def images_per_second(loader) -> float:
+    """One full pass over `loader`, timed: start-up (e.g. worker processes) included."""
+    t0 = time.perf_counter()
+    n = sum(len(y) for _, y in loader)
+    return n / (time.perf_counter() - t0)
+
+
+def loading_speed(dataset, batch_size, workers, device):
+    """Images per second: the DataLoader with each number of workers, and from memory."""
+    rows = []
+    for num_workers in workers:
+        speed = images_per_second(make_loader(dataset, batch_size, device,
+                                              num_workers=num_workers))
+        rows.append([f"DataLoader, num_workers={num_workers}", f"{speed:,.0f}"])
+    X, y = next(iter(make_loader(dataset, len(dataset), device)))  # everything, decoded once
+    in_memory = dl_utils.TensorLoader(X, y, batch_size)
+    rows.append(["the same images from memory (dl_utils.TensorLoader)",
+                 f"{images_per_second(in_memory):,.0f}"])
+    dl_utils.print_table(["pipeline (one pass, start-up included)", "images/s"], rows)
+    speeds = {w: float(r[1].replace(",", "")) for w, r in zip(workers, rows)}
+    if 0 in speeds and len(speeds) > 1:
+        most = max(workers)
+        ratio = speeds[most] / speeds[0]
+        print(f"num_workers={most} ran at {ratio:.2f}x the speed of num_workers=0 here: "
+              + ("faster." if ratio > 1.05 else "no gain." if ratio > 0.95 else "slower."))
+
+
+# ---- 5. Using it: the course's models on the folder, then fine-tuning ---------------------
+def per_class_table(probs, y):
+    """Accuracy (= recall), precision and count per class, from a confusion matrix."""
+    cm = lesson04.confusion_matrix(probs, y)
+    rows = []
+    for digit in sorted(set(y.tolist())):
+        right, said = cm[digit, digit].item(), cm[:, digit].sum().item()
+        total = cm[digit].sum().item()
+        precision = f"{100 * right / said:.1f}" if said else "(never said)"
+        rows.append([digit, total, f"{100 * right / total:.1f}", precision])
+    dl_utils.print_table(["digit", "images", "recall % (its images found)",
+                          "precision % (its predictions right)"], rows)
+
+
+def evaluate_course_model(name, path, loader, device, show):
+    """A trained checkpoint of the course, evaluated on the folder; None if not trained yet."""
+    if not Path(path).exists():
+        print(f"\nNo {dl_utils.display_path(path)} yet: run 03_train_mnist.py (MLP) and "
+              "06_convolutional_network.py (CNN) first.")
+        return None
+    model = dl_utils.load_checkpoint(path, device=device)[0]
+    probs, y = lesson04.predict_all(model, loader, device)
+    acc = (probs.argmax(dim=1) == y).float().mean().item()
+    print(f"\n{name} ({dl_utils.display_path(path)}): "
+          f"{dl_utils.format_accuracy(acc, len(y))} on {len(y)} images")
+    per_class_table(probs, y)
+    return model, probs, y
+
+
+def stratified_split(labels, share, generator):
+    """Indices (first, rest): about `share` of every class in first, the others in rest.
+
+    Stratified: each class is split on its own, so both parts keep the folder's class
+    balance (a plain random split of a small folder can leave a digit out of one part).
+    Seeded: the same split on every run. Disjoint by construction: every index is put in
+    exactly one of the two lists.
+    """
+    labels = torch.as_tensor(labels)
+    first, rest = [], []
+    for c in labels.unique().tolist():
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        k = round(share * len(idx))
+        first += idx[:k].tolist()
+        rest += idx[k:].tolist()
+    return sorted(first), sorted(rest)
+
+
+def fine_tune(model, loader, args, device):
+    """Lesson 3's training loop (train_epoch), for a fixed number of epochs.
+
+    Fine-tuning continues training a model that already works, on new data, with a
+    small learning rate, so that it adapts without forgetting what it knew. The epochs
+    are fixed in advance: the held-out part must choose nothing, so it cannot pick one.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(1, args.epochs + 1):
+        try:
+            loss, acc = lesson03.train_epoch(model, loader, loss_fn, optimizer, device,
+                                             desc=f"fine-tune {epoch}")
+        except lesson03.DivergenceError as err:
+            raise dl_utils.FriendlyError(f"fine-tuning diverged ({err}) with lr {args.lr}: "
+                                         "try a smaller --lr; nothing was saved") from err
+        print(f"  epoch {epoch}: loss {loss:.4f}, accuracy {100 * acc:.1f}% (on the "
+              "fine-tuning images, as transformed)")
+
+
+def changed_predictions(before, after, y):
+    """On the same held-out images: how many went wrong -> right, and right -> wrong."""
+    ok_before, ok_after = before.argmax(dim=1) == y, after.argmax(dim=1) == y
+    return (int((~ok_before & ok_after).sum()), int((ok_before & ~ok_after).sum()))
+
+
+# ---- Figures ---------------------------------------------------------------------------------
+def plot_batch(X, y, show):
+    """One batch as the model receives it (after the transforms), drawn."""
+    pixels = lesson04.to_pixels(X)
+    cols = 8
+    fig, axes = dl_utils.image_grid(-(-len(pixels) // cols), cols, (1.2, 1.4))
+    for ax, image, label in zip(axes.flat, pixels, y.tolist()):
+        ax.imshow(image, cmap="gray")
+        ax.set_title(str(label), fontsize=8)
+    fig.suptitle("One shuffled batch from the DataLoader, after the transforms (as grey levels)")
+    dl_utils.save_figure(fig, "08_batch.png", show)
+
+
+# ---- The lesson ----------------------------------------------------------------------------
+def parse_args(argv=None):
+    parser = dl_utils.make_parser(__doc__)
+    parser.add_argument("--folder", default=None,
+                        help="a folder with one subfolder of images per class (default: the "
+                             f"MNIST sample exported to {dl_utils.display_path(EXPORT_DIR)})")
+    parser.add_argument("--per-class", type=dl_utils.positive_int, default=PER_CLASS,
+                        help="images per digit in the exported sample (default: %(default)s)")
+    parser.add_argument("--preprocess", choices=["auto", "photo", "mnist"], default=PREPROCESS,
+                        help="photo: lesson 4's digit preparation (crop, invert, centre); "
+                             "mnist: images are already 28x28 light-on-dark; auto: decide per "
+                             "image (default: %(default)s)")
+    parser.add_argument("--batch-size", type=dl_utils.positive_int, default=BATCH_SIZE,
+                        help="images per batch (default: %(default)s)")
+    parser.add_argument("--epochs", type=dl_utils.positive_int, default=FINETUNE_EPOCHS,
+                        help="fine-tuning epochs (default: %(default)s)")
+    parser.add_argument("--lr", type=dl_utils.positive_float, default=FINETUNE_LR,
+                        help="fine-tuning learning rate (default: %(default)s)")
+    parser.add_argument("--share", type=dl_utils.fraction, default=FINETUNE_SHARE,
+                        help="share of each class used for fine-tuning, the rest tests it "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-shift", type=int, choices=range(0, 5), default=MAX_SHIFT,
+                        help="fine-tuning augmentation: random shift in pixels "
+                             "(default: %(default)s)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
+                        help="num_workers values to time the DataLoader with (default: 0 2)")
+    parser.add_argument("--cnn", default=str(CNN_CHECKPOINT),
+                        help=f"the CNN to evaluate and fine-tune (default: "
+                             f"{dl_utils.display_path(CNN_CHECKPOINT)})")
+    parser.add_argument("--mlp", default=str(MLP_CHECKPOINT),
+                        help="the MLP to evaluate (default: "
+                             f"{dl_utils.display_path(MLP_CHECKPOINT)})")
+    parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(FINETUNED),
+                        help="where to save the fine-tuned CNN (default: "
+                             f"{dl_utils.display_path(FINETUNED)})")
+    dl_utils.add_common_args(parser, seed=SEED)
+    args = parser.parse_args(argv)
+    if not 0 < args.share < 1:
+        parser.error("--share must be above 0 and below 1")
+    if any(w < 0 for w in args.workers):
+        parser.error("--workers must be 0 or more")
+    return args
+
+
+def the_folder(args):
+    """The folder to work on (exported if it is the default), scanned: classes, samples."""
+    folder = Path(args.folder).expanduser() if args.folder else export_mnist_sample(args.per_class)
+    print(f"Folder: {dl_utils.display_path(folder)}")
+    classes, samples = scan_folder(folder)
+    counts = [sum(1 for _, c in samples if c == i) for i in range(len(classes))]
+    dl_utils.print_table(["class folder", "images"], [[n, c] for n, c in zip(classes, counts)])
+    return folder, classes, samples
+
+
+def hand_written_dataset(samples, classes, eval_t):
+    """The Dataset by hand: its length, and one sample, looked at closely."""
+    target_t = DigitLabel(classes) if digit_classes(classes) else None
+    dataset = ImageFolderDataset(samples, eval_t, target_t)
+    X, y = dataset[0]
+    print(f"len(dataset) = {len(dataset)}; dataset[0] = (image, label) with image "
+          f"{list(X.shape)} {X.dtype}, values {X.min():.2f}..{X.max():.2f}, label {y} (from "
+          f"{dl_utils.display_path(samples[0][0])})")
+    print(f"(The image is a torchvision {type(X).__name__}: a Tensor subclass that tells v2 "
+          "transforms it is an image.)")
+    return dataset
+
+
+def same_as_imagefolder(folder, dataset, classes, eval_t):
+    """torchvision's ImageFolder on the same files: it must give identical samples."""
+    good = {str(path) for path, _ in dataset.samples}
+    reference = ImageFolder(folder, transform=eval_t, loader=lesson04.read_grayscale,
+                            is_valid_file=good.__contains__, allow_empty=True,
+                            target_transform=dataset.target_transform)
+    position = {path: i for i, (path, _) in enumerate(reference.samples)}
+    same = sum(torch.equal(dataset[i][0], reference[position[str(path)]][0])
+               and dataset[i][1] == reference[position[str(path)]][1]
+               for i, (path, _) in enumerate(dataset.samples))
+    print(f"ImageFolder: {len(reference)} samples, classes {reference.classes}; identical to "
+          f"ours: {same} of {len(dataset)}")
+    return same == len(dataset) == len(reference)
+
+
+def same_as_in_memory(dataset):
+    """For the exported sample: the file pipeline against lesson 3's in-memory tensors."""
+    _, _, test_X, _ = dl_utils.load_mnist_tensors()
+    worst = 0.0
+    for i, (path, _) in enumerate(dataset.samples):
+        expected = dl_utils.normalize(test_X[int(Path(path).stem)][None])[0]
+        worst = max(worst, (dataset[i][0] - expected).abs().max().item())
+    print(f"Against dl_utils.normalize() of the same test images: largest difference {worst:.2g}"
+          " (PNG is lossless; any difference is float rounding)")
+    return worst
+
+
+def loader_section(dataset, args, device, generator):
+    """Batches: shapes, the collate step, a batch drawn; then loading speed, measured."""
+    X, y = default_collate([dataset[i] for i in range(3)])  # what the loader does per batch
+    print(f"default_collate([3 (image, label) samples]) -> X {list(X.shape)}, y {y.tolist()}")
+    loader = make_loader(dataset, args.batch_size, device, shuffle=True, generator=generator)
+    X, y = next(iter(loader))
+    print(f"{len(loader)} batches of up to {args.batch_size}; one batch: X {list(X.shape)} "
+          f"{X.dtype}, y {list(y.shape)} {y.dtype}: {y.tolist()[:12]}...")
+    plot_batch(X, y, args.show)
+    dl_utils.section("Loading speed: worker processes, and memory")
+    loading_speed(dataset, args.batch_size, args.workers, device)
+    dl_utils.prose("""
+        Each worker is a separate Python process with its own copy of the Dataset: it
+        takes time to start (paid again every epoch unless persistent_workers=True), and
+        on a machine with 2 cores it competes with the training for them. Workers pay off
+        when loading one image costs real work (decoding large JPEGs, heavy augmentation)
+        and cores are free. On Windows and macOS, workers start a fresh Python that
+        imports this file again: without the `if __name__ == "__main__":` guard at the
+        bottom, each of them would start the whole lesson over. Small data that fits in
+        memory is fastest decoded once, as the other lessons do.""")
+
+
+def use_course_models(dataset, classes, args, device):
+    """The CNN and MLP of lessons 6 and 3, on the folder: accuracy, per class, mistakes."""
+    if not digit_classes(classes):
+        print("The class folders are not the digits 0-9: the course's models, which output "
+              "digits, cannot be scored on them. Fine-tuning below still works.")
+        return
+    loader = make_loader(dataset, 256, device)
+    for name, path in (("lesson 6's CNN on the folder", args.cnn),
+                       ("lesson 3's MLP on the folder", args.mlp)):
+        found = evaluate_course_model(name, path, loader, device, args.show)
+        if found and "CNN" in name:
+            _, probs, y = found
+            X = torch.cat([X for X, _ in loader])
+            lesson04.plot_confident_mistakes(lesson04.to_pixels(X), probs, y, 12, args.show,
+                                             "08_mistakes.png", "folder")
+
+
+def starting_cnn(args, device):
+    """Lesson 6's trained CNN, or (if it is not trained yet) a fresh one, said so."""
+    if Path(args.cnn).exists():
+        model, checkpoint = dl_utils.load_checkpoint(args.cnn, device=device)
+        return model, checkpoint.get("model_kwargs", {}), "lesson 6's trained CNN"
+    print(f"No {dl_utils.display_path(args.cnn)}: fine-tuning a freshly initialized CNN "
+          "instead (run 06_convolutional_network.py first for the real thing).")
+    return lesson06.SmallCNN().to(device), {}, "a fresh CNN"
+
+
+def fine_tune_section(samples, classes, args, device, generator):
+    """Split the folder (stratified), fine-tune the CNN on one part, test it on the other."""
+    eval_t, train_t = make_transforms(args.preprocess, args.max_shift)
+    target_t = DigitLabel(classes) if digit_classes(classes) else None
+    tune_idx, held_idx = stratified_split([c for _, c in samples], args.share, generator)
+    if not tune_idx or not held_idx:
+        print("Too few images per class to split into a fine-tuning and a held-out part.")
+        return None
+    print(f"Split: {len(tune_idx)} images to fine-tune on, {len(held_idx)} held out "
+          "(disjoint; every class in both parts in the same proportion)")
+    extra = [t for t in train_t.transforms if isinstance(t, v2.RandomCrop)]
+    print("Fine-tuning images go through the training transform: the evaluation steps plus "
+          + (f"{extra[0]}" if extra else "nothing (--max-shift 0)"))
+    tune = ImageFolderDataset([samples[i] for i in tune_idx], train_t, target_t)
+    held = make_loader(ImageFolderDataset([samples[i] for i in held_idx], eval_t, target_t),
+                       256, device)
+    model, kwargs, what = starting_cnn(args, device)
+    before, y = lesson04.predict_all(model, held, device)
+    fine_tune(model, make_loader(tune, args.batch_size, device, True, generator), args, device)
+    after, _ = lesson04.predict_all(model, held, device)
+    report_fine_tuning(before, after, y, what)
+    return model, kwargs, {"heldout_acc_before": accuracy(before, y),
+                           "heldout_acc_after": accuracy(after, y), "heldout_images": len(y)}
+
+
+def accuracy(probs, y) -> float:
+    return (probs.argmax(dim=1) == y).float().mean().item()
+
+
+def report_fine_tuning(before, after, y, what):
+    """Held-out accuracy before and after, and which predictions changed."""
+    n = len(y)
+    dl_utils.print_table(["held-out images", "accuracy ± SE"],
+                         [[f"{what}, before", dl_utils.format_accuracy(accuracy(before, y), n)],
+                          ["after fine-tuning", dl_utils.format_accuracy(accuracy(after, y), n)]])
+    fixed, broken = changed_predictions(before, after, y)
+    dl_utils.prose(f"""
+        The same {n} images before and after: {fixed} went from wrong to right, {broken} from
+        right to wrong. Those counts are the honest comparison (a paired one, like the
+        seed-by-seed differences of lessons 5 and 7): two accuracies with overlapping
+        error bars can still come from a real change, and vice versa.""")
+    if fixed + broken == 0:
+        print("Nothing changed: on images like the ones it was trained on, the CNN has little "
+              "left to learn. On your own photographs (--folder) it usually has more.")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dl_utils.setup_figures(args.show)
+    dl_utils.section("Setup")
+    device = dl_utils.get_device(args.device)
+    generator = dl_utils.set_seed(args.seed)
+    dl_utils.section("The folder: one subfolder per class")
+    folder, classes, samples = the_folder(args)
+    dl_utils.section("A Dataset, written by hand")
+    eval_t, _ = make_transforms(args.preprocess, args.max_shift)
+    print(f"The evaluation transform:\n{eval_t}")
+    dataset = hand_written_dataset(samples, classes, eval_t)
+    dl_utils.section("The same with torchvision's ImageFolder")
+    same_as_imagefolder(folder, dataset, classes, eval_t)
+    if not args.folder:
+        same_as_in_memory(dataset)
+    dl_utils.section("A DataLoader: batches, shuffling, collate")
+    loader_section(dataset, args, device, generator)
+    dl_utils.section("The course's models on this folder")
+    use_course_models(dataset, classes, args, device)
+    dl_utils.section("Fine-tuning the CNN on part of the folder")
+    tuned = fine_tune_section(samples, classes, args, device, generator)
+    if tuned:
+        model, kwargs, metrics = tuned
+        dl_utils.save_checkpoint(args.checkpoint, model, kwargs, device=str(device),
+                                 metrics=metrics, folder=str(folder))
+        print(f"Saved the fine-tuned CNN to {dl_utils.display_path(args.checkpoint)}")
+    dl_utils.show_figures(args.show)
+    return 0
+
+
+if __name__ == "__main__":  # required for DataLoader workers on Windows and macOS
+    dl_utils.run_main(main)
