@@ -375,23 +375,29 @@ def digit_from_gray(image: Image.Image, name="the image") -> np.ndarray:
     return center_by_mass(small)
 
 
-def read_grayscale(path) -> Image.Image:
-    """Open an image file as 8-bit grey levels; one clear error for anything unusable.
+class ImageTooLarge(dl_utils.FriendlyError):
+    """An image with more pixels than we agree to decode (lesson 9 answers it with 413)."""
+
+
+def read_grayscale(path, name=None) -> Image.Image:
+    """Open an image (a path or a file object) as 8-bit grey levels; one clear error for
+    anything unusable. `name`: how errors call it (default: the path).
 
     The size is checked before the pixels are decoded: a 240-megapixel image would take
     gigabytes of memory (PIL itself refuses such "decompression bombs").
     """
+    name = name or path
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise dl_utils.FriendlyError(
-                    f"image {path} is too large ({image.width}x{image.height} pixels, over "
+                raise ImageTooLarge(
+                    f"image {name} is too large ({image.width}x{image.height} pixels, over "
                     f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels): scale it down first")
             return to_grayscale(ImageOps.exif_transpose(image))  # turned upright
     except Image.DecompressionBombError as err:
-        raise dl_utils.FriendlyError(f"image {path} is too large: {err}") from err
-    except (OSError, UnidentifiedImageError) as err:
-        raise dl_utils.FriendlyError(f"cannot read image {path}: {err}") from err
+        raise ImageTooLarge(f"image {name} is too large: {err}") from err
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise dl_utils.FriendlyError(f"cannot read image {name}: {err}") from err
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
