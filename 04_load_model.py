@@ -386,18 +386,18 @@ def read_grayscale(path, name=None) -> Image.Image:
     The size is checked before the pixels are decoded: a 240-megapixel image would take
     gigabytes of memory (PIL itself refuses such "decompression bombs").
     """
-    name = name or path
+    name = name or f"image {path}"
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ImageTooLarge(
-                    f"image {name} is too large ({image.width}x{image.height} pixels, over "
+                    f"{name} is too large ({image.width}x{image.height} pixels, over "
                     f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels): scale it down first")
             return to_grayscale(ImageOps.exif_transpose(image))  # turned upright
     except Image.DecompressionBombError as err:
-        raise ImageTooLarge(f"image {name} is too large: {err}") from err
+        raise ImageTooLarge(f"{name} is too large: {err}") from err
     except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise dl_utils.FriendlyError(f"cannot read image {name}: {err}") from err
+        raise dl_utils.FriendlyError(f"cannot read {name}: {err}") from err
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:

@@ -47,6 +47,7 @@ QUICK_ARGS = {
     "06_convolutional_network.py": ["--epochs", "1", "--subset", "1000"],
     "07_regularization.py": ["--epochs", "1", "--seeds", "2", "--subset", "300"],
     "08_your_own_images.py": ["--per-class", "5", "--epochs", "1", "--workers", "0"],
+    "09_serve_digits.py": ["--self-check", "--requests", "5", "--drawn", "50"],
 }
 QUICK_BATCHES = 50  # --quick: batches per pipeline instead of whole epochs
 
@@ -215,6 +216,8 @@ def accuracy_of(script, output):
                 r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%"]
     # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen remedies;
     # 08: the CNN on the exported folder)
+    if script.startswith("09"):
+        return serving_result(output)
     if script.startswith("01"):
         return "gradients match autograd" if "NO" not in output.split("match (< 1e-6)")[-1][:400] \
             else "MISMATCH"
@@ -226,6 +229,19 @@ def accuracy_of(script, output):
             label = "nearest-mean baseline " if script.startswith("02") else "test "
             return label + found[0]
     return "?"
+
+
+def serving_result(output):
+    """09 --self-check: latency, and lessons 3 and 6 on drawn digits vs stored test digits."""
+    parts = []
+    latency = re.search(r"p50 ([\d.]+) ms, p95 ([\d.]+) ms", output)
+    if latency:
+        parts.append(f"latency p50 {latency[1]} ms, p95 {latency[2]} ms")
+    for name in ("simple_nn", "cnn"):
+        found = re.search(rf"models/{name}\.pt\s+([\d.]+%) ± [\d.]+\s+([\d.]+%)", output)
+        if found:
+            parts.append(f"{name}.pt {found[1]} on test digits, {found[2]} drawn")
+    return "; ".join(parts) or "?"
 
 
 def markdown(headers, rows):

@@ -9,6 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 # Before dl_utils is imported anywhere: models, figures and results written by the tests
 # (and by the scripts they start) go to a temporary folder, never over the learner's own.
 OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="dl-basics-tests-"))
@@ -33,3 +35,13 @@ def run_script(script: str, *args: str, timeout: float = 300, cwd=None, env=None
         capture_output=True, text=True, timeout=timeout, cwd=cwd or OUTPUT_DIR,
         env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture(scope="session")
+def served_models_dir(tmp_path_factory):
+    """A folder with one trained MLP (a quick run of lesson 3), for lesson 9's server."""
+    folder = tmp_path_factory.mktemp("served")
+    result = run_script("03_train_mnist.py", "--subset", "20000", "--epochs", "2",
+                        "--checkpoint", folder / "mlp.pt")
+    assert result.returncode == 0, result.stderr
+    return folder

@@ -1,0 +1,158 @@
+"""Lesson 09: the API answers right, refuses bad requests with the right status, survives."""
+
+import base64
+import http.client
+import json
+import socket
+import threading
+
+import numpy as np
+import pytest
+import torch
+from conftest import lesson, run_script
+from PIL import Image
+
+import dl_utils
+
+
+def m09():
+    return lesson("09_serve_digits")
+
+
+@pytest.fixture(scope="module")
+def server(served_models_dir):
+    models = m09().load_models(served_models_dir, "cpu")
+    srv = m09().make_server("127.0.0.1", 0, models)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def request(server, method, path, body=None, headers=None):
+    """One raw HTTP request; (status, JSON or text answer)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    kind = response.getheader("Content-Type", "")
+    return response.status, (json.loads(data) if "json" in kind else data.decode())
+
+
+def data_url(image: Image.Image, fmt="PNG") -> str:
+    import io
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_only_state_dict_checkpoints_are_served(served_models_dir):
+    models = m09().load_models(served_models_dir, "cpu")
+    assert [m["checkpoint"].endswith("mlp.pt") for m in models] == [True]  # not *_whole.pt
+    assert (served_models_dir / "mlp_whole.pt").exists()
+    assert not models[0]["model"].training  # eval mode, once, at load
+
+
+def test_drawn_test_digits_are_predicted_as_the_model_predicts_them(server):
+    m = m09()
+    _, y, drawings = m.drawn_test_digits(40, seed=3)
+    model = server.models[0]["model"]
+    right = 0
+    for png, label in zip(drawings, y.tolist()):
+        status, answer = request(server, "POST", "/api/predict",
+                                 m.predict_request(png), {"Content-Type": "application/json"})
+        assert status == 200
+        pixels = np.array(answer["input"], dtype=np.uint8)
+        assert pixels.shape == (28, 28)
+        with torch.no_grad():  # the same numbers, computed here from the returned input
+            probs = torch.softmax(model(dl_utils.normalize(torch.from_numpy(pixels)[None])), 1)
+        (served,) = answer["models"]
+        assert served["prediction"] == int(probs.argmax())
+        assert served["probabilities"] == pytest.approx(probs[0].tolist(), abs=1e-5)
+        right += served["prediction"] == label
+    assert right >= 32  # 80% of 40 drawn digits, from an MLP trained for 2 epochs
+
+
+def test_jpeg_and_light_on_dark_drawings_work(server):
+    _, _, test_X, test_y = dl_utils.load_mnist_tensors()
+    big = Image.fromarray(test_X[0].numpy()).resize((200, 200))  # light ink on black
+    for image, fmt in ((big, "PNG"), (big.convert("RGB"), "JPEG")):
+        status, answer = request(server, "POST", "/api/predict",
+                                 json.dumps({"image": data_url(image, fmt)}))
+        assert status == 200 and answer["models"][0]["prediction"] == int(test_y[0])
+
+
+@pytest.mark.parametrize("method, path, body, headers, status", [
+    ("POST", "/api/predict", b"{not json", {}, 400),
+    ("POST", "/api/predict", b'["a list"]', {}, 400),
+    ("POST", "/api/predict", b'{"image": 5}', {}, 400),
+    ("POST", "/api/predict", b'{"image": "data:image/png;base64,@@@"}', {}, 400),
+    ("POST", "/api/predict", b'{"image": "data:image/png;base64,aGVsbG8="}', {}, 400),
+    ("POST", "/api/predict", b"\xff\xfe", {}, 400),
+    ("GET", "/api/predict", None, {}, 405),
+    ("DELETE", "/", None, {}, 405),
+    ("GET", "/../../etc/passwd", None, {}, 404),
+    ("GET", "/09_serve_digits.py", None, {}, 404),
+    ("POST", "/api/other", b"{}", {}, 404),
+])
+def test_bad_requests_get_their_status_and_the_server_survives(server, method, path, body,
+                                                              headers, status):
+    got, answer = request(server, method, path, body, headers)
+    assert got == status and isinstance(answer, dict) and answer["error"]
+    assert request(server, "GET", "/api/models")[0] == 200  # still serving
+
+
+def test_blank_canvas_is_422(server):
+    blank = Image.new("RGBA", (280, 280), "white")
+    status, answer = request(server, "POST", "/api/predict", json.dumps({"image": data_url(blank)}))
+    assert status == 422 and "draw a digit" in answer["error"]
+
+
+def raw(server, data: bytes) -> bytes:
+    """Bytes straight onto a socket; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_missing_length_too_large_and_garbage_requests(server):
+    over = raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000"
+                       b"\r\n\r\n" + b"x" * 1000)  # answered before the body is read
+    assert over.startswith(b"HTTP/1.0 413 ") and b"the limit is" in over
+    no_length = raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert no_length.startswith(b"HTTP/1.0 411 ")
+    garbage = raw(server, b"\x00\x01garbage\r\n\r\n")
+    # not even HTTP: http.server answers the way HTTP/0.9 expects (a body, no status line)
+    assert b'"error": "Bad request syntax' in garbage
+    assert request(server, "GET", "/api/models")[0] == 200
+
+
+def test_the_page_is_served_and_self_contained(server):
+    status, page = request(server, "GET", "/")
+    assert status == 200 and "<canvas" in page and "/api/predict" in page
+    assert "http://" not in page and "https://" not in page  # no CDN: works offline
+
+
+def test_port_in_use_is_one_clear_line(server):
+    port = server.server_address[1]
+    result = run_script("09_serve_digits.py", "--port", port)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot listen on" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_self_check_runs_and_stops(served_models_dir):
+    result = run_script("09_serve_digits.py", "--self-check", "--models-dir", served_models_dir,
+                        "--requests", "10", "--drawn", "50")
+    assert result.returncode == 0, result.stderr
+    assert "p95" in result.stdout and "drawn, prepared (served)" in result.stdout
+
+
+def test_no_model_yet_says_which_lesson_to_run(tmp_path):
+    result = run_script("09_serve_digits.py", "--self-check", "--models-dir", tmp_path,
+                        "--requests", "3")
+    assert result.returncode == 0, result.stderr
+    assert "run python 03_train_mnist.py" in result.stdout

@@ -1,0 +1,42 @@
+"""Lesson 09's page in a real browser: draw with the mouse, read the prediction off the page.
+
+Headless Chromium, driven by Selenium (tests/browser.py). Skipped, with the reason, where
+the browser is not installed; CI (.ci/run) installs it, so there it always runs.
+"""
+
+import browser
+import pytest
+from conftest import OUTPUT_DIR
+
+pytestmark = pytest.mark.skipif(bool(browser.missing()), reason=browser.missing())
+
+
+@pytest.fixture(scope="module")
+def page(served_models_dir):
+    server, url = browser.serve(served_models_dir)
+    driver = browser.start_browser()
+    driver.get(url)
+    yield driver
+    driver.quit()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("digit", ["1", "0", "7"])
+def test_a_digit_drawn_with_the_mouse_is_read_on_the_page(page, digit):
+    browser.clear(page)
+    browser.draw(page, digit)
+    shown = browser.predictions(page)
+    assert list(shown.values()) == [digit], shown
+    seen = page.execute_script(
+        "const d = document.getElementById('seen').getContext('2d').getImageData(0,0,28,28);"
+        "return Array.from(d.data).filter((v, i) => i % 4 === 0 && v > 128).length;")
+    assert seen > 20  # the 28x28 image the model saw is drawn on the page, with ink in it
+    page.save_screenshot(str(OUTPUT_DIR / f"09_page_{digit}.png"))
+
+
+def test_clear_empties_the_page(page):
+    browser.draw(page, "1")
+    browser.predictions(page)
+    browser.clear(page)
+    assert page.find_elements("css selector", ".model") == []
