@@ -26,6 +26,7 @@ import base64
 import binascii
 import importlib
 import io
+import ipaddress
 import json
 import statistics
 import threading
@@ -460,11 +461,19 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def is_loopback(host) -> bool:
+    """True for addresses only this computer can reach (127.x.x.x, ::1, localhost)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to an outside address
+        return False
+
+
 def serve(models, args):
     """Serve until Ctrl-C."""
     server = make_server(args.host, args.port, models, args.max_body, args.verbose)
     host, port = server.server_address[:2]
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(args.host):
         print(f"WARNING: listening on {args.host}: anyone who can reach this computer over "
               "the network can use this server. Use the default 127.0.0.1 unless you mean it.")
     print(f"\nOpen http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ in a "

@@ -156,3 +156,24 @@ def test_no_model_yet_says_which_lesson_to_run(tmp_path):
                         "--requests", "3")
     assert result.returncode == 0, result.stderr
     assert "run python 03_train_mnist.py" in result.stdout
+
+
+def test_ctrl_c_stops_the_server_cleanly(served_models_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    proc = subprocess.Popen([sys.executable, str(ROOT / "09_serve_digits.py"), "--port", "0",
+                             "--models-dir", str(served_models_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    out = ""
+    while "Ctrl-C stops" not in out and time.time() < deadline:
+        out += proc.stdout.readline()
+    os.kill(proc.pid, signal.SIGINT)
+    rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Stopped." in rest and "Traceback" not in err
+    assert m09().is_loopback("127.0.0.1") and not m09().is_loopback("0.0.0.0")
