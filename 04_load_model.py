@@ -210,8 +210,11 @@ def check_accuracy(model, test_loader, device, checkpoint):
     dl_utils.print_table(["test accuracy", "correct", "accuracy ± SE"], rows)
     if saved is not None:
         print(same_result_verdict(acc, saved, n, checkpoint.get("device"), device))
-    dl_utils.prose("""
-        (Validation accuracy chose the epoch during training; the test set was used once
+    chose = ("Validation accuracy chose the epoch during training"
+             if "best_epoch" in checkpoint.get("metrics", {}) else
+             "This model kept its last epoch: nothing was chosen")
+    dl_utils.prose(f"""
+        ({chose}; the test set was used once
         to report the result. Tuning anything on it would make it one more validation set.
         The ± is the test set's own sampling error: 10,000 images pin an accuracy down to
         about a tenth of a point, no better.)""")

@@ -48,6 +48,7 @@ QUICK_ARGS = {
     "07_regularization.py": ["--epochs", "1", "--seeds", "2", "--subset", "300"],
     "08_your_own_images.py": ["--per-class", "5", "--epochs", "1", "--workers", "0"],
     "09_serve_digits.py": ["--self-check", "--requests", "5", "--drawn", "50"],
+    "10_distributed_training.py": ["--epochs", "1", "--subset", "2000", "--proof-steps", "10"],
 }
 QUICK_BATCHES = 50  # --quick: batches per pipeline instead of whole epochs
 
@@ -218,6 +219,8 @@ def accuracy_of(script, output):
     # 08: the CNN on the exported folder)
     if script.startswith("09"):
         return serving_result(output)
+    if script.startswith("10"):
+        return distributed_result(output)
     if script.startswith("01"):
         return "gradients match autograd" if "NO" not in output.split("match (< 1e-6)")[-1][:400] \
             else "MISMATCH"
@@ -241,6 +244,15 @@ def serving_result(output):
         found = re.search(rf"models/{name}\.pt\s+([\d.]+%) ± [\d.]+\s+([\d.]+%)", output)
         if found:
             parts.append(f"{name}.pt {found[1]} on test digits, {found[2]} drawn")
+    return "; ".join(parts) or "?"
+
+
+def distributed_result(output):
+    """10: the proof's weight difference, and seconds per epoch with 1 and 2 processes."""
+    proof = re.search(r"one process with batch \d+: (\S+) ", output)
+    epochs = re.findall(r"^\s+(\d+)\s+(\d+)\s+([\d.]+)\s+[\d,]+$", output, re.MULTILINE)
+    parts = [f"DDP vs one process: weights within {proof[1]}"] if proof else []
+    parts += [f"{p} process(es): {s} s/epoch" for p, _, s in epochs]
     return "; ".join(parts) or "?"
 
 

@@ -1,0 +1,512 @@
+"""Lesson 10: beyond one process: data-parallel training with torchrun and DDP.
+
+When one process is not enough (a bigger model, more data, several GPUs or machines),
+PyTorch's answer is DistributedDataParallel (DDP): several processes, each with a full
+copy of the model, each training on its own share of every batch; during backward()
+they average their gradients, so every copy takes exactly the same step. This lesson
+runs it on a laptop CPU with two processes, and proves, the way lesson 1 proved
+backpropagation, that it computes what one process computes: same weights after the
+same steps, to floating-point rounding.
+
+Run it:
+    python 10_distributed_training.py          # launches itself: 1 process, then 2
+    torchrun --standalone --nproc-per-node=2 10_distributed_training.py   # the usual way
+    python 10_distributed_training.py --nproc 3 --epochs 1
+On several machines (see the README): the same script, started by torchrun on each
+with --nnodes, --node-rank and a --rdzv-endpoint they can all reach.
+Then: python 04_load_model.py --checkpoint models/ddp_simple_nn.pt
+"""
+
+import copy
+import importlib
+import json
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817 (as the docs)
+from torch.utils.data import BatchSampler, DistributedSampler
+
+import dl_utils
+
+lesson03 = importlib.import_module("03_train_mnist")  # SimpleNN and the five-step loop
+
+# ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
+NPROC = 2  # processes on this machine: one per core here, one per GPU on a GPU machine
+GLOBAL_BATCH = 64  # images per step, all processes together: lesson 3's batch size
+LR = 1e-3  # lesson 3's Adam learning rate
+NUM_EPOCHS = 2  # enough to time an epoch twice; lesson 3 trains the same model for 10
+PROOF_STEPS = 50  # steps compared against single-process training
+TOLERANCE = 1e-5  # accepted as rounding: sums in another order differ by ~1e-7, and Adam,
+# which divides by the root of tiny squared gradients, magnifies that (4e-6 after 50 steps)
+SEED = 0
+CHECKPOINT = dl_utils.MODELS_DIR / "ddp_simple_nn.pt"
+TIMEOUT = timedelta(seconds=60)  # a collective that waits longer than this fails loudly
+RESULTS_ENV = "DL_DDP_RESULTS"  # set by the launcher: where rank 0 reports its numbers
+TIMING_ONLY_ENV = "DL_DDP_TIMING_ONLY"  # set by the launcher for the 1-process timing run
+
+
+def parse_args(argv=None):
+    parser = dl_utils.make_parser(__doc__)
+    parser.add_argument("--nproc", type=dl_utils.positive_int, default=NPROC,
+                        help="processes to launch (default: %(default)s)")
+    parser.add_argument("--batch-size", type=dl_utils.positive_int, default=GLOBAL_BATCH,
+                        help="GLOBAL batch: images per step over all processes; each "
+                             "process takes batch-size / nproc (default: %(default)s)")
+    parser.add_argument("--lr", type=dl_utils.positive_float, default=LR,
+                        help="Adam's learning rate (default: %(default)s)")
+    parser.add_argument("--epochs", type=dl_utils.positive_int, default=NUM_EPOCHS,
+                        help="epochs to train and time (default: %(default)s)")
+    parser.add_argument("--subset", type=dl_utils.positive_int, default=None,
+                        help="train on only this many images (default: all 55,000)")
+    parser.add_argument("--proof-steps", type=int, default=PROOF_STEPS,
+                        help="steps checked against one process, 0 to skip "
+                             "(default: %(default)s)")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="skip the 1-process run that the 2-process timing is compared "
+                             "with (when launching itself)")
+    parser.add_argument("--master-port", type=int, default=0,
+                        help="TCP port for the processes to meet on; 0 lets torchrun pick a "
+                             "free one (default: %(default)s)")
+    parser.add_argument("--crash-rank", type=int, default=None,
+                        help="make this rank fail after its first step, to watch the whole "
+                             "job stop with one message (default: none)")
+    parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
+                        help="where rank 0 saves the model (default: "
+                             f"{dl_utils.display_path(CHECKPOINT)})")
+    dl_utils.add_common_args(parser, seed=SEED)
+    args = parser.parse_args(argv)
+    if args.batch_size % args.nproc:
+        parser.error(f"--batch-size {args.batch_size} does not split evenly over "
+                     f"{args.nproc} processes")
+    return args
+
+
+# ---- 1. The process group: who am I, how many are we ---------------------------------------
+def launched_by_torchrun() -> bool:
+    """torchrun starts each process with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT set."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def join_process_group(args):
+    """Join the others. Returns (rank, world size, device, backend).
+
+    rank: this process's number, 0 to world_size - 1; rank 0 is the one that prints and
+    saves. The backend moves the tensors between processes: gloo on CPUs (and the only
+    choice on Windows and macOS), NCCL between NVIDIA GPUs, where it is much faster.
+    init_process_group blocks until every process has arrived: the "rendezvous".
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))  # the process's number on its machine
+    use_cuda = torch.cuda.is_available() and args.device in ("auto", "cuda")
+    device = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(device)  # one GPU per process
+    dist.init_process_group(backend, timeout=TIMEOUT)
+    return dist.get_rank(), dist.get_world_size(), device, backend
+
+
+def say(*parts, **kwargs):
+    """print() on rank 0 only: otherwise every line would appear once per process."""
+    if dist.get_rank() == 0:
+        print(*parts, **kwargs, flush=True)
+
+
+def gather_numbers(value: float, device) -> list[float]:
+    """One number from every rank, in rank order (all_gather: everyone gets the list)."""
+    mine = torch.tensor([float(value)], device=device)
+    everyone = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(everyone, mine)
+    return [t.item() for t in everyone]
+
+
+def max_over_ranks(value: float, device) -> float:
+    """The largest of one number over all ranks (all_reduce with MAX)."""
+    t = torch.tensor([float(value)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.item()
+
+
+def weight_checksum(model) -> float:
+    return sum(p.double().sum().item() for p in model.parameters())
+
+
+# ---- 2. The model: one copy per process, kept identical by DDP -----------------------------
+def wrap_in_ddp(rank, device, seed):
+    """A SimpleNN per process, deliberately initialized differently, then wrapped in DDP.
+
+    DDP's constructor broadcasts rank 0's weights to every process: whatever each
+    process initialized, all start from the same weights. From then on they stay equal
+    because every process applies the same averaged gradient with the same optimizer.
+    """
+    dl_utils.set_seed(seed + rank)  # a different seed per rank, on purpose
+    model = lesson03.SimpleNN().to(device)
+    before = gather_numbers(weight_checksum(model), device)
+    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    after = gather_numbers(weight_checksum(model), device)
+    return ddp, before, after
+
+
+# ---- 3. The data: every process loads it, each trains on its own shard ----------------------
+def load_data(args, device):
+    """Training tensors, and the validation and test loaders, in memory on every rank."""
+    train, val, test = dl_utils.load_mnist_data(subset=args.subset, device=device)
+    return train.X, train.y, val, test
+
+
+def shard_batches(sampler, X, y, per_rank):
+    """This rank's batches: the indices its DistributedSampler gives, per_rank at a time.
+
+    DistributedSampler shuffles all the indices with the same seed on every rank (seed +
+    epoch), then gives rank r every world_size-th one starting at r. So in each step the
+    ranks together cover one global batch of consecutive shuffled images, and no image
+    is seen by two ranks in the same epoch.
+    """
+    for idx in BatchSampler(sampler, per_rank, drop_last=False):
+        idx = torch.tensor(idx, device=X.device)
+        yield X[idx], y[idx]
+
+
+def set_epoch_demo(n, world, seed) -> str:
+    """Rank 0's first images in epochs 1 and 2, without and with set_epoch (no collectives)."""
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=0, shuffle=True, seed=seed)
+    first = list(sampler)[:4]
+    forgot = list(sampler)[:4]  # epoch 2 without set_epoch: the same shuffle again
+    sampler.set_epoch(1)
+    return (f"Rank 0's first images: epoch 1 {first}; epoch 2 without set_epoch {forgot} "
+            f"(the same order again); with set_epoch(1) {list(sampler)[:4]}.")
+
+
+# ---- 4. Training: lesson 3's five steps; DDP adds the gradient averaging ---------------------
+def train_epoch(ddp, sampler, data, per_rank, optimizer, epoch, crash_rank=None):
+    """One epoch on this rank's shard; loss and accuracy over ALL ranks' images.
+
+    set_epoch(epoch) changes the shuffle every epoch (seed + epoch). Forget it, and every
+    epoch repeats the first epoch's order. Inside loss.backward(), DDP all-reduces the
+    gradients (sums them over the ranks and divides by the world size) while backward
+    is still computing the earlier layers' gradients: communication overlaps computation.
+    The metrics are summed over the ranks once, at the end of the epoch: one all_reduce
+    instead of one per step.
+    """
+    X, y = data
+    sampler.set_epoch(epoch)
+    device = X.device
+    totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, images
+    loss_fn = nn.CrossEntropyLoss()
+    steps = lesson03.train_steps(ddp, shard_batches(sampler, X, y, per_rank), loss_fn,
+                                 optimizer, device)
+    for step, (loss, y_hat, yb) in enumerate(steps, start=1):
+        totals += torch.stack([loss.detach().double() * len(yb),
+                               (y_hat.argmax(dim=1) == yb).sum().double(),
+                               torch.tensor(len(yb), device=device, dtype=torch.float64)])
+        if crash_rank == dist.get_rank():
+            raise dl_utils.FriendlyError(f"rank {crash_rank} failed on purpose at step {step} "
+                                         "(--crash-rank)")
+    dist.all_reduce(totals)  # SUM over ranks
+    return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+
+
+def evaluate_sharded(model, loader, device):
+    """Loss and accuracy over a whole evaluation set, each image counted exactly once.
+
+    Rank r evaluates images r, r + world_size, ... (no padding, unlike DistributedSampler,
+    which repeats a few images so that every rank gets the same number: fine for training,
+    a small bias for a reported accuracy). The sums are then all-reduced.
+    """
+    rank, world = dist.get_rank(), dist.get_world_size()
+    X, y = loader.X[rank::world], loader.y[rank::world]
+    totals = torch.zeros(3, device=device, dtype=torch.float64)
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(y), 1000):
+            logits = model(X[i:i + 1000])
+            totals += torch.stack([
+                nn.functional.cross_entropy(logits, y[i:i + 1000], reduction="sum").double(),
+                (logits.argmax(dim=1) == y[i:i + 1000]).sum().double(),
+                torch.tensor(len(logits), device=device, dtype=torch.float64)])
+    dist.all_reduce(totals)
+    return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+
+
+def padding_note(n, world):
+    """How many images DistributedSampler would repeat for an evaluation set of n."""
+    padded = math.ceil(n / world) * world - n
+    return (f"(DistributedSampler would split {n:,} images over {world} processes with "
+            f"{padded} repeated; over 3 processes, {math.ceil(n / 3) * 3 - n}. The sharded "
+            "evaluation here counts every image once.)")
+
+
+# ---- 5. The proof: DDP computes what one process computes -----------------------------------
+def ddp_steps(initial, data, args, per_rank, device):
+    """`--proof-steps` DDP steps from the given weights; the trained SimpleNN."""
+    X, y = data
+    model = lesson03.SimpleNN().to(device)
+    model.load_state_dict(initial)
+    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = DistributedSampler(range(len(y)), shuffle=True, seed=args.seed)
+    sampler.set_epoch(0)
+    batches = shard_batches(sampler, X, y, per_rank)
+    optimizer = torch.optim.Adam(ddp.parameters(), lr=args.lr)
+    for step, _ in enumerate(lesson03.train_steps(ddp, batches, nn.CrossEntropyLoss(),
+                                                  optimizer, device), start=1):
+        if step == args.proof_steps:
+            break
+    return model
+
+
+def single_process_steps(initial, data, args, device):
+    """The same steps in one process: the whole global batch, in the sampler's order."""
+    X, y = data
+    model = lesson03.SimpleNN().to(device)
+    model.load_state_dict(initial)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed + 0))
+    b = args.batch_size
+    batches = ((X[order[i:i + b].to(device)], y[order[i:i + b].to(device)])
+               for i in range(0, args.proof_steps * b, b))
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    for _ in lesson03.train_steps(model, batches, nn.CrossEntropyLoss(), optimizer, device):
+        pass
+    return model
+
+
+def largest_difference(a, b) -> float:
+    return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
+
+
+def prove(initial, data, args, per_rank, device):
+    """Weights after N steps: across ranks, and against one process with the whole batch."""
+    ddp_model = ddp_steps(initial, data, args, per_rank, device)
+    reference = copy.deepcopy(ddp_model)
+    for p in reference.parameters():  # rank 0's weights, sent to every rank
+        dist.broadcast(p.data, src=0)
+    across = max_over_ranks(largest_difference(ddp_model, reference), device)
+    single = None
+    if dist.get_rank() == 0:  # the others wait at the barrier meanwhile
+        single = largest_difference(ddp_model, single_process_steps(initial, data, args, device))
+    dist.barrier()
+    return across, single
+
+
+# ---- 6. One process of the job (what torchrun starts nproc times) ---------------------------
+def report_start(args, world, backend, device, before, after, n):
+    """Rank 0 says who is here and what DDP's broadcast did."""
+    per_rank = args.batch_size // world
+    say(f"World size {world} ({backend} backend, {device}), {torch.get_num_threads()} "
+        f"thread(s) per process; rank 0 speaks for all.")
+    say(f"Global batch {args.batch_size} = {world} processes x {per_rank} images; "
+        f"{math.ceil(n / args.batch_size)} steps per epoch over {n:,} images.")
+    say("Weight checksums per rank, initialized with different seeds: "
+        + ", ".join(f"{v:.4f}" for v in before))
+    say("...and after DDP(model), which broadcasts rank 0's weights: "
+        + ", ".join(f"{v:.4f}" for v in after))
+
+
+def run_epochs(ddp, data, args, device):
+    """Train, timing each epoch; the seconds and training loss per epoch."""
+    world = dist.get_world_size()
+    sampler = DistributedSampler(range(len(data[1])), shuffle=True, seed=args.seed)
+    optimizer = torch.optim.Adam(ddp.parameters(), lr=args.lr)
+    seconds, losses = [], []
+    say(f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'seconds':>7}")
+    for epoch in range(args.epochs):
+        t0 = time.perf_counter()
+        loss, acc = train_epoch(ddp, sampler, data, args.batch_size // world, optimizer,
+                                epoch, args.crash_rank)
+        seconds.append(time.perf_counter() - t0)
+        losses.append(loss)
+        say(f"{epoch + 1:>5}  {loss:>10.4f}  {100 * acc:>8.2f}%  {seconds[-1]:>7.2f}")
+    steps = math.ceil(len(data[1]) / args.batch_size)
+    return {"epoch_seconds": seconds, "train_loss": losses, "steps_per_epoch": steps}
+
+
+def save_and_check(ddp, args, device, metrics):
+    """Rank 0 saves model.module; after a barrier, every rank reads the file back."""
+    path = Path(args.checkpoint)
+    if dist.get_rank() == 0:  # one writer: N processes writing one file would corrupt it
+        dl_utils.save_checkpoint(path, ddp.module, {"hidden_size": lesson03.HIDDEN_SIZE},
+                                 device=str(device), metrics=metrics,
+                                 hparams={"world_size": dist.get_world_size(),
+                                          **{k: v for k, v in vars(args).items()
+                                             if k not in ("show", "checkpoint")}})
+    dist.barrier()  # nobody reads before rank 0 has finished writing
+    saved = dl_utils.load_checkpoint(path, lesson03.SimpleNN(), device)[0]
+    differ = max_over_ranks(largest_difference(saved, ddp.module), device)
+    say(f"Rank 0 saved model.module's state_dict (not the DDP wrapper's, whose names start "
+        f"with 'module.') to {dl_utils.display_path(path)}; every rank read it back: largest "
+        f"difference from its own weights {differ:g}.")
+
+
+def worker(args):
+    """What each process does: join, build, prove, train, evaluate, save."""
+    rank, world, device, backend = join_process_group(args)
+    try:
+        timing_only = os.environ.get(TIMING_ONLY_ENV) == "1"
+        X, y, val, test = load_data(args, device)
+        ddp, before, after = wrap_in_ddp(rank, device, args.seed)
+        if not timing_only:
+            report_start(args, world, backend, device, before, after, len(y))
+            say(set_epoch_demo(len(y), world, args.seed))
+        proof = prove_if_asked(ddp, (X, y), args, world, device, timing_only)
+        trained = run_epochs(ddp, (X, y), args, device)
+        val_loss, val_acc = evaluate_sharded(ddp.module, val, device)
+        test_loss, test_acc = evaluate_sharded(ddp.module, test, device)
+        say(f"Validation accuracy {100 * val_acc:.2f}%, test "
+            f"{dl_utils.format_accuracy(test_acc, len(test.y))} (evaluated in {world} shard(s))")
+        if not timing_only:
+            say(padding_note(len(val.y), world))
+            save_and_check(ddp, args, device, {"val_acc": val_acc, "test_acc": test_acc})
+        report_back(world, trained, len(y), proof, test_acc)
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+def prove_if_asked(ddp, data, args, world, device, timing_only):
+    """The equivalence proof (2+ processes, --proof-steps > 0); its numbers or None."""
+    per_rank = args.batch_size // world
+    steps = min(args.proof_steps, len(data[1]) // args.batch_size)
+    if timing_only or world < 2 or steps <= 0:
+        return None
+    args.proof_steps = steps
+    initial = copy.deepcopy(ddp.module.state_dict())
+    if dist.get_rank() == 0:
+        dl_utils.section(f"The proof: {steps} steps with DDP vs one process")
+    across, single = prove(initial, data, args, per_rank, device)
+    say(f"Largest weight difference across the {world} ranks: {across:g} (identical: every "
+        "rank applied the same averaged gradient).")
+    if single is not None:
+        verdict = "the same, to rounding" if single <= TOLERANCE else "DIFFERENT"
+        say(f"Largest difference from one process with batch {args.batch_size}: {single:.2g} "
+            f"(tolerance {TOLERANCE:g}): {verdict}.")
+    return {"steps": steps, "across_ranks": across, "single_process": single}
+
+
+def report_back(world, trained, n, proof, test_acc):
+    """Rank 0 writes its numbers where the launcher asked (if it asked)."""
+    path = os.environ.get(RESULTS_ENV)
+    if path and dist.get_rank() == 0:
+        Path(path).write_text(json.dumps({"world": world, "threads": torch.get_num_threads(),
+                                          "images": n, "proof": proof, "test_acc": test_acc,
+                                          **trained}))
+
+
+# ---- 7. The launcher: what `python 10_distributed_training.py` does -------------------------
+def check_port(port):
+    """A port given with --master-port must be free: one clear line if it is not."""
+    if not port:
+        return
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as err:
+            raise dl_utils.FriendlyError(
+                f"port {port} is in use ({err.strerror}): choose another --master-port, or 0 "
+                "to let torchrun pick a free one") from err
+
+
+def torchrun_command(nproc, port, script_args):
+    """The torchrun command line (python -m torch.distributed.run is torchrun)."""
+    meet = (["--standalone"] if not port else  # standalone: one machine, a free port
+            ["--nnodes=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}"])
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", *meet,
+            str(Path(__file__).resolve()), *script_args]
+
+
+def launch(args, nproc, script_args, timing_only=False) -> dict:
+    """Run this script under torchrun with nproc processes; rank 0's numbers.
+
+    torchrun starts the processes, gives each its RANK, WORLD_SIZE and where to meet,
+    and watches them: if one fails, it stops the others at once (no process is left
+    waiting forever for a partner that died) and exits with an error.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        results = Path(folder) / "results.json"
+        env = {**os.environ, RESULTS_ENV: str(results), TIMING_ONLY_ENV: str(int(timing_only))}
+        if nproc > 1:  # what torchrun would set (with a warning): one thread per process
+            env.setdefault("OMP_NUM_THREADS", "1")
+        sys.stdout.flush()
+        proc = subprocess.run(torchrun_command(nproc, args.master_port, script_args), env=env,
+                              stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise dl_utils.FriendlyError(failure_message(proc.stderr, nproc))
+        return json.loads(results.read_text())
+
+
+def failure_message(stderr, nproc):
+    """One line for a failed job: the failing process's own error line, if it wrote one."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    ours = [ln[len("error: "):] for ln in lines if ln.startswith("error: ")]
+    raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception): ", ln)]
+    why = (ours or raised or lines or ["no message"])[0 if ours else -1]
+    return f"the {nproc}-process job stopped: {why}"
+
+
+def timing_table(runs):
+    """Seconds per epoch with 1 and with N processes, side by side, and what they trained."""
+    rows = []
+    for r in runs:
+        per_epoch = sum(r["epoch_seconds"]) / len(r["epoch_seconds"])
+        rows.append([r["world"], r["threads"], f"{per_epoch:.2f}",
+                     f"{r['images'] / per_epoch:,.0f}"])
+    dl_utils.print_table(["processes", "threads each", "seconds per epoch", "images/s"], rows)
+    if len(runs) == 2:
+        explain_timing(*runs)
+
+
+def explain_timing(one, many):
+    """The ratio, per step, and the training losses of both runs side by side."""
+    t1, tn = (sum(r["epoch_seconds"]) / len(r["epoch_seconds"]) for r in (one, many))
+    steps = one["steps_per_epoch"]
+    same = max(abs(a - b) for a, b in zip(one["train_loss"], many["train_loss"]))
+    dl_utils.prose(f"""
+        {many['world']} processes took {tn / t1:.2f}x the time of one per epoch: a step took
+        {1000 * t1 / steps:.2f} ms in one process and {1000 * tn / steps:.2f} ms in
+        {many['world']}. Both used this machine's {os.cpu_count()} cores (one process with
+        {one['threads']} threads, or {many['world']} with one each), so there was no extra
+        computing power to gain, and each step now also waits for an all-reduce of every
+        gradient ({4 * 101_770 / 1000:.0f} KB for SimpleNN) between processes. With a model
+        this small, that waiting is a large share of a step. DDP pays off when each process
+        gets hardware of its own (a GPU, a machine) and a step has enough computation to
+        hide the communication behind.""")
+    print(f"Same training either way: the epochs' training losses differ by at most {same:.1g}.")
+
+
+def launcher(args, script_args):
+    """Run the job under torchrun: 1 process (for the timing), then --nproc processes."""
+    dl_utils.section("Launching with torchrun")
+    check_port(args.master_port)
+    print("This script starts itself under torchrun, as you would from a terminal:")
+    print("  " + " ".join(["torchrun", f"--nproc-per-node={args.nproc}", "--standalone",
+                           Path(__file__).name, *script_args]))
+    runs = []
+    if args.nproc > 1 and not args.no_compare:
+        dl_utils.section("One process, for comparison (timing only)")
+        runs.append(launch(args, 1, script_args, timing_only=True))
+    dl_utils.section(f"{args.nproc} processes")
+    runs.append(launch(args, args.nproc, script_args))
+    dl_utils.section("Time per epoch: one process vs several, on this machine")
+    timing_table(runs)
+    print(f"\nNext: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}")
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if launched_by_torchrun():
+        return worker(args)
+    return launcher(args, argv)
+
+
+if __name__ == "__main__":  # required: each process (and on Windows, each import) runs this
+    dl_utils.run_main(main)

@@ -1,0 +1,83 @@
+"""Lesson 10: DDP computes what one process computes; failures stop the job with one line."""
+
+import re
+import socket
+
+import torch
+from conftest import lesson, run_script
+from torch.utils.data import DistributedSampler
+
+
+def m10():
+    return lesson("10_distributed_training")
+
+
+def test_the_ranks_shards_together_are_the_single_process_batches():
+    """What the proof relies on: step k's shards = images 64k..64k+63 of one shuffle."""
+    n, per_rank, world, seed = 1000, 32, 2, 7
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 0)).tolist()
+    X, y = torch.arange(n).float()[:, None], torch.arange(n)
+    shards = []
+    for rank in range(world):
+        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True,
+                                     seed=seed)
+        sampler.set_epoch(0)
+        shards.append([b.tolist() for _, b in m10().shard_batches(sampler, X, y, per_rank)])
+    for k in range(n // (per_rank * world)):
+        together = sorted(shards[0][k] + shards[1][k])
+        assert together == sorted(order[k * 64:(k + 1) * 64])
+
+
+def test_set_epoch_demo_shows_the_repeated_order():
+    line = m10().set_epoch_demo(1000, 2, 0)
+    first, forgot, new = re.findall(r"\[[\d, ]+\]", line)
+    assert first == forgot and first != new
+
+
+def test_failure_message_is_the_failing_process_line():
+    stderr = ("noise\nerror: rank 1 failed on purpose at step 1 (--crash-rank)\n"
+              "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n=====\n")
+    assert m10().failure_message(stderr, 2).endswith("rank 1 failed on purpose at step 1 "
+                                                     "(--crash-rank)")
+    traceback = "Traceback (most recent call last):\n  File x\nValueError: bad shape\n"
+    assert m10().failure_message(traceback, 2).endswith("ValueError: bad shape")
+
+
+def test_two_processes_end_with_single_process_weights_and_04_loads_them(tmp_path):
+    ckpt = tmp_path / "ddp.pt"
+    result = run_script("10_distributed_training.py", "--subset", "3000", "--epochs", "1",
+                        "--proof-steps", "20", "--checkpoint", ckpt, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Largest weight difference across the 2 ranks: 0 " in out  # identical
+    single = float(re.search(r"one process with batch 64: ([\d.e+-]+)", out).group(1))
+    assert single <= m10().TOLERANCE
+    after = re.search(r"after DDP\(model\).*?: ([\d., -]+)", out).group(1).split(", ")
+    assert len(set(after)) == 1  # rank 0's weights broadcast to every rank
+    assert "seconds per epoch" in out and "Same training either way" in out
+    loaded = run_script("04_load_model.py", "--checkpoint", ckpt)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "Same weights, same data, eval mode: identical." in loaded.stdout
+
+
+def test_a_failing_rank_stops_the_job_with_one_line():
+    result = run_script("10_distributed_training.py", "--crash-rank", "1", "--no-compare",
+                        "--subset", "1000", "--proof-steps", "0", timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: the 2-process job stopped: rank 1 failed on purpose at step 1 (--crash-rank)"]
+
+
+def test_a_port_in_use_is_one_clear_line():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = run_script("10_distributed_training.py", "--master-port", port)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"port {port} is in use" in result.stderr
+
+
+def test_uneven_batch_is_refused():
+    result = run_script("10_distributed_training.py", "--nproc", "3")
+    assert result.returncode == 2 and "does not split evenly" in result.stderr
