@@ -177,14 +177,7 @@ def eval_mode_demo(model, X):
             Outputs in train mode and eval mode differ (by up to {differ:.3g}): this model
             has layers that behave differently in training. Forget eval() and its
             predictions are wrong (lesson 7 measures by how much).""")
-    dropout = nn.Dropout(p=0.5)
-    ones = torch.ones(8)
-    print("Where it matters, dropout:")
-    print(f"  Dropout(0.5) train mode: {dropout.train()(ones).tolist()}")
-    print(f"  Dropout(0.5) eval mode:  {dropout.eval()(ones).tolist()}")
-    dl_utils.prose("""
-        In train mode dropout zeroes half the values at random (and doubles the rest);
-        in eval mode it passes everything through, so predictions are deterministic.""")
+    dropout_demo()
     with_grad = model(X)
     with torch.no_grad():
         without_grad = model(X)
@@ -195,6 +188,18 @@ def eval_mode_demo(model, X):
         that one its inputs, back to the weights: the "graph" that backward() walks. Every
         intermediate result is kept in memory for it. Inference needs no gradients, so
         under torch.no_grad() nothing is recorded: faster and lighter.""")
+
+
+def dropout_demo():
+    """Dropout, the classic layer that behaves differently in training, on eight ones."""
+    dropout = nn.Dropout(p=0.5)
+    ones = torch.ones(8)
+    print("Where it matters, dropout:")
+    print(f"  Dropout(0.5) train mode: {dropout.train()(ones).tolist()}")
+    print(f"  Dropout(0.5) eval mode:  {dropout.eval()(ones).tolist()}")
+    dl_utils.prose("""
+        In train mode dropout zeroes half the values at random (and doubles the rest);
+        in eval mode it passes everything through, so predictions are deterministic.""")
 
 
 def check_accuracy(model, test_loader, device, checkpoint):
