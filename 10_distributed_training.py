@@ -443,11 +443,19 @@ def launch(args, nproc, script_args, timing_only=False) -> dict:
 
 
 def failure_message(stderr, nproc):
-    """One line for a failed job: the failing process's own error line, if it wrote one."""
+    """One line for a failed job: the failing process's own error line if it wrote one,
+    else the last exception it raised, else what torchrun's report says of it."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     ours = [ln[len("error: "):] for ln in lines if ln.startswith("error: ")]
-    raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception): ", ln)]
-    why = (ours or raised or lines or ["no message"])[0 if ours else -1]
+    raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt): ", ln)]
+    report = [re.sub(r"\s+", " ", ln) for ln in lines
+              if re.match(r"^(rank|exitcode|traceback)\s*:", ln)]
+    if ours:
+        why = ours[0]
+    elif raised:
+        why = raised[-1]
+    else:
+        why = ", ".join(report) or (lines[-1] if lines else "no message")
     return f"the {nproc}-process job stopped: {why}"
 
 
