@@ -28,6 +28,7 @@ Run it (after 03 and 06, whose models it evaluates):
 """
 
 import importlib
+import os
 import time
 from pathlib import Path
 
@@ -441,10 +442,23 @@ def hand_written_dataset(samples, classes, eval_t):
     return dataset
 
 
+class VisibleImageFolder(ImageFolder):
+    """ImageFolder without hidden folders (.ipynb_checkpoints and the like), as scan_folder.
+
+    ImageFolder takes every subfolder as a class. Overriding find_classes, one of its
+    documented hooks, changes which folders count, and leaves the rest as it is.
+    """
+
+    def find_classes(self, directory):
+        classes = sorted(e.name for e in os.scandir(directory)
+                         if e.is_dir() and not e.name.startswith("."))
+        return classes, {name: i for i, name in enumerate(classes)}
+
+
 def same_as_imagefolder(folder, dataset, classes, eval_t):
     """torchvision's ImageFolder on the same files: it must give identical samples."""
     good = {str(path) for path, _ in dataset.samples}
-    reference = ImageFolder(folder, transform=eval_t, loader=lesson04.read_grayscale,
+    reference = VisibleImageFolder(folder, transform=eval_t, loader=lesson04.read_grayscale,
                             is_valid_file=good.__contains__, allow_empty=True,
                             target_transform=dataset.target_transform)
     position = {path: i for i, (path, _) in enumerate(reference.samples)}

@@ -40,6 +40,8 @@ def folder(tmp_path_factory):
     (root / "1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     (root / "2" / "notes.txt").write_text("my digits")
     (root / "3").mkdir()
+    (root / ".ipynb_checkpoints").mkdir()  # hidden: not a class, for us or for ImageFolder
+    Image.fromarray(X[0].numpy()).save(root / ".ipynb_checkpoints" / "x.png")
     return root
 
 
