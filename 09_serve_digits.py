@@ -428,20 +428,12 @@ def self_check(models, args):
 
 
 # ---- The lesson --------------------------------------------------------------------------------
-def port_number(text: str) -> int:
-    """argparse type: a TCP port, 0-65535 (0: any free port)."""
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(text)
-    return value
-
-
 def parse_args(argv=None):
     parser = dl_utils.make_parser(__doc__)
     parser.add_argument("--host", default=HOST,
                         help="address to listen on; 0.0.0.0 lets other computers connect "
                              "(default: %(default)s, this computer only)")
-    parser.add_argument("--port", type=port_number, default=PORT,
+    parser.add_argument("--port", type=dl_utils.port_number, default=PORT,
                         help="TCP port; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--models-dir", default=str(dl_utils.MODELS_DIR),
                         help="serve every checkpoint in this folder (default: "

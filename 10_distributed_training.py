@@ -75,7 +75,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-compare", action="store_true",
                         help="skip the 1-process run that the 2-process timing is compared "
                              "with (when launching itself)")
-    parser.add_argument("--master-port", type=int, default=0,
+    parser.add_argument("--master-port", type=dl_utils.port_number, default=0,
                         help="TCP port for the processes to meet on; 0 lets torchrun pick a "
                              "free one (default: %(default)s)")
     parser.add_argument("--crash-rank", type=int, default=None,

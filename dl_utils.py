@@ -645,6 +645,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 to 65535 (0: let the system pick a free one)."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text}")
+    return value
+
+
 def output_file(text: str) -> str:
     """argparse type: a path a script may write a file to, checked before any work starts.
 

@@ -78,6 +78,12 @@ def test_a_port_in_use_is_one_clear_line():
     assert f"port {port} is in use" in result.stderr
 
 
+def test_a_port_out_of_range_is_refused_by_the_parser():
+    result = run_script("10_distributed_training.py", "--master-port", "70000")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "must be a port number from 0 to 65535" in result.stderr
+
+
 def test_uneven_batch_is_refused():
     result = run_script("10_distributed_training.py", "--nproc", "3")
     assert result.returncode == 2 and "does not split evenly" in result.stderr
