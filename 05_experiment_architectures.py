@@ -174,17 +174,11 @@ def paired_comparisons(runs, baseline):
     seed gives one difference; their mean, standard error and 95% interval say whether
     the architectures differ by more than seed-to-seed luck.
     """
-    val = {}
+    by_arch = {}
     for r in runs:
-        val.setdefault(r["arch"], {})[r["seed"]] = r["best_val_acc"]
-    out = {}
-    for name in val:
-        if name == baseline:
-            continue
-        seeds = sorted(set(val[name]) & set(val[baseline]))
-        out[name] = dl_utils.paired_difference([val[name][s] for s in seeds],
-                                               [val[baseline][s] for s in seeds])
-    return out
+        by_arch.setdefault(r["arch"], []).append(r)
+    return {name: dl_utils.paired_by_seed(mine, by_arch[baseline], "best_val_acc")
+            for name, mine in by_arch.items() if name != baseline}
 
 
 def points(value, se=None):

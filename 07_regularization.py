@@ -302,11 +302,9 @@ def summarize(runs):
 
 
 def paired(runs, name, key, other="baseline", other_key=None):
-    """Seed-by-seed difference of `key` between two configurations (dl_utils.paired_difference)."""
-    a = {r["seed"]: r[key] for r in runs if r["name"] == name}
-    b = {r["seed"]: r[other_key or key] for r in runs if r["name"] == other}
-    seeds = sorted(set(a) & set(b))
-    return dl_utils.paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
+    """Seed-by-seed difference of `key` between two configurations (dl_utils.paired_by_seed)."""
+    return dl_utils.paired_by_seed([r for r in runs if r["name"] == name],
+                                   [r for r in runs if r["name"] == other], key, other_key)
 
 
 def comparisons(runs):

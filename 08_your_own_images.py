@@ -270,17 +270,13 @@ def images_per_second(loader) -> float:
 
 def loading_speed(dataset, batch_size, workers, device):
     """Images per second: the DataLoader with each number of workers, and from memory."""
-    rows = []
-    for num_workers in workers:
-        speed = images_per_second(make_loader(dataset, batch_size, device,
-                                              num_workers=num_workers))
-        rows.append([f"DataLoader, num_workers={num_workers}", f"{speed:,.0f}"])
+    speeds = {w: images_per_second(make_loader(dataset, batch_size, device, num_workers=w))
+              for w in workers}
     X, y = next(iter(make_loader(dataset, len(dataset), device)))  # everything, decoded once
-    in_memory = dl_utils.TensorLoader(X, y, batch_size)
-    rows.append(["the same images from memory (dl_utils.TensorLoader)",
-                 f"{images_per_second(in_memory):,.0f}"])
+    in_memory = images_per_second(dl_utils.TensorLoader(X, y, batch_size))
+    rows = [[f"DataLoader, num_workers={w}", f"{speed:,.0f}"] for w, speed in speeds.items()]
+    rows.append(["the same images from memory (dl_utils.TensorLoader)", f"{in_memory:,.0f}"])
     dl_utils.print_table(["pipeline (one pass, start-up included)", "images/s"], rows)
-    speeds = {w: float(r[1].replace(",", "")) for w, r in zip(workers, rows)}
     if 0 in speeds and len(speeds) > 1:
         most = max(workers)
         ratio = speeds[most] / speeds[0]
@@ -310,7 +306,7 @@ def evaluate_course_model(name, path, loader, device, show):
         return None
     model = dl_utils.load_checkpoint(path, device=device)[0]
     probs, y = lesson04.predict_all(model, loader, device)
-    acc = (probs.argmax(dim=1) == y).float().mean().item()
+    acc = accuracy(probs, y)
     print(f"\n{name} ({dl_utils.display_path(path)}): "
           f"{dl_utils.format_accuracy(acc, len(y))} on {len(y)} images")
     per_class_table(probs, y)

@@ -59,16 +59,10 @@ TIMING_ONLY_ENV = "DL_DDP_TIMING_ONLY"  # set by the launcher for the 1-process 
 def parse_args(argv=None):
     parser = dl_utils.make_parser(__doc__)
     parser.add_argument("--nproc", type=dl_utils.positive_int, default=NPROC,
-                        help="processes to launch (default: %(default)s)")
-    parser.add_argument("--batch-size", type=dl_utils.positive_int, default=GLOBAL_BATCH,
-                        help="GLOBAL batch: images per step over all processes; each "
-                             "process takes batch-size / nproc (default: %(default)s)")
-    parser.add_argument("--lr", type=dl_utils.positive_float, default=LR,
-                        help="Adam's learning rate (default: %(default)s)")
-    parser.add_argument("--epochs", type=dl_utils.positive_int, default=NUM_EPOCHS,
-                        help="epochs to train and time (default: %(default)s)")
-    parser.add_argument("--subset", type=dl_utils.positive_int, default=None,
-                        help="train on only this many images (default: all 55,000)")
+                        help="processes to launch; each takes --batch-size / nproc images "
+                             "of every step (default: %(default)s)")
+    # --batch-size is the GLOBAL batch (all processes together), split over the processes
+    dl_utils.add_training_args(parser, batch_size=GLOBAL_BATCH, lr=LR, num_epochs=NUM_EPOCHS)
     parser.add_argument("--proof-steps", type=int, default=PROOF_STEPS,
                         help="steps checked against one process, 0 to skip "
                              "(default: %(default)s)")
@@ -224,17 +218,12 @@ def evaluate_sharded(model, loader, device):
     a small bias for a reported accuracy). The sums are then all-reduced.
     """
     rank, world = dist.get_rank(), dist.get_world_size()
-    X, y = loader.X[rank::world], loader.y[rank::world]
-    totals = torch.zeros(3, device=device, dtype=torch.float64)
-    model.eval()
-    with torch.no_grad():
-        for i in range(0, len(y), 1000):
-            logits = model(X[i:i + 1000])
-            totals += torch.stack([
-                nn.functional.cross_entropy(logits, y[i:i + 1000], reduction="sum").double(),
-                (logits.argmax(dim=1) == y[i:i + 1000]).sum().double(),
-                torch.tensor(len(logits), device=device, dtype=torch.float64)])
-    dist.all_reduce(totals)
+    shard = dl_utils.TensorLoader(loader.X[rank::world], loader.y[rank::world], 1000)
+    n = len(shard.y)
+    loss, acc = dl_utils.evaluate_model(model, shard, device) if n else (0.0, 0.0)
+    totals = torch.tensor([loss * n, round(acc * n), n], device=device,  # round: a count
+                          dtype=torch.float64)
+    dist.all_reduce(totals)  # sums over the ranks: loss sum, images right, images
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 
 

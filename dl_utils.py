@@ -363,6 +363,16 @@ def paired_difference(a, b) -> dict:
     return {"mean": mean, "se": se, "low": mean - half, "high": mean + half, "n": len(diffs)}
 
 
+def paired_by_seed(runs_a, runs_b, key, key_b=None) -> dict:
+    """paired_difference of run[key] (run[key_b] for runs_b) between two lists of runs,
+    each run a dict with a "seed": the runs are matched by seed, and only seeds both have
+    count."""
+    a = {r["seed"]: r[key] for r in runs_a}
+    b = {r["seed"]: r[key_b or key] for r in runs_b}
+    seeds = sorted(set(a) & set(b))
+    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
+
+
 def interval_verdict(d: dict, better="better", worse="worse",
                      same="no difference the seeds can see") -> str:
     """The word for a paired_difference: its 95% interval lies above 0, below 0, or spans it."""
