@@ -48,7 +48,8 @@ lesson04 = importlib.import_module("04_load_model")  # the ONE digit preparation
 # ---- Settings: each has a flag (-h lists them) ----
 HOST = "127.0.0.1"  # loopback: only programs on this computer can connect
 PORT = 8000
-MAX_BODY = 2_000_000  # bytes per request: a 280x280 canvas PNG is 5-20 KB
+MAX_BODY = 2_000_000  # bytes per request: ample for a canvas PNG (--self-check prints
+# the size of its requests) and for a phone photo sent as a JPEG
 REQUEST_TIMEOUT = 10  # seconds a client may take to send its request, then it is dropped
 CANVAS = 280  # the page's drawing pad, in pixels (10x MNIST's 28)
 SELF_CHECK_REQUESTS = 100  # requests timed by --self-check (make bench reports them)
@@ -418,8 +419,10 @@ def self_check(models, args):
         bad_requests(url)
         dl_utils.section(f"Latency: {args.requests} requests, one at a time, on loopback")
         p50, p95 = latency(url, drawings, args.requests)
+        sizes = sorted(len(predict_request(png)) for png in drawings)
         print(f"p50 {p50:.1f} ms, p95 {p95:.1f} ms per request ({len(models)} models, each "
-              "run twice: prepared and resized only)")
+              "run twice: prepared and resized only); requests of "
+              f"{sizes[len(sizes) // 2] / 1000:.1f} KB (median), limit {args.max_body / 1e6:g} MB")
     finally:
         server.shutdown()
         server.server_close()
