@@ -21,7 +21,6 @@ the best epoch), --inputs raw (no normalization), --optimizer sgd --lr 0.1,
 import copy
 import math
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -106,8 +105,7 @@ class DivergenceError(Exception):
         self.loss, self.batch = loss, batch
 
 
-def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="train",
-                scheduler=None):
+def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="train"):
     """One epoch of train_steps; returns the (average loss, accuracy) of that pass.
 
     Measured while the weights were still changing: a slightly pessimistic estimate of
@@ -117,8 +115,6 @@ def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="trai
     batches = tqdm(loader, desc=desc, leave=False, disable=None)  # a bar only in a terminal
     for batch, (loss, y_hat, y) in enumerate(train_steps(model, batches, loss_fn, optimizer,
                                                          device), start=1):
-        if scheduler is not None:  # (06 only: a learning rate that changes every step)
-            scheduler.step()
         # .item() copies the number to Python: on a GPU it waits for the batch to finish
         # (a "sync point", a small cost), the price of stopping at the first bad batch.
         batch_loss = loss.item()
@@ -145,16 +141,15 @@ def epoch_row(epoch, h, best):
             f"{h['seconds'][-1]:>7.2f}{'  *' if best else ''}")
 
 
-def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=True,
-        scheduler=None, extra_eval=None):
+def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=True):
     """Train for num_epochs; keep the weights of the epoch with the best validation accuracy.
 
     Returns a dict: status ('completed', 'interrupted' or 'diverged'), history (per-epoch
     numbers), best_epoch, best_val_acc, train_seconds and diverged (what stopped a
     diverged run). On return the model holds the kept weights. Validation picks the
-    epoch; the test set is never looked at here. extra_eval (lesson 7 uses it): a
-    function model -> {name: number}, called after each epoch's validation; its numbers
-    are added to the history under their names.
+    epoch; the test set is never looked at here. Later lessons use dl_utils.fit, a copy
+    of this function (tests/test_sync.py keeps the two equal) with two extra hooks: a
+    learning-rate schedule (06) and extra numbers per epoch (07).
     """
     # CrossEntropyLoss takes raw logits: it applies log-softmax and picks the log-probability
     # of the true class (negative log-likelihood), in one numerically stable step.
@@ -169,7 +164,7 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
             t0 = time.perf_counter()
             try:
                 train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer,
-                                                    device, stop, f"epoch {epoch}", scheduler)
+                                                    device, stop, f"epoch {epoch}")
             except DivergenceError as err:
                 status, diverged = "diverged", f"{err} of epoch {epoch}"
                 break
@@ -182,8 +177,6 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
             history["val_loss"].append(val_loss)
             history["val_acc"].append(val_acc)
             history["seconds"].append(time.perf_counter() - t0)
-            for key, value in (extra_eval(model) if extra_eval else {}).items():
-                history.setdefault(key, []).append(value)
             improved = keep_if_best(best, model, epoch, val_acc)
             if verbose:
                 print(epoch_row(epoch, history, improved), flush=True)
@@ -229,6 +222,7 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
                         help="where to save the kept model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)})")
+    dl_utils.add_results_arg(parser)
     dl_utils.add_common_args(parser, seed=SEED)
     return parser.parse_args(argv)
 
@@ -246,56 +240,6 @@ def make_optimizer(model, args):
     return torch.optim.Adam(model.parameters(), lr=args.lr)
 
 
-def report(model, loaders, device):
-    """Loss and accuracy of the kept model on all three splits, as a table."""
-    rows, metrics = [], {}
-    for split, loader in zip(("train", "validation", "test"), loaders):
-        loss, acc = dl_utils.evaluate_model(model, loader, device)
-        metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss, acc
-        n = len(loader.dataset)
-        rows.append([split, f"{n:,}", f"{loss:.4f}", dl_utils.format_accuracy(acc, n)])
-    dl_utils.print_table(["split", "images", "loss", "accuracy ± SE"], rows)
-    gap = 100 * (metrics["train_acc"] - metrics["test_acc"])
-    dl_utils.prose(f"""
-        (± one standard error: on other images from the same source, the accuracy would
-        differ by about that much; dl_utils.accuracy_se says where it comes from.)
-        Train minus test accuracy: {gap:.2f} points. A model fits the images it was
-        trained on better than new ones; a large or growing gap is overfitting.""")
-    return metrics
-
-
-def kept_model_path(args, result):
-    """Where the kept model goes after fit(); None when there is nothing to keep.
-
-    Divergence raises a FriendlyError and saves nothing. After Ctrl-C the best epoch
-    so far goes to <name>_interrupted.pt: a cut-short run never overwrites a good model.
-    """
-    if result["status"] == "diverged":
-        raise dl_utils.FriendlyError(
-            f"training diverged with lr {args.lr}: {result['diverged']} (guessing scores "
-            f"{math.log(10):.2f}); try a smaller learning rate, e.g. --lr {args.lr / 10:g}. "
-            f"Nothing was saved; {dl_utils.display_path(args.checkpoint)} is unchanged")
-    if result["best_epoch"] == 0:
-        print("Stopped before the first epoch ended: nothing to keep, nothing saved.")
-        return None
-    path = Path(args.checkpoint)
-    if result["status"] == "interrupted":
-        path = path.with_name(f"{path.stem}_interrupted.pt")
-    return path
-
-
-def save_kept_model(path, args, model, model_kwargs, result, metrics, device):
-    """The weights (state_dict), with the settings, metrics and history that produced them."""
-    dl_utils.save_checkpoint(
-        path, model, model_kwargs, device=str(device),
-        hparams={k: v for k, v in vars(args).items() if k not in ("show", "checkpoint")},
-        metrics={**metrics, "best_epoch": result["best_epoch"],
-                 "train_seconds": result["train_seconds"]},
-        history=result["history"])
-    print(f"Saved the kept model's weights (its state_dict, a dict of tensors: lesson 4) to "
-          f"{dl_utils.display_path(path)} ({path.stat().st_size / 1000:.0f} KB on disk)")
-
-
 def save_whole_model(path, model):
     """The whole-model route, for 04's lesson: pickles the object, class reference included.
 
@@ -309,42 +253,13 @@ def save_whole_model(path, model):
           f"{dl_utils.display_path(whole)}")
 
 
-def setup(args, scaling="standardized", label_noise=0.0):
-    """Device, seeds and data: the start of every training script (06 reuses it)."""
-    dl_utils.setup_figures(args.show)
-    dl_utils.section("Setup")
-    device = dl_utils.get_device(args.device)
-    generator = dl_utils.set_seed(args.seed)
-    loaders = dl_utils.load_mnist_data(args.batch_size, subset=args.subset, device=device,
-                                       generator=generator, scaling=scaling,
-                                       label_noise=label_noise)
-    train_loader, val_loader, test_loader = loaders
-    print(f"Images: {len(train_loader.dataset):,} train, {len(val_loader.dataset):,} "
-          f"validation, {len(test_loader.dataset):,} test; {len(train_loader)} batches of "
-          f"{args.batch_size} per epoch; inputs {scaling}"
-          + (f"; {label_noise:.0%} of the training labels flipped" if label_noise else ""))
-    return device, loaders
-
-
-def introduce(model, train_loader, note):
-    """Print the model, its size, and the shapes of one batch flowing through it."""
-    dl_utils.section("The model")
-    print(model)
-    print(f"{dl_utils.count_parameters(model):,} trainable parameters = "
-          f"{dl_utils.model_size_kb(model):.0f} KB {note}")
-    print("\nOne batch through the model, layer by layer:")
-    # The first images of the training set, sliced directly: iterating the loader would
-    # draw a shuffle from the seeded generator and change the batch order of training.
-    dl_utils.print_shapes(model, train_loader.X[:train_loader.batch_size])
-
-
 def main(argv=None):
     args = parse_args(argv)
-    device, loaders = setup(args, args.inputs, args.label_noise)
+    device, loaders = dl_utils.setup(args, args.inputs, args.label_noise)
     train_loader, val_loader, _ = loaders
     model_kwargs = {"hidden_size": args.hidden_size}
     model = SimpleNN(**model_kwargs).to(device)
-    introduce(model, train_loader, "as float32 (4 bytes each)")
+    dl_utils.introduce(model, train_loader, "(4 bytes each)")
 
     dl_utils.section(f"Training: {args.epochs} epochs, {args.optimizer}, lr {args.lr}")
     optimizer = make_optimizer(model, args)
@@ -367,13 +282,17 @@ def best_epochs_explained(history):
 
 def finish(args, model, model_kwargs, loaders, device, result):
     """After training: test the kept model once, save it, plot, summarize."""
-    path = kept_model_path(args, result)
+    if result["status"] == "diverged":  # (--results: make tables counts diverged runs)
+        dl_utils.save_run_results(args, device, result)
+    path = dl_utils.kept_model_path(args, result)
     if path is None:
         return 130
     dl_utils.section(f"Kept model: epoch {result['best_epoch']} (best validation accuracy)")
-    metrics = report(model, loaders, device)
+    metrics = dl_utils.report(model, loaders, device)
+    dl_utils.save_run_results(args, device, result, metrics)
     dl_utils.section("Saving")
-    save_kept_model(path, args, model, model_kwargs, result, metrics, device)
+    dl_utils.save_kept_model(path, args, model, model_kwargs, result, metrics, device,
+                             defaults=vars(parse_args([])))
     save_whole_model(path, model)
     dl_utils.plot_training_history(result["history"], "03_training_history.png",
                                    "SimpleNN on MNIST", args.show)

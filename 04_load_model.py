@@ -14,7 +14,6 @@ Run it after 03_train_mnist.py (or 06_convolutional_network.py):
 """
 
 import copy
-import math
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 import dl_utils
 
@@ -32,7 +31,6 @@ import dl_utils
 CHECKPOINT = dl_utils.MODELS_DIR / "simple_nn.pt"  # what 03_train_mnist.py saves
 NUM_EXAMPLES = 8  # test images whose logits -> probabilities -> prediction we show
 NUM_MISTAKES = 12  # most confident mistakes to display
-MAX_IMAGE_PIXELS = 50_000_000  # --image: a 48-megapixel phone photo fits; larger is refused
 
 
 def parse_args(argv=None):
@@ -239,22 +237,6 @@ def same_result_verdict(acc, saved, n, trained_on, device):
             "the data changed\nsince training, or this PyTorch build computes differently.")
 
 
-def predict_all(model, loader, device):
-    """Softmax probabilities [N, 10] and true labels [N] for every image in `loader`."""
-    model.eval()
-    probs, labels = [], []
-    with torch.no_grad():
-        for X, y in loader:
-            probs.append(torch.softmax(model(X.to(device)), dim=1).cpu())
-            labels.append(y.cpu())
-    return torch.cat(probs), torch.cat(labels)
-
-
-def to_pixels(X):
-    """Undo the normalization for display: back to [0, 1] grey levels."""
-    return (X.cpu() * dl_utils.MNIST_STD + dl_utils.MNIST_MEAN).clamp(0, 1).squeeze(1)
-
-
 def logits_walkthrough(model, X, y):
     """Follow a few images from logits to probabilities to the predicted digit."""
     with torch.no_grad():
@@ -299,16 +281,6 @@ def plot_predictions(images, y, probs, show):
     dl_utils.save_figure(fig, "04_predictions.png", show)
 
 
-def confusion_matrix(probs, y):
-    """10x10 counts: row = true digit, column = predicted digit; the diagonal is correct."""
-    pred = probs.argmax(dim=1)
-    cm = torch.zeros(10, 10, dtype=torch.long)
-    # For every image i, add 1 at row y[i], column pred[i]. index_put_ with accumulate=True
-    # does it for all 10,000 images at once (a Python loop over them would do the same).
-    cm.index_put_((y, pred), torch.ones_like(y), accumulate=True)
-    return cm
-
-
 def report_confusions(cm, show):
     """Print the matrix, name the most frequent confusions, and save it as a figure."""
     dl_utils.print_table(["true \\ pred"] + [str(d) for d in range(10)],
@@ -330,26 +302,6 @@ def report_confusions(cm, show):
     dl_utils.save_figure(fig, "04_confusion_matrix.png", show)
 
 
-def plot_confident_mistakes(images, probs, y, num, show, name="04_confident_mistakes.png",
-                            what="test"):
-    """The wrong predictions the model was most sure of: bad labels or truly odd digits?"""
-    confidence, pred = probs.max(dim=1)
-    wrong = (pred != y).nonzero().flatten()
-    order = wrong[confidence[wrong].argsort(descending=True)][:num]
-    print(f"{len(wrong)} mistakes in {len(y):,} {what} images; the {len(order)} most confident:")
-    dl_utils.print_table([f"{what} index", "true", "predicted", "confidence"],
-                         [[int(i), int(y[i]), int(pred[i]), f"{100 * confidence[i]:.1f}%"]
-                          for i in order])
-    cols = min(6, max(1, len(order)))
-    fig, axes = dl_utils.image_grid(max(1, math.ceil(len(order) / cols)), cols, (1.8, 2.1))
-    for ax, i in zip(axes.flat, order):
-        ax.imshow(images[i], cmap="gray")
-        ax.set_title(f"true {int(y[i])}, said {int(pred[i])}\n{100 * confidence[i]:.0f}% sure",
-                     fontsize=8)
-    fig.suptitle("Most confident mistakes")
-    dl_utils.save_figure(fig, name, show)
-
-
 def prepare_digit(path) -> np.ndarray:
     """Turn any photo or drawing of one digit into a 28x28 MNIST-style uint8 image.
 
@@ -359,11 +311,17 @@ def prepare_digit(path) -> np.ndarray:
     centre of mass sits in the middle. A model only works on inputs that look like
     what it was trained on, so we repeat those steps.
     """
-    return digit_from_gray(read_grayscale(path), path)
+    # dl_utils.read_grayscale: PNG or JPEG only, size checked before decoding, any storage
+    # (16-bit, transparent, rotated by the camera) turned into 8-bit grey levels.
+    return digit_from_gray(dl_utils.read_grayscale(path), path)
 
 
 def digit_from_gray(image: Image.Image, name="the image") -> np.ndarray:
-    """prepare_digit's work on an image already read as grey levels (lesson 8 uses it)."""
+    """prepare_digit's work on an image already read as grey levels.
+
+    Lessons 8 and 9 use dl_utils.digit_from_gray, a copy that tests/test_sync.py keeps
+    equal to this one.
+    """
     g = np.asarray(image, dtype=np.float32)
     border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
     if np.median(border) > 127:  # dark ink on light paper: invert to MNIST's convention
@@ -381,51 +339,6 @@ def digit_from_gray(image: Image.Image, name="the image") -> np.ndarray:
     small = Image.fromarray(crop.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
     small = np.asarray(small, dtype=np.float32)
     return center_by_mass(small)
-
-
-class ImageTooLarge(dl_utils.FriendlyError):
-    """An image with more pixels than we agree to decode (lesson 9 answers it with 413)."""
-
-
-def read_grayscale(path, name=None) -> Image.Image:
-    """Open an image (a path or a file object) as 8-bit grey levels; one clear error for
-    anything unusable. `name`: how errors call it (default: the path).
-
-    The size is checked before the pixels are decoded: a 240-megapixel image would take
-    gigabytes of memory (PIL itself refuses such "decompression bombs").
-    """
-    name = name or f"image {path}"
-    try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ImageTooLarge(
-                    f"{name} is too large ({image.width}x{image.height} pixels, over "
-                    f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels): scale it down first")
-            return to_grayscale(ImageOps.exif_transpose(image))  # turned upright
-    except Image.DecompressionBombError as err:
-        raise ImageTooLarge(f"{name} is too large: {err}") from err
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise dl_utils.FriendlyError(f"cannot read {name}: {err}") from err
-
-
-def to_grayscale(image: Image.Image) -> Image.Image:
-    """Any PIL image as 8-bit grey levels (mode "L"), whatever it was stored as.
-
-    convert("L") alone gets two kinds of file wrong. 16-bit grey (mode "I;16", 0-65535)
-    would be clipped at 255, turning almost every pixel white: we scale instead. A
-    transparent background (RGBA, or a palette with a transparent colour) has arbitrary
-    colours under the transparency: we lay the image on white paper first.
-    """
-    if image.mode.startswith("I"):  # 16- or 32-bit integer grey levels
-        a = np.asarray(image, dtype=np.float64)
-        top = 65535 if image.mode.startswith("I;16") or a.max() > 255 else 255
-        return Image.fromarray((a * (255 / top)).round().clip(0, 255).astype(np.uint8))
-    if image.mode == "F":  # 32-bit float grey levels, assumed in 0-255
-        return Image.fromarray(np.asarray(image).round().clip(0, 255).astype(np.uint8))
-    if "A" in image.mode or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("L")
-    return image.convert("L")
 
 
 def center_by_mass(small: np.ndarray) -> np.ndarray:
@@ -492,14 +405,14 @@ def main(argv=None):
 
     dl_utils.section("From logits to probabilities to predictions")
     probs = logits_walkthrough(model, X[:args.num_examples], y[:args.num_examples].cpu())
-    plot_predictions(to_pixels(X[:args.num_examples]), y[:args.num_examples].cpu(),
+    plot_predictions(dl_utils.to_pixels(X[:args.num_examples]), y[:args.num_examples].cpu(),
                      probs.cpu(), args.show)
 
     dl_utils.section("Where the model goes wrong")
-    all_probs, all_y = predict_all(model, test_loader, device)
-    report_confusions(confusion_matrix(all_probs, all_y), args.show)
-    plot_confident_mistakes(to_pixels(test_loader.X), all_probs, all_y, args.num_mistakes,
-                            args.show)
+    all_probs, all_y = dl_utils.predict_all(model, test_loader, device)
+    report_confusions(dl_utils.confusion_matrix(all_probs, all_y), args.show)
+    dl_utils.plot_confident_mistakes(dl_utils.to_pixels(test_loader.X), all_probs, all_y,
+                                     args.num_mistakes, args.show)
     print("\nNext: python 05_experiment_architectures.py")
     dl_utils.show_figures(args.show)
     return 0

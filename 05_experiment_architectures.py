@@ -6,9 +6,10 @@ hyperparameters, same epochs, same seeds, the training loop of lesson 3) and eac
 trained several times with different seeds, so that we can tell real differences from
 the noise of random initialization and batch order:
 
-    TwoLayerNN    784-128-10, ReLU      (lesson 3's SimpleNN: the baseline)
-    ThreeLayerNN  784-256-128-10, ReLU  (deeper AND wider: two changes at once)
-    TanhNN        784-128-10, tanh      (the baseline with one change, the activation)
+    TwoLayerNN    one hidden layer, ReLU       (lesson 3's SimpleNN: the baseline)
+    ThreeLayerNN  two hidden layers, ReLU      (deeper AND wider: two changes at once)
+    TanhNN        one hidden layer, tanh       (the baseline with one change, the activation)
+(The first table the script prints gives their layer sizes and parameter counts.)
 
 The rule the whole course follows, applied here: the architectures are ranked and judged
 on the validation set (mean over seeds ± standard error, and the seed-by-seed paired
@@ -22,11 +23,8 @@ Run it:
 Results go to results/architectures.json, figures to figures/05_*.png.
 """
 
-import importlib
-import json
 import math
 import time
-from datetime import datetime, timezone
 
 import matplotlib.pyplot as plt
 import torch
@@ -34,25 +32,36 @@ import torch.nn as nn
 
 import dl_utils
 
-# Lesson 3's model and training loop, imported rather than copied: every architecture is
-# trained by exactly the code you studied there. (The module name starts with a digit,
-# which the `import` statement cannot spell, so we ask importlib.)
-lesson03 = importlib.import_module("03_train_mnist")
-
 # ---- Settings: identical for every architecture; each has a flag (-h lists them) ----
 BATCH_SIZE = 64  # the same as lesson 3, so its results can be compared with these
 LR = 1e-3  # the same as lesson 3; a fair comparison would tune it per network
 NUM_EPOCHS = 10  # the same as lesson 3
 NUM_SEEDS = 3  # runs per architecture: the spread across seeds is the noise level
+HIDDEN = 128  # lesson 3's hidden width, for the baseline and the tanh network
+DEEP_HIDDEN = (256, 128)  # the deeper network's two hidden layers
 RESULTS_FILE = dl_utils.RESULTS_DIR / "architectures.json"
 
 
-class TwoLayerNN(lesson03.SimpleNN):
-    """784-128-10 with ReLU: lesson 3's SimpleNN unchanged (101,770 parameters)."""
+class TwoLayerNN(nn.Module):
+    """One hidden layer with ReLU: lesson 3's SimpleNN, written again (the baseline).
+
+    Written here rather than imported, so that this comparison stays what it is when you
+    edit lesson 3 (tests/test_sync.py checks that it trains exactly like SimpleNN).
+    """
+
+    def __init__(self, input_size=784, hidden_size=HIDDEN, num_classes=10):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(input_size, hidden_size)
+        self.activation = nn.ReLU()
+        self.fc2 = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x):
+        return self.fc2(self.activation(self.fc1(self.flatten(x))))
 
 
-class TanhNN(lesson03.SimpleNN):
-    """784-128-10 with tanh: the baseline with one thing changed, the activation.
+class TanhNN(TwoLayerNN):
+    """The baseline with one thing changed, the activation: tanh.
 
     tanh squashes its input into (-1, 1). For large |x| it is flat, so its gradient
     (1 - tanh(x)^2) nearly vanishes: a saturated unit learns slowly, and gradients
@@ -70,16 +79,16 @@ class TanhNN(lesson03.SimpleNN):
 
 
 class ThreeLayerNN(nn.Module):
-    """784-256-128-10 with ReLU: a wider first layer AND one more hidden layer.
+    """Two hidden layers with ReLU, the first wider: deeper AND wider than the baseline.
 
     Depth lets later layers combine the features of earlier ones (strokes into loops
-    into digits); width gives each layer more features. Both add parameters:
-    235,146 here, 2.3 times the baseline. More capacity can fit the training set
-    better, and can also memorize it (overfitting): watch the train-test gap. Two
-    things change at once, so a difference cannot be credited to depth alone.
+    into digits); width gives each layer more features. Both add parameters (the table
+    of contenders counts them). More capacity can fit the training set better, and can
+    also memorize it (overfitting): watch the train-test gap. Two things change at
+    once, so a difference cannot be credited to depth alone.
     """
 
-    def __init__(self, input_size=784, hidden_sizes=(256, 128), num_classes=10):
+    def __init__(self, input_size=784, hidden_sizes=DEEP_HIDDEN, num_classes=10):
         super().__init__()
         self.flatten = nn.Flatten()
         self.fc1 = nn.Linear(input_size, hidden_sizes[0])
@@ -118,7 +127,7 @@ def train_one(name, seed, loaders, generator, args, device):
     model = ARCHITECTURES[name]().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     train_loader, val_loader, test_loader = loaders
-    result = lesson03.fit(model, train_loader, val_loader, optimizer, args.epochs, device,
+    result = dl_utils.fit(model, train_loader, val_loader, optimizer, args.epochs, device,
                           verbose=False)
     if result["status"] == "diverged":
         raise dl_utils.FriendlyError(f"{name} diverged with lr {args.lr} (seed {seed}): "
@@ -157,14 +166,9 @@ def run_all(args, device):
 
 def summarize(runs):
     """Per architecture: the mean over seeds of each measurement, with its standard error."""
-    summary = {}
-    for name in dict.fromkeys(r["arch"] for r in runs):
-        mine = [r for r in runs if r["arch"] == name]
-        entry = {"params": mine[0]["params"], "size_kb": mine[0]["size_kb"], "runs": len(mine)}
-        for key in ("train_acc", "best_val_acc", "test_acc", "gap", "sec_per_epoch"):
-            entry[key], entry[key + "_se"] = dl_utils.mean_se(r[key] for r in mine)
-        summary[name] = entry
-    return summary
+    return dl_utils.summarize_runs(
+        runs, "arch", ("train_acc", "best_val_acc", "test_acc", "gap", "sec_per_epoch"),
+        constant=("params", "size_kb"))
 
 
 def paired_comparisons(runs, baseline):
@@ -181,17 +185,7 @@ def paired_comparisons(runs, baseline):
             for name, mine in by_arch.items() if name != baseline}
 
 
-def points(value, se=None):
-    """An accuracy (a fraction) in points, with its standard error when there is one."""
-    text = f"{100 * value:.2f}"
-    return text if se is None or math.isnan(se) else f"{text} ± {100 * se:.2f}"
-
-
-def interval(d):
-    """A paired difference as '+0.12 [-0.05, +0.29]' (points, 95% interval)."""
-    if d["n"] < 2:
-        return f"{100 * d['mean']:+.2f} (one seed: no interval)"
-    return f"{100 * d['mean']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+points, interval = dl_utils.points, dl_utils.interval  # '97.79 ± 0.05', '+0.12 [...]'
 
 
 def print_validation_table(summary, comparisons, baseline):
@@ -202,10 +196,11 @@ def print_validation_table(summary, comparisons, baseline):
             for name, e in summary.items()]
     dl_utils.print_table(["architecture", "parameters", "best val acc %",
                           f"minus {baseline} [95% interval]", "train acc %", "s/epoch"], rows)
-    dl_utils.prose("""
+    seeds = min(e["runs"] for e in summary.values())
+    dl_utils.prose(f"""
         (mean ± standard error over seeds; the interval is that of the seed-by-seed
-        differences. With 3 seeds the standard errors are themselves rough: a standard
-        deviation estimated from 3 runs is easily off by a factor of two. And the interval
+        differences. With {seeds} seeds the standard errors are themselves rough: a standard
+        deviation estimated from so few runs is easily off by a factor of two. The interval
         covers seed-to-seed luck only: every seed is judged on the same 5,000 validation
         images, whose own sampling error (about ± 0.2 points per accuracy) it does not
         include, and "best epoch" picks the luckiest of several noisy epochs.)""")
@@ -274,30 +269,15 @@ def plot_results(runs, summary, show):
     dl_utils.save_figure(fig, "05_accuracy_vs_parameters.png", show)
 
 
-def save_results(path, args, device, runs, summary):
-    """Settings, hardware, every run and the summary, as JSON (written atomically)."""
-    record = {
-        "script": "05_experiment_architectures.py",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("show", "results")},
-        "hardware": dl_utils.hardware_info(device),
-        "summary": summary,
-        "runs": runs,
-    }
-    path = dl_utils.Path(path)
-    with dl_utils.atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2))
-    print(f"Results written to {dl_utils.display_path(path)}")
-
-
 def main(argv=None):
     args = parse_args(argv)
     dl_utils.setup_figures(args.show)
     dl_utils.section("The contenders")
     device = dl_utils.get_device(args.device)
-    dl_utils.print_table(["architecture", "layers", "parameters"], [
-        [name, cls.__doc__.split(":")[0], f"{dl_utils.count_parameters(cls()):,}"]
-        for name, cls in ARCHITECTURES.items() if name in args.archs])
+    dl_utils.print_table(["architecture", "layers", "activation", "parameters"], [
+        [name, dl_utils.layer_sizes(model), type(model.activation).__name__,
+         f"{dl_utils.count_parameters(model):,}"]
+        for name, model in ((n, ARCHITECTURES[n]()) for n in args.archs)])
 
     dl_utils.section(f"Training: {len(args.archs)} architectures x {args.seeds} seeds x "
                      f"{args.epochs} epochs")
@@ -325,7 +305,10 @@ def main(argv=None):
     plot_results(runs, summary, args.show)
     if interrupted:
         return 130  # partial results are printed, never saved over a complete comparison
-    save_results(args.results, args, device, runs, summary)
+    dl_utils.save_results(args.results, "05_experiment_architectures.py", args, device,
+                          summary=summary, runs=runs, baseline=baseline,
+                          comparisons=comparisons,
+                          conclusions=conclusions(summary, comparisons, baseline))
     print("\nNext: python 06_convolutional_network.py")
     dl_utils.show_figures(args.show)
     return 0

@@ -14,7 +14,6 @@ Run it:
 Then: python 04_load_model.py --checkpoint models/cnn.pt
 """
 
-import importlib
 import math
 from pathlib import Path
 
@@ -23,8 +22,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import dl_utils
-
-lesson03 = importlib.import_module("03_train_mnist")  # its training loop, reused as is
 
 # ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
 BATCH_SIZE = 64  # as in lesson 3
@@ -38,11 +35,13 @@ SEED = 0
 ARCH = "cnn"  # or "mlp": lesson 3's MLP trained with this lesson's recipe (a fair match)
 CHECKPOINT = dl_utils.MODELS_DIR / "cnn.pt"
 MLP_CHECKPOINT = dl_utils.MODELS_DIR / "mlp_cnn_recipe.pt"  # --arch mlp: never over 03's
+MLP_KWARGS = {"hidden_size": 128}  # --arch mlp: lesson 3's default SimpleNN
+MLP_FROM_03 = dl_utils.MODELS_DIR / "simple_nn.pt"  # what 03 saved, to compare with
 BACKGROUND = (0 - dl_utils.MNIST_MEAN) / dl_utils.MNIST_STD  # a black pixel, normalized
 
 
 class SmallCNN(nn.Module):
-    """Two convolution blocks and a small classifier: 55,338 parameters with the defaults.
+    """Two convolution blocks and a small classifier (the script prints its size).
 
     A convolution slides a small filter (3x3 here) over the image and computes at every
     position the same weighted sum of the 9 pixels under it. The same 9 weights serve
@@ -139,6 +138,7 @@ def parse_args(argv=None):
                         help="where to save the kept model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)}, or "
                              f"{dl_utils.display_path(MLP_CHECKPOINT)} with --arch mlp)")
+    dl_utils.add_results_arg(parser)
     dl_utils.add_common_args(parser, seed=SEED)
     args = parser.parse_args(argv)
     if args.hidden_size < 0:
@@ -151,7 +151,7 @@ def parse_args(argv=None):
 def build_model(args):
     """The model --arch asks for, and the arguments that rebuild it from a checkpoint."""
     if args.arch == "mlp":
-        return lesson03.SimpleNN(), {}  # 03's defaults: 784-128-10
+        return dl_utils.SimpleNN(**MLP_KWARGS), MLP_KWARGS  # dl_utils' copy of 03's MLP
     model_kwargs = {"channels": list(args.channels), "hidden_size": args.hidden_size}
     return SmallCNN(**model_kwargs), model_kwargs
 
@@ -180,7 +180,7 @@ def make_optimizer(model, args, steps_per_epoch):
 
 def compare_with_mlp(metrics, result, n_params):
     """Lesson 3's MLP (from its saved checkpoint) beside this CNN, in one table."""
-    mlp_path = Path(lesson03.CHECKPOINT)
+    mlp_path = Path(MLP_FROM_03)
     if not mlp_path.exists():
         print(f"(Run 03_train_mnist.py to compare with its MLP: no "
               f"{dl_utils.display_path(mlp_path)} yet.)")
@@ -194,7 +194,7 @@ def compare_with_mlp(metrics, result, n_params):
     dl_utils.print_table(["model", "parameters", "test accuracy ± SE", "training time", "epochs"],
                          [[name, f"{p:,}", dl_utils.format_accuracy(acc, 10_000), f"{sec:.1f} s",
                            epochs] for name, p, acc, sec, epochs in rows])
-    print(mlp_settings_note(mlp.get("hparams", {})))
+    print(mlp_settings_note(mlp.get("changed_settings")))
     dl_utils.prose(f"""
         Test errors: MLP {round((1 - mlp_acc) * 10000)}, CNN {round((1 - cnn_acc) * 10000)}
         per 10,000 images; the CNN has {n_params / mlp_params:.0%} of the MLP's parameters
@@ -210,11 +210,12 @@ def compare_with_mlp(metrics, result, n_params):
             README's CNN-vs-MLP table (`make tables`) gives the MLP the same recipe.""")
 
 
-def mlp_settings_note(hparams):
-    """Which settings the saved MLP was trained with, where they differ from 03's defaults."""
-    defaults = vars(lesson03.parse_args([]))
-    changed = {k: v for k, v in hparams.items()
-               if k in defaults and k not in ("device", "seed") and v != defaults[k]}
+def mlp_settings_note(changed):
+    """Which settings the saved MLP was trained with, where they differ from 03's defaults
+    (03 records them in the checkpoint as "changed_settings")."""
+    if changed is None:
+        return "(The saved MLP does not say how it was trained: run 03 again to compare.)"
+    changed = {k: v for k, v in changed.items() if k not in ("device", "seed")}
     if not changed:
         return "(The MLP is the one 03 trains with its default settings.)"
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
@@ -260,20 +261,24 @@ def plot_feature_maps(model, image, show):
 
 def main(argv=None):
     args = parse_args(argv)
-    device, loaders = lesson03.setup(args)
+    device, loaders = dl_utils.setup(args)
     train_loader, val_loader, _ = loaders
     model, model_kwargs = build_model(args)
     model = model.to(device)
-    lesson03.introduce(model, train_loader, "(lesson 3's MLP: 101,770 parameters, 407 KB)")
+    mlp = dl_utils.SimpleNN(**MLP_KWARGS)
+    dl_utils.introduce(model, train_loader, f"(lesson 3's MLP: "
+                       f"{dl_utils.count_parameters(mlp):,} parameters)")
     if args.arch == "mlp":
         print("--arch mlp: lesson 3's MLP, trained below with this lesson's recipe.")
 
     dl_utils.section(f"Training: {args.epochs} epochs, Adam ({args.schedule} schedule, lr "
                      f"{args.lr}), shifts of up to {args.max_shift} px")
     optimizer, scheduler = make_optimizer(model, args, len(train_loader))
-    result = lesson03.fit(model, ShiftedLoader(train_loader, args.max_shift), val_loader,
+    result = dl_utils.fit(model, ShiftedLoader(train_loader, args.max_shift), val_loader,
                           optimizer, args.epochs, device, scheduler=scheduler)
-    path = lesson03.kept_model_path(args, result)
+    if result["status"] == "diverged":  # (--results: make tables counts diverged runs)
+        dl_utils.save_run_results(args, device, result)
+    path = dl_utils.kept_model_path(args, result)
     if path is None:
         return 130
     return finish(args, model, model_kwargs, loaders, device, result, path)
@@ -293,9 +298,11 @@ def training_curve_label(max_shift):
 def finish(args, model, model_kwargs, loaders, device, result, path):
     """Test once, save, compare with the MLP, draw filters and feature maps."""
     dl_utils.section(f"Kept model: epoch {result['best_epoch']} (best validation accuracy)")
-    metrics = lesson03.report(model, loaders, device)
+    metrics = dl_utils.report(model, loaders, device)
+    dl_utils.save_run_results(args, device, result, metrics)
     dl_utils.section("Saving")
-    lesson03.save_kept_model(path, args, model, model_kwargs, result, metrics, device)
+    dl_utils.save_kept_model(path, args, model, model_kwargs, result, metrics, device,
+                             defaults=vars(parse_args([])))
     name = type(model).__name__
     dl_utils.plot_training_history(result["history"], f"06_training_history_{args.arch}.png",
                                    f"{name} on MNIST, lesson 6's recipe", args.show,

@@ -28,9 +28,6 @@ Then: python 04_load_model.py --checkpoint models/regularized_mlp.pt      # the 
 """
 
 import copy
-import importlib
-import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -38,10 +35,6 @@ import torch
 import torch.nn as nn
 
 import dl_utils
-
-lesson03 = importlib.import_module("03_train_mnist")  # the training loop (fit)
-lesson05 = importlib.import_module("05_experiment_architectures")  # verdicts, intervals
-lesson06 = importlib.import_module("06_convolutional_network")  # the random shifts
 
 # ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
 SUBSET = 2000  # training images: few, so that a wide network can learn them by heart
@@ -254,8 +247,8 @@ def train_run(name, config, seed, data, args, device, verbose=False):
     model, _ = build_model(config)
     model = model.to(device)
     optimizer = make_optimizer(model, args.lr, config["weight_decay"])
-    shifted = lesson06.ShiftedLoader(train_loader, config["max_shift"])  # 0: no shifts
-    result = lesson03.fit(model, shifted, val_loader, optimizer, args.epochs, device,
+    shifted = dl_utils.ShiftedLoader(train_loader, config["max_shift"])  # 0: no shifts
+    result = dl_utils.fit(model, shifted, val_loader, optimizer, args.epochs, device,
                           verbose=verbose, extra_eval=half_scorer(val_loader))
     if result["status"] == "diverged":
         raise dl_utils.FriendlyError(f"{name} diverged with lr {args.lr} (seed {seed}): "
@@ -291,14 +284,9 @@ def train_all(configs, seeds, data, args, device, runs):
 # ---- Judging on validation ---------------------------------------------------------------
 def summarize(runs):
     """Per configuration: mean ± SE over seeds of each measurement."""
-    summary = {}
-    for name in dict.fromkeys(r["name"] for r in runs):
-        mine = [r for r in runs if r["name"] == name]
-        entry = {"params": mine[0]["params"], "runs": len(mine), "config": mine[0]["config"]}
-        for key in ("stopped_val_acc", "last_val_acc", "best_val_acc", "train_acc", "seconds"):
-            entry[key], entry[key + "_se"] = dl_utils.mean_se(r[key] for r in mine)
-        summary[name] = entry
-    return summary
+    return dl_utils.summarize_runs(
+        runs, "name", ("stopped_val_acc", "last_val_acc", "best_val_acc", "train_acc", "seconds"),
+        constant=("params", "config"))
 
 
 def paired(runs, name, key, other="baseline", other_key=None):
@@ -318,19 +306,19 @@ def comparisons(runs):
 
 def table_rows(summary, found):
     """The validation table's rows (the README's table is the same, via `make tables`)."""
-    points = lesson05.points
+    points = dl_utils.points
     rows = []
     for name, e in summary.items():
         d = found.get(name)
         rows.append([label(name), f"{e['params']:,}",
                      points(e["stopped_val_acc"], e["stopped_val_acc_se"]),
-                     "(reference)" if d is None else lesson05.interval(d),
+                     "(reference)" if d is None else dl_utils.interval(d),
                      points(e["last_val_acc"], e["last_val_acc_se"]),
                      points(e["train_acc"], e["train_acc_se"]),
                      f"{e['seconds']:.1f}", "" if d is None else dl_utils.interval_verdict(d)])
     base, d = summary["baseline"], found["early_stopping"]
     rows.append(["early stopping", "", points(base["stopped_val_acc"]),
-                 lesson05.interval(d) + " vs last epoch", points(base["last_val_acc"]), "", "",
+                 dl_utils.interval(d) + " vs last epoch", points(base["last_val_acc"]), "", "",
                  dl_utils.interval_verdict(d)])
     return rows
 
@@ -366,7 +354,7 @@ def test_once(runs, chosen, test_loader, device):
         r["test_acc"] = dl_utils.evaluate_model(r["model"], test_loader, device)[1]
     mean, se = dl_utils.mean_se(r["test_acc"] for r in mine)
     n = len(test_loader.dataset)
-    print(f"{label(chosen)}: test accuracy {lesson05.points(mean, se)}% (mean ± SE over "
+    print(f"{label(chosen)}: test accuracy {dl_utils.points(mean, se)}% (mean ± SE over "
           f"{len(mine)} seeds); seed {mine[0]['seed']}'s model, the one saved: "
           f"{dl_utils.format_accuracy(mine[0]['test_acc'], n)}")
     return mine[0]
@@ -469,22 +457,6 @@ def plot_summary(summary, show):
     dl_utils.save_figure(fig, "07_summary.png", show)
 
 
-def save_results(path, args, device, runs, summary, chosen):
-    """Settings, hardware, every run (without its model) and the summary, as JSON."""
-    record = {
-        "script": "07_regularization.py",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "settings": {k: v for k, v in vars(args).items()
-                     if k not in ("show", "results", "checkpoint")},
-        "hardware": dl_utils.hardware_info(device),
-        "chosen": chosen, "summary": summary,
-        "runs": [{k: v for k, v in r.items() if k != "model"} for r in runs],
-    }
-    with dl_utils.atomic_path(Path(path)) as tmp:
-        tmp.write_text(json.dumps(record, indent=2))
-    print(f"Results written to {dl_utils.display_path(path)}")
-
-
 def save_model(path, args, run, val_loader, test_loader, device):
     """A first-seed model with its numbers, for 04 to load and check.
 
@@ -518,9 +490,9 @@ def with_train_eval(train_loader, val_loader):
 
 def setup(args):
     """Device, data, and the baseline model shown layer by layer."""
-    device, (train_loader, val_loader, test_loader) = lesson03.setup(args)
+    device, (train_loader, val_loader, test_loader) = dl_utils.setup(args)
     base = configurations(args)["baseline"]
-    lesson03.introduce(build_model(base)[0].to(device), train_loader,
+    dl_utils.introduce(build_model(base)[0].to(device), train_loader,
                        f"for {len(train_loader.y):,} training images")
     both = build_model({**base, "dropout": args.dropout, "batch_norm": True})[0]
     print(f"\nWith batch norm and dropout (the order used here):\n{both.layers[1:6]}")
@@ -599,7 +571,7 @@ def combine_helpers(runs, summary, found, args, data, device):
     found[name] = paired(runs, name, "stopped_val_acc")
     best = max(helped, key=lambda n: summary[n]["stopped_val_acc"])
     d = paired(runs, name, "stopped_val_acc", other=best)
-    print(f"Combined minus the best single remedy ({label(best)}): {lesson05.interval(d)} "
+    print(f"Combined minus the best single remedy ({label(best)}): {dl_utils.interval(d)} "
           f"points: {dl_utils.interval_verdict(d)}.")
     together, alone = summary[name], summary[best]
     if together["stopped_val_acc"] < alone["stopped_val_acc"]:
@@ -704,7 +676,12 @@ def finish(args, runs, summary, found, chosen, data, test_loader, device):
     dl_utils.section("Saving")
     plot_curves(runs, summary, args.show)
     plot_summary(summary, args.show)
-    save_results(args.results, args, device, runs, summary, chosen)
+    dl_utils.save_results(
+        args.results, "07_regularization.py", args, device, chosen=chosen, summary=summary,
+        found=found, table={"headers": TABLE_HEADERS, "rows": table_rows(summary, found)},
+        test=dl_utils.mean_se(r["test_acc"] for r in runs if r["name"] == chosen),
+        labels={name: label(name) for name in [*LABELS, *summary]}, remedies=REMEDIES,
+        runs=[{k: v for k, v in r.items() if k != "model"} for r in runs])
     demo_path = Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_{EVAL_DEMO_FILE}")
     save_model(args.checkpoint, args, saved, data[1], test_loader, device)
     save_model(demo_path, args, demo, data[1], test_loader, device)

@@ -16,8 +16,9 @@ DataLoader (batching, shuffling, collate, worker processes, pinned memory). Then
 the folder: the course's trained models are evaluated on it, and the CNN is fine-tuned
 on one part of it and tested on the other.
 
-By default the folder is made for you (offline): a balanced sample of MNIST test images,
-exported as PNG files into data/mnist_png/ (generated, git-ignored, reused). Point
+By default the folder is made for you (offline): a balanced sample of MNIST validation
+images (never test images: this lesson fine-tunes on part of the folder), exported as
+PNG files into data/mnist_png/ (generated, git-ignored, reused). Point
 --folder at your own photographed digits (the README says how to make them), or at any
 small image set with 10 classes or fewer.
 
@@ -27,23 +28,15 @@ Run it (after 03 and 06, whose models it evaluates):
     python 08_your_own_images.py --per-class 100        # a larger export
 """
 
-import importlib
-import os
-import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
-from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 import dl_utils
-
-lesson03 = importlib.import_module("03_train_mnist")  # train_epoch: the training loop
-lesson04 = importlib.import_module("04_load_model")  # reading images, preparing digits
-lesson06 = importlib.import_module("06_convolutional_network")  # the CNN and its checkpoint
 
 # ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
 EXPORT_DIR = dl_utils.OUTPUT_DIR / "data" / "mnist_png"  # the default folder, made once
@@ -55,10 +48,10 @@ FINETUNE_LR = 1e-4  # small: adjust the trained weights a little, do not start o
 MAX_SHIFT = 2  # fine-tuning augmentation, lesson 6's shifts as a transform (RandomCrop)
 PREPROCESS = "auto"  # photo: 04's digit preparation; mnist: as is; auto: decide per image
 SEED = 0
-CNN_CHECKPOINT = lesson06.CHECKPOINT  # models/cnn.pt, from lesson 6
-MLP_CHECKPOINT = lesson03.CHECKPOINT  # models/simple_nn.pt, from lesson 3
+CNN_CHECKPOINT = dl_utils.MODELS_DIR / "cnn.pt"  # what lesson 6 saves
+MLP_CHECKPOINT = dl_utils.MODELS_DIR / "simple_nn.pt"  # what lesson 3 saves
 FINETUNED = dl_utils.MODELS_DIR / "cnn_finetuned.pt"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}  # dl_utils.IMAGE_FORMATS: PNG and JPEG only
 MAX_CLASSES = 10  # the course's models have 10 outputs
 
 
@@ -86,7 +79,7 @@ def readable(path: Path) -> str | None:
         kind = path.suffix or "no extension"
         return f"{dl_utils.display_path(path)} is not an image file ({kind})"
     try:  # decoded once in full: a truncated file fails here, not in the middle of an epoch
-        lesson04.read_grayscale(path)
+        dl_utils.read_grayscale(path)
     except dl_utils.FriendlyError as err:  # unreadable, damaged, or too large
         return str(err)
     return None
@@ -135,7 +128,7 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, i):
         path, target = self.samples[i]
-        image = lesson04.read_grayscale(path)  # any mode (RGBA, 16-bit...) -> 8-bit grey
+        image = dl_utils.read_grayscale(path)  # any mode (RGBA, 16-bit...) -> 8-bit grey
         if self.transform is not None:
             image = self.transform(image)
         if self.target_transform is not None:
@@ -164,7 +157,7 @@ class PrepareDigit:
     def __call__(self, image):
         if self.mode == "mnist" or (self.mode == "auto" and looks_like_mnist(image)):
             return image
-        return Image.fromarray(lesson04.digit_from_gray(image))
+        return Image.fromarray(dl_utils.digit_from_gray(image))
 
 
 def looks_like_mnist(image) -> bool:
@@ -220,30 +213,6 @@ def digit_classes(classes) -> bool:
     return all(name.isdigit() and len(name) == 1 for name in classes)
 
 
-# ---- 3. The default folder: a sample of MNIST's test images, as PNG files ----------------
-def export_mnist_sample(per_class: int) -> Path:
-    """The first `per_class` test images of each digit, as <folder>/<digit>/<index>.png.
-
-    Written to a temporary folder first and renamed when complete, so that an
-    interrupted export is never mistaken for a finished one. Reused when present.
-    Test images: the course's models never trained on them (they are new to them),
-    and the file names keep their index in the test set.
-    """
-    folder = EXPORT_DIR / f"{per_class}_per_digit"
-    if folder.is_dir():
-        return folder
-    _, _, test_X, test_y = dl_utils.load_mnist_tensors()
-    tmp = folder.with_name(folder.name + ".tmp")
-    for digit in range(10):
-        (tmp / str(digit)).mkdir(parents=True, exist_ok=True)
-        for i in (test_y == digit).nonzero().flatten()[:per_class].tolist():
-            Image.fromarray(test_X[i].numpy()).save(tmp / str(digit) / f"{i:05d}.png")
-    tmp.rename(folder)
-    print(f"Exported {10 * per_class} MNIST test images as PNG files to "
-          f"{dl_utils.display_path(folder)}")
-    return folder
-
-
 # ---- 4. The DataLoader: from samples to batches -------------------------------------------
 def make_loader(dataset, batch_size, device, shuffle=False, generator=None, num_workers=0):
     """A DataLoader: batches of `batch_size` samples, stacked by its collate function.
@@ -253,7 +222,7 @@ def make_loader(dataset, batch_size, device, shuffle=False, generator=None, num_
     (image [1, 28, 28], label) pairs into one image tensor [B, 1, 28, 28] and one label
     tensor [B]; write your own collate_fn for samples that do not stack (images of
     different sizes, text of different lengths). num_workers > 0 reads samples in that
-    many background processes while the model computes (measured below). pin_memory puts
+    many background processes while the model computes (see below). pin_memory puts
     each batch in page-locked CPU memory, from which a GPU copies faster (and, with
     .to(device, non_blocking=True), while it computes); it only matters with CUDA.
     """
@@ -261,33 +230,10 @@ def make_loader(dataset, batch_size, device, shuffle=False, generator=None, num_
                       num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
 
 
-def images_per_second(loader) -> float:
-    """One full pass over `loader`, timed: start-up (e.g. worker processes) included."""
-    t0 = time.perf_counter()
-    n = sum(len(y) for _, y in loader)
-    return n / (time.perf_counter() - t0)
-
-
-def loading_speed(dataset, batch_size, workers, device):
-    """Images per second: the DataLoader with each number of workers, and from memory."""
-    speeds = {w: images_per_second(make_loader(dataset, batch_size, device, num_workers=w))
-              for w in workers}
-    X, y = next(iter(make_loader(dataset, len(dataset), device)))  # everything, decoded once
-    in_memory = images_per_second(dl_utils.TensorLoader(X, y, batch_size))
-    rows = [[f"DataLoader, num_workers={w}", f"{speed:,.0f}"] for w, speed in speeds.items()]
-    rows.append(["the same images from memory (dl_utils.TensorLoader)", f"{in_memory:,.0f}"])
-    dl_utils.print_table(["pipeline (one pass, start-up included)", "images/s"], rows)
-    if 0 in speeds and len(speeds) > 1:
-        most = max(workers)
-        ratio = speeds[most] / speeds[0]
-        print(f"num_workers={most} ran at {ratio:.2f}x the speed of num_workers=0 here: "
-              + ("faster." if ratio > 1.05 else "no gain." if ratio > 0.95 else "slower."))
-
-
 # ---- 5. Using it: the course's models on the folder, then fine-tuning ---------------------
 def per_class_table(probs, y):
     """Accuracy (= recall), precision and count per class, from a confusion matrix."""
-    cm = lesson04.confusion_matrix(probs, y)
+    cm = dl_utils.confusion_matrix(probs, y)
     rows = []
     for digit in sorted(set(y.tolist())):
         right, said = cm[digit, digit].item(), cm[:, digit].sum().item()
@@ -305,7 +251,7 @@ def evaluate_course_model(name, path, loader, device, show):
               "06_convolutional_network.py (CNN) first.")
         return None
     model = dl_utils.load_checkpoint(path, device=device)[0]
-    probs, y = lesson04.predict_all(model, loader, device)
+    probs, y = dl_utils.predict_all(model, loader, device)
     acc = accuracy(probs, y)
     print(f"\n{name} ({dl_utils.display_path(path)}): "
           f"{dl_utils.format_accuracy(acc, len(y))} on {len(y)} images")
@@ -343,9 +289,9 @@ def fine_tune(model, loader, args, device):
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(1, args.epochs + 1):
         try:
-            loss, acc = lesson03.train_epoch(model, loader, loss_fn, optimizer, device,
+            loss, acc = dl_utils.train_epoch(model, loader, loss_fn, optimizer, device,
                                              desc=f"fine-tune {epoch}")
-        except lesson03.DivergenceError as err:
+        except dl_utils.DivergenceError as err:
             raise dl_utils.FriendlyError(f"fine-tuning diverged ({err}) with lr {args.lr}: "
                                          "try a smaller --lr; nothing was saved") from err
         print(f"  epoch {epoch}: loss {loss:.4f}, accuracy {100 * acc:.1f}% (on the "
@@ -361,7 +307,7 @@ def changed_predictions(before, after, y):
 # ---- Figures ---------------------------------------------------------------------------------
 def plot_batch(X, y, show):
     """One batch as the model receives it (after the transforms), drawn."""
-    pixels = lesson04.to_pixels(X)
+    pixels = dl_utils.to_pixels(X)
     cols = 8
     fig, axes = dl_utils.image_grid(-(-len(pixels) // cols), cols, (1.2, 1.4))
     for ax, image, label in zip(axes.flat, pixels, y.tolist()):
@@ -395,8 +341,6 @@ def parse_args(argv=None):
     parser.add_argument("--max-shift", type=int, choices=range(0, 5), default=MAX_SHIFT,
                         help="fine-tuning augmentation: random shift in pixels "
                              "(default: %(default)s)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
-                        help="num_workers values to time the DataLoader with (default: 0 2)")
     parser.add_argument("--cnn", default=str(CNN_CHECKPOINT),
                         help=f"the CNN to evaluate and fine-tune (default: "
                              f"{dl_utils.display_path(CNN_CHECKPOINT)})")
@@ -410,14 +354,14 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not 0 < args.share < 1:
         parser.error("--share must be above 0 and below 1")
-    if any(w < 0 for w in args.workers):
-        parser.error("--workers must be 0 or more")
     return args
 
 
 def the_folder(args):
     """The folder to work on (exported if it is the default), scanned: classes, samples."""
-    folder = Path(args.folder).expanduser() if args.folder else export_mnist_sample(args.per_class)
+    folder = (Path(args.folder).expanduser() if args.folder else
+              dl_utils.export_mnist_pngs(EXPORT_DIR / f"validation_{args.per_class}_per_digit",
+                                         args.per_class))
     print(f"Folder: {dl_utils.display_path(folder)}")
     classes, samples = scan_folder(folder)
     counts = [sum(1 for _, c in samples if c == i) for i in range(len(classes))]
@@ -438,46 +382,6 @@ def hand_written_dataset(samples, classes, eval_t):
     return dataset
 
 
-class VisibleImageFolder(ImageFolder):
-    """ImageFolder without hidden folders (.ipynb_checkpoints and the like), as scan_folder.
-
-    ImageFolder takes every subfolder as a class. Overriding find_classes, one of its
-    documented hooks, changes which folders count, and leaves the rest as it is.
-    """
-
-    def find_classes(self, directory):
-        classes = sorted(e.name for e in os.scandir(directory)
-                         if e.is_dir() and not e.name.startswith("."))
-        return classes, {name: i for i, name in enumerate(classes)}
-
-
-def same_as_imagefolder(folder, dataset, classes, eval_t):
-    """torchvision's ImageFolder on the same files: it must give identical samples."""
-    good = {str(path) for path, _ in dataset.samples}
-    reference = VisibleImageFolder(folder, transform=eval_t, loader=lesson04.read_grayscale,
-                            is_valid_file=good.__contains__, allow_empty=True,
-                            target_transform=dataset.target_transform)
-    position = {path: i for i, (path, _) in enumerate(reference.samples)}
-    same = sum(torch.equal(dataset[i][0], reference[position[str(path)]][0])
-               and dataset[i][1] == reference[position[str(path)]][1]
-               for i, (path, _) in enumerate(dataset.samples))
-    print(f"ImageFolder: {len(reference)} samples, classes {reference.classes}; identical to "
-          f"ours: {same} of {len(dataset)}")
-    return same == len(dataset) == len(reference)
-
-
-def same_as_in_memory(dataset):
-    """For the exported sample: the file pipeline against lesson 3's in-memory tensors."""
-    _, _, test_X, _ = dl_utils.load_mnist_tensors()
-    worst = 0.0
-    for i, (path, _) in enumerate(dataset.samples):
-        expected = dl_utils.normalize(test_X[int(Path(path).stem)][None])[0]
-        worst = max(worst, (dataset[i][0] - expected).abs().max().item())
-    print(f"Against dl_utils.normalize() of the same test images: largest difference {worst:.2g}"
-          " (PNG is lossless; any difference is float rounding)")
-    return worst
-
-
 def loader_section(dataset, args, device, generator):
     """Batches: shapes, the collate step, a batch drawn; then loading speed, measured."""
     X, y = default_collate([dataset[i] for i in range(3)])  # what the loader does per batch
@@ -487,17 +391,18 @@ def loader_section(dataset, args, device, generator):
     print(f"{len(loader)} batches of up to {args.batch_size}; one batch: X {list(X.shape)} "
           f"{X.dtype}, y {list(y.shape)} {y.dtype}: {y.tolist()[:12]}...")
     plot_batch(X, y, args.show)
-    dl_utils.section("Loading speed: worker processes, and memory")
-    loading_speed(dataset, args.batch_size, args.workers, device)
     dl_utils.prose("""
-        Each worker is a separate Python process with its own copy of the Dataset: it
-        takes time to start (paid again every epoch unless persistent_workers=True), and
-        on a machine with 2 cores it competes with the training for them. Workers pay off
-        when loading one image costs real work (decoding large JPEGs, heavy augmentation)
-        and cores are free. On Windows and macOS, workers start a fresh Python that
-        imports this file again: without the `if __name__ == "__main__":` guard at the
-        bottom, each of them would start the whole lesson over. Small data that fits in
-        memory is fastest decoded once, as the other lessons do.""")
+        num_workers > 0 reads samples in that many background processes while the model
+        computes. Each worker is a separate Python process with its own copy of the
+        Dataset: it takes time to start (paid again every epoch unless
+        persistent_workers=True), and on a machine with 2 cores it competes with the
+        training for them. Workers pay off when loading one image costs real work
+        (decoding large JPEGs, heavy augmentation) and cores are free: `make bench` times
+        num_workers 0 and 2 on small PNGs and on larger JPEGs. Where workers start a
+        fresh Python (Windows, macOS, and Linux from Python 3.14 on), each imports this
+        file again: without the `if __name__ == "__main__":` guard at the bottom, each
+        would start the whole lesson over. Small data that fits in memory is fastest
+        decoded once, as the other lessons do.""")
 
 
 def use_course_models(dataset, classes, args, device):
@@ -513,7 +418,7 @@ def use_course_models(dataset, classes, args, device):
         if found and "CNN" in name:
             _, probs, y = found
             X = torch.cat([X for X, _ in loader])
-            lesson04.plot_confident_mistakes(lesson04.to_pixels(X), probs, y, 12, args.show,
+            dl_utils.plot_confident_mistakes(dl_utils.to_pixels(X), probs, y, 12, args.show,
                                              "08_mistakes.png", "folder")
 
 
@@ -524,7 +429,8 @@ def starting_cnn(args, device):
         return model, checkpoint.get("model_kwargs", {}), "lesson 6's trained CNN"
     print(f"No {dl_utils.display_path(args.cnn)}: fine-tuning a freshly initialized CNN "
           "instead (run 06_convolutional_network.py first for the real thing).")
-    return lesson06.SmallCNN().to(device), {}, "a fresh CNN"
+    kwargs = {"channels": [16, 32], "hidden_size": 32}  # lesson 6's defaults
+    return dl_utils.SmallCNN(**kwargs).to(device), kwargs, "a fresh CNN"
 
 
 def fine_tune_section(samples, classes, args, device, generator):
@@ -544,9 +450,9 @@ def fine_tune_section(samples, classes, args, device, generator):
     held = make_loader(ImageFolderDataset([samples[i] for i in held_idx], eval_t, target_t),
                        256, device)
     model, kwargs, what = starting_cnn(args, device)
-    before, y = lesson04.predict_all(model, held, device)
+    before, y = dl_utils.predict_all(model, held, device)
     fine_tune(model, make_loader(tune, args.batch_size, device, True, generator), args, device)
-    after, _ = lesson04.predict_all(model, held, device)
+    after, _ = dl_utils.predict_all(model, held, device)
     report_fine_tuning(before, after, y, what)
     return model, kwargs, {"heldout_acc_before": accuracy(before, y),
                            "heldout_acc_after": accuracy(after, y), "heldout_images": len(y)}
@@ -585,10 +491,8 @@ def main(argv=None):
     eval_t, _ = make_transforms(args.preprocess, args.max_shift)
     print(f"The evaluation transform:\n{eval_t}")
     dataset = hand_written_dataset(samples, classes, eval_t)
-    dl_utils.section("The same with torchvision's ImageFolder")
-    same_as_imagefolder(folder, dataset, classes, eval_t)
-    if not args.folder:
-        same_as_in_memory(dataset)
+    print("(torchvision's ImageFolder does the same: tests/test_own_images.py checks that it "
+          "gives identical samples, and that they equal the in-memory tensors of lesson 3.)")
     dl_utils.section("A DataLoader: batches, shuffling, collate")
     loader_section(dataset, args, device, generator)
     dl_utils.section("The course's models on this folder")

@@ -2,7 +2,8 @@
 
 A trained model is only useful once something can ask it questions. This script puts
 every checkpoint of the course behind a small web server (Python's own http.server, no
-framework): a page to draw on, and an HTTP API that any program can call. It teaches
+framework; the HTTP plumbing lives in serving.py): a page to draw on, and an HTTP API
+that any program can call. It teaches
 what serving adds to a model: preprocessing that must match training exactly, inputs
 that cannot be trusted, latency, and threads.
 
@@ -22,35 +23,28 @@ The API:
     (too large), 422 (no digit in the image), 404 (unknown path), 405 (wrong method).
 """
 
-import base64
-import binascii
-import importlib
 import io
-import ipaddress
-import json
 import statistics
 import threading
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
 import dl_utils
-
-lesson04 = importlib.import_module("04_load_model")  # the ONE digit preparation
+import serving  # the HTTP plumbing (routing, limits, status codes): no deep learning there
+from serving import RequestError
 
 # ---- Settings: each has a flag (-h lists them) ----
 HOST = "127.0.0.1"  # loopback: only programs on this computer can connect
 PORT = 8000
 MAX_BODY = 2_000_000  # bytes per request: ample for a canvas PNG (--self-check prints
 # the size of its requests) and for a phone photo sent as a JPEG
-REQUEST_TIMEOUT = 10  # seconds a client may take to send its request, then it is dropped
+MAX_PIXELS = 4_000_000  # a posted image's pixel cap, read from its header before decoding:
+# a drawing or a phone photo scaled for sending fits; a 62 KB PNG of 7000x7000 pixels would
+# otherwise cost 600 MB of memory and seconds of work per request
 CANVAS = 280  # the page's drawing pad, in pixels (10x MNIST's 28)
 SELF_CHECK_REQUESTS = 100  # requests timed by --self-check (make bench reports them)
 DRAWN_DIGITS = 1000  # test digits re-drawn canvas-style to measure accuracy on drawings
@@ -86,31 +80,10 @@ def load_models(folder: Path, device) -> list[dict]:
 
 
 # ---- 2. One preprocessing, shared with lesson 4 ---------------------------------------------
-class RequestError(Exception):
-    """What the client sent cannot be served; carries the HTTP status to answer with."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-
-
-def decode_data_url(text) -> bytes:
-    """'data:image/png;base64,iVBOR...' (what a canvas's toDataURL() gives) -> file bytes."""
-    if not isinstance(text, str) or not text.startswith("data:image/") or "," not in text:
-        raise RequestError(400, 'expected "image": "data:image/png;base64,..." (a data URL)')
-    header, payload = text.split(",", 1)
-    if not header.endswith(";base64"):
-        raise RequestError(400, "the data URL must be base64-encoded")
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise RequestError(400, f"the image is not valid base64 ({err})") from err
-
-
 def prepare(image_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(prepared, resized_only): two 28x28 uint8 versions of the posted image.
 
-    prepared is lesson 4's digit preparation, the very same function (invert dark ink
+    prepared is lesson 4's digit preparation (dl_utils' copy of it: invert dark ink
     on light paper, crop, scale into 20x20, centre by mass): the model sees a drawing
     the way it saw its training digits. resized_only merely shrinks the grey picture to
     28x28: what a server that forgot the preparation would feed the model. The gap
@@ -119,13 +92,14 @@ def prepare(image_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
     model silently gets worse with no error anywhere.
     """
     try:
-        grey = lesson04.read_grayscale(io.BytesIO(image_bytes), name="the posted image")
-    except lesson04.ImageTooLarge as err:
+        grey = dl_utils.read_grayscale(io.BytesIO(image_bytes), name="the posted image",
+                                       max_pixels=MAX_PIXELS)
+    except dl_utils.ImageTooLarge as err:
         raise RequestError(413, str(err)) from err
     except dl_utils.FriendlyError as err:
         raise RequestError(400, str(err)) from err
     try:
-        prepared = lesson04.digit_from_gray(grey, "the posted image")
+        prepared = dl_utils.digit_from_gray(grey, "the posted image")
     except dl_utils.FriendlyError as err:  # a blank canvas
         raise RequestError(422, f"{err}: draw a digit first") from err
     resized = np.array(grey.resize((28, 28), Image.Resampling.BILINEAR))  # a writable copy
@@ -160,121 +134,6 @@ def answer_image(models, image_bytes: bytes) -> dict:
             "resized_only": [{"name": a["name"], "checkpoint": a["checkpoint"],
                               "prediction": a["prediction"]} for a in skew],
             "hint": "" if models else NO_MODEL_HINT}
-
-
-# ---- 3. The HTTP server --------------------------------------------------------------------
-class Handler(BaseHTTPRequestHandler):
-    """One instance per request, each in its own thread (ThreadingHTTPServer).
-
-    Only two things are served: the page (from memory, read at start-up) and the API.
-    No path is ever mapped to a file on disk, so no request can read other files.
-    """
-
-    server_version = "DLBasics/1"
-    timeout = REQUEST_TIMEOUT  # a client that connects and sends nothing is dropped
-    ROUTES = {"/": "GET", "/index.html": "GET", "/api/models": "GET", "/api/predict": "POST"}
-
-    def do_GET(self):
-        path = self.route("GET")
-        if path == "/api/models":
-            models = self.server.models
-            self.send_json(200, {"models": [{"name": m["name"], "checkpoint": m["checkpoint"]}
-                                            for m in models],
-                                 "hint": "" if models else NO_MODEL_HINT})
-        elif path:
-            self.send_body(200, self.server.page, "text/html; charset=utf-8")
-
-    def do_POST(self):
-        if not self.route("POST"):
-            return
-        try:
-            body = json.loads(self.read_body())
-            if not isinstance(body, dict) or "image" not in body:
-                raise RequestError(400, 'expected a JSON object {"image": "data:image/..."}')
-            self.send_json(200, answer_image(self.server.models, decode_data_url(body["image"])))
-        except RequestError as err:
-            self.send_json(err.status, {"error": str(err)})
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            self.send_json(400, {"error": f"the body is not valid JSON ({err})"})
-        except Exception as err:  # a bug of ours: answer 500, keep serving, log it
-            self.log_error("internal error: %r", err)
-            self.send_json(500, {"error": "internal error"})
-
-    def do_PUT(self):  # the other common methods: 405 where the path exists, else 404
-        self.route(self.command)
-
-    do_DELETE = do_PATCH = do_OPTIONS = do_PUT  # noqa: N815 (http.server's names)
-
-    def route(self, method):
-        """The request's path if it accepts `method`; else answers 404 or 405, returns None."""
-        path = urlsplit(self.path).path
-        if path not in self.ROUTES:
-            self.send_json(404, {"error": f"no such page: {path}"})
-        elif self.ROUTES[path] != method:
-            self.send_json(405, {"error": f"{method} is not allowed on {path}"},
-                           {"Allow": self.ROUTES[path]})
-        else:
-            return path
-        return None
-
-    def read_body(self) -> bytes:
-        """The request body, refused before reading it if it is missing or too large.
-
-        A size limit protects the server: without one, a single request could send
-        gigabytes and fill the memory. We check the announced length before reading a
-        single byte of it.
-        """
-        length = self.headers.get("Content-Length")
-        if length is None:
-            raise RequestError(411, "a Content-Length header is required")
-        if not length.isdigit():
-            raise RequestError(400, f"bad Content-Length {length!r}")
-        if int(length) > self.server.max_body:
-            self.close_connection = True  # the unread body must not be taken for a request
-            raise RequestError(413, f"the body is {int(length):,} bytes; the limit is "
-                                  f"{self.server.max_body:,}")
-        return self.rfile.read(int(length))
-
-    def send_json(self, status, payload, headers=None):
-        self.send_body(status, json.dumps(payload).encode(), "application/json", headers)
-
-    def send_body(self, status, body: bytes, content_type, headers=None):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def send_error(self, code, message=None, explain=None):
-        """Errors found by http.server itself (a garbled request line...), as JSON too."""
-        self.close_connection = True
-        try:
-            self.send_json(code, {"error": message or self.responses.get(code, ("",))[0]})
-        except OSError:  # the client is gone: nothing to answer
-            pass
-
-    def log_message(self, fmt, *args):  # one line per request only with --verbose
-        if self.server.verbose:
-            super().log_message(fmt, *args)
-
-
-def make_server(host, port, models, max_body=MAX_BODY, verbose=False) -> ThreadingHTTPServer:
-    """A threaded HTTP server on (host, port); port 0 picks a free one."""
-    try:
-        server = ThreadingHTTPServer((host, port), Handler)
-    except OSError as err:
-        raise dl_utils.FriendlyError(
-            f"cannot listen on {host}:{port}: {err.strerror or err}"
-            + (" (another program uses that port: try --port 8001)"
-               if getattr(err, "errno", None) in (48, 98) else "")) from err
-    server.daemon_threads = True  # Ctrl-C does not wait for open connections
-    server.models, server.max_body, server.verbose = models, max_body, verbose
-    server.page = PAGE.read_bytes()
-    return server
 
 
 # ---- 4. Do drawn digits work? Measured on test digits re-drawn like a canvas ---------------
@@ -352,52 +211,24 @@ def plot_drawings(drawings, prepared, resized, show):
 
 
 # ---- 5. The self-check: the server, its own client, latency ----------------------------------
-def post(url, body: bytes, content_type="application/json"):
-    """POST `body` to `url`; (HTTP status, decoded JSON answer), errors included."""
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
-def predict_request(png: bytes) -> bytes:
-    """The JSON body the page sends: the canvas as a PNG data URL."""
-    return json.dumps({"image": "data:image/png;base64," + base64.b64encode(png).decode()}
-                      ).encode()
-
-
-def ask_about_digits(url, drawings, y):
-    """A few drawn test digits through the API, each model's answer printed."""
-    rows = []
-    for png, label in zip(drawings, y.tolist()):
-        status, answer = post(f"{url}/api/predict", predict_request(png))
-        rows.append([label, status, *(m["prediction"] for m in answer["models"])])
-    names = [Path(m["checkpoint"]).stem for m in answer["models"]]
-    dl_utils.print_table(["true digit", "HTTP status", *names], rows)
-
-
-def bad_requests(url):
-    """What the API answers to bad input: a status and one line, and it keeps serving."""
-    blank = predict_request(png_bytes(Image.new("RGBA", (CANVAS, CANVAS), "white")))
-    cases = [("not JSON", "/api/predict", b"{nope"),
-             ("not an image", "/api/predict", json.dumps({"image": "data:image/png;base64,"
-                                                          "aGVsbG8="}).encode()),
-             ("a blank canvas", "/api/predict", blank),
-             ("an unknown path", "/api/nothing", b"{}")]
-    rows = [[what, *post(url + path, body)] for what, path, body in cases]
-    dl_utils.print_table(["request", "status", "answer"],
-                         [[w, s, a.get("error", "")[:60]] for w, s, a in rows])
+def make_server(host, port, models, max_body=MAX_BODY, verbose=False):
+    """The HTTP server (serving.py's plumbing) answering with these models."""
+    server = serving.make_server(
+        host, port, answer=lambda image: answer_image(models, image),
+        describe=lambda: {"models": [{"name": m["name"], "checkpoint": m["checkpoint"]}
+                                     for m in models], "hint": "" if models else NO_MODEL_HINT},
+        page=PAGE.read_bytes(), max_body=max_body, verbose=verbose)
+    server.models = models
+    return server
 
 
 def latency(url, drawings, requests):
     """Seconds per request, client side, one request at a time: p50 and p95."""
     times = []
     for i in range(requests):
-        body = predict_request(drawings[i % len(drawings)])
+        body = serving.predict_request(drawings[i % len(drawings)])
         t0 = time.perf_counter()
-        status, _ = post(f"{url}/api/predict", body)
+        status, _ = serving.post(f"{url}/api/predict", body)
         times.append(time.perf_counter() - t0)
         if status != 200:
             raise dl_utils.FriendlyError(f"the self-check's request {i} got HTTP {status}")
@@ -414,12 +245,12 @@ def self_check(models, args):
     try:
         _, y, drawings = drawn_test_digits(max(args.requests, 8), args.seed + 1)
         dl_utils.section("Drawn test digits through the API")
-        ask_about_digits(url, drawings[:8], y[:8])
+        serving.ask_about_digits(url, drawings[:8], y[:8])
         dl_utils.section("Bad requests: a clear answer, and the server keeps serving")
-        bad_requests(url)
+        serving.bad_requests(url, png_bytes(Image.new("RGBA", (CANVAS, CANVAS), "white")))
         dl_utils.section(f"Latency: {args.requests} requests, one at a time, on loopback")
         p50, p95 = latency(url, drawings, args.requests)
-        sizes = sorted(len(predict_request(png)) for png in drawings)
+        sizes = sorted(len(serving.predict_request(png)) for png in drawings)
         print(f"p50 {p50:.1f} ms, p95 {p95:.1f} ms per request ({len(models)} models, each "
               "run twice: prepared and resized only); requests of "
               f"{sizes[len(sizes) // 2] / 1000:.1f} KB (median), limit {args.max_body / 1e6:g} MB")
@@ -455,19 +286,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def is_loopback(host) -> bool:
-    """True for addresses only this computer can reach (127.x.x.x, ::1, localhost)."""
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to an outside address
-        return False
-
-
 def serve(models, args):
     """Serve until Ctrl-C."""
     server = make_server(args.host, args.port, models, args.max_body, args.verbose)
     host, port = server.server_address[:2]
-    if not is_loopback(args.host):
+    if not serving.is_loopback(args.host):
         print(f"WARNING: listening on {args.host}: anyone who can reach this computer over "
               "the network can use this server. Use the default 127.0.0.1 unless you mean it.")
     print(f"\nOpen http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ in a "

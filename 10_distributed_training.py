@@ -9,16 +9,16 @@ backpropagation, that it computes what one process computes: same weights after 
 same steps, to floating-point rounding.
 
 Run it:
-    python 10_distributed_training.py          # launches itself: 1 process, then 2
     torchrun --standalone --nproc-per-node=2 10_distributed_training.py   # the usual way
-    python 10_distributed_training.py --nproc 3 --epochs 1
+    python 10_distributed_training.py          # the same: starts torchrun for you
+    python 10_distributed_training.py --nproc 4 --epochs 1   # 4 processes x 16 images
 On several machines (see the README): the same script, started by torchrun on each
 with --nnodes, --node-rank and a --rdzv-endpoint they can all reach.
 Then: python 04_load_model.py --checkpoint models/ddp_simple_nn.pt
+(How 1 and 2 processes compare in speed on your machine: `make bench` measures it.)
 """
 
 import copy
-import importlib
 import json
 import math
 import os
@@ -26,7 +26,6 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -39,8 +38,6 @@ from torch.utils.data import BatchSampler, DistributedSampler
 
 import dl_utils
 
-lesson03 = importlib.import_module("03_train_mnist")  # SimpleNN and the five-step loop
-
 # ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
 NPROC = 2  # processes on this machine: one per core here, one per GPU on a GPU machine
 GLOBAL_BATCH = 64  # images per step, all processes together: lesson 3's batch size
@@ -51,9 +48,8 @@ TOLERANCE = 1e-5  # accepted as rounding: sums in another order differ by ~1e-7,
 # which divides by the root of tiny squared gradients, magnifies that (4e-6 after 50 steps)
 SEED = 0
 CHECKPOINT = dl_utils.MODELS_DIR / "ddp_simple_nn.pt"
+MODEL_KWARGS = {"hidden_size": 128}  # dl_utils.SimpleNN: lesson 3's 784-128-10 MLP
 TIMEOUT = timedelta(seconds=60)  # a collective that waits longer than this fails loudly
-RESULTS_ENV = "DL_DDP_RESULTS"  # set by the launcher: where rank 0 reports its numbers
-TIMING_ONLY_ENV = "DL_DDP_TIMING_ONLY"  # set by the launcher for the 1-process timing run
 
 
 def parse_args(argv=None):
@@ -66,9 +62,9 @@ def parse_args(argv=None):
     parser.add_argument("--proof-steps", type=int, default=PROOF_STEPS,
                         help="steps checked against one process, 0 to skip "
                              "(default: %(default)s)")
-    parser.add_argument("--no-compare", action="store_true",
-                        help="skip the 1-process run that the 2-process timing is compared "
-                             "with (when launching itself)")
+    parser.add_argument("--results", type=dl_utils.output_file, default=None,
+                        help="rank 0 writes its numbers (timing, proof, accuracy) to this JSON "
+                             "file; make bench uses it (default: none)")
     parser.add_argument("--master-port", type=dl_utils.port_number, default=0,
                         help="TCP port for the processes to meet on; 0 lets torchrun pick a "
                              "free one (default: %(default)s)")
@@ -80,7 +76,7 @@ def parse_args(argv=None):
                              f"{dl_utils.display_path(CHECKPOINT)})")
     dl_utils.add_common_args(parser, seed=SEED)
     args = parser.parse_args(argv)
-    if args.batch_size % args.nproc:
+    if args.batch_size % args.nproc:  # under torchrun, check_world() checks the real count
         parser.error(f"--batch-size {args.batch_size} does not split evenly over "
                      f"{args.nproc} processes")
     return args
@@ -101,13 +97,28 @@ def join_process_group(args):
     init_process_group blocks until every process has arrived: the "rendezvous".
     """
     local_rank = int(os.environ.get("LOCAL_RANK", 0))  # the process's number on its machine
-    use_cuda = torch.cuda.is_available() and args.device in ("auto", "cuda")
+    on_this_machine = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") else 0
+    # NCCL wants one GPU per process: with fewer GPUs than processes (one GPU, a laptop,
+    # Colab), rank 1 would ask for a cuda:1 that does not exist. Then gloo on the CPU.
+    use_cuda = gpus >= on_this_machine
     device = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:
         torch.cuda.set_device(device)  # one GPU per process
     dist.init_process_group(backend, timeout=TIMEOUT)
+    if gpus and not use_cuda and dist.get_rank() == 0:
+        print(f"{gpus} GPU(s) for {on_this_machine} processes: NCCL needs one GPU per "
+              "process, so this run uses gloo on the CPU.", flush=True)
     return dist.get_rank(), dist.get_world_size(), device, backend
+
+
+def check_world(args, world):
+    """The global batch must split evenly over the processes torchrun actually started."""
+    if args.batch_size % world:
+        raise dl_utils.FriendlyError(
+            f"--batch-size {args.batch_size} does not split evenly over {world} processes: "
+            f"use a multiple of {world}, e.g. {world * (args.batch_size // world + 1)}")
 
 
 def say(*parts, **kwargs):
@@ -144,7 +155,7 @@ def wrap_in_ddp(rank, device, seed):
     because every process applies the same averaged gradient with the same optimizer.
     """
     dl_utils.set_seed(seed + rank)  # a different seed per rank, on purpose
-    model = lesson03.SimpleNN().to(device)
+    model = dl_utils.SimpleNN(**MODEL_KWARGS).to(device)
     before = gather_numbers(weight_checksum(model), device)
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     after = gather_numbers(weight_checksum(model), device)
@@ -187,8 +198,12 @@ def train_epoch(ddp, sampler, data, per_rank, optimizer, epoch, crash_rank=None)
 
     set_epoch(epoch) changes the shuffle every epoch (seed + epoch). Forget it, and every
     epoch repeats the first epoch's order. Inside loss.backward(), DDP all-reduces the
-    gradients (sums them over the ranks and divides by the world size) while backward
-    is still computing the earlier layers' gradients: communication overlaps computation.
+    gradients (sums them over the ranks and divides by the world size). DDP groups the
+    gradients in buckets (the first of 1 MiB, then 25 MiB) and starts a bucket's
+    all-reduce as soon as its gradients are ready, while backward still computes the
+    earlier layers: that overlap needs several buckets. SimpleNN's 407 KB of gradients
+    fit in one, so here the all-reduce waits for the whole backward pass
+    (bucket_count() below says how many this model has).
     The metrics are summed over the ranks once, at the end of the epoch: one all_reduce
     instead of one per step.
     """
@@ -197,7 +212,7 @@ def train_epoch(ddp, sampler, data, per_rank, optimizer, epoch, crash_rank=None)
     device = X.device
     totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, images
     loss_fn = nn.CrossEntropyLoss()
-    steps = lesson03.train_steps(ddp, shard_batches(sampler, X, y, per_rank), loss_fn,
+    steps = dl_utils.train_steps(ddp, shard_batches(sampler, X, y, per_rank), loss_fn,
                                  optimizer, device)
     for step, (loss, y_hat, yb) in enumerate(steps, start=1):
         totals += torch.stack([loss.detach().double() * len(yb),
@@ -239,14 +254,14 @@ def padding_note(n, world):
 def ddp_steps(initial, data, args, per_rank, device):
     """`--proof-steps` DDP steps from the given weights; the trained SimpleNN."""
     X, y = data
-    model = lesson03.SimpleNN().to(device)
+    model = dl_utils.SimpleNN(**MODEL_KWARGS).to(device)
     model.load_state_dict(initial)
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = DistributedSampler(range(len(y)), shuffle=True, seed=args.seed)
     sampler.set_epoch(0)
     batches = shard_batches(sampler, X, y, per_rank)
     optimizer = torch.optim.Adam(ddp.parameters(), lr=args.lr)
-    for step, _ in enumerate(lesson03.train_steps(ddp, batches, nn.CrossEntropyLoss(),
+    for step, _ in enumerate(dl_utils.train_steps(ddp, batches, nn.CrossEntropyLoss(),
                                                   optimizer, device), start=1):
         if step == args.proof_steps:
             break
@@ -256,14 +271,14 @@ def ddp_steps(initial, data, args, per_rank, device):
 def single_process_steps(initial, data, args, device):
     """The same steps in one process: the whole global batch, in the sampler's order."""
     X, y = data
-    model = lesson03.SimpleNN().to(device)
+    model = dl_utils.SimpleNN(**MODEL_KWARGS).to(device)
     model.load_state_dict(initial)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed + 0))
     b = args.batch_size
     batches = ((X[order[i:i + b].to(device)], y[order[i:i + b].to(device)])
                for i in range(0, args.proof_steps * b, b))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    for _ in lesson03.train_steps(model, batches, nn.CrossEntropyLoss(), optimizer, device):
+    for _ in dl_utils.train_steps(model, batches, nn.CrossEntropyLoss(), optimizer, device):
         pass
     return model
 
@@ -322,13 +337,13 @@ def save_and_check(ddp, args, device, metrics):
     """Rank 0 saves model.module; after a barrier, every rank reads the file back."""
     path = Path(args.checkpoint)
     if dist.get_rank() == 0:  # one writer: N processes writing one file would corrupt it
-        dl_utils.save_checkpoint(path, ddp.module, {"hidden_size": lesson03.HIDDEN_SIZE},
+        dl_utils.save_checkpoint(path, ddp.module, MODEL_KWARGS,
                                  device=str(device), metrics=metrics,
                                  hparams={"world_size": dist.get_world_size(),
                                           **{k: v for k, v in vars(args).items()
                                              if k not in ("show", "checkpoint")}})
     dist.barrier()  # nobody reads before rank 0 has finished writing
-    saved = dl_utils.load_checkpoint(path, lesson03.SimpleNN(), device)[0]
+    saved = dl_utils.load_checkpoint(path, dl_utils.SimpleNN(**MODEL_KWARGS), device)[0]
     differ = max_over_ranks(largest_difference(saved, ddp.module), device)
     say(f"Rank 0 saved model.module's state_dict (not the DDP wrapper's, whose names start "
         f"with 'module.') to {dl_utils.display_path(path)}; every rank read it back: largest "
@@ -339,22 +354,22 @@ def worker(args):
     """What each process does: join, build, prove, train, evaluate, save."""
     rank, world, device, backend = join_process_group(args)
     try:
-        timing_only = os.environ.get(TIMING_ONLY_ENV) == "1"
+        check_world(args, world)
         X, y, val, test = load_data(args, device)
         ddp, before, after = wrap_in_ddp(rank, device, args.seed)
-        if not timing_only:
-            report_start(args, world, backend, device, before, after, len(y))
-            say(set_epoch_demo(len(y), world, args.seed))
-        proof = prove_if_asked(ddp, (X, y), args, world, device, timing_only)
+        report_start(args, world, backend, device, before, after, len(y))
+        say(f"Gradient buckets: {bucket_count(ddp)} (all-reduce can overlap backward only "
+            "with more than one).")
+        say(set_epoch_demo(len(y), world, args.seed))
+        proof = prove_if_asked(ddp, (X, y), args, world, device)
         trained = run_epochs(ddp, (X, y), args, device)
         val_loss, val_acc = evaluate_sharded(ddp.module, val, device)
         test_loss, test_acc = evaluate_sharded(ddp.module, test, device)
         say(f"Validation accuracy {100 * val_acc:.2f}%, test "
             f"{dl_utils.format_accuracy(test_acc, len(test.y))} (evaluated in {world} shard(s))")
-        if not timing_only:
-            say(padding_note(len(val.y), world))
-            save_and_check(ddp, args, device, {"val_acc": val_acc, "test_acc": test_acc})
-        report_back(world, trained, len(y), proof, test_acc)
+        say(padding_note(len(val.y), world))
+        save_and_check(ddp, args, device, {"val_acc": val_acc, "test_acc": test_acc})
+        report_back(args, world, trained, len(y), proof, test_acc)
         # Everyone finishes before anyone leaves: a process that closes its connections
         # while another still uses them can crash it ("terminate called without an
         # active exception", measured here in 5 runs out of 12 without this barrier).
@@ -364,11 +379,18 @@ def worker(args):
     return 0
 
 
-def prove_if_asked(ddp, data, args, world, device, timing_only):
+def bucket_count(ddp) -> int:
+    """How many gradient buckets DDP made (from its logging data, filled after a step or
+    at construction, depending on the version: then the sizes of its parameters)."""
+    sizes = ddp._get_ddp_logging_data().get("bucket_sizes", "")
+    return len(str(sizes).split(",")) if sizes else 1
+
+
+def prove_if_asked(ddp, data, args, world, device):
     """The equivalence proof (2+ processes, --proof-steps > 0); its numbers or None."""
     per_rank = args.batch_size // world
     steps = min(args.proof_steps, len(data[1]) // args.batch_size)
-    if timing_only or world < 2 or steps <= 0:
+    if world < 2 or steps <= 0:
         return None
     args.proof_steps = steps
     initial = copy.deepcopy(ddp.module.state_dict())
@@ -384,16 +406,16 @@ def prove_if_asked(ddp, data, args, world, device, timing_only):
     return {"steps": steps, "across_ranks": across, "single_process": single}
 
 
-def report_back(world, trained, n, proof, test_acc):
-    """Rank 0 writes its numbers where the launcher asked (if it asked)."""
-    path = os.environ.get(RESULTS_ENV)
-    if path and dist.get_rank() == 0:
-        Path(path).write_text(json.dumps({"world": world, "threads": torch.get_num_threads(),
-                                          "images": n, "proof": proof, "test_acc": test_acc,
-                                          **trained}))
+def report_back(args, world, trained, n, proof, test_acc):
+    """Rank 0 writes its numbers to --results, if given (make bench times 1 vs 2 processes)."""
+    if args.results and dist.get_rank() == 0:
+        with dl_utils.atomic_path(Path(args.results)) as tmp:
+            tmp.write_text(json.dumps({"world": world, "threads": torch.get_num_threads(),
+                                       "images": n, "proof": proof, "test_acc": test_acc,
+                                       **trained}))
 
 
-# ---- 7. The launcher: what `python 10_distributed_training.py` does -------------------------
+# ---- 7. The launcher: `python 10_distributed_training.py` starts torchrun for you -----------
 def check_port(port):
     """A port given with --master-port must be free: one clear line if it is not."""
     if not port:
@@ -408,31 +430,17 @@ def check_port(port):
 
 
 def torchrun_command(nproc, port, script_args):
-    """The torchrun command line (python -m torch.distributed.run is torchrun)."""
+    """The torchrun command line (python -m torch.distributed.run is torchrun).
+
+    --nproc is ours, not the workers': torchrun would read it as an abbreviation of its
+    own --nproc-per-node (and refuse it as ambiguous), so it is not passed on.
+    """
+    script_args = [a for i, a in enumerate(script_args) if not (
+        a.startswith("--nproc") or (i and script_args[i - 1] == "--nproc"))]
     meet = (["--standalone"] if not port else  # standalone: one machine, a free port
             ["--nnodes=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}"])
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", *meet,
             str(Path(__file__).resolve()), *script_args]
-
-
-def launch(args, nproc, script_args, timing_only=False) -> dict:
-    """Run this script under torchrun with nproc processes; rank 0's numbers.
-
-    torchrun starts the processes, gives each its RANK, WORLD_SIZE and where to meet,
-    and watches them: if one fails, it stops the others at once (no process is left
-    waiting forever for a partner that died) and exits with an error.
-    """
-    with tempfile.TemporaryDirectory() as folder:
-        results = Path(folder) / "results.json"
-        env = {**os.environ, RESULTS_ENV: str(results), TIMING_ONLY_ENV: str(int(timing_only))}
-        if nproc > 1:  # what torchrun would set (with a warning): one thread per process
-            env.setdefault("OMP_NUM_THREADS", "1")
-        sys.stdout.flush()
-        proc = subprocess.run(torchrun_command(nproc, args.master_port, script_args), env=env,
-                              stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            raise dl_utils.FriendlyError(failure_message(proc.stderr, nproc))
-        return json.loads(results.read_text())
 
 
 def failure_message(stderr, nproc):
@@ -443,60 +451,29 @@ def failure_message(stderr, nproc):
     raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt): ", ln)]
     report = [re.sub(r"\s+", " ", ln) for ln in lines
               if re.match(r"^(rank|exitcode|traceback)\s*:", ln)]
-    if ours:
-        why = ours[0]
-    elif raised:
-        why = raised[-1]
-    else:
-        why = ", ".join(report) or (lines[-1] if lines else "no message")
+    why = ours[0] if ours else raised[-1] if raised else (
+        ", ".join(report) or (lines[-1] if lines else "no message"))
     return f"the {nproc}-process job stopped: {why}"
 
 
-def timing_table(runs):
-    """Seconds per epoch with 1 and with N processes, side by side, and what they trained."""
-    rows = []
-    for r in runs:
-        per_epoch = sum(r["epoch_seconds"]) / len(r["epoch_seconds"])
-        rows.append([r["world"], r["threads"], f"{per_epoch:.2f}",
-                     f"{r['images'] / per_epoch:,.0f}"])
-    dl_utils.print_table(["processes", "threads each", "seconds per epoch", "images/s"], rows)
-    if len(runs) == 2:
-        explain_timing(*runs)
-
-
-def explain_timing(one, many):
-    """The ratio, per step, and the training losses of both runs side by side."""
-    t1, tn = (sum(r["epoch_seconds"]) / len(r["epoch_seconds"]) for r in (one, many))
-    steps = one["steps_per_epoch"]
-    same = max(abs(a - b) for a, b in zip(one["train_loss"], many["train_loss"]))
-    dl_utils.prose(f"""
-        {many['world']} processes took {tn / t1:.2f}x the time of one per epoch: a step took
-        {1000 * t1 / steps:.2f} ms in one process and {1000 * tn / steps:.2f} ms in
-        {many['world']}. Both used this machine's {os.cpu_count()} cores (one process with
-        {one['threads']} threads, or {many['world']} with one each), so there was no extra
-        computing power to gain, and each step now also waits for an all-reduce of every
-        gradient ({4 * 101_770 / 1000:.0f} KB for SimpleNN) between processes. With a model
-        this small, that waiting is a large share of a step. DDP pays off when each process
-        gets hardware of its own (a GPU, a machine) and a step has enough computation to
-        hide the communication behind.""")
-    print(f"Same training either way: the epochs' training losses differ by at most {same:.1g}.")
-
-
 def launcher(args, script_args):
-    """Run the job under torchrun: 1 process (for the timing), then --nproc processes."""
-    dl_utils.section("Launching with torchrun")
+    """Run the job under torchrun, as you would from a terminal, and relay its output.
+
+    torchrun starts the processes, gives each its RANK, WORLD_SIZE and where to meet,
+    and watches them: if one fails, it stops the others (no process is left waiting
+    forever for a partner that died) and exits with an error.
+    """
+    dl_utils.section(f"Launching {args.nproc} processes with torchrun")
     check_port(args.master_port)
-    print("This script starts itself under torchrun, as you would from a terminal:")
-    print("  " + " ".join(["torchrun", f"--nproc-per-node={args.nproc}", "--standalone",
-                           Path(__file__).name, *script_args]))
-    runs = []
-    if args.nproc > 1 and not args.no_compare:
-        dl_utils.section("One process, for comparison (timing only)")
-        runs.append(launch(args, 1, script_args, timing_only=True))
-    dl_utils.section(f"{args.nproc} processes")
-    runs.append(launch(args, args.nproc, script_args))
-    dl_utils.section("Time per epoch: one process vs several, on this machine")
-    timing_table(runs)
+    command = torchrun_command(args.nproc, args.master_port, script_args)
+    print("  torchrun " + " ".join(command[3:]).replace(str(Path(__file__).resolve()),
+                                                          Path(__file__).name), flush=True)
+    env = {**os.environ}
+    if args.nproc > 1:  # what torchrun would set (with a warning): one thread per process
+        env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise dl_utils.FriendlyError(failure_message(proc.stderr, args.nproc))
     print(f"\nNext: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}")
     return 0
 

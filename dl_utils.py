@@ -1,11 +1,29 @@
-"""The one shared module of the course: device, seeds, data, evaluation, plots, checkpoints.
+"""The one shared module of the course: what every lesson needs, written once.
 
-Every numbered script imports it. Read it top to bottom and it teaches, in the order a
-project meets them, the habits every deep learning project repeats: pick a device, fix
-the seeds, normalize the data and hold out a validation set, evaluate in eval mode and
-state the uncertainty of what you measured, draw the curves, and save models so that a
-crash never loses one. The file plumbing (MNIST's IDX format, checksums, atomic writes)
-comes last: it keeps the lessons safe but teaches no deep learning.
+Every numbered lesson imports this module and nothing else of the course: a lesson never
+imports another lesson, so an edit a learner makes in one lesson changes no other. The
+lesson that teaches an idea keeps its own copy in view (03's training loop, 06's CNN);
+the copy here, which later lessons use, names that lesson, and tests/test_sync.py checks
+that the two stay equal (the pattern of d2l's `d2l` library).
+
+Contents, concepts first, file plumbing last:
+    Device and seeds ........ get_device, set_seed, hardware_info
+    Data .................... load_mnist_data (train / validation / test), TensorLoader,
+                              normalize, flip_labels
+    Augmentation (06) ....... random_shift, ShiftedLoader
+    Shared models ........... SimpleNN (03), SmallCNN (06), layer_sizes
+    The training loop (03) .. train_steps, train_epoch, fit, keep_if_best, DivergenceError
+    Evaluation .............. evaluate_model, predict_all, confusion_matrix; uncertainty:
+                              accuracy_se, mean_se, paired_difference, interval_verdict,
+                              summarize_runs, points, interval
+    Inspecting a model ...... print_shapes, count_parameters, model_size_kb
+    Printing, figures ....... section, prose, print_table; save_figure, plot_training_history
+    A training script ....... setup, introduce, report, kept_model_path, save_kept_model,
+                              save_results
+    Images from files (04) .. read_grayscale, digit_from_gray, prepare_digit, to_pixels
+    Checkpoints ............. save_checkpoint, load_checkpoint (weights only, never code)
+    Settings, running ....... argparse types, add_training_args, run_main, GracefulStop
+    File plumbing ........... MNIST's IDX files, checksums, atomic writes
 
 Run the tests of this module with:  python -m pytest tests/test_dl_utils.py
 """
@@ -14,9 +32,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import datetime
 import gzip
 import hashlib
 import importlib
+import json
 import math
 import os
 import platform
@@ -27,6 +48,7 @@ import statistics
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import matplotlib
@@ -34,6 +56,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
 
 # Paths are anchored to this file, not to the current directory, so every script works
 # whether you start it as `python 03_train_mnist.py` or `python ~/dl/03_train_mnist.py`.
@@ -275,6 +299,213 @@ def load_mnist_data(batch_size=64, val_size=VAL_SIZE, subset=None, device="cpu",
 
 
 # --------------------------------------------------------------------------------------
+# Augmentation: random shifts of the training images (taught in 06_convolutional_network.py)
+# --------------------------------------------------------------------------------------
+BACKGROUND = (0 - MNIST_MEAN) / MNIST_STD  # a black pixel, normalized
+
+
+def random_shift(X, max_shift, generator=None):
+    """Move each image by its own random offset of up to max_shift pixels in x and y.
+
+    Taught in 06_convolutional_network.py (a test keeps this copy equal to 06's): pad
+    with a black border, cut a 28x28 window at a random offset. The offsets come from
+    `generator`, drawn on the CPU: the same shifts on every device and every rerun.
+    """
+    n, _, h, w = X.shape
+    padded = nn.functional.pad(X, (max_shift,) * 4, value=BACKGROUND)  # [n, 1, h+2s, w+2s]
+    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
+    shifted = torch.empty_like(X)
+    for i, (dy, dx) in enumerate(offsets):  # dy = dx = max_shift: the image unmoved
+        shifted[i] = padded[i, :, dy:dy + h, dx:dx + w]
+    return shifted
+
+
+class ShiftedLoader:
+    """Wraps a training loader: the same batches, each image randomly shifted (06)."""
+
+    def __init__(self, loader, max_shift):
+        self.loader, self.max_shift, self.dataset = loader, max_shift, loader.dataset
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for X, y in self.loader:
+            if self.max_shift:
+                X = random_shift(X, self.max_shift, self.loader.generator)
+            yield X, y
+
+
+# --------------------------------------------------------------------------------------
+# Models that several lessons use (each taught in the lesson named in its docstring)
+# --------------------------------------------------------------------------------------
+class SimpleNN(nn.Module):
+    """784 -> hidden -> ReLU -> 10, the MLP of 03_train_mnist.py, where it is explained.
+
+    This is the copy that later lessons (06 --arch mlp, 10, the benchmark) use, so that
+    an edit a learner makes in 03 changes 03 alone; tests/test_sync.py checks that both
+    copies give the same weights and outputs.
+    """
+
+    def __init__(self, input_size=784, hidden_size=128, num_classes=10):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(input_size, hidden_size)
+        self.activation = nn.ReLU()
+        self.fc2 = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x):
+        return self.fc2(self.activation(self.fc1(self.flatten(x))))
+
+
+class SmallCNN(nn.Module):
+    """Two convolution blocks and a small classifier: the CNN of 06_convolutional_network.py,
+    where every layer is explained. Lesson 8 fine-tunes this copy (tests/test_sync.py)."""
+
+    def __init__(self, channels=(16, 32), hidden_size=32, num_classes=10):
+        super().__init__()
+        c1, c2 = channels
+        self.block1 = nn.Sequential(nn.Conv2d(1, c1, kernel_size=3, padding=1), nn.ReLU(),
+                                    nn.MaxPool2d(2))
+        self.block2 = nn.Sequential(nn.Conv2d(c1, c2, kernel_size=3, padding=1), nn.ReLU(),
+                                    nn.MaxPool2d(2))
+        if hidden_size:
+            self.classifier = nn.Sequential(
+                nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden_size), nn.ReLU(),
+                nn.Linear(hidden_size, num_classes))
+        else:
+            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 7 * 7, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.block2(self.block1(x)))
+
+
+def layer_sizes(model: nn.Module) -> str:
+    """'784-128-10': the widths of a model's Linear layers, read from the model itself
+    (so that a label can never disagree with the network it names)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return "-".join(str(n) for n in [linears[0].in_features, *(m.out_features for m in linears)])
+
+
+# --------------------------------------------------------------------------------------
+# The training loop (taught in 03_train_mnist.py; this copy serves lessons 5 to 10)
+# --------------------------------------------------------------------------------------
+# Divergence (03 explains it): NaN/inf, or the epoch's running average loss reaching 10x
+# where the epoch started (and at least 10 ln 10), judged once 64 images have been seen.
+DIVERGED_LOSS = 10 * math.log(10)
+MIN_IMAGES_TO_JUDGE = 64
+
+
+def train_steps(model, loader, loss_fn, optimizer, device):
+    """The five steps per batch, for every batch of one epoch (03 explains each line)."""
+    model.train()
+    for X, y in loader:
+        X, y = X.to(device), y.to(device)
+        optimizer.zero_grad()
+        y_hat = model(X)
+        loss = loss_fn(y_hat, y)
+        loss.backward()
+        optimizer.step()
+        yield loss, y_hat, y
+
+
+class DivergenceError(Exception):
+    """A batch's loss exploded (or became NaN): the weights are garbage from here on."""
+
+    def __init__(self, loss, batch):
+        super().__init__(f"loss {loss:.4g} at batch {batch}")
+        self.loss, self.batch = loss, batch
+
+
+def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="train",
+                scheduler=None):
+    """One epoch of train_steps; returns its (average loss, accuracy), as 03's does.
+
+    scheduler (06): a learning-rate schedule stepped after every batch.
+    """
+    loss_sum, correct, n = 0.0, 0, 0
+    batches = tqdm(loader, desc=desc, leave=False, disable=None)
+    for batch, (loss, y_hat, y) in enumerate(train_steps(model, batches, loss_fn, optimizer,
+                                                         device), start=1):
+        if scheduler is not None:
+            scheduler.step()
+        batch_loss = loss.item()  # a CPU-GPU sync point: the price of stopping at once
+        if batch == 1:
+            limit = max(DIVERGED_LOSS, 10 * batch_loss)
+        loss_sum += batch_loss * len(y)
+        correct += (y_hat.argmax(dim=1) == y).sum().item()
+        n += len(y)
+        if not math.isfinite(batch_loss) or (n >= MIN_IMAGES_TO_JUDGE and loss_sum / n > limit):
+            raise DivergenceError(batch_loss, batch)
+        if stop is not None and stop.requested:
+            break
+    return loss_sum / n, correct / n
+
+
+EPOCH_HEADER = (f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss':>8}  "
+                f"{'val acc':>7}  {'seconds':>7}")
+
+
+def epoch_row(epoch, h, best):
+    """One aligned table row per epoch; '*' marks a new best validation accuracy."""
+    return (f"{epoch:>5}  {h['train_loss'][-1]:>10.4f}  {100 * h['train_acc'][-1]:>8.2f}%  "
+            f"{h['val_loss'][-1]:>8.4f}  {100 * h['val_acc'][-1]:>6.2f}%  "
+            f"{h['seconds'][-1]:>7.2f}{'  *' if best else ''}")
+
+
+def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=True,
+        scheduler=None, extra_eval=None):
+    """Train for num_epochs, keeping the epoch with the best validation accuracy (03's fit).
+
+    Returns {status ('completed', 'interrupted' or 'diverged'), history, best_epoch,
+    best_val_acc, train_seconds, diverged}; the model ends with the kept weights.
+    Two hooks that 03 does without: scheduler (06) is stepped after every batch;
+    extra_eval (07), a function model -> {name: number}, adds numbers to the history.
+    """
+    loss_fn = nn.CrossEntropyLoss()
+    history = {key: [] for key in ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")}
+    best = {"epoch": 0, "val_acc": -1.0, "state": None}
+    status, diverged = "completed", None
+    if verbose:
+        print(EPOCH_HEADER)
+    with GracefulStop() as stop:
+        for epoch in range(1, num_epochs + 1):
+            t0 = time.perf_counter()
+            try:
+                train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer,
+                                                    device, stop, f"epoch {epoch}", scheduler)
+            except DivergenceError as err:
+                status, diverged = "diverged", f"{err} of epoch {epoch}"
+                break
+            if stop.requested:
+                status = "interrupted"
+                break
+            val_loss, val_acc = evaluate_model(model, val_loader, device)
+            for key, value in (("train_loss", train_loss), ("train_acc", train_acc),
+                               ("val_loss", val_loss), ("val_acc", val_acc),
+                               ("seconds", time.perf_counter() - t0)):
+                history[key].append(value)
+            for key, value in (extra_eval(model) if extra_eval else {}).items():
+                history.setdefault(key, []).append(value)
+            improved = keep_if_best(best, model, epoch, val_acc)
+            if verbose:
+                print(epoch_row(epoch, history, improved), flush=True)
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    return {"status": status, "history": history, "best_epoch": best["epoch"],
+            "best_val_acc": best["val_acc"], "train_seconds": sum(history["seconds"]),
+            "diverged": diverged}
+
+
+def keep_if_best(best, model, epoch, val_acc):
+    """Remember this epoch's weights if its validation accuracy beats every earlier one."""
+    if val_acc <= best["val_acc"]:
+        return False
+    best.update(epoch=epoch, val_acc=val_acc, state=copy.deepcopy(model.state_dict()))
+    return True
+
+
+# --------------------------------------------------------------------------------------
 # Evaluation, and how much to trust a measured number
 # --------------------------------------------------------------------------------------
 def evaluate_model(model: nn.Module, loader, device=None) -> tuple[float, float]:
@@ -304,6 +535,30 @@ def evaluate_model(model: nn.Module, loader, device=None) -> tuple[float, float]
     # .item() copies a number from the device to Python: on a GPU that waits for all queued
     # work to finish (a "sync point"), so we do it once at the end, not once per batch.
     return loss_sum.item() / n, correct.item() / n
+
+
+def predict_all(model, loader, device):
+    """Softmax probabilities [N, 10] and true labels [N] for every image in `loader`
+    (taught in 04_load_model.py, used by 08)."""
+    model.eval()
+    probs, labels = [], []
+    with torch.no_grad():
+        for X, y in loader:
+            probs.append(torch.softmax(model(X.to(device)), dim=1).cpu())
+            labels.append(y.cpu())
+    return torch.cat(probs), torch.cat(labels)
+
+
+def confusion_matrix(probs, y):
+    """10x10 counts: row = true digit, column = predicted digit; the diagonal is correct.
+
+    For every image i, index_put_ with accumulate=True adds 1 at row y[i], column
+    pred[i], for all images at once (a Python loop over them would do the same).
+    """
+    pred = probs.argmax(dim=1)
+    cm = torch.zeros(10, 10, dtype=torch.long)
+    cm.index_put_((y, pred), torch.ones_like(y), accumulate=True)
+    return cm
 
 
 def accuracy_se(acc: float, n: int) -> float:
@@ -379,6 +634,37 @@ def interval_verdict(d: dict, better="better", worse="worse",
     if d["n"] < 2:
         return "one seed: no verdict"
     return better if d["low"] > 0 else worse if d["high"] < 0 else same
+
+
+def points(value, se=None):
+    """An accuracy (a fraction) in points, with its standard error when there is one."""
+    text = f"{100 * value:.2f}"
+    return text if se is None or math.isnan(se) else f"{text} ± {100 * se:.2f}"
+
+
+def interval(d):
+    """A paired difference as '+0.12 [-0.05, +0.29]' (points, 95% interval)."""
+    if d["n"] < 2:
+        return f"{100 * d['mean']:+.2f} (one seed: no interval)"
+    return f"{100 * d['mean']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+
+
+def summarize_runs(runs, group: str, keys, constant=()) -> dict:
+    """Runs (dicts) grouped by run[group]: per group, mean ± SE over seeds of each key.
+
+    Lessons 5 and 7 both judge this way: every configuration trained with the same
+    seeds, then each number averaged over the seeds with its standard error. `constant`
+    names entries that are the same for every seed (a model's size), copied as they are.
+    """
+    summary = {}
+    for name in dict.fromkeys(r[group] for r in runs):
+        mine = [r for r in runs if r[group] == name]
+        entry = {key: mine[0][key] for key in constant}
+        entry["runs"] = len(mine)
+        for key in keys:
+            entry[key], entry[key + "_se"] = mean_se(r[key] for r in mine)
+        summary[name] = entry
+    return summary
 
 
 def print_shapes(model: nn.Module, X: torch.Tensor) -> None:
@@ -536,11 +822,278 @@ def plot_training_history(history: dict, name: str, title: str = "", show=False,
     return save_figure(fig, name, show)
 
 
+def plot_confident_mistakes(images, probs, y, num, show, name="04_confident_mistakes.png",
+                            what="test"):
+    """The wrong predictions the model was most sure of: bad labels or truly odd digits?
+    (04 and 08 draw them.)"""
+    confidence, pred = probs.max(dim=1)
+    wrong = (pred != y).nonzero().flatten()
+    order = wrong[confidence[wrong].argsort(descending=True)][:num]
+    print(f"{len(wrong)} mistakes in {len(y):,} {what} images; the {len(order)} most confident:")
+    print_table([f"{what} index", "true", "predicted", "confidence"],
+                [[int(i), int(y[i]), int(pred[i]), f"{100 * confidence[i]:.1f}%"]
+                 for i in order])
+    cols = min(6, max(1, len(order)))
+    fig, axes = image_grid(max(1, math.ceil(len(order) / cols)), cols, (1.8, 2.1))
+    for ax, i in zip(axes.flat, order):
+        ax.imshow(images[i], cmap="gray")
+        ax.set_title(f"true {int(y[i])}, said {int(pred[i])}\n{100 * confidence[i]:.0f}% sure",
+                     fontsize=8)
+    fig.suptitle("Most confident mistakes")
+    return save_figure(fig, name, show)
+
+
+# --------------------------------------------------------------------------------------
+# A training script's start and end (03 shows them first; 06 and 07 use the same)
+# --------------------------------------------------------------------------------------
+def setup(args, scaling="standardized", label_noise=0.0):
+    """Device, seeds and data: the start of every training script."""
+    setup_figures(args.show)
+    section("Setup")
+    device = get_device(args.device)
+    generator = set_seed(args.seed)
+    loaders = load_mnist_data(args.batch_size, subset=args.subset, device=device,
+                              generator=generator, scaling=scaling, label_noise=label_noise)
+    train_loader, val_loader, test_loader = loaders
+    print(f"Images: {len(train_loader.dataset):,} train, {len(val_loader.dataset):,} "
+          f"validation, {len(test_loader.dataset):,} test; {len(train_loader)} batches of "
+          f"{args.batch_size} per epoch; inputs {scaling}"
+          + (f"; {label_noise:.0%} of the training labels flipped" if label_noise else ""))
+    return device, loaders
+
+
+def introduce(model, train_loader, note=""):
+    """Print the model, its size, and the shapes of one batch flowing through it."""
+    section("The model")
+    print(model)
+    print(f"{count_parameters(model):,} trainable parameters = "
+          f"{model_size_kb(model):.0f} KB as float32 {note}".rstrip())
+    print("\nOne batch through the model, layer by layer:")
+    # The first images, sliced directly: iterating the loader would draw a shuffle from
+    # the seeded generator and change the batch order of training.
+    print_shapes(model, train_loader.X[:train_loader.batch_size])
+
+
+def report(model, loaders, device):
+    """Loss and accuracy of the kept model on all three splits, as a table."""
+    rows, metrics = [], {}
+    for split, loader in zip(("train", "validation", "test"), loaders):
+        loss, acc = evaluate_model(model, loader, device)
+        metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss, acc
+        n = len(loader.dataset)
+        rows.append([split, f"{n:,}", f"{loss:.4f}", format_accuracy(acc, n)])
+    print_table(["split", "images", "loss", "accuracy ± SE"], rows)
+    gap = 100 * (metrics["train_acc"] - metrics["test_acc"])
+    prose(f"""
+        (± one standard error: on other images from the same source, the accuracy would
+        differ by about that much; dl_utils.accuracy_se says where it comes from.)
+        Train minus test accuracy: {gap:.2f} points. A model fits the images it was
+        trained on better than new ones; a large or growing gap is overfitting.""")
+    return metrics
+
+
+def kept_model_path(args, result):
+    """Where the kept model goes after fit(); None when there is nothing to keep.
+
+    Divergence raises a FriendlyError and saves nothing. After Ctrl-C the best epoch
+    so far goes to <name>_interrupted.pt: a cut-short run never overwrites a good model.
+    """
+    if result["status"] == "diverged":
+        raise FriendlyError(
+            f"training diverged with lr {args.lr}: {result['diverged']} (guessing scores "
+            f"{math.log(10):.2f}); try a smaller learning rate, e.g. --lr {args.lr / 10:g}. "
+            f"Nothing was saved; {display_path(args.checkpoint)} is unchanged")
+    if result["best_epoch"] == 0:
+        print("Stopped before the first epoch ended: nothing to keep, nothing saved.")
+        return None
+    path = Path(args.checkpoint)
+    if result["status"] == "interrupted":
+        path = path.with_name(f"{path.stem}_interrupted.pt")
+    return path
+
+
+def save_kept_model(path, args, model, model_kwargs, result, metrics, device, defaults=None):
+    """The weights (state_dict), with the settings, metrics and history that produced them.
+
+    defaults: the script's default settings; the ones this run changed are recorded as
+    "changed_settings", so that a later lesson can say how a model was trained without
+    importing the script that trained it.
+    """
+    hparams = {k: v for k, v in vars(args).items() if k not in ("show", "checkpoint", "results")}
+    changed = {k: v for k, v in hparams.items()
+               if defaults is not None and k in defaults and v != defaults[k]}
+    save_checkpoint(path, model, model_kwargs, device=str(device), hparams=hparams,
+                    changed_settings=changed,
+                    metrics={**metrics, "best_epoch": result["best_epoch"],
+                             "train_seconds": result["train_seconds"]},
+                    history=result["history"])
+    print(f"Saved the kept model's weights (its state_dict, a dict of tensors: lesson 4) to "
+          f"{display_path(path)} ({path.stat().st_size / 1000:.0f} KB on disk)")
+
+
+def save_run_results(args, device, result, metrics=None) -> None:
+    """--results FILE of a training script: what one run measured, as JSON (make tables
+    reads it). Written for a diverged run too, which then has no test accuracy."""
+    if getattr(args, "results", None):
+        script = Path(sys.modules["__main__"].__file__).name
+        save_results(args.results, script, args, device, status=result["status"],
+                     best_val_acc=result["best_val_acc"], best_epoch=result["best_epoch"],
+                     train_seconds=result["train_seconds"], history=result["history"],
+                     diverged=result["diverged"],
+                     test_acc=metrics["test_acc"] if metrics else None)
+
+
+def save_results(path, script: str, args, device, **record) -> None:
+    """A run's settings, hardware and numbers as JSON, written atomically (05, 07, tables)."""
+    record = {"script": script,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "settings": {k: v for k, v in vars(args).items()
+                           if k not in ("show", "results", "checkpoint")},
+              "hardware": hardware_info(device), **record}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    print(f"Results written to {display_path(path)}")
+
+
+# --------------------------------------------------------------------------------------
+# A learner's own image of a digit, made to look like MNIST (taught in 04_load_model.py;
+# lessons 8 and 9 use it for folders of photos and for drawings sent to a server)
+# --------------------------------------------------------------------------------------
+MAX_IMAGE_PIXELS = 50_000_000  # a 48-megapixel phone photo fits; larger is refused
+# Only these formats are ever decoded. Pillow can open dozens; some of them run other
+# programs (an EPS file makes Pillow call Ghostscript), which a file from a stranger
+# must never be able to do. Pillow's own security notes say to block such input.
+IMAGE_FORMATS = ("PNG", "JPEG")
+
+
+class ImageTooLarge(FriendlyError):  # noqa: N818 (the name says what happened)
+    """An image with more pixels than we agree to decode (lesson 9 answers it with 413)."""
+
+
+def read_grayscale(path, name=None, max_pixels=MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open a PNG or JPEG (a path or a file object) as 8-bit grey levels; one clear error
+    for anything unusable. `name`: how errors call it (default: the path).
+
+    The size is checked from the header, before the pixels are decoded: a 240-megapixel
+    image would take gigabytes of memory (Pillow itself refuses such "decompression
+    bombs"). formats= makes Pillow refuse every other format without trying to decode it.
+    """
+    name = name or f"image {path}"
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
+            if image.width * image.height > max_pixels:
+                raise ImageTooLarge(
+                    f"{name} is too large ({image.width}x{image.height} pixels, over "
+                    f"{max_pixels / 1e6:g} megapixels): scale it down first")
+            return to_grayscale(ImageOps.exif_transpose(image))  # turned upright
+    except Image.DecompressionBombError as err:
+        raise ImageTooLarge(f"{name} is too large: {err}") from err
+    except UnidentifiedImageError as err:
+        raise FriendlyError(f"cannot read {name}: not a PNG or JPEG image") from err
+    except (OSError, ValueError, SyntaxError) as err:  # damaged, truncated...
+        raise FriendlyError(f"cannot read {name}: {err}") from err
+
+
+def to_grayscale(image: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit grey levels (mode "L"), whatever it was stored as.
+
+    convert("L") alone gets two kinds of file wrong. 16-bit grey (mode "I;16", 0-65535)
+    would be clipped at 255, turning almost every pixel white: we scale instead. A
+    transparent background (RGBA, or a palette with a transparent colour) has arbitrary
+    colours under the transparency: we lay the image on white paper first.
+    """
+    if image.mode.startswith("I"):  # 16- or 32-bit integer grey levels
+        a = np.asarray(image, dtype=np.float64)
+        top = 65535 if image.mode.startswith("I;16") or a.max() > 255 else 255
+        return Image.fromarray((a * (255 / top)).round().clip(0, 255).astype(np.uint8))
+    if image.mode == "F":  # 32-bit float grey levels, assumed in 0-255
+        return Image.fromarray(np.asarray(image).round().clip(0, 255).astype(np.uint8))
+    if "A" in image.mode or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("L")
+    return image.convert("L")
+
+
+def digit_from_gray(image: Image.Image, name="the image") -> np.ndarray:
+    """A grey image of one digit as a 28x28 MNIST-style uint8 array (04 explains each step):
+    ink light on black, cropped, scaled into a 20x20 box, centred by mass in 28x28."""
+    g = np.asarray(image, dtype=np.float32)
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    if np.median(border) > 127:  # dark ink on light paper: invert to MNIST's convention
+        g = 255 - g
+        border = 255 - border
+    g = np.clip(g - np.median(border), 0, None)  # the paper's grey level becomes black
+    if g.max() < 32:
+        raise FriendlyError(f"no digit found in {name}: the image is nearly uniform")
+    rows, cols = np.nonzero(g > 0.25 * g.max())  # the ink, ignoring faint noise
+    crop = g[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    crop = crop * (255 / crop.max())
+    h, w = crop.shape
+    scale = 20 / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL wants (width, height)
+    small = Image.fromarray(crop.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
+    return center_by_mass(np.asarray(small, dtype=np.float32))
+
+
+def center_by_mass(small: np.ndarray) -> np.ndarray:
+    """Paste a <=20x20 image into a 28x28 frame with its centre of mass at pixel (14, 14).
+
+    (14, 14) is where MNIST's own digits have theirs, on average to within 0.05 pixels
+    (tests/test_train_and_load.py measures it on the 10,000 test images).
+    """
+    h, w = small.shape
+    total = small.sum() or 1.0
+    cy = (small.sum(axis=1) * np.arange(h)).sum() / total
+    cx = (small.sum(axis=0) * np.arange(w)).sum() / total
+    top = int(np.clip(round(14 - cy), 0, 28 - h))  # clip: never push ink off the frame
+    left = int(np.clip(round(14 - cx), 0, 28 - w))
+    frame = np.zeros((28, 28), dtype=np.float32)
+    frame[top:top + h, left:left + w] = small
+    return frame.clip(0, 255).astype(np.uint8)
+
+
+def prepare_digit(path) -> np.ndarray:
+    """Any photo or drawing of one digit (a PNG or JPEG file) as MNIST's 28x28 uint8."""
+    return digit_from_gray(read_grayscale(path), path)
+
+
+def export_mnist_pngs(folder: Path, per_class: int) -> Path:
+    """The first `per_class` validation images of each digit as <folder>/<digit>/<index>.png.
+
+    Lesson 8's default folder. Validation images, never test images: lesson 8 fine-tunes
+    on part of the folder, and no image a lesson reports as test data may be trained on.
+    A file's name is the image's index in MNIST's training file. Written to a temporary
+    folder and renamed when complete (an interrupted export is never taken for a
+    finished one); reused when present.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        return folder
+    train_X, train_y, _, _ = load_mnist_tensors()
+    val_idx = train_val_split(len(train_y))[1]
+    tmp = folder.with_name(folder.name + ".tmp")
+    for digit in range(10):
+        (tmp / str(digit)).mkdir(parents=True, exist_ok=True)
+        for i in val_idx[train_y[val_idx] == digit][:per_class].tolist():
+            Image.fromarray(train_X[i].numpy()).save(tmp / str(digit) / f"{i:05d}.png")
+    tmp.rename(folder)
+    print(f"Exported {10 * per_class} MNIST validation images as PNG files to "
+          f"{display_path(folder)}")
+    return folder
+
+
+def to_pixels(X):
+    """Undo the normalization for display: back to [0, 1] grey levels."""
+    return (X.cpu() * MNIST_STD + MNIST_MEAN).clamp(0, 1).squeeze(1)
+
+
 # --------------------------------------------------------------------------------------
 # Checkpoints: one file, enough to rebuild the model, written atomically
 # --------------------------------------------------------------------------------------
-# A checkpoint names the class that rebuilds the model. Only classes defined in this
-# repository's numbered lessons may be named: a file must never choose which code runs.
+# A checkpoint names the class that rebuilds the model: one of this module's (SimpleNN,
+# SmallCNN) or one defined in a numbered lesson of this repository. A file must never
+# choose which code runs, so nothing else can be named.
 LESSON_MODULE = re.compile(r"\d\d_[a-z_]+")
 
 
@@ -574,14 +1127,29 @@ def save_checkpoint(path: Path, model: nn.Module, model_kwargs: dict, **info) ->
 
 
 def model_class(checkpoint: dict) -> type:
-    """The nn.Module class a checkpoint names, imported from its lesson script."""
+    """The nn.Module class a checkpoint names: from this module, or from the one lesson
+    script that defines it (importing that lesson, and through it only this module).
+
+    A lesson that cannot be imported (a learner's half-finished edit) is one line that
+    names it: the checkpoints of every other lesson still load.
+    """
     module_name, class_name = checkpoint.get("model_module"), checkpoint.get("model_class")
-    if not (isinstance(module_name, str) and LESSON_MODULE.fullmatch(module_name)
-            and (ROOT / f"{module_name}.py").exists()):
+    if module_name == __name__:
+        module = sys.modules[__name__]
+    elif (isinstance(module_name, str) and LESSON_MODULE.fullmatch(module_name)
+          and (ROOT / f"{module_name}.py").exists()):
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as err:  # SyntaxError, NameError... anything a learner's edit raises
+            raise CheckpointError(
+                f"this checkpoint's model class {class_name} is defined in {module_name}.py, "
+                f"which cannot be imported ({type(err).__name__}: {err}): fix that file "
+                "(or undo your change to it)") from err
+    else:
         raise CheckpointError(f"checkpoint names an unknown model module {module_name!r}")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    cls = getattr(importlib.import_module(module_name), str(class_name), None)
+    cls = getattr(module, str(class_name), None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise CheckpointError(f"{module_name}.py defines no model class {class_name!r}")
     return cls
@@ -616,7 +1184,12 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     if not (isinstance(checkpoint, dict) and "model_state_dict" in checkpoint):
         raise CheckpointError(f"{path} is not a checkpoint of this course (no model_state_dict)")
     if model is None:
-        model = model_class(checkpoint)(**checkpoint.get("model_kwargs", {}))
+        cls, kwargs = model_class(checkpoint), checkpoint.get("model_kwargs", {})
+        try:
+            model = cls(**kwargs)
+        except Exception as err:  # unknown or invalid constructor arguments
+            raise CheckpointError(f"{path}: {cls.__name__}(**{kwargs}) cannot be built "
+                                  f"({type(err).__name__}: {err})") from err
     elif type(model).__name__ != checkpoint.get("model_class"):
         raise CheckpointError(f"{path} holds a {checkpoint.get('model_class')}, "
                               f"not a {type(model).__name__}")
@@ -714,6 +1287,13 @@ def add_training_args(parser, *, batch_size: int, lr: float, num_epochs: int) ->
     parser.add_argument("--subset", type=positive_int, default=None,
                         help="train on only this many images, for quick experiments; "
                              "validation and test stay whole (default: all 55,000)")
+
+
+def add_results_arg(parser, default=None) -> None:
+    """--results FILE: where a script writes what it measured, as JSON."""
+    shown = display_path(default) if default else "none"
+    parser.add_argument("--results", type=output_file, default=str(default) if default else None,
+                        help=f"write the measured numbers to this JSON file (default: {shown})")
 
 
 # --------------------------------------------------------------------------------------

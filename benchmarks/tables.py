@@ -1,10 +1,10 @@
 """Regenerate every measured table of the README, the way the course says to measure.
 
 Each row is a command line of a lesson (`03 --lr 0.01`: one setting changed from the
-defaults), trained with several seeds through the lesson's own code; rows are compared
-on VALIDATION accuracy (mean ± standard error over seeds, and the seed-by-seed paired
-difference from the defaults with its 95% interval). Test accuracy appears only for the
-defaults, as the reported figure. Sections:
+defaults), run as a learner would run it (a separate process writing --results FILE),
+once per seed; rows are compared on VALIDATION accuracy (mean ± standard error over
+seeds, and the seed-by-seed paired difference from the defaults with its 95% interval).
+Test accuracy appears only for the defaults, as the reported figure. Sections:
     lesson3   the knobs of 03 (learning rate, batch size, hidden size, epochs)
     lesson5   05's architecture comparison
     lesson6   the knobs of 06 (augmentation, schedule, hidden layer)
@@ -12,9 +12,10 @@ defaults, as the reported figure. Sections:
               strength of each remedy
     fair      CNN vs MLP with the same recipe (06 --arch mlp)
     claims    the original tutorial's claims, one measurement each, with a verdict
-Results go to results/tables.json (reused: a run that was already measured with the same
-settings is not trained again), markdown to stdout, and with --update-readme into the
-README between <!-- tables:SECTION:start --> and <!-- tables:SECTION:end -->.
+Results go to results/tables.json (reused: a command line already run, with the lesson
+file unchanged since, is not run again), markdown to stdout, and with --update-readme
+into the README between <!-- tables:SECTION:start --> and <!-- tables:SECTION:end -->.
+The lessons' own outputs (models, figures) go to a temporary folder: your files stay.
 
 Run it (it is not part of `make run`; the README says how long it took):
     make tables                                  # everything, 3 seeds, writes the README
@@ -22,9 +23,12 @@ Run it (it is not part of `make run`; the README says how long it took):
     python benchmarks/tables.py --quick          # tiny runs: checks the machinery (tests)
 """
 
-import importlib
+import hashlib
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,23 +39,20 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import dl_utils  # noqa: E402
+from benchmarks.benchmark import markdown, update_readme  # noqa: E402
 
-lesson03 = importlib.import_module("03_train_mnist")
-lesson05 = importlib.import_module("05_experiment_architectures")
-lesson06 = importlib.import_module("06_convolutional_network")
-lesson07 = importlib.import_module("07_regularization")
-benchmark = importlib.import_module("benchmarks.benchmark")
-SCRIPTS = {"03": lesson03, "05": lesson05, "06": lesson06}
-# The shared pieces, under short names: 05's way of printing a mean ± SE, dl_utils' rule
-# for reading a paired interval, the benchmark's markdown tables.
-points, verdict, markdown = lesson05.points, dl_utils.interval_verdict, benchmark.markdown
+points, verdict, interval = dl_utils.points, dl_utils.interval_verdict, dl_utils.interval
+SCRIPTS = {"03": "03_train_mnist.py", "05": "05_experiment_architectures.py",
+           "06": "06_convolutional_network.py", "07": "07_regularization.py"}
 
 # ---- Settings (each has a command-line flag; -h lists them) ----
 NUM_SEEDS = 3  # the fewest that give a standard error; more = narrower intervals, slower
 RESULTS_FILE = dl_utils.RESULTS_DIR / "tables.json"
 SECTIONS = ["lesson3", "lesson5", "lesson7", "claims", "fair", "lesson6"]  # CNNs last
 QUICK = ["--epochs", "1", "--subset", "300"]  # --quick: appended to every row (wins)
+QUICK_07 = ["--seeds", "2"]  # --quick: lesson 7 with 2 seeds
 TARGET_ACC = 0.97  # "time to reach": the first epoch whose validation accuracy passes this
+ARCHS = ["TwoLayerNN", "ThreeLayerNN", "TanhNN"]  # 05's contenders; the first is its baseline
 
 LESSON3_ROWS = [[], ["--lr", "0.01"], ["--lr", "0.0001"], ["--batch-size", "32"],
                 ["--batch-size", "256"], ["--hidden-size", "32"], ["--hidden-size", "512"],
@@ -90,81 +91,68 @@ def parse_args(argv=None):
 
 
 # --------------------------------------------------------------------------------------
-# Measuring: one row = one lesson command line, trained once per seed
+# Measuring: one row = one lesson command line, run once per seed in its own process
 # --------------------------------------------------------------------------------------
+def file_hash(script):
+    return hashlib.sha256((ROOT / SCRIPTS[script]).read_bytes()).hexdigest()[:12]
+
+
 class Runner:
-    """Trains lesson command lines with the lessons' own code; remembers every result."""
+    """Runs lesson command lines as subprocesses; remembers every result (results file)."""
 
     def __init__(self, path, quick):
         self.path, self.quick = Path(path), quick
         self.runs = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.used = set()  # the runs behind the tables rendered now
-        self.data = {}  # (input scaling, label noise) -> the three loaders, built once
+        self.hashes = {script: file_hash(script) for script in SCRIPTS}
 
-    def key(self, script, flags, seed):
-        return " ".join([script, *flags, *(QUICK if self.quick else []), f"seed={seed}"])
+    def argv(self, script, flags):
+        quick = (QUICK + (QUICK_07 if script == "07" else [])) if self.quick else []
+        return [*flags, *quick, "--device", "cpu"]
 
-    def run(self, script, flags, seed):
-        """The measurements of `python <script> <flags> --seed <seed>`, trained if new."""
-        key = self.key(script, flags, seed)
+    def run(self, script, flags):
+        """What `python <script> <flags> --results FILE` measured; run if not cached."""
+        argv = self.argv(script, flags)
+        key = " ".join([script, *argv, f"(file {self.hashes[script]})"])
         self.used.add(key)
         if key not in self.runs:
             t0 = time.perf_counter()
-            run = self.train(script, flags, seed)
+            run = self.run_lesson(script, argv)
             run["wall_seconds"] = time.perf_counter() - t0
             self.runs[key] = run
-            print(f"  {key:<70} val {100 * run['best_val_acc']:6.2f}%  "
-                  f"({run['wall_seconds']:.0f} s)", flush=True)
+            print(f"  {' '.join([script, *flags]):<66} ({run['wall_seconds']:.0f} s)", flush=True)
             self.save()
         return self.runs[key]
+
+    @staticmethod
+    def run_lesson(script, argv):
+        """One subprocess; its outputs go to a temporary folder, its numbers to JSON."""
+        with tempfile.TemporaryDirectory() as folder:
+            results = Path(folder) / "results.json"
+            proc = subprocess.run(
+                [sys.executable, str(ROOT / SCRIPTS[script]), *argv, "--results", str(results)],
+                capture_output=True, text=True, cwd=folder,
+                env={**os.environ, "DL_OUTPUT_DIR": folder, "MPLBACKEND": "agg"})
+            if not results.exists():  # (a diverged run exits 1 after writing its results)
+                raise dl_utils.FriendlyError(f"{SCRIPTS[script]} {' '.join(argv)} failed: "
+                                             f"{proc.stderr.strip()[-500:]}")
+            return json.loads(results.read_text())
 
     def save(self):
         with dl_utils.atomic_path(self.path) as tmp:
             tmp.write_text(json.dumps(self.runs))
 
     def seeds(self, script, flags, num_seeds):
-        return [self.run(script, flags, seed) for seed in range(num_seeds)]
+        """03 or 06: the row's runs, one per seed."""
+        return [self.run(script, [*flags, "--seed", str(seed)]) for seed in range(num_seeds)]
 
-    def loaders(self, args, generator):
-        """The lesson's loaders for these settings, sharing the decoded data across runs."""
-        scaling, noise = getattr(args, "inputs", "standardized"), getattr(args, "label_noise", 0)
-        if (scaling, noise) not in self.data:
-            self.data[scaling, noise] = dl_utils.load_mnist_data(scaling=scaling,
-                                                                 label_noise=noise)
-        train, val, test = self.data[scaling, noise]
-        n = args.subset or len(train.y)  # the same first-n images as load_mnist_data(subset=n)
-        return (dl_utils.TensorLoader(train.X[:n], train.y[:n], args.batch_size, shuffle=True,
-                                      generator=generator), val, test)
-
-    def train(self, script, flags, seed):
-        """What `python <script> <flags> --seed <seed>` trains, without printing or saving."""
-        argv = [*flags, *(QUICK if self.quick else []), "--seed", str(seed), "--device", "cpu"]
-        args = SCRIPTS[script].parse_args(argv)
-        generator = dl_utils.set_seed(args.seed)  # as the lessons' setup() does, in order
-        train_loader, val_loader, test_loader = self.loaders(args, generator)
-        model, optimizer, scheduler = build(script, args, len(train_loader))
-        if script == "06":
-            train_loader = lesson06.ShiftedLoader(train_loader, args.max_shift)
-        result = lesson03.fit(model, train_loader, val_loader, optimizer, args.epochs, "cpu",
-                              verbose=False, scheduler=scheduler)
-        h = result["history"]
-        return {"status": result["status"], "best_val_acc": max(h["val_acc"], default=0.0),
-                "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
-                "history": h, "diverged": result["diverged"],
-                "test_acc": dl_utils.evaluate_model(model, test_loader, "cpu")[1]
-                if result["best_epoch"] else None}
-
-
-def build(script, args, steps_per_epoch):
-    """Model, optimizer and scheduler exactly as the script builds them."""
-    if script == "03":
-        model = lesson03.SimpleNN(hidden_size=args.hidden_size)
-        return model, lesson03.make_optimizer(model, args), None
-    if script == "05":
-        model = lesson05.ARCHITECTURES[args.archs[0]]()
-        return model, torch.optim.Adam(model.parameters(), lr=args.lr), None
-    model = lesson06.build_model(args)[0]
-    return (model, *lesson06.make_optimizer(model, args, steps_per_epoch))
+    def archs(self, flags, num_seeds):
+        """05 with these flags and seeds: its runs, grouped by architecture."""
+        record = self.run("05", [*flags, "--seeds", str(num_seeds)])
+        grouped = {}
+        for r in record["runs"]:
+            grouped.setdefault(r["arch"], []).append(r)
+        return record, grouped
 
 
 # --------------------------------------------------------------------------------------
@@ -177,14 +165,14 @@ def val_of(runs):
 def val_cell(runs):
     """Mean ± SE of the best validation accuracy; diverged seeds (which count as their best
     epoch, or 0 when none finished) are flagged."""
-    bad = sum(r["status"] == "diverged" for r in runs)
+    bad = sum(r.get("status") == "diverged" for r in runs)
     return points(*dl_utils.mean_se(val_of(runs))) + (f" ({bad} of {len(runs)} diverged)"
                                                     if bad else "")
 
 
 def diff_cell(runs, reference):
     d = dl_utils.paired_difference(val_of(runs), val_of(reference))
-    return lesson05.interval(d), d
+    return interval(d), d
 
 
 def mean_of(runs, key):
@@ -230,66 +218,29 @@ def section_lesson6(runner, seeds):
     return knob_table(runner, "06", LESSON6_ROWS, seeds)
 
 
-def lesson7_experiment(runner, flags):
-    """`07_regularization.py <flags>`: the lesson's whole experiment, measured once, cached.
-
-    Cached under every setting the flags resolve to, so that a change of 07's defaults
-    is measured again rather than served from the cache."""
-    settings = {k: v for k, v in sorted(vars(lesson07.parse_args(flags)).items())
-                if k not in ("device", "show", "checkpoint", "results")}
-    key = runner.key("07", [json.dumps(settings)], "as in the lesson")
-    runner.used.add(key)
-    if key not in runner.runs:
-        t0 = time.perf_counter()
-        runner.runs[key] = {**measure_lesson7(flags, runner.quick),
-                            "wall_seconds": time.perf_counter() - t0}
-        runner.save()
-    return runner.runs[key]
-
-
-def measure_lesson7(flags, quick):
-    """What `python 07_regularization.py <flags>` measures, with 07's own functions."""
-    argv = [*flags, *(QUICK + ["--seeds", "2"] if quick else []), "--device", "cpu"]
-    args = lesson07.parse_args(argv)
-    generator = dl_utils.set_seed(args.seed)
-    train, val, test = dl_utils.load_mnist_data(args.batch_size, subset=args.subset,
-                                                generator=generator)
-    data, runs = lesson07.with_train_eval(train, val), []
-    seeds = range(args.seed, args.seed + args.seeds)
-    completed = lesson07.train_all(lesson07.configurations(args), seeds, data, args, "cpu", runs)
-    summary, found = lesson07.summarize(runs), lesson07.comparisons(runs)
-    if completed:
-        chosen, completed = lesson07.combine_helpers(runs, summary, found, args, data, "cpu")
-    if not completed:
-        raise dl_utils.FriendlyError("interrupted: lesson 7's experiment was not cached")
-    lesson07.test_once(runs, chosen, test, "cpu")
-    return {"summary": summary, "found": found, "chosen": chosen, "seeds": args.seeds,
-            "test": dl_utils.mean_se(r["test_acc"] for r in runs if r["name"] == chosen)}
-
-
 def section_lesson7(runner, seeds):
     """07's table exactly as the lesson prints it (the lesson's seeds, not `seeds`), then
     each remedy at other strengths, against the baseline of the same command line."""
-    main = lesson7_experiment(runner, [])
-    chosen = lesson07.label(main["chosen"])
-    lines = [markdown(lesson07.TABLE_HEADERS, lesson07.table_rows(main["summary"], main["found"])),
-             "", f"Chosen on validation: **{chosen}**. On the test set, reported once: "
-             f"**{points(*main['test'])}%** (mean ± SE over {main['seeds']} seeds).", ""]
-    defaults = vars(lesson07.parse_args([]))
+    main = runner.run("07", [])
+    label = main["labels"].get
+    lines = [markdown(main["table"]["headers"], main["table"]["rows"]), "",
+             f"Chosen on validation: **{label(main['chosen'])}**. On the test set, reported "
+             f"once: **{points(*main['test'])}%** (mean ± SE over "
+             f"{main['settings']['seeds']} seeds).", ""]
     found = []  # (remedy, flag, value, the experiment that measured it)
     for flags in LESSON7_SWEEP:
         name, flag = flags[1], flags[2]
-        default = defaults[flag[2:].replace("-", "_")]
+        default = main["settings"][flag[2:].replace("-", "_")]
         if not any(f[:2] == (name, flag) for f in found):
             found.append((name, flag, default, main))
-        found.append((name, flag, float(flags[3]), lesson7_experiment(runner, flags)))
-    found.sort(key=lambda f: (lesson07.REMEDIES.index(f[0]), float(f[2])))
+        found.append((name, flag, float(flags[3]), runner.run("07", flags)))
+    found.sort(key=lambda f: (main["remedies"].index(f[0]), float(f[2])))
     rows = []
     for name, flag, value, r in found:
         e, d = r["summary"][name], r["found"][name]
         strength = f"{flag} {value:g}" + (" (default)" if r is main else "")
-        rows.append([lesson07.label(name), strength, points(e["stopped_val_acc"],
-                     e["stopped_val_acc_se"]), lesson05.interval(d), verdict(d)])
+        rows.append([label(name), strength, points(e["stopped_val_acc"],
+                     e["stopped_val_acc_se"]), interval(d), verdict(d)])
     lines.append(markdown(["remedy", "strength", "val acc % (kept epoch)",
                            "minus its baseline [95% interval]", "verdict (validation)"], rows))
     return "\n".join(lines + ["", strength_note(found, main)])
@@ -302,7 +253,7 @@ def strength_note(found, main):
         mine = [f for f in found if f[0] == name]
         best = max(mine, key=lambda f: f[3]["summary"][name]["stopped_val_acc"])
         default = next(f for f in mine if f[3] is main)
-        notes.append(f"{lesson07.label(name)}: default {default[2]:g}"
+        notes.append(f"{main['labels'][name]}: default {default[2]:g}"
                      + (" has the best mean" if best is default else
                         f", but {best[1]} {best[2]:g} has the best mean: change the default"))
     return ("Each default strength should be the one with the best validation mean (the "
@@ -312,33 +263,17 @@ def strength_note(found, main):
 
 
 def section_lesson5(runner, seeds):
-    """05's comparison, rendered with 05's own summary and paired differences."""
-    runs = []
-    for name in lesson05.ARCHITECTURES:
-        for seed, r in enumerate(runner.seeds("05", ["--archs", name], seeds)):
-            runs.append(arch_run(name, seed, r))
-    summary = lesson05.summarize(runs)
-    comparisons = lesson05.paired_comparisons(runs, "TwoLayerNN")
+    """05's comparison: one run of `05 --seeds N`, rendered from its own results file."""
+    record, _ = runner.archs([], seeds)
+    summary, comparisons, base = record["summary"], record["comparisons"], record["baseline"]
     rows = [[name, f"{e['params']:,}", points(e["best_val_acc"], e["best_val_acc_se"]),
-             lesson05.interval(comparisons[name]) if name in comparisons else "(baseline)",
+             interval(comparisons[name]) if name in comparisons else "(baseline)",
              points(e["train_acc"], e["train_acc_se"]), points(e["test_acc"], e["test_acc_se"]),
              f"{e['sec_per_epoch']:.2f}"] for name, e in summary.items()]
-    lines = lesson05.conclusions(summary, comparisons, "TwoLayerNN")[:3]
     return "\n".join([markdown(["architecture", "parameters", "best val acc %",
-                                "minus TwoLayerNN [95% interval]", "train acc %",
+                                f"minus {base} [95% interval]", "train acc % (kept model)",
                                 "test acc % (reported once)", "s/epoch"], rows), "",
-                      *[f"- {line}" for line in lines]])
-
-
-def arch_run(name, seed, r):
-    """A tables run in the shape 05's summary functions expect."""
-    model = lesson05.ARCHITECTURES[name]()
-    h = r["history"]
-    return {"arch": name, "seed": seed, "params": dl_utils.count_parameters(model),
-            "size_kb": dl_utils.model_size_kb(model), "best_val_acc": r["best_val_acc"],
-            "train_acc": h["train_acc"][r["best_epoch"] - 1], "test_acc": r["test_acc"],
-            "gap": h["train_acc"][r["best_epoch"] - 1] - r["test_acc"],
-            "sec_per_epoch": r["train_seconds"] / len(h["seconds"]), "val_curve": h["val_acc"]}
+                      *[f"- {line}" for line in record["conclusions"][:3]]])
 
 
 def section_fair(runner, seeds):
@@ -346,10 +281,12 @@ def section_fair(runner, seeds):
     mlp = runner.seeds("03", [], seeds)
     mlp_recipe = runner.seeds("06", ["--arch", "mlp"], seeds)
     cnn = runner.seeds("06", [], seeds)
-    rows = [["MLP, lesson 3's recipe", "`03_train_mnist.py`", "101,770", val_cell(mlp), ""],
-            ["MLP, lesson 6's recipe", "`06_convolutional_network.py --arch mlp`", "101,770",
+    n_mlp = f"{dl_utils.count_parameters(dl_utils.SimpleNN()):,}"  # 03's and 06's defaults
+    n_cnn = f"{dl_utils.count_parameters(dl_utils.SmallCNN()):,}"
+    rows = [["MLP, lesson 3's recipe", "`03_train_mnist.py`", n_mlp, val_cell(mlp), ""],
+            ["MLP, lesson 6's recipe", "`06_convolutional_network.py --arch mlp`", n_mlp,
              val_cell(mlp_recipe), diff_cell(mlp_recipe, mlp)[0] + " vs the row above"],
-            ["CNN, lesson 6's recipe", "`06_convolutional_network.py`", "55,338", val_cell(cnn),
+            ["CNN, lesson 6's recipe", "`06_convolutional_network.py`", n_cnn, val_cell(cnn),
              diff_cell(cnn, mlp_recipe)[0] + " vs the row above"]]
     recipe = verdict(diff_cell(mlp_recipe, mlp)[1], "helps the MLP", "hurts the MLP",
                     "makes no difference the seeds can see for the MLP")
@@ -454,7 +391,7 @@ def claim_optimizer(runner, seeds):
     return ["Adam is \"better than SGD for most cases\"",
             f"Adam lr 0.001: {val_cell(adam)}%; SGD momentum 0.9, {sweep} (best: {best})",
             "Adam " + verdict(d, "beats", "loses to", "ties") + f" SGD at its tuned lr {best}: "
-            + lesson05.interval(d)]
+            + interval(d)]
 
 
 def claim_hidden(runner, seeds):
@@ -488,9 +425,8 @@ def claim_depth(runner, seeds):
     parts, diffs = [], []
     for subset in [*SUBSETS, None]:
         extra = ["--subset", subset] if subset else []
-        two = runner.seeds("05", ["--archs", "TwoLayerNN", *extra], seeds)
-        three = runner.seeds("05", ["--archs", "ThreeLayerNN", *extra], seeds)
-        cell, d = diff_cell(three, two)
+        _, runs = runner.archs(["--archs", "TwoLayerNN", "ThreeLayerNN", *extra], seeds)
+        cell, d = diff_cell(runs["ThreeLayerNN"], runs["TwoLayerNN"])
         diffs.append(d["mean"])
         parts.append(f"{subset or '55000'} images: {cell}")
     grows = all(a < b for a, b in zip(diffs, diffs[1:]))
@@ -509,7 +445,7 @@ def claim_data(runner, seeds):
             f"hidden 32, clean labels: {val_cell(small_clean)}%; hidden 128, 20% of labels "
             f"wrong: {val_cell(noisy)}%; hidden 512, 20% wrong: {val_cell(big_noisy)}%",
             "the small model on clean labels " + verdict(d, "beats", "loses to", "ties")
-            + " the 16x larger one on noisy labels: " + lesson05.interval(d)]
+            + " the 16x larger one on noisy labels: " + interval(d)]
 
 
 def plot_long_run(runs):
@@ -556,7 +492,7 @@ def main(argv=None):
         dl_utils.section(f"Results (markdown): {name}")
         print(text)
         if args.update_readme:
-            benchmark.update_readme(f"{text}\n\n{stamp}", ROOT / "README.md", *markers(name))
+            update_readme(f"{text}\n\n{stamp}", ROOT / "README.md", *markers(name))
     print(f"\nMeasured and rendered in {seconds:.0f} s ({len(runner.runs)} runs in "
           f"{dl_utils.display_path(args.results)})")
     return 0

@@ -107,34 +107,35 @@ def test_benchmark_rewrites_only_the_readme_block(tmp_path):
         bench.update_readme("x", readme)
 
 
-def test_tables_quick_mode_renders_every_section(tmp_path):
+def test_tables_render_every_section_from_the_lessons_results_files(tmp_path, monkeypatch):
+    """Each row of `make tables` is a lesson's command line run as a learner would run it;
+    every section renders from what the lessons write with --results."""
+    tables = lesson("benchmarks.tables")
+    runner = tables.Runner(tmp_path / "tables.json", quick=True)
+    real = {"03": runner.run("03", ["--seed", "0"]), "05": runner.run("05", ["--seeds", "2"]),
+            "06": runner.run("06", ["--seed", "0"]), "07": runner.run("07", [])}
+    assert real["03"]["status"] == "completed" and len(real["03"]["history"]["val_acc"]) == 1
+    assert {r["arch"] for r in real["05"]["runs"]} == set(tables.ARCHS)
+    assert real["07"]["table"]["rows"] and real["07"]["settings"]["seeds"] == 2
+    runs = len(runner.runs)
+    assert runner.run("03", ["--seed", "0"]) == real["03"] and len(runner.runs) == runs  # cached
+    # The sections, rendered from these real records (one per lesson, for every row):
+    monkeypatch.setattr(runner, "run_lesson", lambda script, argv: real[script])
+    for name, section in tables.SECTION_FUNCTIONS.items():
+        text = section(runner, 2)
+        assert text.startswith("|") and "nan" not in text.replace("nan]", ""), name
+    assert "Defaults on the test set, reported once" in tables.section_lesson3(runner, 2)
+    assert "Chosen on validation" in tables.section_lesson7(runner, 2)
+
+
+def test_tables_command_line_runs_a_section_and_reuses_its_runs(tmp_path):
     path = tmp_path / "tables.json"
-    result = run_script("benchmarks/tables.py", "--quick", "--results", path, timeout=600)
-    assert result.returncode == 0, result.stderr
-    for name in ("lesson3", "lesson5", "lesson7", "claims", "fair", "lesson6"):
-        assert f"Results (markdown): {name}" in result.stdout
-    assert "| claim (original tutorial) |" in result.stdout
-    assert "Defaults on the test set, reported once" in result.stdout
-    # a row of the tables is exactly what the lesson computes with the same command line
-    runs = json.loads(path.read_text())
-    ckpt = tmp_path / "m.pt"
-    lesson_run = run_script("03_train_mnist.py", "--epochs", "1", "--subset", "300",
-                            "--checkpoint", ckpt)
-    assert lesson_run.returncode == 0, lesson_run.stderr
-    history = torch.load(ckpt, weights_only=True)["history"]
-    assert runs["03 --epochs 1 --subset 300 seed=0"]["history"]["val_acc"] == history["val_acc"]
-    # lesson 7's table is the lesson's own experiment: same settings, same numbers
-    results = tmp_path / "reg.json"
-    lesson_run = run_script("07_regularization.py", "--epochs", "1", "--subset", "300",
-                            "--seeds", "2", "--checkpoint", tmp_path / "reg.pt",
-                            "--results", results)
-    assert lesson_run.returncode == 0, lesson_run.stderr
-    ours = json.loads(results.read_text())["summary"]
-    every = json.dumps(lesson("07_regularization").REMEDIES)  # the defaults' key, not a sweep's
-    table = next(r for k, r in runs.items() if k.startswith("07 ") and every in k)
-    assert set(table["summary"]) == set(ours)
-    for name, entry in ours.items():
-        assert table["summary"][name]["stopped_val_acc"] == entry["stopped_val_acc"], name
+    first = run_script("benchmarks/tables.py", "--quick", "--only", "lesson5", "--results", path)
+    assert first.returncode == 0, first.stderr
+    assert "Results (markdown): lesson5" in first.stdout and "| TwoLayerNN |" in first.stdout
+    assert "05 --seeds 2" in first.stdout  # the command line it ran
+    again = run_script("benchmarks/tables.py", "--quick", "--only", "lesson5", "--results", path)
+    assert again.returncode == 0 and "05 --seeds 2" not in again.stdout  # reused, not re-run
 
 
 def test_tables_refuse_quick_numbers_in_the_readme():

@@ -1,11 +1,15 @@
 """Lesson 10: DDP computes what one process computes; failures stop the job with one line."""
 
+import json
 import re
 import socket
 
+import pytest
 import torch
 from conftest import lesson, run_script
 from torch.utils.data import DistributedSampler
+
+import dl_utils
 
 
 def m10():
@@ -45,8 +49,10 @@ def test_failure_message_is_the_failing_process_line():
 
 def test_two_processes_end_with_single_process_weights_and_04_loads_them(tmp_path):
     ckpt = tmp_path / "ddp.pt"
-    result = run_script("10_distributed_training.py", "--subset", "3000", "--epochs", "1",
-                        "--proof-steps", "20", "--checkpoint", ckpt, timeout=300)
+    results = tmp_path / "ddp.json"
+    result = run_script("10_distributed_training.py", "--nproc", "2", "--subset", "3000",
+                        "--epochs", "1", "--proof-steps", "20", "--checkpoint", ckpt,
+                        "--results", results, timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Largest weight difference across the 2 ranks: 0 " in out  # identical
@@ -54,14 +60,18 @@ def test_two_processes_end_with_single_process_weights_and_04_loads_them(tmp_pat
     assert single <= m10().TOLERANCE
     after = re.search(r"after DDP\(model\).*?: ([\d., -]+)", out).group(1).split(", ")
     assert len(set(after)) == 1  # rank 0's weights broadcast to every rank
-    assert "seconds per epoch" in out and "Same training either way" in out
+    assert "Gradient buckets: 1 " in out  # SimpleNN's gradients fit in one: no overlap
+    record = json.loads(results.read_text())
+    assert record["world"] == 2
+    assert record["proof"]["single_process"] == pytest.approx(single, rel=0.05)
+    assert len(record["epoch_seconds"]) == 1 and 0.5 < record["test_acc"] <= 1
     loaded = run_script("04_load_model.py", "--checkpoint", ckpt)
     assert loaded.returncode == 0, loaded.stderr
     assert "Same weights, same data, eval mode: identical." in loaded.stdout
 
 
 def test_a_failing_rank_stops_the_job_with_one_line():
-    result = run_script("10_distributed_training.py", "--crash-rank", "1", "--no-compare",
+    result = run_script("10_distributed_training.py", "--crash-rank", "1",
                         "--subset", "1000", "--proof-steps", "0", timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
@@ -87,3 +97,20 @@ def test_a_port_out_of_range_is_refused_by_the_parser():
 def test_uneven_batch_is_refused():
     result = run_script("10_distributed_training.py", "--nproc", "3")
     assert result.returncode == 2 and "does not split evenly" in result.stderr
+
+
+def test_a_world_size_that_does_not_divide_the_batch_is_refused():
+    """torchrun --nproc-per-node=3 with the default batch of 64: refused, not 3 x 21 = 63."""
+    args = m10().parse_args([])
+    m10().check_world(args, 2)  # 64 = 2 x 32: fine
+    with pytest.raises(dl_utils.FriendlyError, match="does not split evenly over 3"):
+        m10().check_world(args, 3)
+
+
+def test_nproc_is_not_passed_on_to_torchrun():
+    """torchrun would read --nproc as its own (ambiguous) --nproc-per-node and refuse."""
+    for given in (["--nproc", "4", "--epochs", "1"], ["--nproc=4", "--epochs", "1"]):
+        command = m10().torchrun_command(4, 0, given)
+        assert "--nproc-per-node=4" in command
+        script_args = command[command.index(str(m10().__file__)) + 1:]
+        assert script_args == ["--epochs", "1"]

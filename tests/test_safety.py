@@ -181,12 +181,19 @@ def test_augmentation_draws_from_the_seeded_generator():
     assert not torch.equal(shift(X, 2, torch.Generator().manual_seed(8)), first)
 
 
-def test_06_names_non_default_settings_of_the_mlp_it_compares_with():
+def test_06_names_non_default_settings_of_the_mlp_it_compares_with(tmp_path):
+    """03 records which settings it changed; 06 names them without importing 03."""
     note = lesson("06_convolutional_network").mlp_settings_note
-    defaults = vars(lesson("03_train_mnist").parse_args([]))
-    assert "default settings" in note(dict(defaults))
-    quick = note({**defaults, "epochs": 1, "subset": 5000})
-    assert "--epochs 1 --subset 5000" in quick and "Careful" in quick
+    assert "default settings" in note({})
+    assert "does not say" in note(None)
+    quick = note({"epochs": 1, "subset": 5000, "seed": 3})
+    assert "--epochs 1 --subset 5000" in quick and "Careful" in quick and "seed" not in quick
+    ckpt = tmp_path / "mlp.pt"
+    result = run_script("03_train_mnist.py", "--epochs", "1", "--subset", "300",
+                        "--checkpoint", ckpt)
+    assert result.returncode == 0, result.stderr
+    changed = torch.load(ckpt, weights_only=True)["changed_settings"]
+    assert changed == {"epochs": 1, "subset": 300}
 
 
 def test_06_labels_its_training_curve_as_augmented():

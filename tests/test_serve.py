@@ -13,6 +13,7 @@ from conftest import lesson, run_script
 from PIL import Image
 
 import dl_utils
+import serving
 
 
 def m09():
@@ -61,7 +62,7 @@ def test_drawn_test_digits_are_predicted_as_the_model_predicts_them(server):
     right = 0
     for png, label in zip(drawings, y.tolist()):
         status, answer = request(server, "POST", "/api/predict",
-                                 m.predict_request(png), {"Content-Type": "application/json"})
+                                 serving.predict_request(png), {"Content-Type": "application/json"})
         assert status == 200
         pixels = np.array(answer["input"], dtype=np.uint8)
         assert pixels.shape == (28, 28)
@@ -176,4 +177,4 @@ def test_ctrl_c_stops_the_server_cleanly(served_models_dir):
     os.kill(proc.pid, signal.SIGINT)
     rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Stopped." in rest and "Traceback" not in err
-    assert m09().is_loopback("127.0.0.1") and not m09().is_loopback("0.0.0.0")
+    assert serving.is_loopback("127.0.0.1") and not serving.is_loopback("0.0.0.0")

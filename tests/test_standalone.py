@@ -1,0 +1,157 @@
+"""The promise "a lesson stands alone", tested the way a learner would break it.
+
+No file of the course imports a numbered lesson. In a copy of the repository, lesson 3
+is edited the way its README tips invite (delete optimizer.zero_grad(), change
+HIDDEN_SIZE): lessons 5, 6, 7, 8 and 10 must print exactly the results of the untouched
+copy. With a half-finished edit (a syntax error) in lesson 3, every other lesson still
+runs and every checkpoint but lesson 3's still loads; lesson 3's fails with one line
+that names the file.
+"""
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from conftest import ROOT, lesson
+
+import dl_utils
+
+LESSONS = sorted(p.name for p in ROOT.glob("[0-9][0-9]_*.py"))
+NUMBERED = re.compile(r"\d\d_\w+")
+# Quick runs whose results must not depend on lesson 3 (results file, or None: stdout)
+RUNS = {
+    "05_experiment_architectures.py": ["--epochs", "1", "--seeds", "1", "--subset", "500",
+                                       "--results", "{out}/05.json"],
+    "06_convolutional_network.py": ["--epochs", "1", "--subset", "500",
+                                    "--results", "{out}/06.json"],
+    "07_regularization.py": ["--epochs", "2", "--seeds", "2", "--subset", "200",
+                             "--remedies", "dropout", "--results", "{out}/07.json"],
+    "08_your_own_images.py": ["--per-class", "4", "--epochs", "1"],
+    "10_distributed_training.py": ["--epochs", "1", "--subset", "1000", "--proof-steps", "5",
+                                   "--results", "{out}/10.json"],
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports: import statements and importlib.import_module("...")."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            names.add(node.args[0].value)
+    return names
+
+
+def test_no_file_of_the_course_imports_a_numbered_lesson():
+    files = [*ROOT.glob("*.py"), *ROOT.glob("benchmarks/*.py")]
+    assert len(files) >= 13
+    for path in files:
+        lessons = {n for n in imported_modules(path) if NUMBERED.fullmatch(n.split(".")[-1])}
+        assert not lessons, f"{path.name} imports {lessons}"
+    assert imported_modules(ROOT / "03_train_mnist.py") & {"dl_utils"}
+
+
+def copy_repository(dest: Path, edit=None) -> Path:
+    """The tracked files of the course (the data folder linked, not copied), edited."""
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "data", "__pycache__", ".pytest_cache", ".ruff_cache", "figures",
+        "models", "results", "tests"))
+    (dest / "data").symlink_to(ROOT / "data", target_is_directory=True)
+    if edit:
+        path = dest / "03_train_mnist.py"
+        path.write_text(edit(path.read_text()))
+    return dest
+
+
+def run(repo: Path, script: str, args, out: Path):
+    """`python repo/script args` (or `python -c CODE`) with its outputs under `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DL_OUTPUT_DIR": str(out), "DL_DEVICE": "cpu", "MPLBACKEND": "agg"}
+    script = script if script == "-c" else str(repo / script)
+    return subprocess.run([sys.executable, script,
+                           *(str(a).format(out=out) for a in args)],
+                          capture_output=True, text=True, cwd=out, env=env, timeout=300)
+
+
+def results_of(script, proc, out: Path):
+    """What a run computed, without what it cannot repeat (times, dates, paths)."""
+    assert proc.returncode == 0, f"{script}: {proc.stderr[-1500:]}"
+    arg = RUNS[script]
+    if "--results" not in arg:
+        return proc.stdout.replace(str(out), "OUT")
+    return strip(json.loads((out / Path(arg[arg.index("--results") + 1]).name).read_text()))
+
+
+def strip(value):
+    if isinstance(value, dict) and {"headers", "rows"} <= set(value):  # a printed table
+        keep = [i for i, h in enumerate(value["headers"]) if not h.startswith("s/")]
+        return [[row[i] for i in keep] for row in value["rows"]]
+    if isinstance(value, dict):
+        return {k: strip(v) for k, v in value.items() if "sec" not in k and k not in (
+            "date", "hardware", "settings", "threads", "conclusions")}
+    if isinstance(value, list):
+        return [strip(v) for v in value]
+    return value
+
+
+def broken_03(text):
+    """Lesson 3 as a learner may leave it: no zero_grad, a wider hidden layer."""
+    assert "        optimizer.zero_grad()  # 1." in text and "HIDDEN_SIZE = 128" in text
+    lines = [ln for ln in text.splitlines(keepends=True)
+             if not ln.startswith("        optimizer.zero_grad()")]
+    return "".join(lines).replace("HIDDEN_SIZE = 128", "HIDDEN_SIZE = 512")
+
+
+def run_all(repo, out):
+    with ThreadPoolExecutor(max_workers=2) as pool:  # 2 cores: two lessons at a time
+        procs = pool.map(lambda s: (s, run(repo, s, RUNS[s], out / s[:2])), RUNS)
+        return {s: results_of(s, p, out / s[:2]) for s, p in procs}
+
+
+def test_editing_lesson_3_changes_no_other_lesson(tmp_path):
+    untouched = run_all(copy_repository(tmp_path / "a"), tmp_path / "out_a")
+    edited = run_all(copy_repository(tmp_path / "b", broken_03), tmp_path / "out_b")
+    for script in RUNS:
+        assert edited[script] == untouched[script], script
+    assert untouched["05_experiment_architectures.py"]["runs"][0]["best_val_acc"] > 0.5
+
+
+def test_a_syntax_error_in_lesson_3_breaks_lesson_3_alone(tmp_path):
+    repo = copy_repository(tmp_path / "repo")
+    out, models = tmp_path / "out", tmp_path / "out" / "models"
+    for name, cls in (("simple_nn.pt", lesson("03_train_mnist").SimpleNN),
+                      ("cnn.pt", lesson("06_convolutional_network").SmallCNN)):
+        dl_utils.save_checkpoint(models / name, cls(), {})  # names the lesson of its class
+    path = repo / "03_train_mnist.py"
+    path.write_text(path.read_text().replace("class SimpleNN(nn.Module):",
+                                             "class SimpleNN(nn.Module:", 1))
+    others = [s[:-3] for s in LESSONS if s != "03_train_mnist.py"]
+    jobs = {"import": ("-c", f"import importlib, sys; sys.path.insert(0, {str(repo)!r}); "
+                             f"[importlib.import_module(m) for m in {others!r}]; print('ok')"),
+            "simple_nn": ("04_load_model.py", "--checkpoint", models / "simple_nn.pt"),
+            "cnn": ("04_load_model.py", "--checkpoint", models / "cnn.pt"),
+            "serve": ("09_serve_digits.py", "--self-check", "--requests", "3", "--drawn", "20",
+                      "--models-dir", models)}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = dict(zip(jobs, pool.map(lambda job: run(repo, job[0], job[1:], out),
+                                       jobs.values())))
+    assert done["import"].stdout.strip() == "ok", done["import"].stderr[-1000:]
+    failed = done["simple_nn"]
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1
+    assert "03_train_mnist.py" in failed.stderr and "SyntaxError" in failed.stderr
+    assert done["cnn"].returncode == 0, done["cnn"].stderr[-1000:]
+    served = done["serve"]
+    assert served.returncode == 0, served.stderr[-1000:]
+    assert "skipped" in served.stdout and "03_train_mnist.py" in served.stdout
+    assert "cnn.pt" in served.stdout
