@@ -168,13 +168,13 @@ def eval_mode_demo(model, X):
     if differ == 0:
         dl_utils.prose("""
             Outputs in train mode and eval mode: identical. No layer of this model behaves
-            differently in training, so eval() changes nothing here (lesson 7 trains models
-            where it does).""")
+            differently in training, so eval() changes nothing here (lesson 7b trains a
+            model where it does).""")
     else:
         dl_utils.prose(f"""
             Outputs in train mode and eval mode differ (by up to {differ:.3g}): this model
             has layers that behave differently in training. Forget eval() and its
-            predictions are wrong (lesson 7 measures by how much).""")
+            predictions are wrong (lesson 7b measures by how much).""")
     dropout_demo()
     with_grad = model(X)
     with torch.no_grad():

@@ -136,7 +136,8 @@ def train_one(name, seed, loaders, generator, args, device):
         return None
     train_acc = dl_utils.evaluate_model(model, train_loader, device)[1]  # kept model
     test_acc = dl_utils.evaluate_model(model, test_loader, device)[1]
-    return {"arch": name, "seed": seed, "params": dl_utils.count_parameters(model),
+    return {"arch": name, "name": name, "seed": seed,
+            "params": dl_utils.count_parameters(model), "seconds": result["train_seconds"],
             "size_kb": dl_utils.model_size_kb(model), "train_acc": train_acc,
             "best_val_acc": result["best_val_acc"], "best_epoch": result["best_epoch"],
             "test_acc": test_acc, "gap": train_acc - test_acc,
@@ -150,18 +151,14 @@ def run_all(args, device):
     loaders = dl_utils.load_mnist_data(args.batch_size, subset=args.subset, device=device,
                                        generator=generator)
     runs = []
-    for seed in range(args.seed, args.seed + args.seeds):
-        for name in args.archs:
-            t0 = time.perf_counter()
-            run = train_one(name, seed, loaders, generator, args, device)
-            if run is None:
-                print("Interrupted: the table below covers the completed runs only.")
-                return runs, True
-            runs.append(run)
-            print(f"  seed {seed}  {name:<12}  best val {100 * run['best_val_acc']:.2f}%  "
-                  f"best epoch {run['best_epoch']:>2}  ({time.perf_counter() - t0:.0f} s)",
-                  flush=True)
-    return runs, False
+    completed = dl_utils.train_over_seeds(
+        {name: None for name in args.archs}, range(args.seed, args.seed + args.seeds),
+        lambda name, _, seed: train_one(name, seed, loaders, generator, args, device), runs,
+        lambda r: f"{r['arch']:<12}  best val {100 * r['best_val_acc']:.2f}%  best epoch "
+                  f"{r['best_epoch']:>2}  ({r['seconds']:.0f} s)")
+    if not completed:
+        print("Interrupted: the table below covers the completed runs only.")
+    return runs, not completed
 
 
 def summarize(runs):
@@ -178,11 +175,7 @@ def paired_comparisons(runs, baseline):
     seed gives one difference; their mean, standard error and 95% interval say whether
     the architectures differ by more than seed-to-seed luck.
     """
-    by_arch = {}
-    for r in runs:
-        by_arch.setdefault(r["arch"], []).append(r)
-    return {name: dl_utils.paired_by_seed(mine, by_arch[baseline], "best_val_acc")
-            for name, mine in by_arch.items() if name != baseline}
+    return dl_utils.paired_against(runs, baseline, "best_val_acc")
 
 
 points, interval = dl_utils.points, dl_utils.interval  # '97.79 ± 0.05', '+0.12 [...]'

@@ -19,12 +19,8 @@ Then: python 04_load_model.py --checkpoint models/ddp_simple_nn.pt
 """
 
 import copy
-import json
 import math
 import os
-import re
-import socket
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -62,9 +58,7 @@ def parse_args(argv=None):
     parser.add_argument("--proof-steps", type=int, default=PROOF_STEPS,
                         help="steps checked against one process, 0 to skip "
                              "(default: %(default)s)")
-    parser.add_argument("--results", type=dl_utils.output_file, default=None,
-                        help="rank 0 writes its numbers (timing, proof, accuracy) to this JSON "
-                             "file; make bench uses it (default: none)")
+    dl_utils.add_results_arg(parser)  # rank 0's numbers; make bench times 1 vs 2 processes
     parser.add_argument("--master-port", type=dl_utils.port_number, default=0,
                         help="TCP port for the processes to meet on; 0 lets torchrun pick a "
                              "free one (default: %(default)s)")
@@ -369,7 +363,7 @@ def worker(args):
             f"{dl_utils.format_accuracy(test_acc, len(test.y))} (evaluated in {world} shard(s))")
         say(padding_note(len(val.y), world))
         save_and_check(ddp, args, device, {"val_acc": val_acc, "test_acc": test_acc})
-        report_back(args, world, trained, len(y), proof, test_acc)
+        report_back(args, device, world, trained, len(y), proof, test_acc)
         # Everyone finishes before anyone leaves: a process that closes its connections
         # while another still uses them can crash it ("terminate called without an
         # active exception", measured here in 5 runs out of 12 without this barrier).
@@ -406,74 +400,28 @@ def prove_if_asked(ddp, data, args, world, device):
     return {"steps": steps, "across_ranks": across, "single_process": single}
 
 
-def report_back(args, world, trained, n, proof, test_acc):
-    """Rank 0 writes its numbers to --results, if given (make bench times 1 vs 2 processes)."""
+def report_back(args, device, world, trained, n, proof, test_acc):
+    """Rank 0 writes its numbers to --results, if given."""
     if args.results and dist.get_rank() == 0:
-        with dl_utils.atomic_path(Path(args.results)) as tmp:
-            tmp.write_text(json.dumps({"world": world, "threads": torch.get_num_threads(),
-                                       "images": n, "proof": proof, "test_acc": test_acc,
-                                       **trained}))
+        dl_utils.save_results(args.results, Path(__file__).name, args, device, world=world,
+                              threads=torch.get_num_threads(), images=n, proof=proof,
+                              test_acc=test_acc, **trained)
 
 
 # ---- 7. The launcher: `python 10_distributed_training.py` starts torchrun for you -----------
-def check_port(port):
-    """A port given with --master-port must be free: one clear line if it is not."""
-    if not port:
-        return
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError as err:
-            raise dl_utils.FriendlyError(
-                f"port {port} is in use ({err.strerror}): choose another --master-port, or 0 "
-                "to let torchrun pick a free one") from err
-
-
-def torchrun_command(nproc, port, script_args):
-    """The torchrun command line (python -m torch.distributed.run is torchrun).
-
-    --nproc is ours, not the workers': torchrun would read it as an abbreviation of its
-    own --nproc-per-node (and refuse it as ambiguous), so it is not passed on.
-    """
-    script_args = [a for i, a in enumerate(script_args) if not (
-        a.startswith("--nproc") or (i and script_args[i - 1] == "--nproc"))]
-    meet = (["--standalone"] if not port else  # standalone: one machine, a free port
-            ["--nnodes=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}"])
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", *meet,
-            str(Path(__file__).resolve()), *script_args]
-
-
-def failure_message(stderr, nproc):
-    """One line for a failed job: the failing process's own error line if it wrote one,
-    else the last exception it raised, else what torchrun's report says of it."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    ours = [ln[len("error: "):] for ln in lines if ln.startswith("error: ")]
-    raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt): ", ln)]
-    report = [re.sub(r"\s+", " ", ln) for ln in lines
-              if re.match(r"^(rank|exitcode|traceback)\s*:", ln)]
-    why = ours[0] if ours else raised[-1] if raised else (
-        ", ".join(report) or (lines[-1] if lines else "no message"))
-    return f"the {nproc}-process job stopped: {why}"
-
-
 def launcher(args, script_args):
-    """Run the job under torchrun, as you would from a terminal, and relay its output.
+    """Run this script under torchrun, as you would from a terminal (dl_utils.torchrun).
 
     torchrun starts the processes, gives each its RANK, WORLD_SIZE and where to meet,
     and watches them: if one fails, it stops the others (no process is left waiting
     forever for a partner that died) and exits with an error.
     """
     dl_utils.section(f"Launching {args.nproc} processes with torchrun")
-    check_port(args.master_port)
-    command = torchrun_command(args.nproc, args.master_port, script_args)
-    print("  torchrun " + " ".join(command[3:]).replace(str(Path(__file__).resolve()),
-                                                          Path(__file__).name), flush=True)
-    env = {**os.environ}
-    if args.nproc > 1:  # what torchrun would set (with a warning): one thread per process
-        env.setdefault("OMP_NUM_THREADS", "1")
-    proc = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise dl_utils.FriendlyError(failure_message(proc.stderr, args.nproc))
+    dl_utils.check_port_free(args.master_port, "--master-port")
+    # --nproc is ours: torchrun would read it as an abbreviation of its --nproc-per-node
+    script_args = [a for i, a in enumerate(script_args) if not (
+        a.startswith("--nproc") or (i and script_args[i - 1] == "--nproc"))]
+    dl_utils.torchrun(Path(__file__), args.nproc, args.master_port, script_args)
     print(f"\nNext: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}")
     return 0
 

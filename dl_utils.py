@@ -44,7 +44,9 @@ import platform
 import random
 import re
 import signal
+import socket
 import statistics
+import subprocess
 import sys
 import textwrap
 import threading
@@ -561,6 +563,29 @@ def confusion_matrix(probs, y):
     return cm
 
 
+def half_scorer(val_loader):
+    """fit's extra_eval for honest_score: after each epoch, the accuracy on each half of
+    the validation set (taught in 07_regularization.py)."""
+    half = len(val_loader.y) // 2
+    halves = {name: TensorLoader(val_loader.X[s], val_loader.y[s], 1000)
+              for name, s in (("val_a_acc", slice(None, half)), ("val_b_acc", slice(half, None)))}
+    return lambda model: {name: evaluate_model(model, loader)[1]
+                          for name, loader in halves.items()}
+
+
+def honest_score(history):
+    """Early stopping's accuracy, measured on images that did not choose the epoch.
+
+    Keeping the epoch with the best validation accuracy, then quoting that accuracy, is
+    optimistic: among 20 noisy epochs, the best one was partly lucky on exactly these
+    images. So: choose the epoch on half A of the validation set and score it on half
+    B, then the other way round, and average the two ("two-fold cross-fitting").
+    """
+    a, b = history["val_a_acc"], history["val_b_acc"]
+    by_a, by_b = a.index(max(a)), b.index(max(b))  # the first best epoch, as fit() keeps
+    return (b[by_a] + a[by_b]) / 2
+
+
 def accuracy_se(acc: float, n: int) -> float:
     """Standard error of an accuracy measured on n images: sqrt(acc * (1 - acc) / n).
 
@@ -629,7 +654,7 @@ def paired_by_seed(runs_a, runs_b, key, key_b=None) -> dict:
 
 
 def interval_verdict(d: dict, better="better", worse="worse",
-                     same="no difference the seeds can see") -> str:
+                     same="no difference the seeds can see") -> str:  # (05, 07, tables)
     """The word for a paired_difference: its 95% interval lies above 0, below 0, or spans it."""
     if d["n"] < 2:
         return "one seed: no verdict"
@@ -665,6 +690,34 @@ def summarize_runs(runs, group: str, keys, constant=()) -> dict:
             entry[key], entry[key + "_se"] = mean_se(r[key] for r in mine)
         summary[name] = entry
     return summary
+
+
+def train_over_seeds(configs, seeds, train_one, runs: list, describe) -> bool:
+    """Every configuration with every seed (05 and 07 compare this way); runs appended.
+
+    train_one(name, config, seed) returns a run (a dict with "name" and "seed") or None
+    after Ctrl-C; describe(run) is the line printed for it. Runs already in `runs` are
+    not trained again. Returns False if interrupted.
+    """
+    done = {(r["name"], r["seed"]) for r in runs}
+    for seed in seeds:
+        for name, config in configs.items():
+            if (name, seed) in done:
+                continue
+            run = train_one(name, config, seed)
+            if run is None:
+                return False
+            runs.append(run)
+            print(f"  seed {seed}  {describe(run)}", flush=True)
+    return True
+
+
+def paired_against(runs, reference, key, names=None, other_key=None) -> dict:
+    """{name: paired_by_seed of run[key], name minus reference}, for every other name."""
+    names = names or dict.fromkeys(r["name"] for r in runs if r["name"] != reference)
+    ref = [r for r in runs if r["name"] == reference]
+    return {name: paired_by_seed([r for r in runs if r["name"] == name], ref, key, other_key)
+            for name in names}
 
 
 def print_shapes(model: nn.Module, X: torch.Tensor) -> None:
@@ -818,6 +871,29 @@ def plot_training_history(history: dict, name: str, title: str = "", show=False,
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.suptitle(title)
+    return save_figure(fig, name, show)
+
+
+def plot_curves_by_name(runs, titles: dict, name: str, title: str, show=False) -> Path:
+    """Training and validation accuracy per epoch, one panel per configuration (the mean
+    over its seeds' runs); titles: {configuration name: panel title} (lesson 7)."""
+    cols = min(4, len(titles))
+    rows = -(-len(titles) // cols)  # ceiling division
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
+    for ax, (config, panel) in zip(axes.flat, titles.items()):
+        histories = [r["history"] for r in runs if r["name"] == config]
+        for key, legend in (("train_acc", "training (as trained)"), ("val_acc", "validation")):
+            curve = torch.tensor([h[key] for h in histories]).mean(dim=0)
+            ax.plot(range(1, len(curve) + 1), 100 * curve, label=legend)
+        ax.set(title=panel, ylim=(80, 100.5))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(titles):]:
+        ax.axis("off")
+    fig.supxlabel("epoch")
+    fig.supylabel("accuracy (%)")
+    axes[0, 0].legend(fontsize=8)
     fig.suptitle(title)
     return save_figure(fig, name, show)
 
@@ -1094,7 +1170,7 @@ def to_pixels(X):
 # A checkpoint names the class that rebuilds the model: one of this module's (SimpleNN,
 # SmallCNN) or one defined in a numbered lesson of this repository. A file must never
 # choose which code runs, so nothing else can be named.
-LESSON_MODULE = re.compile(r"\d\d_[a-z_]+")
+LESSON_MODULE = re.compile(r"\d\d[a-z]?_[a-z_]+")  # 03_train_mnist, 07b_inside_...
 
 
 class CheckpointError(FriendlyError):
@@ -1236,6 +1312,19 @@ def port_number(text: str) -> int:
     return value
 
 
+def check_port_free(port: int, flag: str) -> None:
+    """A TCP port given on the command line must be free: one clear line if it is not
+    (0 means "let the system pick one", always fine)."""
+    if not port:
+        return
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as err:
+            raise FriendlyError(f"port {port} is in use ({err.strerror}): choose another "
+                                f"{flag}, or 0 to let the system pick a free one") from err
+
+
 def output_file(text: str) -> str:
     """argparse type: a path a script may write a file to, checked before any work starts.
 
@@ -1313,6 +1402,42 @@ def run_main(main) -> None:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def torchrun_command(script: Path, nproc: int, port: int, script_args) -> list[str]:
+    """The torchrun command line for `script` (python -m torch.distributed.run is torchrun);
+    port 0: --standalone, one machine and a free port."""
+    meet = (["--standalone"] if not port else
+            ["--nnodes=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}"])
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", *meet,
+            str(Path(script).resolve()), *script_args]
+
+
+def torchrun(script: Path, nproc: int, port: int, script_args) -> None:
+    """Run `script` under torchrun with nproc processes (lesson 10), printing the command;
+    a failed job becomes one FriendlyError line that names the failing process's error."""
+    command = torchrun_command(script, nproc, port, script_args)
+    print("  torchrun " + " ".join(command[3:]).replace(str(Path(script).resolve()),
+                                                          Path(script).name), flush=True)
+    env = {**os.environ}
+    if nproc > 1:  # what torchrun would set (with a warning): one thread per process
+        env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise FriendlyError(torchrun_failure(proc.stderr, nproc))
+
+
+def torchrun_failure(stderr: str, nproc: int) -> str:
+    """One line for a failed job: the failing process's own error line if it wrote one,
+    else the last exception it raised, else what torchrun's report says of it."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    ours = [ln[len("error: "):] for ln in lines if ln.startswith("error: ")]
+    raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt): ", ln)]
+    report = [re.sub(r"\s+", " ", ln) for ln in lines
+              if re.match(r"^(rank|exitcode|traceback)\s*:", ln)]
+    why = ours[0] if ours else raised[-1] if raised else (
+        ", ".join(report) or (lines[-1] if lines else "no message"))
+    return f"the {nproc}-process job stopped: {why}"
 
 
 class GracefulStop:

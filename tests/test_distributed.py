@@ -41,10 +41,10 @@ def test_set_epoch_demo_shows_the_repeated_order():
 def test_failure_message_is_the_failing_process_line():
     stderr = ("noise\nerror: rank 1 failed on purpose at step 1 (--crash-rank)\n"
               "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n=====\n")
-    assert m10().failure_message(stderr, 2).endswith("rank 1 failed on purpose at step 1 "
+    assert dl_utils.torchrun_failure(stderr, 2).endswith("rank 1 failed on purpose at step 1 "
                                                      "(--crash-rank)")
     traceback = "Traceback (most recent call last):\n  File x\nValueError: bad shape\n"
-    assert m10().failure_message(traceback, 2).endswith("ValueError: bad shape")
+    assert dl_utils.torchrun_failure(traceback, 2).endswith("ValueError: bad shape")
 
 
 def test_two_processes_end_with_single_process_weights_and_04_loads_them(tmp_path):
@@ -107,10 +107,13 @@ def test_a_world_size_that_does_not_divide_the_batch_is_refused():
         m10().check_world(args, 3)
 
 
-def test_nproc_is_not_passed_on_to_torchrun():
+def test_nproc_is_not_passed_on_to_torchrun(monkeypatch):
     """torchrun would read --nproc as its own (ambiguous) --nproc-per-node and refuse."""
+    calls = []
+    monkeypatch.setattr(dl_utils, "torchrun", lambda *a: calls.append(a))
     for given in (["--nproc", "4", "--epochs", "1"], ["--nproc=4", "--epochs", "1"]):
-        command = m10().torchrun_command(4, 0, given)
-        assert "--nproc-per-node=4" in command
-        script_args = command[command.index(str(m10().__file__)) + 1:]
-        assert script_args == ["--epochs", "1"]
+        m10().launcher(m10().parse_args(given), given)
+    assert [(nproc, args) for _, nproc, _, args in calls] == [(4, ["--epochs", "1"])] * 2
+    command = dl_utils.torchrun_command(m10().__file__, 4, 0, ["--epochs", "1"])
+    assert command[3:5] == ["--nproc-per-node=4", "--standalone"]
+    assert command[-2:] == ["--epochs", "1"]

@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 from conftest import OUTPUT_DIR, lesson, run_script
 
+import dl_utils
+
 
 def m07():
     return lesson("07_regularization")
@@ -73,7 +75,7 @@ def test_decoupled_decay_is_the_same_for_every_weight_and_l2_in_adam_is_not():
 def test_honest_score_chooses_on_one_half_and_scores_on_the_other():
     history = {"val_a_acc": [0.80, 0.90, 0.85], "val_b_acc": [0.82, 0.84, 0.88]}
     # chosen by A: epoch 2, scored on B: 0.84; chosen by B: epoch 3, scored on A: 0.85
-    assert m07().honest_score(history) == pytest.approx((0.84 + 0.85) / 2)
+    assert dl_utils.honest_score(history) == pytest.approx((0.84 + 0.85) / 2)
 
 
 def test_combination_and_choice_follow_the_intervals():
