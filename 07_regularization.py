@@ -21,8 +21,7 @@ Run it:
     python 07_regularization.py                        # the README's table (about a minute)
     python 07_regularization.py --subset 10000         # five times the data: less to fix?
     python 07_regularization.py --remedies dropout --dropout 0.5   # one remedy, stronger
-Then: python 04_load_model.py --checkpoint models/regularized_mlp.pt   # the chosen model
-      python 07b_inside_the_remedies.py                                 # inside the remedies
+Then: python 04_load_model.py --checkpoint models/regularized_mlp.pt, and lesson 7b.
 """
 
 

@@ -95,18 +95,16 @@ def batch_norm_by_hand(generator):
     hand = (X - mean) / torch.sqrt(var + bn.eps) * bn.weight + bn.bias
     running = 0.9 * torch.zeros(3) + 0.1 * mean  # momentum 0.1, from a start at 0
     running_var = 0.9 * torch.ones(3) + 0.1 * X.var(dim=0, unbiased=True)  # start at 1
-    rows = [["train output, by hand vs the layer", f"{(hand - out).abs().max():.2g}"],
-            ["running mean, by hand vs the layer",
-             f"{(running - bn.running_mean).abs().max():.2g}"],
-            ["running variance (unbiased), by hand vs the layer",
-             f"{(running_var - bn.running_var).abs().max():.2g}"]]
     with torch.no_grad():
         eval_out = bn.eval()(X)
     eval_hand = ((X - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight
                  + bn.bias)
-    rows.append(["eval output (running statistics), by hand vs the layer",
-                 f"{(eval_hand - eval_out).abs().max():.2g}"])
-    dl_utils.print_table(["batch norm, 64 images x 3 units", "largest difference"], rows)
+    differences = {"train output": hand - out, "running mean": running - bn.running_mean,
+                   "running variance (unbiased)": running_var - bn.running_var,
+                   "eval output (running statistics)": eval_hand - eval_out}
+    differences = {k: v.abs().max().item() for k, v in differences.items()}
+    dl_utils.print_table(["batch norm, 64 images x 3 units: by hand vs the layer",
+                          "largest difference"], [[k, f"{v:.2g}"] for k, v in differences.items()])
     dl_utils.prose("""
         Train mode: each unit is standardized with the mean and the (biased) variance of
         the batch it is in, then scaled by gamma and shifted by beta, both learned. The
@@ -114,6 +112,7 @@ def batch_norm_by_hand(generator):
         statistics; the running variance uses the unbiased estimate. Eval mode uses the
         running numbers instead: every image is standardized the same way, whatever else
         is in its batch.""")
+    return differences
 
 
 # ---- 3. Weight decay -------------------------------------------------------------------------
@@ -249,8 +248,9 @@ def main(argv=None):
     dl_utils.section("4. model.eval() for real: the kept epoch in both modes")
     mode_table(model, loaders[1])
     batch_norm_statistics(model, loaders[1].X)
+    dl_utils.section("The kept model on every split (the test set once: it chose nothing)")
+    metrics = dl_utils.report(model, loaders, device)
     dl_utils.section("Saving")
-    metrics = {"validation_acc": dl_utils.evaluate_model(model, loaders[1], device)[1]}
     dl_utils.save_kept_model(path, args, model, model_kwargs, result, metrics, device)
     print(f"Next: python 04_load_model.py --checkpoint {dl_utils.display_path(path)}")
     return 130 if result["status"] == "interrupted" else 0

@@ -16,11 +16,10 @@ DataLoader (batching, shuffling, collate, worker processes, pinned memory). Then
 the folder: the course's trained models are evaluated on it, and the CNN is fine-tuned
 on one part of it and tested on the other.
 
-By default the folder is made for you (offline): a balanced sample of MNIST validation
-images (never test images: this lesson fine-tunes on part of the folder), exported as
-PNG files into data/mnist_png/ (generated, git-ignored, reused). Point
---folder at your own photographed digits (the README says how to make them), or at any
-small image set with 10 classes or fewer.
+By default the folder is made for you (offline): MNIST validation images (never test
+images: this lesson fine-tunes on part of the folder) exported as PNG files to
+data/mnist_png/. Point --folder at your own photographed digits (the README says how to
+make them), or at any small image set with 10 classes or fewer.
 
 Run it (after 03 and 06, whose models it evaluates):
     python 08_your_own_images.py                        # the exported MNIST sample
@@ -51,65 +50,10 @@ SEED = 0
 CNN_CHECKPOINT = dl_utils.MODELS_DIR / "cnn.pt"  # what lesson 6 saves
 MLP_CHECKPOINT = dl_utils.MODELS_DIR / "simple_nn.pt"  # what lesson 3 saves
 FINETUNED = dl_utils.MODELS_DIR / "cnn_finetuned.pt"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}  # dl_utils.IMAGE_FORMATS: PNG and JPEG only
 MAX_CLASSES = 10  # the course's models have 10 outputs
 
 
 # ---- 1. A folder of images, and a Dataset written by hand -------------------------------
-def class_folders(root: Path) -> list[Path]:
-    """The class subfolders of `root`, sorted by name (as ImageFolder sorts them)."""
-    if not root.is_dir():
-        problem = "is a file, not a folder" if root.exists() else "does not exist"
-        raise dl_utils.FriendlyError(f"{root} {problem}: give a folder of class subfolders")
-    classes = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.name)
-    if not classes:
-        raise dl_utils.FriendlyError(
-            f"{root} has no class subfolders: put each class's images in a subfolder named "
-            "after the class (0/, 1/, ... 9/ for digits)")
-    if len(classes) > MAX_CLASSES:
-        raise dl_utils.FriendlyError(f"{root} has {len(classes)} class subfolders; the "
-                                     f"course's models have {MAX_CLASSES} outputs")
-    return classes
-
-
-def readable(path: Path) -> str | None:
-    """None if `path` is an image we can read, else why not (one line that names the file)."""
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        kind = path.suffix or "no extension"
-        return f"{dl_utils.display_path(path)} is not an image file ({kind})"
-    try:  # decoded once in full: a truncated file fails here, not in the middle of an epoch
-        dl_utils.read_grayscale(path)
-    except dl_utils.FriendlyError as err:  # unreadable, damaged, or too large
-        return str(err)
-    return None
-
-
-def scan_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """Class names and the (path, class index) of every readable image, warnings printed.
-
-    A file that is not an image, or is damaged, is skipped with a warning that names it:
-    one bad file should not stop a run over hundreds of good ones. An empty class
-    folder is kept as a class (so that the class indices do not shift), with a warning.
-    """
-    classes, samples = [], []
-    for index, folder in enumerate(class_folders(Path(root))):
-        classes.append(folder.name)
-        found = 0
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            problem = readable(path)
-            if problem:
-                print(f"  warning, skipped: {problem}")
-                continue
-            samples.append((path, index))
-            found += 1
-        if not found:
-            print(f"  warning: class folder {dl_utils.display_path(folder)} has no images")
-    if not samples:
-        raise dl_utils.FriendlyError(f"no readable images in the class folders of {root}")
-    return classes, samples
-
-
 class ImageFolderDataset(Dataset):
     """A map-style Dataset over image files: what torchvision's ImageFolder does, by hand.
 
@@ -120,7 +64,7 @@ class ImageFolderDataset(Dataset):
     """
 
     def __init__(self, samples, transform=None, target_transform=None):
-        self.samples = list(samples)  # [(path, class index)], from scan_folder
+        self.samples = list(samples)  # [(path, class index)], from dl_utils.scan_image_folder
         self.transform, self.target_transform = transform, target_transform
 
     def __len__(self):
@@ -140,12 +84,10 @@ class ImageFolderDataset(Dataset):
 class PrepareDigit:
     """A transform (PIL image -> 28x28 PIL image): lesson 4's preparation, for photos.
 
-    A model only works on inputs that look like its training images. A photo of a digit
-    is large, dark ink on light paper, anywhere in the frame; MNIST is 28x28, light ink
-    on black, the digit in a 20x20 box centred by mass. 04's digit_from_gray() does the
-    conversion. An image that is already 28x28 on a dark background (MNIST's own
-    format, like the exported folder) is passed through unchanged in "auto" mode.
-    A class with __call__, not a lambda: DataLoader workers may need to pickle it.
+    A model only works on inputs that look like its training images: a photo (large, dark
+    ink on light paper, anywhere) becomes MNIST's 28x28 light-on-black digit, centred by
+    mass (lesson 4's digit_from_gray). In "auto" mode an image already in MNIST's format
+    passes unchanged. A class, not a lambda: DataLoader workers may need to pickle it.
     """
 
     def __init__(self, mode=PREPROCESS):
@@ -161,25 +103,22 @@ class PrepareDigit:
 
 
 def looks_like_mnist(image) -> bool:
-    """28x28 with a dark border: already in MNIST's format."""
+    """28x28 with a dark border (all four sides): already in MNIST's format."""
     if image.size != (28, 28):
         return False
-    w, h = image.size
-    border = [image.getpixel((x, y)) for x in range(w) for y in (0, h - 1)]
-    return sorted(border)[len(border) // 2] < 128
+    g = v2.functional.pil_to_tensor(image.convert("L"))[0]  # [28, 28] grey levels
+    return torch.cat([g[0], g[-1], g[:, 0], g[:, -1]]).median() < 128
 
 
 def make_transforms(mode=PREPROCESS, max_shift=MAX_SHIFT):
     """(evaluation transform, training transform): the same steps, plus augmentation.
 
-    Each step, in order: prepare the digit (photos only); grey levels (the loader already
-    gives them: a no-op kept as a safety net); resize to 28x28 (a no-op for prepared
-    digits); PIL image -> uint8 tensor [1, 28, 28]; uint8 -> float32 in [0, 1] (scale=True
-    divides by 255); subtract the training mean and divide by the training std, exactly
-    as dl_utils.normalize does for the in-memory lessons. The training transform adds a
-    random shift of up to max_shift pixels (RandomCrop from a black-padded image: lesson
-    6's augmentation, the standard way). Evaluation has no randomness: the same image
-    must always get the same answer.
+    In order: prepare the digit (photos only); grey levels (a no-op kept as a safety
+    net); resize to 28x28; PIL image -> uint8 tensor [1, 28, 28] -> float32 in [0, 1];
+    subtract the training mean, divide by the std, as dl_utils.normalize does. Training
+    adds a random shift of up to max_shift pixels (RandomCrop from a black-padded image:
+    lesson 6's augmentation, the standard way). Evaluation has no randomness: the same
+    image must always get the same answer.
     """
     def steps(augment):
         return v2.Compose([
@@ -197,9 +136,8 @@ def make_transforms(mode=PREPROCESS, max_shift=MAX_SHIFT):
 class DigitLabel:
     """target_transform: class index -> the digit its folder is named after (0-9).
 
-    ImageFolder numbers classes 0, 1, 2... in sorted order. When the folders are digits
-    0-9 that is the digit itself; with some digits missing (only 3/, 5/, 8/) it is not,
-    and the course's models, which output digits, need the digit.
+    ImageFolder numbers classes 0, 1, 2... in sorted order: with some digits missing
+    (only 3/, 5/, 8/) that is not the digit, which the course's models output.
     """
 
     def __init__(self, classes):
@@ -210,10 +148,10 @@ class DigitLabel:
 
 
 def digit_classes(classes) -> bool:
-    return all(name.isdigit() and len(name) == 1 for name in classes)
+    return all(len(name) == 1 and name in "0123456789" for name in classes)
 
 
-# ---- 4. The DataLoader: from samples to batches -------------------------------------------
+# ---- 3. The DataLoader: from samples to batches -------------------------------------------
 def make_loader(dataset, batch_size, device, shuffle=False, generator=None, num_workers=0):
     """A DataLoader: batches of `batch_size` samples, stacked by its collate function.
 
@@ -221,16 +159,15 @@ def make_loader(dataset, batch_size, device, shuffle=False, generator=None, num_
     on every run and every device). The default collate function turns a list of
     (image [1, 28, 28], label) pairs into one image tensor [B, 1, 28, 28] and one label
     tensor [B]; write your own collate_fn for samples that do not stack (images of
-    different sizes, text of different lengths). num_workers > 0 reads samples in that
-    many background processes while the model computes (see below). pin_memory puts
-    each batch in page-locked CPU memory, from which a GPU copies faster (and, with
-    .to(device, non_blocking=True), while it computes); it only matters with CUDA.
+    different sizes, text of different lengths). num_workers: see loader_section. With
+    CUDA, pin_memory puts each batch in page-locked memory, from which a GPU copies
+    faster (and, with .to(device, non_blocking=True), while it computes).
     """
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
 
 
-# ---- 5. Using it: the course's models on the folder, then fine-tuning ---------------------
+# ---- 4. Using it: the course's models on the folder, then fine-tuning ---------------------
 def per_class_table(probs, y):
     """Accuracy (= recall), precision and count per class, from a confusion matrix."""
     cm = dl_utils.confusion_matrix(probs, y)
@@ -304,7 +241,6 @@ def changed_predictions(before, after, y):
     return (int((~ok_before & ok_after).sum()), int((ok_before & ~ok_after).sum()))
 
 
-# ---- Figures ---------------------------------------------------------------------------------
 def plot_batch(X, y, show):
     """One batch as the model receives it (after the transforms), drawn."""
     pixels = dl_utils.to_pixels(X)
@@ -363,7 +299,9 @@ def the_folder(args):
               dl_utils.export_mnist_pngs(EXPORT_DIR / f"validation_{args.per_class}_per_digit",
                                          args.per_class))
     print(f"Folder: {dl_utils.display_path(folder)}")
-    classes, samples = scan_folder(folder)
+    # Class folders sorted by name (as ImageFolder sorts them), hidden ones skipped; every
+    # image decoded once, and a damaged or non-image file skipped with a warning naming it
+    classes, samples = dl_utils.scan_image_folder(folder, MAX_CLASSES)
     counts = [sum(1 for _, c in samples if c == i) for i in range(len(classes))]
     dl_utils.print_table(["class folder", "images"], [[n, c] for n, c in zip(classes, counts)])
     return folder, classes, samples

@@ -345,25 +345,10 @@ def save_and_check(ddp, args, device, metrics):
 
 
 def worker(args):
-    """What each process does: join, build, prove, train, evaluate, save."""
+    """What each process does: join, then the job; leave together."""
     rank, world, device, backend = join_process_group(args)
     try:
-        check_world(args, world)
-        X, y, val, test = load_data(args, device)
-        ddp, before, after = wrap_in_ddp(rank, device, args.seed)
-        report_start(args, world, backend, device, before, after, len(y))
-        say(f"Gradient buckets: {bucket_count(ddp)} (all-reduce can overlap backward only "
-            "with more than one).")
-        say(set_epoch_demo(len(y), world, args.seed))
-        proof = prove_if_asked(ddp, (X, y), args, world, device)
-        trained = run_epochs(ddp, (X, y), args, device)
-        val_loss, val_acc = evaluate_sharded(ddp.module, val, device)
-        test_loss, test_acc = evaluate_sharded(ddp.module, test, device)
-        say(f"Validation accuracy {100 * val_acc:.2f}%, test "
-            f"{dl_utils.format_accuracy(test_acc, len(test.y))} (evaluated in {world} shard(s))")
-        say(padding_note(len(val.y), world))
-        save_and_check(ddp, args, device, {"val_acc": val_acc, "test_acc": test_acc})
-        report_back(args, device, world, trained, len(y), proof, test_acc)
+        job(args, rank, world, device, backend)  # DDP and its buckets are freed on return
         # Everyone finishes before anyone leaves: a process that closes its connections
         # while another still uses them can crash it ("terminate called without an
         # active exception", measured here in 5 runs out of 12 without this barrier).
@@ -373,9 +358,28 @@ def worker(args):
     return 0
 
 
+def job(args, rank, world, device, backend):
+    """Build, prove, train, evaluate, save."""
+    check_world(args, world)
+    X, y, val, test = load_data(args, device)
+    ddp, before, after = wrap_in_ddp(rank, device, args.seed)
+    report_start(args, world, backend, device, before, after, len(y))
+    say(f"Gradient buckets: {bucket_count(ddp)} (all-reduce can overlap backward only "
+        "with more than one).")
+    say(set_epoch_demo(len(y), world, args.seed))
+    proof = prove_if_asked(ddp, (X, y), args, world, device)
+    trained = run_epochs(ddp, (X, y), args, device)
+    val_loss, val_acc = evaluate_sharded(ddp.module, val, device)
+    test_loss, test_acc = evaluate_sharded(ddp.module, test, device)
+    say(f"Validation accuracy {100 * val_acc:.2f}%, test "
+        f"{dl_utils.format_accuracy(test_acc, len(test.y))} (evaluated in {world} shard(s))")
+    say(padding_note(len(val.y), world))
+    save_and_check(ddp, args, device, {"val_acc": val_acc, "test_acc": test_acc})
+    report_back(args, device, world, trained, len(y), proof, test_acc)
+
+
 def bucket_count(ddp) -> int:
-    """How many gradient buckets DDP made (from its logging data, filled after a step or
-    at construction, depending on the version: then the sizes of its parameters)."""
+    """How many gradient buckets DDP made (from the sizes its logging data lists)."""
     sizes = ddp._get_ddp_logging_data().get("bucket_sizes", "")
     return len(str(sizes).split(",")) if sizes else 1
 

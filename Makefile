@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
-LESSONS := $(sort $(wildcard [0-9][0-9]_*.py))
+LESSONS := $(sort $(wildcard [0-9][0-9]*_*.py))
 
 .PHONY: help run test lint bench tables clean
 

@@ -1134,6 +1134,63 @@ def prepare_digit(path) -> np.ndarray:
     return digit_from_gray(read_grayscale(path), path)
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}  # the files IMAGE_FORMATS can hold
+
+
+def class_folders(root: Path, max_classes: int) -> list[Path]:
+    """The class subfolders of `root`, sorted by name (as ImageFolder sorts them)."""
+    if not root.is_dir():
+        problem = "is a file, not a folder" if root.exists() else "does not exist"
+        raise FriendlyError(f"{root} {problem}: give a folder of class subfolders")
+    classes = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.name)
+    if not classes:
+        raise FriendlyError(
+            f"{root} has no class subfolders: put each class's images in a subfolder named "
+            "after the class (0/, 1/, ... 9/ for digits)")
+    if len(classes) > max_classes:
+        raise FriendlyError(f"{root} has {len(classes)} class subfolders; the "
+                            f"course's models have {max_classes} outputs")
+    return classes
+
+
+def readable(path: Path) -> str | None:
+    """None if `path` is an image we can read, else why not (one line that names the file)."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        kind = path.suffix or "no extension"
+        return f"{display_path(path)} is not an image file ({kind})"
+    try:  # decoded once in full: a truncated file fails here, not in the middle of an epoch
+        read_grayscale(path)
+    except FriendlyError as err:  # unreadable, damaged, or too large
+        return str(err)
+    return None
+
+
+def scan_image_folder(root: Path, max_classes: int = 10):
+    """(class names, [(path, class index)]) of every readable image, warnings printed (08).
+
+    A file that is not an image, or is damaged, is skipped with a warning that names it:
+    one bad file should not stop a run over hundreds of good ones. An empty class
+    folder is kept as a class (so that the class indices do not shift), with a warning.
+    """
+    classes, samples = [], []
+    for index, folder in enumerate(class_folders(Path(root), max_classes)):
+        classes.append(folder.name)
+        found = 0
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            problem = readable(path)
+            if problem:
+                print(f"  warning, skipped: {problem}")
+                continue
+            samples.append((path, index))
+            found += 1
+        if not found:
+            print(f"  warning: class folder {display_path(folder)} has no images")
+    if not samples:
+        raise FriendlyError(f"no readable images in the class folders of {root}")
+    return classes, samples
+
+
 def export_mnist_pngs(folder: Path, per_class: int) -> Path:
     """The first `per_class` validation images of each digit as <folder>/<digit>/<index>.png.
 

@@ -46,6 +46,7 @@ QUICK_ARGS = {
     "05_experiment_architectures.py": ["--epochs", "1", "--seeds", "1", "--subset", "1000"],
     "06_convolutional_network.py": ["--epochs", "1", "--subset", "1000"],
     "07_regularization.py": ["--epochs", "1", "--seeds", "2", "--subset", "300"],
+    "07b_inside_the_remedies.py": ["--epochs", "1", "--subset", "300"],
     "08_your_own_images.py": ["--per-class", "5", "--epochs", "1"],
     "09_serve_digits.py": ["--self-check", "--requests", "5", "--drawn", "50"],
     "10_distributed_training.py": ["--epochs", "1", "--subset", "2000", "--proof-steps", "10"],
@@ -228,7 +229,7 @@ def torchvision_import_seconds():
     return python_seconds("import torch, torchvision") - python_seconds("import torch")
 
 
-LESSON_HEADER = re.compile(r"^#+ (\d\d_\w+\.py) #+$")
+LESSON_HEADER = re.compile(r"^#+ (\d\d[a-z]?_\w+\.py) #+$")
 
 
 def run_make(env):
@@ -257,7 +258,7 @@ def run_make(env):
 def run_quick(env):
     """Every lesson with tiny settings (--quick), one subprocess each, as make run would."""
     lessons, start = {}, time.perf_counter()
-    for script in sorted(p.name for p in ROOT.glob("[0-9][0-9]_*.py")):
+    for script in sorted(p.name for p in ROOT.glob("[0-9][0-9]*_*.py")):
         t0 = time.perf_counter()
         result = subprocess.run([sys.executable, str(ROOT / script), *QUICK_ARGS.get(script, [])],
                                 cwd=ROOT, env=env, capture_output=True, text=True)
@@ -277,6 +278,11 @@ def accuracy_of(script, output):
                 r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%"]
     # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen remedies;
     # 08: the CNN on the exported folder)
+    if script.startswith("07b"):
+        found = re.search(r"^validation accuracy\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", output,
+                          re.MULTILINE)
+        return (f"validation: eval mode {found[1]}%, train mode {found[2]}% (batches of "
+                f"1,000), {found[3]}% (batches of 8)") if found else "?"
     if script.startswith("09"):
         return serving_result(output)
     if script.startswith("10"):

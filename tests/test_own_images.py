@@ -55,7 +55,7 @@ def folder(tmp_path_factory):
 
 
 def test_scan_skips_bad_files_by_name_and_keeps_empty_classes(folder, capsys):
-    classes, samples = m08().scan_folder(folder)
+    classes, samples = dl_utils.scan_image_folder(folder)
     out = capsys.readouterr().out
     assert classes == ["0", "1", "2", "3"]
     assert len(samples) == 18 and {c for _, c in samples} == {0, 1, 2}
@@ -63,7 +63,7 @@ def test_scan_skips_bad_files_by_name_and_keeps_empty_classes(folder, capsys):
 
 
 class VisibleImageFolder(ImageFolder):
-    """ImageFolder without hidden folders (.ipynb_checkpoints), as the lesson's scan_folder.
+    """ImageFolder without hidden folders (.ipynb_checkpoints), as dl_utils.scan_image_folder.
     find_classes is one of ImageFolder's documented hooks."""
 
     def find_classes(self, directory):
@@ -87,7 +87,7 @@ def same_as_imagefolder(folder, dataset, eval_t):
 
 def test_hand_written_dataset_equals_imagefolder(folder):
     m = m08()
-    classes, samples = m.scan_folder(folder)
+    classes, samples = dl_utils.scan_image_folder(folder)
     eval_t, _ = m.make_transforms()
     dataset = m.hand_written_dataset(samples, classes, eval_t)
     same, ours, theirs = same_as_imagefolder(folder, dataset, eval_t)
@@ -99,7 +99,7 @@ def test_hand_written_dataset_equals_imagefolder(folder):
 def test_photos_and_16_bit_files_are_prepared_like_mnist(folder):
     """Every format becomes a light digit on black that lesson 6's preparation can read."""
     m = m08()
-    classes, samples = m.scan_folder(folder)
+    classes, samples = dl_utils.scan_image_folder(folder)
     eval_t, _ = m.make_transforms()
     background = (0 - dl_utils.MNIST_MEAN) / dl_utils.MNIST_STD
     for path, _ in samples:
@@ -153,7 +153,7 @@ def test_exported_folder_is_validation_images_equal_to_the_in_memory_tensors():
     test image (lesson 8 fine-tunes on part of the folder)."""
     m = m08()
     folder = dl_utils.export_mnist_pngs(OUTPUT_DIR / "data" / "mnist_png" / "check_3", 3)
-    classes, samples = m.scan_folder(folder)
+    classes, samples = dl_utils.scan_image_folder(folder)
     dataset = m.hand_written_dataset(samples, classes, m.make_transforms()[0])
     same, ours, theirs = same_as_imagefolder(folder, dataset, m.make_transforms()[0])
     assert same == ours == theirs == 30

@@ -65,11 +65,22 @@ def test_weight_decay_reaches_the_optimizer_and_shrinks_only_the_matrices():
 
 
 def test_decoupled_decay_is_the_same_for_every_weight_and_l2_in_adam_is_not():
-    final = m07().decay_demo(lr=1e-3, weight_decay=1.0, steps=640)
+    demo = lesson("07b_inside_the_remedies").decay_demo
+    final = demo(lr=1e-3, weight_decay=1.0, steps=640)
     adam, adamw = final.values()
     assert adamw[1] == pytest.approx((1 - 1e-3) ** 640, rel=1e-4)  # the idle weight
     assert adamw[0] == pytest.approx(adamw[1], abs=0.01)
     assert adam[0] > 0.9 and adam[1] < 0.5  # busy weight barely decays, idle one fast
+    # Adam's idle weight moves about lr per step whatever the decay: wd 0.01 = wd 1
+    weak_adam, weak_adamw = demo(lr=1e-3, weight_decay=0.01, steps=640).values()
+    assert weak_adam[1] == pytest.approx(adam[1], abs=0.01)
+    assert weak_adamw[1] == pytest.approx((1 - 1e-5) ** 640, rel=1e-4)
+
+
+def test_batch_norm_by_hand_matches_the_layer_in_both_modes():
+    m = lesson("07b_inside_the_remedies")
+    differences = m.batch_norm_by_hand(torch.Generator().manual_seed(0))
+    assert len(differences) == 4 and max(differences.values()) < 1e-5
 
 
 def test_honest_score_chooses_on_one_half_and_scores_on_the_other():
@@ -112,24 +123,31 @@ def test_quick_run_is_headless_and_04_loads_its_checkpoint(tmp_path):
     result = run_script("07_regularization.py", "--subset", "300", "--epochs", "2",
                         "--seeds", "2", "--checkpoint", ckpt, "--results", results)
     assert result.returncode == 0, result.stderr
-    for header in ("Overfitting on purpose", "Results on validation", "The test set, once",
-                   "model.eval() for real"):
+    for header in ("Overfitting on purpose", "Results on validation", "The test set, once"):
         assert header in result.stdout
-    for name in ("overfitting", "curves", "summary"):
+    for name in ("overfitting", "curves"):
         assert (OUTPUT_DIR / "figures" / f"07_{name}.png").read_bytes()[:4] == b"\x89PNG"
     record = json.loads(results.read_text())
     assert {r["name"] for r in record["runs"]} >= {"baseline", "dropout", "weight_decay",
                                                    "batch_norm", "augmentation", "smaller"}
     assert len([r for r in record["runs"] if r["name"] == "baseline"]) == 2  # once per seed
+    assert record["table"]["rows"][-1][0] == "early stopping"  # make tables renders it
     loaded = run_script("04_load_model.py", "--checkpoint", ckpt)
     assert loaded.returncode == 0, loaded.stderr
     assert "RegularizedMLP" in loaded.stdout
     assert "Same weights, same data, eval mode: identical." in loaded.stdout
-    # The model with dropout and batch norm: eval() matters, and 04's train-mode demo must
-    # not touch its running statistics (the test accuracy must come out identical).
-    demo = tmp_path / "reg_dropout_batchnorm.pt"
+
+
+def test_07b_trains_a_model_where_eval_matters_and_04_loads_it_unchanged(tmp_path):
+    demo = tmp_path / "demo.pt"
+    result = run_script("07b_inside_the_remedies.py", "--subset", "300", "--epochs", "2",
+                        "--checkpoint", demo)
+    assert result.returncode == 0, result.stderr
+    assert "model.eval() for real" in result.stdout and "One image through a copy" in result.stdout
     state = torch.load(demo, weights_only=True)["model_state_dict"]
     assert any(k.endswith("running_mean") for k in state)
+    # eval() matters for this model, and 04's train-mode demo must not touch its running
+    # statistics: the test accuracy must come out identical.
     loaded = run_script("04_load_model.py", "--checkpoint", demo)
     assert loaded.returncode == 0, loaded.stderr
     assert "Outputs in train mode and eval mode differ" in loaded.stdout

@@ -22,8 +22,8 @@ from conftest import ROOT, lesson
 
 import dl_utils
 
-LESSONS = sorted(p.name for p in ROOT.glob("[0-9][0-9]_*.py"))
-NUMBERED = re.compile(r"\d\d_\w+")
+LESSONS = sorted(p.name for p in ROOT.glob("[0-9][0-9]*_*.py"))
+NUMBERED = re.compile(r"\d\d[a-z]?_\w+")
 # Quick runs whose results must not depend on lesson 3 (results file, or None: stdout)
 RUNS = {
     "05_experiment_architectures.py": ["--epochs", "1", "--seeds", "1", "--subset", "500",
