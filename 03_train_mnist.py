@@ -21,6 +21,7 @@ the best epoch), --inputs raw (no normalization), --optimizer sgd --lr 0.1,
 import copy
 import math
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -283,13 +284,13 @@ def best_epochs_explained(history):
 def finish(args, model, model_kwargs, loaders, device, result):
     """After training: test the kept model once, save it, plot, summarize."""
     if result["status"] == "diverged":  # (--results: make tables counts diverged runs)
-        dl_utils.save_run_results(args, device, result)
+        dl_utils.save_run_results(Path(__file__).name, args, device, result)
     path = dl_utils.kept_model_path(args, result)
     if path is None:
         return 130
     dl_utils.section(f"Kept model: epoch {result['best_epoch']} (best validation accuracy)")
     metrics = dl_utils.report(model, loaders, device)
-    dl_utils.save_run_results(args, device, result, metrics)
+    dl_utils.save_run_results(Path(__file__).name, args, device, result, metrics)
     dl_utils.section("Saving")
     dl_utils.save_kept_model(path, args, model, model_kwargs, result, metrics, device,
                              defaults=vars(parse_args([])))

@@ -277,7 +277,7 @@ def main(argv=None):
     result = dl_utils.fit(model, ShiftedLoader(train_loader, args.max_shift), val_loader,
                           optimizer, args.epochs, device, scheduler=scheduler)
     if result["status"] == "diverged":  # (--results: make tables counts diverged runs)
-        dl_utils.save_run_results(args, device, result)
+        dl_utils.save_run_results(Path(__file__).name, args, device, result)
     path = dl_utils.kept_model_path(args, result)
     if path is None:
         return 130
@@ -299,7 +299,7 @@ def finish(args, model, model_kwargs, loaders, device, result, path):
     """Test once, save, compare with the MLP, draw filters and feature maps."""
     dl_utils.section(f"Kept model: epoch {result['best_epoch']} (best validation accuracy)")
     metrics = dl_utils.report(model, loaders, device)
-    dl_utils.save_run_results(args, device, result, metrics)
+    dl_utils.save_run_results(Path(__file__).name, args, device, result, metrics)
     dl_utils.section("Saving")
     dl_utils.save_kept_model(path, args, model, model_kwargs, result, metrics, device,
                              defaults=vars(parse_args([])))

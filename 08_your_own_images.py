@@ -402,10 +402,9 @@ def accuracy(probs, y) -> float:
 
 def report_fine_tuning(before, after, y, what):
     """Held-out accuracy before and after, and which predictions changed."""
-    n = len(y)
+    n, acc = len(y), lambda probs: dl_utils.format_accuracy(accuracy(probs, y), n)
     dl_utils.print_table(["held-out images", "accuracy ± SE"],
-                         [[f"{what}, before", dl_utils.format_accuracy(accuracy(before, y), n)],
-                          ["after fine-tuning", dl_utils.format_accuracy(accuracy(after, y), n)]])
+                         [[f"{what}, before", acc(before)], ["after fine-tuning", acc(after)]])
     fixed, broken = changed_predictions(before, after, y)
     dl_utils.prose(f"""
         The same {n} images before and after: {fixed} went from wrong to right, {broken} from

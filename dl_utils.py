@@ -1007,11 +1007,10 @@ def save_kept_model(path, args, model, model_kwargs, result, metrics, device, de
           f"{display_path(path)} ({path.stat().st_size / 1000:.0f} KB on disk)")
 
 
-def save_run_results(args, device, result, metrics=None) -> None:
+def save_run_results(script, args, device, result, metrics=None) -> None:
     """--results FILE of a training script: what one run measured, as JSON (make tables
     reads it). Written for a diverged run too, which then has no test accuracy."""
     if getattr(args, "results", None):
-        script = Path(sys.modules["__main__"].__file__).name
         save_results(args.results, script, args, device, status=result["status"],
                      best_val_acc=result["best_val_acc"], best_epoch=result["best_epoch"],
                      train_seconds=result["train_seconds"], history=result["history"],

@@ -61,6 +61,8 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_BATCHES} batches per pipeline and tiny lesson runs, "
                              "to check that the benchmark works (numbers mean little)")
+    parser.add_argument("--lessons", nargs="+", metavar="SCRIPT", default=None,
+                        help="--quick only: run just these lessons (default: all of them)")
     parser.add_argument("--update-readme", action="store_true",
                         help="write the tables into README.md's measured block")
     parser.add_argument("--from-results", metavar="JSON", default=None,
@@ -69,7 +71,14 @@ def parse_args(argv=None):
     parser.add_argument("--results", type=dl_utils.output_file, default=str(RESULTS_FILE),
                         help="where to write the JSON results (default: "
                              f"{dl_utils.display_path(RESULTS_FILE)})")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.lessons and not args.quick:
+        parser.error("--lessons needs --quick: make bench times all of `make run`")
+    known = sorted(p.name for p in ROOT.glob("[0-9][0-9]*_*.py"))
+    if args.lessons and set(args.lessons) - set(known):
+        parser.error(f"unknown lesson(s) {sorted(set(args.lessons) - set(known))}: "
+                     f"choose from {known}")
+    return args
 
 
 def per_sample_loaders(batch_size, generator):
@@ -201,7 +210,7 @@ def loader_workers(per_class=50):
 def distributed_timing(quick):
     """Lesson 10 with 1 and with 2 processes: seconds per epoch, side by side."""
     flags = ["--epochs", "1" if quick else "2", "--proof-steps", "0"]
-    flags += ["--subset", "2000"] if quick else []
+    flags += ["--subset", "500"] if quick else []
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for nproc in (1, 2):
@@ -255,10 +264,13 @@ def run_make(env):
     return lessons, end - start
 
 
-def run_quick(env):
-    """Every lesson with tiny settings (--quick), one subprocess each, as make run would."""
+def run_quick(env, only=None):
+    """Every lesson (or `only` these) with tiny settings, one subprocess each, as make run
+    would: checks the machinery, not the speed."""
     lessons, start = {}, time.perf_counter()
     for script in sorted(p.name for p in ROOT.glob("[0-9][0-9]*_*.py")):
+        if only and script not in only:
+            continue
         t0 = time.perf_counter()
         result = subprocess.run([sys.executable, str(ROOT / script), *QUICK_ARGS.get(script, [])],
                                 cwd=ROOT, env=env, capture_output=True, text=True)
@@ -275,7 +287,8 @@ def accuracy_of(script, output):
                 r"baseline.*?: ([\d.]+%) test accuracy",  # 02
                 r"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+([\d.]+(?: ± [\d.]+)?)\s+± [\d.]+\s",
                 r"^(.+): test accuracy ([\d.]+(?: ± [\d.]+)?)% \(mean",
-                r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%"]
+                r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%",
+                r"^(after fine-tuning)\s+([\d.]+)%"]
     # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen remedies;
     # 08: the CNN on the exported folder)
     if script.startswith("07b"):
@@ -390,7 +403,7 @@ def measure(args):
     pipelines = compare_pipelines(args.epochs, QUICK_BATCHES if args.quick else None)
     dl_utils.section("2. The learning path" + (" (quick settings)" if args.quick else ": make run"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "agg"}
-    lessons, total = run_quick(env) if args.quick else run_make(env)
+    lessons, total = run_quick(env, args.lessons) if args.quick else run_make(env)
     for name, lesson in lessons.items():
         lesson["accuracy"] = accuracy_of(name, lesson.pop("output"))
     parts = None if args.quick else where_time_goes(lessons["03_train_mnist.py"]["seconds"])

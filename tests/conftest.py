@@ -1,7 +1,9 @@
 """Shared test set-up: outputs go to a temporary folder, scripts run as learners run them."""
 
 import atexit
+import contextlib
 import importlib
+import io
 import os
 import shutil
 import subprocess
@@ -28,13 +30,53 @@ def lesson(name: str):
     return importlib.import_module(name)
 
 
-def run_script(script: str, *args: str, timeout: float = 300, cwd=None, env=None):
-    """Run a lesson as a learner would, from another folder; return the CompletedProcess."""
+def run_script(script: str, *args: str, timeout: float = 300, cwd=None, env=None,
+               inline=False):
+    """Run a lesson as a learner would, from another folder; return the CompletedProcess.
+
+    inline=True runs the lesson's main() in this process instead, through the same
+    dl_utils.run_main that `python script` uses (its one-line errors and exit codes),
+    with stdout and stderr captured: the same behaviour without paying Python's and
+    torch's start-up (about 2 s) again. Not for what needs a process of its own: Ctrl-C,
+    another environment, or a pickle that must name __main__.
+    """
+    if inline:
+        assert env is None, "inline runs share this process's environment"
+        return run_inline(script, [str(a) for a in args], cwd or OUTPUT_DIR)
     return subprocess.run(
         [sys.executable, str(ROOT / script), *map(str, args)],
         capture_output=True, text=True, timeout=timeout, cwd=cwd or OUTPUT_DIR,
         env={**os.environ, **(env or {})},
     )
+
+
+@contextlib.contextmanager
+def working_folder(path):
+    """contextlib.chdir, which needs Python 3.11."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run_inline(script: str, argv: list[str], cwd) -> subprocess.CompletedProcess:
+    """`python script argv` as a function call: dl_utils.run_main(main), exit code kept."""
+    import dl_utils
+
+    module = lesson(script.removesuffix(".py").replace("/", "."))
+    out, err = io.StringIO(), io.StringIO()
+    code, argv0 = 0, sys.argv
+    sys.argv = [str(ROOT / script), *argv]  # what argparse names the program after
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), working_folder(cwd):
+        try:
+            dl_utils.run_main(lambda: module.main(argv))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        finally:
+            sys.argv = argv0
+    return subprocess.CompletedProcess([script, *argv], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +87,10 @@ def served_models_dir(tmp_path_factory):
                         "--checkpoint", folder / "mlp.pt")
     assert result.returncode == 0, result.stderr
     return folder
+
+
+def benchmark_reads(script: str, stdout: str) -> str:
+    """What `make bench` reads from a lesson's output (its result column); never "?"."""
+    found = lesson("benchmarks.benchmark").accuracy_of(script, stdout)
+    assert found != "?", f"make bench cannot read the result of {script}"
+    return found

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import OUTPUT_DIR, ROOT, lesson, run_script
+from conftest import OUTPUT_DIR, benchmark_reads, lesson, run_script
 
 import dl_utils
 
@@ -61,11 +61,12 @@ def test_06_smoke_run_prints_shapes_and_saves(cnn_checkpoint):
         "channels": [16, 32], "hidden_size": 32}
     for name in ("06_filters.png", "06_feature_maps.png", "06_training_history_cnn.png"):
         assert (OUTPUT_DIR / "figures" / name).exists()
+    benchmark_reads("06_convolutional_network.py", out)
 
 
 def test_04_loads_and_evaluates_the_cnn(cnn_checkpoint, tmp_path):
     path, _ = cnn_checkpoint
-    result = run_script("04_load_model.py", "--checkpoint", path)
+    result = run_script("04_load_model.py", "--checkpoint", path, inline=True)
     assert result.returncode == 0, result.stderr
     assert "SmallCNN(channels=[16, 32], hidden_size=32) defined in 06_convolutional_network.py" \
         in result.stdout
@@ -76,23 +77,36 @@ def test_04_loads_and_evaluates_the_cnn(cnn_checkpoint, tmp_path):
     image = Image.new("L", (120, 160), 255)
     ImageDraw.Draw(image).line([(60, 20), (60, 140)], fill=0, width=12)  # a "1"
     image.save(digit)
-    result = run_script("04_load_model.py", "--checkpoint", path, "--image", digit)
+    result = run_script("04_load_model.py", "--checkpoint", path, "--image", digit, inline=True)
     assert result.returncode == 0 and f"Prediction for {digit}:" in result.stdout
 
 
 def test_benchmark_quick_mode(tmp_path):
+    """Every part of `make bench`, with tiny settings and two lessons. (Each lesson's own
+    test checks that the benchmark reads what that lesson prints: benchmark_reads.)"""
     path = tmp_path / "benchmarks.json"
-    result = run_script("benchmarks/benchmark.py", "--quick", "--results", path, timeout=600)
+    lessons = ["01_tensors_and_autograd.py", "07b_inside_the_remedies.py"]
+    result = run_script("benchmarks/benchmark.py", "--quick", "--lessons", *lessons,
+                        "--results", path, timeout=600)
     assert result.returncode == 0, result.stderr
     record = json.loads(path.read_text())
-    lessons = sorted(p.name for p in ROOT.glob("[0-9][0-9]*_*.py"))
     assert list(record["lessons"]) == lessons
     assert all(v["accuracy"] != "?" and v["seconds"] > 0 for v in record["lessons"].values())
     # Both pipelines were measured. Which one wins is a speed claim, checked by `make
     # bench` on a quiet machine, not here: 50 batches on a busy machine can go either way.
     assert all(row["images_per_s"] > 0 for row in record["pipelines"]["rows"])
+    assert [r["images"] for r in record["loader_workers"]] == ["28x28 PNG", "280x280 JPEG"]
+    assert [r["processes"] for r in record["distributed"]] == [1, 2]
     assert record["hardware"]["cpu_cores"] >= 1
     assert "| **make run** (all, in order) |" in result.stdout and "(--quick" in result.stdout
+    assert "lesson 10: processes" in result.stdout and "lesson 8: DataLoader" in result.stdout
+
+
+def test_benchmark_refuses_a_partial_make_run_and_unknown_lessons():
+    for args, message in ((["--lessons", "01_tensors_and_autograd.py"], "needs --quick"),
+                          (["--quick", "--lessons", "99_nothing.py"], "unknown lesson")):
+        result = run_script("benchmarks/benchmark.py", *args, inline=True)
+        assert result.returncode == 2 and message in result.stderr
 
 
 def test_benchmark_rewrites_only_the_readme_block(tmp_path):

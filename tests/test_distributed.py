@@ -6,7 +6,7 @@ import socket
 
 import pytest
 import torch
-from conftest import lesson, run_script
+from conftest import benchmark_reads, lesson, run_script
 from torch.utils.data import DistributedSampler
 
 import dl_utils
@@ -54,6 +54,7 @@ def test_two_processes_end_with_single_process_weights_and_04_loads_them(tmp_pat
                         "--epochs", "1", "--proof-steps", "20", "--checkpoint", ckpt,
                         "--results", results, timeout=300)
     assert result.returncode == 0, result.stderr
+    benchmark_reads("10_distributed_training.py", result.stdout)
     out = result.stdout
     assert "Largest weight difference across the 2 ranks: 0 " in out  # identical
     single = float(re.search(r"one process with batch 64: ([\d.e+-]+)", out).group(1))
@@ -65,7 +66,7 @@ def test_two_processes_end_with_single_process_weights_and_04_loads_them(tmp_pat
     assert record["world"] == 2
     assert record["proof"]["single_process"] == pytest.approx(single, rel=0.05)
     assert len(record["epoch_seconds"]) == 1 and 0.5 < record["test_acc"] <= 1
-    loaded = run_script("04_load_model.py", "--checkpoint", ckpt)
+    loaded = run_script("04_load_model.py", "--checkpoint", ckpt, inline=True)
     assert loaded.returncode == 0, loaded.stderr
     assert "Same weights, same data, eval mode: identical." in loaded.stdout
 
@@ -83,19 +84,19 @@ def test_a_port_in_use_is_one_clear_line():
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = run_script("10_distributed_training.py", "--master-port", port)
+        result = run_script("10_distributed_training.py", "--master-port", port, inline=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"port {port} is in use" in result.stderr
 
 
 def test_a_port_out_of_range_is_refused_by_the_parser():
-    result = run_script("10_distributed_training.py", "--master-port", "70000")
+    result = run_script("10_distributed_training.py", "--master-port", "70000", inline=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "must be a port number from 0 to 65535" in result.stderr
 
 
 def test_uneven_batch_is_refused():
-    result = run_script("10_distributed_training.py", "--nproc", "3")
+    result = run_script("10_distributed_training.py", "--nproc", "3", inline=True)
     assert result.returncode == 2 and "does not split evenly" in result.stderr
 
 

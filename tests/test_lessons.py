@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import OUTPUT_DIR, lesson, run_script
+from conftest import OUTPUT_DIR, benchmark_reads, lesson, run_script
 
 # ---------------------------------------------------------------------------- 01
 
@@ -41,8 +41,9 @@ def test_01_gradient_step_lowers_the_loss_and_matches_sgd():
 
 
 def test_01_runs_and_every_gradient_matches():
-    result = run_script("01_tensors_and_autograd.py")
+    result = run_script("01_tensors_and_autograd.py", inline=True)
     assert result.returncode == 0, result.stderr
+    benchmark_reads("01_tensors_and_autograd.py", result.stdout)
     table = result.stdout.split("match (< 1e-6)")[1].split("d loss")[0]
     assert table.count("yes") == 4 and "NO" not in table
 
@@ -51,8 +52,9 @@ def test_01_runs_and_every_gradient_matches():
 
 
 def test_02_runs_headless_and_computes_the_normalization_constants():
-    result = run_script("02_load_mnist.py")
+    result = run_script("02_load_mnist.py", inline=True)
     assert result.returncode == 0, result.stderr
+    benchmark_reads("02_load_mnist.py", result.stdout)
     assert "Computed: mean 0.1307, std 0.3081" in result.stdout
     assert "-0.4242..2.8215" in result.stdout
     for name in ("samples", "class_balance", "mean_digits", "pixel_histogram", "suspects"):
@@ -74,8 +76,9 @@ def test_05_architectures_have_the_documented_sizes():
 def test_05_quick_run_writes_results_for_all_three(tmp_path):
     path = tmp_path / "architectures.json"
     result = run_script("05_experiment_architectures.py", "--epochs", "1", "--seeds", "1",
-                        "--subset", "2000", "--results", path)
+                        "--subset", "2000", "--results", path, inline=True)
     assert result.returncode == 0, result.stderr
+    benchmark_reads("05_experiment_architectures.py", result.stdout)
     record = json.loads(path.read_text())
     assert {r["arch"]: r["params"] for r in record["runs"]} == {
         "TwoLayerNN": 101_770, "ThreeLayerNN": 235_146, "TanhNN": 101_770}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import OUTPUT_DIR, lesson, run_script
+from conftest import OUTPUT_DIR, benchmark_reads, lesson, run_script
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
@@ -138,8 +138,9 @@ def test_stratified_split_is_disjoint_complete_and_balanced():
 def test_quick_run_exports_checks_and_fine_tunes_headless(tmp_path):
     ckpt = tmp_path / "tuned.pt"
     result = run_script("08_your_own_images.py", "--per-class", "6", "--epochs", "1",
-                        "--checkpoint", ckpt)
+                        "--checkpoint", ckpt, inline=True)
     assert result.returncode == 0, result.stderr
+    benchmark_reads("08_your_own_images.py", result.stdout)
     export = OUTPUT_DIR / "data" / "mnist_png" / "validation_6_per_digit"
     assert (export / "9").is_dir()
     assert (OUTPUT_DIR / "figures" / "08_batch.png").read_bytes()[:4] == b"\x89PNG"
@@ -173,6 +174,6 @@ def test_bad_folders_are_one_clear_line(tmp_path):
     for target, message in ((tmp_path, "has no class subfolders"),
                             (tmp_path / "nowhere", "does not exist"),
                             (tmp_path / "a.png", "is a file, not a folder")):
-        result = run_script("08_your_own_images.py", "--folder", target)
+        result = run_script("08_your_own_images.py", "--folder", target, inline=True)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

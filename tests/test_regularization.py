@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn as nn
-from conftest import OUTPUT_DIR, lesson, run_script
+from conftest import OUTPUT_DIR, benchmark_reads, lesson, run_script
 
 import dl_utils
 
@@ -112,7 +112,7 @@ def test_combination_and_choice_follow_the_intervals():
 
 @pytest.mark.parametrize("value", ["1", "1.5", "-0.1", "half"])
 def test_bad_dropout_is_one_clear_line(value):
-    result = run_script("07_regularization.py", "--dropout", value)
+    result = run_script("07_regularization.py", "--dropout", value, inline=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "argument --dropout" in result.stderr.strip().splitlines()[-1]
@@ -121,8 +121,9 @@ def test_bad_dropout_is_one_clear_line(value):
 def test_quick_run_is_headless_and_04_loads_its_checkpoint(tmp_path):
     ckpt, results = tmp_path / "reg.pt", tmp_path / "reg.json"
     result = run_script("07_regularization.py", "--subset", "300", "--epochs", "2",
-                        "--seeds", "2", "--checkpoint", ckpt, "--results", results)
+                        "--seeds", "2", "--checkpoint", ckpt, "--results", results, inline=True)
     assert result.returncode == 0, result.stderr
+    benchmark_reads("07_regularization.py", result.stdout)
     for header in ("Overfitting on purpose", "Results on validation", "The test set, once"):
         assert header in result.stdout
     for name in ("overfitting", "curves"):
@@ -132,7 +133,7 @@ def test_quick_run_is_headless_and_04_loads_its_checkpoint(tmp_path):
                                                    "batch_norm", "augmentation", "smaller"}
     assert len([r for r in record["runs"] if r["name"] == "baseline"]) == 2  # once per seed
     assert record["table"]["rows"][-1][0] == "early stopping"  # make tables renders it
-    loaded = run_script("04_load_model.py", "--checkpoint", ckpt)
+    loaded = run_script("04_load_model.py", "--checkpoint", ckpt, inline=True)
     assert loaded.returncode == 0, loaded.stderr
     assert "RegularizedMLP" in loaded.stdout
     assert "Same weights, same data, eval mode: identical." in loaded.stdout
@@ -141,14 +142,15 @@ def test_quick_run_is_headless_and_04_loads_its_checkpoint(tmp_path):
 def test_07b_trains_a_model_where_eval_matters_and_04_loads_it_unchanged(tmp_path):
     demo = tmp_path / "demo.pt"
     result = run_script("07b_inside_the_remedies.py", "--subset", "300", "--epochs", "2",
-                        "--checkpoint", demo)
+                        "--checkpoint", demo, inline=True)
     assert result.returncode == 0, result.stderr
+    benchmark_reads("07b_inside_the_remedies.py", result.stdout)
     assert "model.eval() for real" in result.stdout and "One image through a copy" in result.stdout
     state = torch.load(demo, weights_only=True)["model_state_dict"]
     assert any(k.endswith("running_mean") for k in state)
     # eval() matters for this model, and 04's train-mode demo must not touch its running
     # statistics: the test accuracy must come out identical.
-    loaded = run_script("04_load_model.py", "--checkpoint", demo)
+    loaded = run_script("04_load_model.py", "--checkpoint", demo, inline=True)
     assert loaded.returncode == 0, loaded.stderr
     assert "Outputs in train mode and eval mode differ" in loaded.stdout
     assert "Same weights, same data, eval mode: identical." in loaded.stdout

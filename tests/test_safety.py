@@ -79,7 +79,8 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
 def test_a_huge_image_is_one_clear_line(checkpoint, tmp_path, width, height):
     # 240 megapixels trips PIL's decompression-bomb guard; 64 megapixels our own limit
     image = png_header_only(tmp_path / "huge.png", width, height)
-    result = run_script("04_load_model.py", "--checkpoint", checkpoint, "--image", image)
+    result = run_script("04_load_model.py", "--checkpoint", checkpoint, "--image", image,
+                        inline=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "is too large" in result.stderr
 
@@ -102,7 +103,7 @@ def test_output_paths_are_checked_before_any_work(tmp_path, script, flag):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     for bad, message in ((tmp_path, "is a folder"), (blocker / "model.pt", "is a file")):
-        result = run_script(script, flag, bad)
+        result = run_script(script, flag, bad, inline=True)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert message in result.stderr.strip().splitlines()[-1]
 
@@ -144,7 +145,7 @@ def test_requirement_floors_cover_the_apis_used():
 
 def test_divergence_stops_at_the_first_exploding_batch(tmp_path):
     result = run_script("03_train_mnist.py", *QUICK, "--lr", "10",
-                        "--checkpoint", tmp_path / "m.pt")
+                        "--checkpoint", tmp_path / "m.pt", inline=True)
     assert result.returncode == 1
     batch = int(re.search(r"at batch (\d+) of epoch 1", result.stderr).group(1))
     assert batch < 32  # 2,000 images = 32 batches: it stopped before the epoch ended
@@ -190,7 +191,7 @@ def test_06_names_non_default_settings_of_the_mlp_it_compares_with(tmp_path):
     assert "--epochs 1 --subset 5000" in quick and "Careful" in quick and "seed" not in quick
     ckpt = tmp_path / "mlp.pt"
     result = run_script("03_train_mnist.py", "--epochs", "1", "--subset", "300",
-                        "--checkpoint", ckpt)
+                        "--checkpoint", ckpt, inline=True)
     assert result.returncode == 0, result.stderr
     changed = torch.load(ckpt, weights_only=True)["changed_settings"]
     assert changed == {"epochs": 1, "subset": 300}
@@ -219,7 +220,7 @@ def test_the_training_loop_is_five_plain_steps():
 
 
 def test_02_says_what_mnist_is():
-    result = run_script("02_load_mnist.py", "--num-suspects", "2")
+    result = run_script("02_load_mnist.py", "--num-suspects", "2", inline=True)
     assert result.returncode == 0, result.stderr
     assert "hello world" in result.stdout and "250 writers" in result.stdout
     assert (OUTPUT_DIR / "figures" / "02_suspects.png").exists()

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import lesson, run_script
+from conftest import benchmark_reads, lesson, run_script
 from PIL import Image
 
 import dl_utils
@@ -140,21 +140,22 @@ def test_the_page_is_served_and_self_contained(server):
 
 def test_port_in_use_is_one_clear_line(server):
     port = server.server_address[1]
-    result = run_script("09_serve_digits.py", "--port", port)
+    result = run_script("09_serve_digits.py", "--port", port, inline=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot listen on" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_self_check_runs_and_stops(served_models_dir):
     result = run_script("09_serve_digits.py", "--self-check", "--models-dir", served_models_dir,
-                        "--requests", "10", "--drawn", "50")
+                        "--requests", "10", "--drawn", "50", inline=True)
     assert result.returncode == 0, result.stderr
+    benchmark_reads("09_serve_digits.py", result.stdout)
     assert "p95" in result.stdout and "drawn, prepared (served)" in result.stdout
 
 
 def test_no_model_yet_says_which_lesson_to_run(tmp_path):
     result = run_script("09_serve_digits.py", "--self-check", "--models-dir", tmp_path,
-                        "--requests", "3")
+                        "--requests", "3", inline=True)
     assert result.returncode == 0, result.stderr
     assert "run python 03_train_mnist.py" in result.stdout
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import OUTPUT_DIR, ROOT, lesson, run_script
+from conftest import OUTPUT_DIR, ROOT, benchmark_reads, lesson, run_script
 from PIL import Image
 
 import dl_utils
@@ -36,12 +36,14 @@ def test_03_trains_reports_and_saves(trained):
     assert 0.80 < checkpoint["metrics"]["test_acc"] < 1.0  # 2,000 images, one epoch
     assert path.with_name("simple_nn_whole.pt").exists()
     assert (OUTPUT_DIR / "figures" / "03_training_history.png").exists()
+    benchmark_reads("03_train_mnist.py", out)
 
 
 def test_04_reproduces_the_accuracy_03_reported(trained):
     path, _ = trained
-    result = run_script("04_load_model.py", "--checkpoint", path)
+    result = run_script("04_load_model.py", "--checkpoint", path, inline=True)
     assert result.returncode == 0, result.stderr
+    benchmark_reads("04_load_model.py", result.stdout)
     saved = torch.load(path, weights_only=True)["metrics"]["test_acc"]
     assert f"reported at training  {round(saved * 10000):,} / 10,000" in result.stdout
     assert "identical" in result.stdout
@@ -107,7 +109,7 @@ def test_ctrl_c_keeps_the_best_epoch_without_overwriting(tmp_path):
 
 
 def test_04_without_checkpoint_tells_to_run_03_first(tmp_path):
-    result = run_script("04_load_model.py", "--checkpoint", tmp_path / "none.pt")
+    result = run_script("04_load_model.py", "--checkpoint", tmp_path / "none.pt", inline=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "run `python 03_train_mnist.py` first" in result.stderr
 
@@ -115,7 +117,7 @@ def test_04_without_checkpoint_tells_to_run_03_first(tmp_path):
 def test_04_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_text("not a model")
-    result = run_script("04_load_model.py", "--checkpoint", junk)
+    result = run_script("04_load_model.py", "--checkpoint", junk, inline=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "not a readable checkpoint" in result.stderr
 
@@ -134,14 +136,15 @@ def test_03_rejects_invalid_settings(args, message, capsys):
 
 
 def test_invalid_setting_on_the_command_line_is_one_clear_error():
-    result = run_script("03_train_mnist.py", "--epochs", "0")
+    result = run_script("03_train_mnist.py", "--epochs", "0", inline=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "03_train_mnist.py: error: argument --epochs: must be a positive integer, got 0")
 
 
 def test_03_help_lists_every_setting_with_its_default():
-    out = " ".join(run_script("03_train_mnist.py", "-h").stdout.split("options:")[1].split())
+    help_text = run_script("03_train_mnist.py", "-h", inline=True).stdout
+    out = " ".join(help_text.split("options:")[1].split())
     for flag, default in [("--batch-size", "64"), ("--lr", "0.001"), ("--epochs", "10"),
                           ("--hidden-size", "128"), ("--seed", "0"), ("--device", "cpu")]:
         assert flag in out and f"(default: {default})" in out.split(flag, 1)[1].split("--")[0]
@@ -187,7 +190,8 @@ def test_prepare_digit_recovers_an_mnist_image(tmp_path, dark_ink):
 
 def test_04_classifies_an_image(trained, tmp_path):
     path, _ = mnist_digit_as_photo(tmp_path)
-    result = run_script("04_load_model.py", "--checkpoint", trained[0], "--image", path)
+    result = run_script("04_load_model.py", "--checkpoint", trained[0], "--image", path,
+                        inline=True)
     assert result.returncode == 0, result.stderr
     assert f"Prediction for {path}:" in result.stdout
     rows = [line.split() for line in result.stdout.split("probability")[1].splitlines()]
@@ -199,7 +203,8 @@ def test_04_image_errors_are_one_line(trained, tmp_path):
     for bad in (tmp_path / "missing.png", tmp_path / "notes.txt"):
         if bad.suffix == ".txt":
             bad.write_text("hello")
-        result = run_script("04_load_model.py", "--checkpoint", trained[0], "--image", bad)
+        result = run_script("04_load_model.py", "--checkpoint", trained[0], "--image", bad,
+                            inline=True)
         assert result.returncode == 1 and "cannot read image" in result.stderr
         assert "Traceback" not in result.stderr
 
