@@ -38,8 +38,10 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# -n auto: pytest-xdist spreads the tests over every core (most tests start lessons as
+# separate processes and wait for them); -n 0 runs them one at a time.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 bench: $(STAMP)
 	$(PY) benchmarks/benchmark.py

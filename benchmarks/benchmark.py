@@ -226,10 +226,10 @@ def distributed_timing(quick):
 
 
 def test_suite_seconds():
-    """`make test`'s suite (pytest), timed: the budget is at most make run's time."""
+    """`make test`'s suite (pytest -n auto), timed: its budget is make run's time."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "-q", "-p", "no:cacheprovider"],
+                   cwd=ROOT, check=True, capture_output=True)  # as make test runs it
     return time.perf_counter() - start
 
 
@@ -382,6 +382,23 @@ def report(record):
 
 
 README_START, README_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+PATH_MARKERS = "<!-- path-times:start -->", "<!-- path-times:end -->"
+WORDS_PER_MINUTE = 120  # a careful pace for code with comments (prose reads at ~250)
+
+
+def path_times(record):
+    """The learning path: each lesson's size, an estimated reading time, its measured run."""
+    rows = []
+    for name, lesson in record["lessons"].items():
+        text = (ROOT / name).read_text()
+        words = len(text.split())
+        rows.append([f"`{name}`", f"{len(text.splitlines())}", f"{words:,}",
+                     f"{words / WORDS_PER_MINUTE:.0f}", f"{lesson['seconds']:.0f}"])
+    return "\n".join([
+        markdown(["lesson", "lines", "words", "minutes to read", "seconds to run"], rows), "",
+        f"(Reading time: its words at {WORDS_PER_MINUTE} a minute, a careful pace for code "
+        f"with comments; then add the output. Run time: `make run` on {record['date'][:10]}, "
+        f"{record['hardware']['cpu']}, {record['make_run_seconds']:.0f} s for all of them.)"])
 
 
 def update_readme(text, readme=ROOT / "README.md", start=README_START, end=README_END):
@@ -442,6 +459,7 @@ def main(argv=None):
         if record["quick"]:
             raise dl_utils.FriendlyError("--quick numbers do not belong in the README")
         update_readme(text)
+        update_readme(path_times(record), ROOT / "README.md", *PATH_MARKERS)
     return 0
 
 

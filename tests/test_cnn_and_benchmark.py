@@ -100,6 +100,8 @@ def test_benchmark_quick_mode(tmp_path):
     assert record["hardware"]["cpu_cores"] >= 1
     assert "| **make run** (all, in order) |" in result.stdout and "(--quick" in result.stdout
     assert "lesson 10: processes" in result.stdout and "lesson 8: DataLoader" in result.stdout
+    path_table = lesson("benchmarks.benchmark").path_times(record)
+    assert "| `07b_inside_the_remedies.py` |" in path_table and "minutes to read" in path_table
 
 
 def test_benchmark_refuses_a_partial_make_run_and_unknown_lessons():
