@@ -358,6 +358,14 @@ def center_by_mass(small: np.ndarray) -> np.ndarray:
     return frame.clip(0, 255).astype(np.uint8)
 
 
+def mistakes(model, test_loader, device, args):
+    """The confusion matrix and the most confident mistakes on the whole test set."""
+    probs, y = dl_utils.predict_all(model, test_loader, device)
+    report_confusions(dl_utils.confusion_matrix(probs, y), args.show)
+    dl_utils.plot_confident_mistakes(dl_utils.to_pixels(test_loader.X), probs, y,
+                                     args.num_mistakes, args.show)
+
+
 def classify_image(model, path, device, show):
     """--image: preprocess the learner's digit, predict, print the probabilities."""
     pixels = prepare_digit(path)
@@ -394,25 +402,18 @@ def main(argv=None):
 
     dl_utils.section("The whole-model route, and why it is not the default")
     whole_model_route(args.checkpoint, model)
-
     _, _, test_loader = dl_utils.load_mnist_data(device=device)
     X, y = next(iter(test_loader))
     dl_utils.section("model.eval() and torch.no_grad()")
     eval_mode_demo(model, X[:args.num_examples])
-
     dl_utils.section("Test accuracy, again")
     check_accuracy(model, test_loader, device, checkpoint)
-
     dl_utils.section("From logits to probabilities to predictions")
     probs = logits_walkthrough(model, X[:args.num_examples], y[:args.num_examples].cpu())
     plot_predictions(dl_utils.to_pixels(X[:args.num_examples]), y[:args.num_examples].cpu(),
                      probs.cpu(), args.show)
-
     dl_utils.section("Where the model goes wrong")
-    all_probs, all_y = dl_utils.predict_all(model, test_loader, device)
-    report_confusions(dl_utils.confusion_matrix(all_probs, all_y), args.show)
-    dl_utils.plot_confident_mistakes(dl_utils.to_pixels(test_loader.X), all_probs, all_y,
-                                     args.num_mistakes, args.show)
+    mistakes(model, test_loader, device, args)
     print("\nNext: python 05_experiment_architectures.py")
     dl_utils.show_figures(args.show)
     return 0

@@ -262,29 +262,18 @@ def plot_results(runs, summary, show):
     dl_utils.save_figure(fig, "05_accuracy_vs_parameters.png", show)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    dl_utils.setup_figures(args.show)
-    dl_utils.section("The contenders")
-    device = dl_utils.get_device(args.device)
+def show_contenders(archs):
+    """The architectures side by side: layer sizes and parameters, read from the models."""
     dl_utils.print_table(["architecture", "layers", "activation", "parameters"], [
         [name, dl_utils.layer_sizes(model), type(model.activation).__name__,
          f"{dl_utils.count_parameters(model):,}"]
-        for name, model in ((n, ARCHITECTURES[n]()) for n in args.archs)])
+        for name, model in ((n, ARCHITECTURES[n]()) for n in archs)])
 
-    dl_utils.section(f"Training: {len(args.archs)} architectures x {args.seeds} seeds x "
-                     f"{args.epochs} epochs")
-    start = time.perf_counter()
-    runs, interrupted = run_all(args, device)
-    if not runs:
-        print("No run completed: nothing to compare.")
-        return 130
-    print(f"All runs: {time.perf_counter() - start:.0f} s")
 
+def judge(runs, baseline):
+    """Validation table, verdicts, then the test set once; (summary, comparisons)."""
     dl_utils.section("Results on validation: what we choose on")
-    summary = summarize(runs)
-    baseline = args.archs[0]
-    comparisons = paired_comparisons(runs, baseline)
+    summary, comparisons = summarize(runs), paired_comparisons(runs, baseline)
     print_validation_table(summary, comparisons, baseline)
     dl_utils.section("What the numbers support")
     print("\n".join(conclusions(summary, comparisons, baseline)))
@@ -294,6 +283,25 @@ def main(argv=None):
         Nothing above was chosen with these numbers: the epochs and the verdicts came from
         validation. On 10,000 test images each accuracy also carries the test set's own
         sampling error (third column), whatever the number of seeds.""")
+    return summary, comparisons
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dl_utils.setup_figures(args.show)
+    dl_utils.section("The contenders")
+    device = dl_utils.get_device(args.device)
+    show_contenders(args.archs)
+    dl_utils.section(f"Training: {len(args.archs)} architectures x {args.seeds} seeds x "
+                     f"{args.epochs} epochs")
+    start = time.perf_counter()
+    runs, interrupted = run_all(args, device)
+    if not runs:
+        print("No run completed: nothing to compare.")
+        return 130
+    print(f"All runs: {time.perf_counter() - start:.0f} s")
+    baseline = args.archs[0]
+    summary, comparisons = judge(runs, baseline)
     dl_utils.section("Saving")
     plot_results(runs, summary, args.show)
     if interrupted:
