@@ -219,7 +219,8 @@ def fine_tune(model, loader, args, device):
     """Lesson 3's training loop (train_epoch), for a fixed number of epochs.
 
     Fine-tuning continues training a model that already works, on new data, with a
-    small learning rate, so that it adapts without forgetting what it knew. The epochs
+    small learning rate, so that it adapts rather than starts over (whether it also
+    forgets what it knew is a separate question, which this lesson does not measure). The epochs
     are fixed in advance: the held-out part must choose nothing, so it cannot pick one.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)

@@ -72,7 +72,7 @@ def load_models(folder: Path, device) -> list[dict]:
             print(f"  skipped {dl_utils.display_path(path)}: {err}")
             continue
         # eval(): dropout off, batch norm on its running statistics. Forward passes then
-        # change nothing in the model, which is what makes serving from threads safe.
+        # change nothing in the model (answer_image still runs one at a time: see there).
         model.eval()
         served.append({"name": checkpoint["model_class"], "model": model,
                        "checkpoint": dl_utils.display_path(path)})
@@ -126,11 +126,18 @@ def predict(models, pixels: np.ndarray) -> list[dict]:
     return answers
 
 
+# One forward pass at a time, whichever thread answers: on Apple's MPS, two threads
+# running tensor operations at once can crash the process (pytorch/pytorch#197805), and
+# on a CPU each pass already uses every core, so passes in parallel only compete.
+INFERENCE = threading.Lock()
+
+
 def answer_image(models, image_bytes: bytes) -> dict:
     """The whole API answer for one posted image."""
     prepared, resized = prepare(image_bytes)
-    skew = predict(models, resized)
-    return {"input": prepared.tolist(), "models": predict(models, prepared),
+    with INFERENCE:
+        skew, answers = predict(models, resized), predict(models, prepared)
+    return {"input": prepared.tolist(), "models": answers,
             "resized_only": [{"name": a["name"], "checkpoint": a["checkpoint"],
                               "prediction": a["prediction"]} for a in skew],
             "hint": "" if models else NO_MODEL_HINT}

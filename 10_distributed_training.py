@@ -285,8 +285,9 @@ def prove(initial, data, args, per_rank, device):
     """Weights after N steps: across ranks, and against one process with the whole batch."""
     ddp_model = ddp_steps(initial, data, args, per_rank, device)
     reference = copy.deepcopy(ddp_model)
-    for p in reference.parameters():  # rank 0's weights, sent to every rank
-        dist.broadcast(p.data, src=0)
+    with torch.no_grad():  # rank 0's weights, sent to every rank (no autograd involved)
+        for p in reference.parameters():
+            dist.broadcast(p, src=0)
     across = max_over_ranks(largest_difference(ddp_model, reference), device)
     single = None
     if dist.get_rank() == 0:  # the others wait at the barrier meanwhile

@@ -13,6 +13,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import sys
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,17 +73,26 @@ class Handler(BaseHTTPRequestHandler):
         if not self.route("POST"):
             return
         try:
-            body = json.loads(self.read_body())
+            body = self.read_json()
             if not isinstance(body, dict) or "image" not in body:
                 raise RequestError(400, 'expected a JSON object {"image": "data:image/..."}')
             self.send_json(200, self.server.answer(decode_data_url(body["image"])))
         except RequestError as err:
             self.send_json(err.status, {"error": str(err)})
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            self.send_json(400, {"error": f"the body is not valid JSON ({err})"})
+        except OSError:  # the client went away or stopped sending: nobody to answer
+            self.close_connection = True
         except Exception as err:  # a bug of ours: answer 500, keep serving, log it
             self.log_error("internal error: %r", err)
             self.send_json(500, {"error": "internal error"})
+
+    def read_json(self):
+        """The body as JSON; anything that is not JSON is the client's error (400)."""
+        try:
+            return json.loads(self.read_body())
+        except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, a 5,000-digit
+            # number (Python refuses over 4,300 digits), arrays nested 100,000 deep...
+            raise RequestError(400, f"the body is not valid JSON ({type(err).__name__})") \
+                from err
 
     def do_HEAD(self):  # what GET would answer, without the body
         self.do_GET()
@@ -149,6 +159,16 @@ class Handler(BaseHTTPRequestHandler):
             super().log_message(fmt, *args)
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A client that leaves early (a closed tab, a dropped connection) is not an error of
+    ours: no traceback for it. Anything else is still reported, in one line."""
+
+    def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            print(f"error while answering {client_address[0]}: {error!r}", file=sys.stderr)
+
+
 def make_server(host, port, answer, describe, page: bytes, max_body, verbose=False):
     """A threaded HTTP server on (host, port); port 0 picks a free one.
 
@@ -156,7 +176,7 @@ def make_server(host, port, answer, describe, page: bytes, max_body, verbose=Fal
     for bad input); describe() -> the JSON answer of GET /api/models; page: the HTML.
     """
     try:
-        server = ThreadingHTTPServer((host, port), Handler)
+        server = QuietServer((host, port), Handler)
     except OSError as err:
         raise dl_utils.FriendlyError(
             f"cannot listen on {host}:{port}: {err.strerror or err}"

@@ -3,6 +3,7 @@
 import base64
 import http.client
 import json
+import os
 import socket
 import threading
 
@@ -179,3 +180,48 @@ def test_ctrl_c_stops_the_server_cleanly(served_models_dir):
     rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Stopped." in rest and "Traceback" not in err
     assert serving.is_loopback("127.0.0.1") and not serving.is_loopback("0.0.0.0")
+
+
+def test_hostile_bodies_and_headers_are_4xx_never_500(server):
+    """The bodies and headers a hostile client sends: each one answered with a 4xx."""
+    cases = [b"[" * 100_000 + b"]" * 100_000,  # nested 100,000 deep
+             b'{"image": ' + b"9" * 5000 + b"}",  # a 5,000-digit number
+             b'{"image": "\xff\xfe"}']  # not UTF-8
+    for body in cases:
+        status, answer = request(server, "POST", "/api/predict", body)
+        assert 400 <= status < 500 and answer["error"], body[:20]
+    odd_length = raw(server, "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: ²"
+                             "\r\n\r\n{}".encode("latin-1"))
+    assert odd_length.startswith(b"HTTP/1.0 400 ")
+    head = raw(server, b"HEAD /api/models HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 ") and head.endswith(b"\r\n\r\n")  # no body
+    assert request(server, "GET", "/api/models")[0] == 200
+
+
+def test_an_eps_image_is_never_decoded(server, tmp_path, monkeypatch):
+    """Pillow would hand EPS content to Ghostscript: a fake `gs` on PATH proves it is
+    never started, whether the file is posted, given to 04 --image, or read by 08."""
+    marker = tmp_path / "gs_ran"
+    fake = tmp_path / "bin" / "gs"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n"
+    status, answer = request(server, "POST", "/api/predict", json.dumps(
+        {"image": "data:image/png;base64," + base64.b64encode(eps).decode()}))
+    assert status == 400 and "not a PNG or JPEG" in answer["error"]
+    (tmp_path / "digit.png").write_bytes(eps)  # EPS under a .png name
+    with pytest.raises(dl_utils.FriendlyError, match="not a PNG or JPEG"):
+        dl_utils.read_grayscale(tmp_path / "digit.png")
+    assert not marker.exists()
+
+
+def test_a_client_that_leaves_early_prints_no_traceback(server, capfd):
+    png = serving.predict_request(b"not really")
+    for _ in range(5):  # send a request, then close before the answer is read
+        with socket.create_connection(("127.0.0.1", server.server_address[1])) as sock:
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                         + str(len(png) + 100).encode() + b"\r\n\r\n" + png)
+    assert request(server, "GET", "/api/models")[0] == 200
+    assert "Traceback" not in capfd.readouterr().err
