@@ -300,9 +300,9 @@ def serve(models, args):
     if not serving.is_loopback(args.host):
         print(f"WARNING: listening on {args.host}: anyone who can reach this computer over "
               "the network can use this server. Use the default 127.0.0.1 unless you mean it.")
-    print(f"\nOpen http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ in a "
-          "browser and draw a digit. Ctrl-C stops the server.", flush=True)
-    try:
+    try:  # (the message inside: a Ctrl-C the moment it appears is handled too)
+        print(f"\nOpen http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ "
+              "in a browser and draw a digit. Ctrl-C stops the server.", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         print("\nStopped.")

@@ -178,7 +178,7 @@ def test_ctrl_c_stops_the_server_cleanly(served_models_dir):
         out += proc.stdout.readline()
     os.kill(proc.pid, signal.SIGINT)
     rest, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and "Stopped." in rest and "Traceback" not in err
+    assert proc.returncode == 0 and "Stopped." in rest and "Traceback" not in err, (out, rest, err)
     assert serving.is_loopback("127.0.0.1") and not serving.is_loopback("0.0.0.0")
 
 
