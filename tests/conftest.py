@@ -94,3 +94,16 @@ def benchmark_reads(script: str, stdout: str) -> str:
     found = lesson("benchmarks.benchmark").accuracy_of(script, stdout)
     assert found != "?", f"make bench cannot read the result of {script}"
     return found
+
+
+SLOW_FIRST = ("test_editing_lesson_3_changes_no_other_lesson",
+              "test_tables_run_lesson_command_lines_and_render_every_section",
+              "test_benchmark_quick_mode",
+              "test_a_syntax_error_in_lesson_3_breaks_lesson_3_alone",
+              "test_two_processes_end_with_single_process_weights_and_04_loads_them")
+
+
+def pytest_collection_modifyitems(items):
+    """The longest tests first: with the suite spread over the cores (make test runs
+    pytest -n auto), a long test started last would leave the other cores idle."""
+    items.sort(key=lambda item: item.name not in SLOW_FIRST)

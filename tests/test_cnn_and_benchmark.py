@@ -45,7 +45,7 @@ def test_random_shift_moves_each_image_within_bounds():
 def cnn_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("cnn") / "cnn.pt"
     result = run_script("06_convolutional_network.py", "--epochs", "1", "--subset", "1000",
-                        "--checkpoint", path)
+                        "--checkpoint", path, inline=True)
     assert result.returncode == 0, result.stderr
     return path, result.stdout
 
@@ -123,28 +123,10 @@ def test_benchmark_rewrites_only_the_readme_block(tmp_path):
         bench.update_readme("x", readme)
 
 
-def test_tables_render_every_section_from_the_lessons_results_files(tmp_path, monkeypatch):
-    """Each row of `make tables` is a lesson's command line run as a learner would run it;
-    every section renders from what the lessons write with --results."""
-    tables = lesson("benchmarks.tables")
-    runner = tables.Runner(tmp_path / "tables.json", quick=True)
-    real = {"03": runner.run("03", ["--seed", "0"]), "05": runner.run("05", ["--seeds", "2"]),
-            "06": runner.run("06", ["--seed", "0"]), "07": runner.run("07", [])}
-    assert real["03"]["status"] == "completed" and len(real["03"]["history"]["val_acc"]) == 1
-    assert {r["arch"] for r in real["05"]["runs"]} == set(tables.ARCHS)
-    assert real["07"]["table"]["rows"] and real["07"]["settings"]["seeds"] == 2
-    runs = len(runner.runs)
-    assert runner.run("03", ["--seed", "0"]) == real["03"] and len(runner.runs) == runs  # cached
-    # The sections, rendered from these real records (one per lesson, for every row):
-    monkeypatch.setattr(runner, "run_lesson", lambda script, argv: real[script])
-    for name, section in tables.SECTION_FUNCTIONS.items():
-        text = section(runner, 2)
-        assert text.startswith("|") and "nan" not in text.replace("nan]", ""), name
-    assert "Defaults on the test set, reported once" in tables.section_lesson3(runner, 2)
-    assert "Chosen on validation" in tables.section_lesson7(runner, 2)
-
-
-def test_tables_command_line_runs_a_section_and_reuses_its_runs(tmp_path):
+def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monkeypatch):
+    """Each row of `make tables` is a lesson's command line run as a learner would run it
+    (its own process, --results FILE); runs are reused; every section renders from what
+    the lessons write."""
     path = tmp_path / "tables.json"
     first = run_script("benchmarks/tables.py", "--quick", "--only", "lesson5", "--results", path)
     assert first.returncode == 0, first.stderr
@@ -152,6 +134,20 @@ def test_tables_command_line_runs_a_section_and_reuses_its_runs(tmp_path):
     assert "05 --seeds 2" in first.stdout  # the command line it ran
     again = run_script("benchmarks/tables.py", "--quick", "--only", "lesson5", "--results", path)
     assert again.returncode == 0 and "05 --seeds 2" not in again.stdout  # reused, not re-run
+    tables = lesson("benchmarks.tables")
+    runner = tables.Runner(path, quick=True)
+    real = {"03": runner.run("03", ["--seed", "0"]), "05": runner.run("05", ["--seeds", "2"]),
+            "06": runner.run("06", ["--seed", "0"]), "07": runner.run("07", [])}
+    assert real["03"]["status"] == "completed" and len(real["03"]["history"]["val_acc"]) == 1
+    assert {r["arch"] for r in real["05"]["runs"]} == set(tables.ARCHS)
+    assert real["07"]["table"]["rows"] and real["07"]["settings"]["seeds"] == 2
+    # The sections, rendered from these real records (one per lesson, for every row):
+    monkeypatch.setattr(runner, "run_lesson", lambda script, argv: real[script])
+    for name, section in tables.SECTION_FUNCTIONS.items():
+        text = section(runner, 2)
+        assert text.startswith("|") and "nan" not in text.replace("nan]", ""), name
+    assert "Defaults on the test set, reported once" in tables.section_lesson3(runner, 2)
+    assert "Chosen on validation" in tables.section_lesson7(runner, 2)
 
 
 def test_tables_refuse_quick_numbers_in_the_readme():
