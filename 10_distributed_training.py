@@ -347,6 +347,8 @@ def save_and_check(ddp, args, device, metrics):
 
 def worker(args):
     """What each process does: join, then the job; leave together."""
+    # Leave at once if whoever started us is gone: our launcher, or torchrun itself.
+    dl_utils.leave_when_gone(int(os.environ.get("DL_LAUNCHER_PID") or os.getppid()))
     rank, world, device, backend = join_process_group(args)
     try:
         job(args, rank, world, device, backend)  # DDP and its buckets are freed on return

@@ -1475,12 +1475,33 @@ def torchrun(script: Path, nproc: int, port: int, script_args) -> None:
     command = torchrun_command(script, nproc, port, script_args)
     print("  torchrun " + " ".join(command[3:]).replace(str(Path(script).resolve()),
                                                           Path(script).name), flush=True)
-    env = {**os.environ}
+    env = {**os.environ, "DL_LAUNCHER_PID": str(os.getpid())}  # watched by the workers
     if nproc > 1:  # what torchrun would set (with a warning): one thread per process
         env.setdefault("OMP_NUM_THREADS", "1")
     proc = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise FriendlyError(torchrun_failure(proc.stderr, nproc))
+
+
+def leave_when_gone(pid: int, every: float = 1.0) -> None:
+    """Exit this process at once when process `pid` is gone (lesson 10's workers watch
+    their launcher): a worker must never outlive the command that started it, however
+    that command ended (Ctrl-C, kill, a closed terminal). POSIX only: on Windows,
+    os.kill(pid, 0) would not ask, it would terminate."""
+    if os.name != "posix":
+        return
+
+    def watch():
+        while True:
+            time.sleep(every)
+            try:
+                os.kill(pid, 0)  # signal 0: "are you there?", nothing is sent
+            except ProcessLookupError:
+                os._exit(1)  # no cleanup to wait for: the job is over
+            except PermissionError:  # exists, owned by someone else: still there
+                pass
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def torchrun_failure(stderr: str, nproc: int) -> str:

@@ -1,12 +1,18 @@
 """Lesson 10: DDP computes what one process computes; failures stop the job with one line."""
 
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import benchmark_reads, lesson, run_script
+from conftest import ROOT, benchmark_reads, lesson, run_script
 from torch.utils.data import DistributedSampler
 
 import dl_utils
@@ -118,3 +124,39 @@ def test_nproc_is_not_passed_on_to_torchrun(monkeypatch):
     command = dl_utils.torchrun_command(m10().__file__, 4, 0, ["--epochs", "1"])
     assert command[3:5] == ["--nproc-per-node=4", "--standalone"]
     assert command[-2:] == ["--epochs", "1"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux's /proc")
+def test_no_worker_outlives_its_launcher(tmp_path):
+    """Kill the launcher mid-training (as a closed terminal would): its workers leave too."""
+    marker = tmp_path / "orphans.pt"  # a path that only this job's processes carry
+    proc = subprocess.Popen([sys.executable, str(ROOT / "10_distributed_training.py"),
+                             "--epochs", "50", "--subset", "20000", "--proof-steps", "0",
+                             "--checkpoint", str(marker)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=tmp_path)
+    deadline = time.time() + 120
+    while "epoch  train loss" not in proc.stdout.readline() and time.time() < deadline:
+        pass  # training has started in both workers
+    assert len(job_processes(marker)) >= 3  # the launcher, torchrun's agent, the workers
+    proc.kill()  # SIGKILL: the launcher gets no chance to clean up
+    proc.wait()
+    deadline = time.time() + 30
+    while job_processes(marker) and time.time() < deadline:
+        time.sleep(0.5)
+    left = job_processes(marker)
+    for pid in left:  # (do not leave them running if the test fails)
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+
+
+def job_processes(marker) -> list[int]:
+    """The processes whose command line names `marker` (Linux's /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(marker).encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:  # gone meanwhile
+            pass
+    return found
