@@ -163,6 +163,9 @@ class QuietServer(ThreadingHTTPServer):
     """A client that leaves early (a closed tab, a dropped connection) is not an error of
     ours: no traceback for it. Anything else is still reported, in one line."""
 
+    request_queue_size = 128  # connections that may wait to be accepted (socketserver's
+    # default, 5, is a small margin for a burst of clients: beyond it, one can be refused)
+
     def handle_error(self, request, client_address):
         error = sys.exc_info()[1]
         if not isinstance(error, (ConnectionError, TimeoutError)):

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,3 +226,42 @@ def test_a_client_that_leaves_early_prints_no_traceback(server, capfd):
                          + str(len(png) + 100).encode() + b"\r\n\r\n" + png)
     assert request(server, "GET", "/api/models")[0] == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_200_requests_from_20_threads_are_all_answered(server):
+    from concurrent.futures import ThreadPoolExecutor
+    _, y, drawings = m09().drawn_test_digits(10, seed=5)
+    bodies = [serving.predict_request(png) for png in drawings]
+
+    def ask(i):
+        status, answer = request(server, "POST", "/api/predict", bodies[i % 10])
+        return status, answer["models"][0]["prediction"]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(ask, range(200)))
+    assert [status for status, _ in answers] == [200] * 200
+    assert all(answers[i][1] == answers[i % 10][1] for i in range(200))  # same image, same answer
+
+
+def test_a_huge_image_in_a_small_body_is_413(server, tmp_path):
+    """7000x7000 pixels fit in a 60 KB PNG; the header says so before anything is decoded."""
+    image = Image.new("L", (7000, 7000), 255)
+    image.paste(0, (3000, 3000, 4000, 4000))
+    status, answer = request(server, "POST", "/api/predict",
+                             json.dumps({"image": data_url(image)}))
+    assert status == 413 and "megapixels" in answer["error"]
+
+
+def test_unusable_checkpoints_are_skipped_with_one_line_each(served_models_dir, tmp_path,
+                                                             capsys):
+    import shutil
+    shutil.copy(served_models_dir / "mlp.pt", tmp_path / "good.pt")
+    good = torch.load(tmp_path / "good.pt", weights_only=True)
+    torch.save({**good, "model_kwargs": {"width": 3}}, tmp_path / "bad_kwargs.pt")
+    torch.save({**good, "model_class": "DistributedDataParallel",
+                "model_module": "torch.nn.parallel.distributed"}, tmp_path / "ddp.pt")
+    models = m09().load_models(tmp_path, "cpu")
+    assert [Path(m["checkpoint"]).name for m in models] == ["good.pt"]
+    out = capsys.readouterr().out
+    assert "skipped" in out and "bad_kwargs.pt" in out and "cannot be built" in out
+    assert "ddp.pt" in out and "unknown model module" in out and "Traceback" not in out
