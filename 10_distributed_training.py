@@ -36,7 +36,8 @@ import dl_utils
 
 # ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
 NPROC = 2  # processes on this machine: one per core here, one per GPU on a GPU machine
-GLOBAL_BATCH = 64  # images per step, all processes together: lesson 3's batch size
+GLOBAL_BATCH = 64  # images per step, ALL processes together: lesson 3's (most DDP code sets
+# it per process, and then raises the lr with the batch: the "linear scaling rule")
 LR = 1e-3  # lesson 3's Adam learning rate
 NUM_EPOCHS = 2  # enough to time an epoch twice; lesson 3 trains the same model for 10
 PROOF_STEPS = 50  # steps compared against single-process training
@@ -77,11 +78,6 @@ def parse_args(argv=None):
 
 
 # ---- 1. The process group: who am I, how many are we ---------------------------------------
-def launched_by_torchrun() -> bool:
-    """torchrun starts each process with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT set."""
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 def join_process_group(args):
     """Join the others. Returns (rank, world size, device, backend).
 
@@ -169,7 +165,8 @@ def shard_batches(sampler, X, y, per_rank):
     DistributedSampler shuffles all the indices with the same seed on every rank (seed +
     epoch), then gives rank r every world_size-th one starting at r. So in each step the
     ranks together cover one global batch of consecutive shuffled images, and no image
-    is seen by two ranks in the same epoch.
+    is seen by two ranks in the same epoch. (With a Dataset: DataLoader(dataset,
+    batch_size=per_rank, sampler=DistributedSampler(dataset)).)
     """
     for idx in BatchSampler(sampler, per_rank, drop_last=False):
         idx = torch.tensor(idx, device=X.device)
@@ -282,7 +279,11 @@ def largest_difference(a, b) -> float:
 
 
 def prove(initial, data, args, per_rank, device):
-    """Weights after N steps: across ranks, and against one process with the whole batch."""
+    """Weights after N steps: across ranks, and against one process with the whole batch.
+
+    It holds because the loss is a mean and every rank has the same number of images:
+    the average of the ranks' mean gradients is then the whole batch's mean gradient.
+    """
     ddp_model = ddp_steps(initial, data, args, per_rank, device)
     reference = copy.deepcopy(ddp_model)
     with torch.no_grad():  # rank 0's weights, sent to every rank (no autograd involved)
@@ -436,7 +437,8 @@ def launcher(args, script_args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    if launched_by_torchrun():
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # set by torchrun (and where to
+        # meet: MASTER_ADDR/PORT) in each process it starts
         return worker(args)
     return launcher(args, argv)
 
