@@ -1599,9 +1599,9 @@ def read_idx(path: Path) -> torch.Tensor:
     """An IDX file (checked by check_idx_file) as a uint8 tensor of the shape its header gives.
 
     torchvision's datasets.MNIST reads these same files, and the tests check that it gets
-    identical tensors. We read them ourselves because importing torchvision costs about
-    1.5 s per script on our 2-core test machine (make bench measures it), more than
-    reading all the data.
+    identical tensors. We read them ourselves because importing torchvision costs over a
+    second per script on a 2-core machine (make bench measures it), more than reading all
+    the data.
     """
     data = path.read_bytes()
     dims = idx_dims(data)
