@@ -16,10 +16,17 @@ Try: --lr 10 (training diverges; the script stops at the first exploding batch a
 your saved model), Ctrl-C in the middle of training (it stops after the batch and keeps
 the best epoch), --inputs raw (no normalization), --optimizer sgd --lr 0.1,
 --label-noise 0.2 (a fifth of the training labels wrong).
+
+Resume a stopped run where it stopped (the training state is saved after every epoch):
+    python 03_train_mnist.py --epochs 3 --subset 5000 --stop-after-epoch 1
+    python 03_train_mnist.py --epochs 3 --subset 5000 --resume models/simple_nn_training.pt
+    python 03_train_mnist.py --epochs 3 --subset 5000 --check-resume   # the proof
 """
 
 import copy
+import functools
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +47,7 @@ INPUTS = "standardized"  # how pixels are scaled; "unit" and "raw" measure why i
 LABEL_NOISE = 0.0  # fraction of training labels replaced by a wrong digit (bad data)
 SEED = 0  # same seed, same initial weights and batch order, same result (same machine)
 CHECKPOINT = dl_utils.MODELS_DIR / "simple_nn.pt"  # where the kept model is saved
+SCRIPT = Path(__file__).name  # training states name the script that wrote them
 
 # Divergence: an untrained network guesses about uniformly, a loss near ln(10) = 2.30 per
 # image, and training lowers it. A loss that is NaN or infinite, or whose average over the
@@ -142,7 +150,8 @@ def epoch_row(epoch, h, best):
             f"{h['seconds'][-1]:>7.2f}{'  *' if best else ''}")
 
 
-def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=True):
+def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=True,
+        start=None, after_epoch=None, stop_after=None):
     """Train for num_epochs; keep the weights of the epoch with the best validation accuracy.
 
     Returns a dict: status ('completed', 'interrupted' or 'diverged'), history (per-epoch
@@ -151,17 +160,22 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
     epoch; the test set is never looked at here. Later lessons use dl_utils.fit, a copy
     of this function (tests/test_sync.py keeps the two equal) with two extra hooks: a
     learning-rate schedule (06) and extra numbers per epoch (07).
+    To go on after a stop (see "Resuming" below): start continues from a saved epoch,
+    after_epoch(epoch, best, history) saves the training state after each epoch, and
+    stop_after stops after that epoch as Ctrl-C would.
     """
     # CrossEntropyLoss takes raw logits: it applies log-softmax and picks the log-probability
     # of the true class (negative log-likelihood), in one numerically stable step.
     loss_fn = nn.CrossEntropyLoss()
     history = {key: [] for key in ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")}
     best = {"epoch": 0, "val_acc": -1.0, "state": None}
+    if start:  # resuming: the history and best epoch of the epochs already done
+        history, best = start["history"], start["best"]
     status, diverged = "completed", None
     if verbose:
         print(EPOCH_HEADER)
     with dl_utils.GracefulStop() as stop:
-        for epoch in range(1, num_epochs + 1):
+        for epoch in range(1 + (start["epoch"] if start else 0), num_epochs + 1):
             t0 = time.perf_counter()
             try:
                 train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer,
@@ -181,6 +195,11 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
             improved = keep_if_best(best, model, epoch, val_acc)
             if verbose:
                 print(epoch_row(epoch, history, improved), flush=True)
+            if after_epoch is not None:  # the training state, saved after every epoch
+                after_epoch(epoch, best, history)
+            if epoch == stop_after and epoch < num_epochs:  # as Ctrl-C would
+                status = "interrupted"
+                break
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return {"status": status, "history": history, "best_epoch": best["epoch"],
@@ -223,6 +242,11 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
                         help="where to save the kept model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)})")
+    dl_utils.add_resume_args(parser)
+    parser.add_argument("--check-resume", action="store_true",
+                        help="the proof that resuming works: train with these settings "
+                             "without stopping, and stopped after epoch 1 then resumed, and "
+                             "compare the weights (needs --epochs 2 or more)")
     dl_utils.add_results_arg(parser)
     dl_utils.add_common_args(parser, seed=SEED)
     return parser.parse_args(argv)
@@ -262,10 +286,79 @@ def main(argv=None):
     model = SimpleNN(**model_kwargs).to(device)
     dl_utils.introduce(model, train_loader, "(4 bytes each)")
 
+    if args.check_resume:
+        return check_resume(args, loaders, device, model_kwargs)
     dl_utils.section(f"Training: {args.epochs} epochs, {args.optimizer}, lr {args.lr}")
     optimizer = make_optimizer(model, args)
-    result = fit(model, train_loader, val_loader, optimizer, args.epochs, device)
+    start, save_state = dl_utils.resumable(SCRIPT, args, model, model_kwargs, optimizer, None,
+                                           train_loader.generator)
+    result = fit(model, train_loader, val_loader, optimizer, args.epochs, device, start=start,
+                 after_epoch=save_state, stop_after=args.stop_after_epoch)
     return finish(args, model, model_kwargs, loaders, device, result)
+
+
+# ---- Resuming: a run that stops (Ctrl-C, a laptop that sleeps) goes on where it stopped --
+# After every epoch fit() calls after_epoch, which saves a training state beside the
+# checkpoint (dl_utils.save_training_state says what it holds: weights, optimizer, epoch,
+# best epoch, history, settings, random generators). --resume loads it into a freshly
+# built model and optimizer and fit() continues with the next epoch. A Ctrl-C in the
+# middle of an epoch loses only that epoch: the state of the one before is on disk.
+def check_resume(args, loaders, device, model_kwargs):
+    """--check-resume: stopped after epoch 1 and resumed, against never stopped."""
+    if args.epochs < 2:
+        raise dl_utils.FriendlyError("--check-resume needs --epochs 2 or more")
+    dl_utils.section(f"Resuming, checked: {args.epochs} epochs, stopped after epoch 1 or not")
+    run = functools.partial(resume_run, args, loaders, device, model_kwargs)
+    cases = {"resumed from the whole training state": "all",
+             "... but with a fresh optimizer (Adam's averages lost)": "no optimizer",
+             "... but with the loader's generator seeded again": "no generator"}
+    with tempfile.TemporaryDirectory() as folder:
+        state = Path(folder) / "state.pt"
+        never = run()
+        run(save_to=state, stop_after=1)
+        rows = [[what, f"{largest_difference(never, run(resume=state, keep=keep)):.3g}"]
+                for what, keep in cases.items()]
+    dl_utils.print_table(["stopped after epoch 1, then",
+                          "largest weight difference from never stopping"], rows)
+    exact = float(rows[0][1]) == 0
+    dl_utils.prose(("""
+        The whole state gives the very same weights: every number that influences the
+        next step was saved.""" if exact else """
+        DIFFERENT: the whole state should give the very same weights on the CPU; something
+        that influences the next step was not saved.""") + """ Without the optimizer's
+        state, Adam restarts its running averages of each weight's gradient at zero, so its
+        next steps differ. Without the generator's state, epoch 2 shuffles the images in
+        epoch 1's order. Both still train, just not the run you stopped.""")
+    return 0
+
+
+def resume_run(args, loaders, device, model_kwargs, save_to=None, stop_after=None,
+               resume=None, keep="all"):
+    """One training run of check_resume, built as a fresh process builds it; the model."""
+    train_loader, val_loader, _ = loaders
+    dl_utils.set_seed(args.seed)  # as at the start of main()
+    train_loader.generator.manual_seed(args.seed)
+    model = SimpleNN(**model_kwargs).to(device)
+    optimizer = make_optimizer(model, args)
+    start = save = None
+    if resume:
+        start = dl_utils.resume_training(resume, SCRIPT, args, model, optimizer, None,
+                                         train_loader.generator)
+        if keep == "no optimizer":
+            optimizer = make_optimizer(model, args)
+        if keep == "no generator":
+            train_loader.generator.manual_seed(args.seed)
+    if save_to:
+        def save(epoch, best, history):
+            dl_utils.save_training_state(save_to, SCRIPT, args, model, model_kwargs, optimizer,
+                                         None, train_loader.generator, epoch, best, history)
+    fit(model, train_loader, val_loader, optimizer, args.epochs, device, verbose=False,
+        start=start, after_epoch=save, stop_after=stop_after)
+    return model
+
+
+def largest_difference(a, b) -> float:
+    return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
 
 
 def best_epochs_explained(history):
@@ -302,7 +395,9 @@ def finish(args, model, model_kwargs, loaders, device, result):
     print(f"Test accuracy {dl_utils.format_accuracy(metrics['test_acc'], 10_000)} | "
           f"training time {result['train_seconds']:.1f} s (epochs + validation)")
     if result["status"] == "interrupted":
-        print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(path)}")
+        print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(path)}; "
+              f"go on with --resume "
+              f"{dl_utils.display_path(dl_utils.training_state_path(args.checkpoint))}")
         return 130
     print("Next: python 04_load_model.py")
     dl_utils.show_figures(args.show)

@@ -66,10 +66,27 @@ def load_trained_model(path, device):
           f"defined in {checkpoint['model_module']}.py, saved with torch "
           f"{checkpoint.get('torch_version', '?')}")
     print(f"What the file holds: {', '.join(checkpoint)}")
+    training_state_note(path)
     rows = [[name, str(list(t.shape)), f"{t.numel():,}"]
             for name, t in checkpoint["model_state_dict"].items()]
     dl_utils.print_table(["state_dict entry", "shape", "numbers"], rows)
     return model, checkpoint
+
+
+def training_state_note(path):
+    """This checkpoint is for inference; the training state beside it is for going on."""
+    state = dl_utils.training_state_path(path)
+    if not state.exists():
+        return
+    size, state_size = Path(path).stat().st_size, state.stat().st_size
+    dl_utils.prose(f"""
+        Beside it lies {dl_utils.display_path(state)}, the training state that --resume
+        continues from: {state_size / 1000:,.0f} KB against this file's {size / 1000:,.0f} KB
+        ({state_size / size:.1f}x). This file holds what using the model needs: weights and
+        how to rebuild it. The training state also holds what going on needs: the
+        optimizer's state (Adam keeps two running averages per weight: twice the weights'
+        size), the best epoch's weights (once more), the epoch, the history, the settings
+        and the random generators' states.""")
 
 
 def whole_model_route(path, model):

@@ -138,6 +138,7 @@ def parse_args(argv=None):
                         help="where to save the kept model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)}, or "
                              f"{dl_utils.display_path(MLP_CHECKPOINT)} with --arch mlp)")
+    dl_utils.add_resume_args(parser)  # taught in lesson 3
     dl_utils.add_results_arg(parser)
     dl_utils.add_common_args(parser, seed=SEED)
     args = parser.parse_args(argv)
@@ -274,8 +275,12 @@ def main(argv=None):
     dl_utils.section(f"Training: {args.epochs} epochs, Adam ({args.schedule} schedule, lr "
                      f"{args.lr}), shifts of up to {args.max_shift} px")
     optimizer, scheduler = make_optimizer(model, args, len(train_loader))
+    # Resuming (lesson 3): the schedule's position and the shifts' generator are saved too
+    start, save_state = dl_utils.resumable(Path(__file__).name, args, model, model_kwargs,
+                                           optimizer, scheduler, train_loader.generator)
     result = dl_utils.fit(model, ShiftedLoader(train_loader, args.max_shift), val_loader,
-                          optimizer, args.epochs, device, scheduler=scheduler)
+                          optimizer, args.epochs, device, scheduler=scheduler, start=start,
+                          after_epoch=save_state, stop_after=args.stop_after_epoch)
     if result["status"] == "diverged":  # (--results: make tables counts diverged runs)
         dl_utils.save_run_results(Path(__file__).name, args, device, result)
     path = dl_utils.kept_model_path(args, result)
@@ -314,7 +319,9 @@ def finish(args, model, model_kwargs, loaders, device, result, path):
         plot_filters(model, args.show)
         plot_feature_maps(model, loaders[2].X[0], args.show)
     if result["status"] == "interrupted":
-        print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(path)}")
+        print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(path)}; "
+              f"go on with --resume "
+              f"{dl_utils.display_path(dl_utils.training_state_path(args.checkpoint))}")
         return 130
     print(f"\nNext: python 04_load_model.py --checkpoint {dl_utils.display_path(path)}")
     dl_utils.show_figures(args.show)

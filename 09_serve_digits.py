@@ -60,11 +60,12 @@ def load_models(folder: Path, device) -> list[dict]:
 
     Loading takes milliseconds to seconds; a request should take milliseconds: load once,
     serve many. Only state_dict checkpoints are loaded (weights_only=True): the *_whole.pt
-    pickles are never opened, and *_interrupted.pt files are partial runs.
+    pickles are never opened, *_interrupted.pt files are partial runs, and *_training.pt
+    files are training states (for --resume), not models.
     """
     served = []
     for path in sorted(Path(folder).glob("*.pt")):
-        if path.stem.endswith(("_whole", "_interrupted")):
+        if path.stem.endswith(("_whole", "_interrupted", "_training")):
             continue
         try:
             model, checkpoint = dl_utils.load_checkpoint(path, device=device)

@@ -456,22 +456,26 @@ def epoch_row(epoch, h, best):
 
 
 def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=True,
-        scheduler=None, extra_eval=None):
+        scheduler=None, extra_eval=None, start=None, after_epoch=None, stop_after=None):
     """Train for num_epochs, keeping the epoch with the best validation accuracy (03's fit).
 
     Returns {status ('completed', 'interrupted' or 'diverged'), history, best_epoch,
     best_val_acc, train_seconds, diverged}; the model ends with the kept weights.
-    Two hooks that 03 does without: scheduler (06) is stepped after every batch;
-    extra_eval (07), a function model -> {name: number}, adds numbers to the history.
+    Hooks that 03 explains: start (resume_training's), after_epoch(epoch, best, history)
+    (saves the training state), stop_after (an epoch to stop after, as Ctrl-C would).
+    Two that 03 does without: scheduler (06) is stepped after every batch; extra_eval
+    (07), a function model -> {name: number}, adds numbers to the history.
     """
     loss_fn = nn.CrossEntropyLoss()
     history = {key: [] for key in ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")}
     best = {"epoch": 0, "val_acc": -1.0, "state": None}
+    if start:
+        history, best = start["history"], start["best"]
     status, diverged = "completed", None
     if verbose:
         print(EPOCH_HEADER)
     with GracefulStop() as stop:
-        for epoch in range(1, num_epochs + 1):
+        for epoch in range(1 + (start["epoch"] if start else 0), num_epochs + 1):
             t0 = time.perf_counter()
             try:
                 train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer,
@@ -492,6 +496,11 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
             improved = keep_if_best(best, model, epoch, val_acc)
             if verbose:
                 print(epoch_row(epoch, history, improved), flush=True)
+            if after_epoch is not None:
+                after_epoch(epoch, best, history)
+            if epoch == stop_after and epoch < num_epochs:
+                status = "interrupted"
+                break
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return {"status": status, "history": history, "best_epoch": best["epoch"],
@@ -1032,6 +1041,122 @@ def save_results(path, script: str, args, device, **record) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Resuming training (taught in 03_train_mnist.py; 06 resumes the same way)
+# --------------------------------------------------------------------------------------
+# A checkpoint for inference holds the weights and how to rebuild the model: enough to use
+# it. A training state holds everything needed to go on as if the run had never stopped:
+# the weights, the optimizer's state (Adam's two running averages per weight, its step
+# count), the schedule's position, the epoch, the best epoch so far (its number, score
+# and weights), the history, the settings, and the state of every random generator in
+# play (the loader's shuffles and 06's shifts; torch's own; CUDA's). Only tensors,
+# numbers, strings and containers: it loads with weights_only=True like any checkpoint.
+TRAINING_STATE = "training state"  # its "kind", so that no one mistakes it for a model
+# Settings a resumed run may change: where it runs and writes, and how it is stopped.
+MAY_DIFFER = {"device", "show", "checkpoint", "results", "resume", "stop_after_epoch",
+              "check_resume"}
+
+
+def training_state_path(checkpoint) -> Path:
+    """Where a run keeps its training state: beside its checkpoint, <name>_training.pt."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}_training.pt")
+
+
+def save_training_state(path, script, args, model, model_kwargs, optimizer, scheduler,
+                        generator, epoch, best, history) -> None:
+    """Everything needed to continue after `epoch`, written atomically: a kill during the
+    save leaves the previous state whole."""
+    state = {
+        "kind": TRAINING_STATE, "script": script, "epoch": epoch,
+        "model_class": type(model).__name__, "model_kwargs": dict(model_kwargs),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "best": {"epoch": best["epoch"], "val_acc": best["val_acc"],
+                 "state": {k: v.cpu() for k, v in (best["state"] or {}).items()}},
+        "history": history,
+        "settings": {k: v for k, v in vars(args).items() if k not in MAY_DIFFER},
+        "rng": {"torch": torch.get_rng_state(), "loader": generator.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        "torch_version": str(torch.__version__)}
+    with atomic_path(Path(path)) as tmp:
+        torch.save(state, tmp)
+
+
+def read_training_state(path, script, args, model) -> dict:
+    """A training state that can continue this very run, or one FriendlyError line."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # missing, truncated, not a torch file, unsafe pickle...
+        raise FriendlyError(f"cannot resume from {display_path(path)}: not a readable "
+                            f"training state ({type(err).__name__})") from err
+    if not (isinstance(state, dict) and state.get("kind") == TRAINING_STATE):
+        raise FriendlyError(f"{display_path(path)} is not a training state (a model checkpoint "
+                            "cannot be resumed: give the <name>_training.pt beside it)")
+    if state["script"] != script or state["model_class"] != type(model).__name__:
+        raise FriendlyError(f"{display_path(path)} was written by {state['script']} for a "
+                            f"{state['model_class']}, not by {script} for a {type(model).__name__}")
+    now = {k: v for k, v in vars(args).items() if k not in MAY_DIFFER}
+    changed = sorted(k for k in set(now) | set(state["settings"])
+                     if now.get(k) != state["settings"].get(k))
+    if changed:
+        raise FriendlyError(f"{display_path(path)} was trained with other settings: " + ", ".join(
+            f"--{k.replace('_', '-')} {state['settings'].get(k)} (now {now.get(k)})"
+            for k in changed) + "; resume with the same settings")
+    if state["epoch"] >= args.epochs:
+        raise FriendlyError(f"{display_path(path)} has finished all {args.epochs} epochs: "
+                            "nothing left to resume")
+    return state
+
+
+def resume_training(path, script, args, model, optimizer, scheduler, generator) -> dict:
+    """Load a training state into the model, optimizer, schedule and generators built for
+    this run; return fit's `start` (the epoch done, the best so far, the history)."""
+    state = read_training_state(path, script, args, model)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["rng"]["loader"])  # the next epoch's shuffle (and shifts)
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    best = dict(state["best"], state=state["best"]["state"] or None)
+    print(f"Resuming {display_path(path)}: {state['epoch']} of {args.epochs} epochs done, "
+          f"best so far epoch {best['epoch']} ({100 * best['val_acc']:.2f}% on validation)")
+    return {"epoch": state["epoch"], "best": best, "history": state["history"]}
+
+
+def resumable(script, args, model, model_kwargs, optimizer, scheduler, generator):
+    """fit's start (from --resume, if given) and its after_epoch, which saves the
+    training state beside the checkpoint after every epoch."""
+    path = training_state_path(args.checkpoint)
+    start = None
+    if args.resume:
+        start = resume_training(args.resume, script, args, model, optimizer, scheduler,
+                                generator)
+    print(f"The training state is saved after every epoch to {display_path(path)}: "
+          f"continue a stopped run with --resume {display_path(path)}")
+
+    def after_epoch(epoch, best, history):
+        save_training_state(path, script, args, model, model_kwargs, optimizer, scheduler,
+                            generator, epoch, best, history)
+    return start, after_epoch
+
+
+def add_resume_args(parser) -> None:
+    """--resume and --stop-after-epoch: the flags of a training script that can go on."""
+    parser.add_argument("--resume", default=None, metavar="PATH",
+                        help="continue the run whose training state is in PATH (written "
+                             "beside the checkpoint after every epoch), exactly where it "
+                             "stopped; the settings must be the same (default: none)")
+    parser.add_argument("--stop-after-epoch", type=positive_int, default=None, metavar="N",
+                        help="stop after epoch N as Ctrl-C would, keeping the training "
+                             "state to --resume from (default: never)")
+
+
+# --------------------------------------------------------------------------------------
 # A learner's own image of a digit, made to look like MNIST (taught in 04_load_model.py;
 # lessons 8 and 9 use it for folders of photos and for drawings sent to a server)
 # --------------------------------------------------------------------------------------
@@ -1313,6 +1438,9 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     except Exception as err:  # truncated zip, not a torch file, unsafe pickle...
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}): "
                               "damaged or not a PyTorch file; delete it and train again") from err
+    if isinstance(checkpoint, dict) and checkpoint.get("kind") == TRAINING_STATE:
+        raise CheckpointError(f"{path} is a training state, for --resume; the model it "
+                              "trains is saved beside it, without _training in its name")
     if not (isinstance(checkpoint, dict) and "model_state_dict" in checkpoint):
         raise CheckpointError(f"{path} is not a checkpoint of this course (no model_state_dict)")
     if model is None:

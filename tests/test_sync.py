@@ -122,3 +122,25 @@ def test_04_digit_preparation_equals_the_dl_utils_copy():
         assert np.array_equal(m04.digit_from_gray(photo), dl_utils.digit_from_gray(photo))
         small = np.asarray(Image.fromarray(digit).resize((17, 20)), dtype=np.float32)
         assert np.array_equal(m04.center_by_mass(small), dl_utils.center_by_mass(small))
+
+
+def test_03_fit_and_dl_utils_fit_resume_alike():
+    """The resuming hooks (start, after_epoch, stop_after) behave the same in both copies."""
+    m03 = lesson("03_train_mnist")
+    results = []
+    for fit in (m03.fit, dl_utils.fit):
+        torch.manual_seed(0)
+        model = dl_utils.SimpleNN(hidden_size=16)
+        train, val = toy_loaders()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        saved = []
+        first = fit(model, train, val, optimizer, 3, "cpu", verbose=False, stop_after=1,
+                    after_epoch=lambda e, best, h, saved=saved: saved.append((e, best, h)))
+        epoch, best, history = saved[-1]
+        second = fit(model, train, val, optimizer, 3, "cpu", verbose=False,
+                     start={"epoch": epoch, "best": best, "history": history})
+        results.append((first["status"], second["status"], second["history"]["val_acc"],
+                        [p.detach().clone() for p in model.parameters()]))
+    (s1, s2, h1, w1), (t1, t2, h2, w2) = results
+    assert (s1, s2) == (t1, t2) == ("interrupted", "completed") and h1 == h2 and len(h1) == 3
+    assert all(torch.equal(a, b) for a, b in zip(w1, w2))
