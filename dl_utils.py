@@ -1315,6 +1315,22 @@ def scan_image_folder(root: Path, max_classes: int = 10):
     return classes, samples
 
 
+def keep_preparable(samples, transform):
+    """The (path, class) samples whose image `transform` can prepare (lesson 8): one it
+    cannot, such as a blank photo with no digit to find, is skipped with a warning that
+    names it, instead of stopping the run in the middle of an epoch."""
+    kept = []
+    for path, target in samples:
+        try:
+            transform(read_grayscale(path))
+            kept.append((path, target))
+        except FriendlyError as err:
+            print(f"  warning, skipped: {display_path(path)}: {err}")
+    if not kept:
+        raise FriendlyError("no image of the folder could be prepared")
+    return kept
+
+
 def export_mnist_pngs(folder: Path, per_class: int) -> Path:
     """The first `per_class` validation images of each digit as <folder>/<digit>/<index>.png.
 

@@ -177,3 +177,18 @@ def test_bad_folders_are_one_clear_line(tmp_path):
         result = run_script("08_your_own_images.py", "--folder", target, inline=True)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_blank_photo_is_skipped_by_name_not_a_crash(tmp_path):
+    """One blank photo among real ones: the run goes on without it, and says which."""
+    _, _, X, y = dl_utils.load_mnist_tensors()
+    for digit in (0, 1):
+        (tmp_path / str(digit)).mkdir()
+        for k, i in enumerate((y == digit).nonzero().flatten()[:4].tolist()):
+            photo(X[i].numpy()).convert("RGB").save(tmp_path / str(digit) / f"{k}.jpg")
+    Image.new("L", (90, 70), 230).save(tmp_path / "1" / "blank.png")  # paper, no ink
+    result = run_script("08_your_own_images.py", "--folder", tmp_path, "--epochs", "1",
+                        "--checkpoint", tmp_path / "tuned.pt", inline=True)
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stdout and "blank.png" in result.stdout
+    assert "no digit found" in result.stdout
