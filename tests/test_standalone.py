@@ -79,17 +79,23 @@ def run(repo: Path, script: str, args, out: Path):
     env = {**os.environ, "DL_OUTPUT_DIR": str(out), "DL_DEVICE": "cpu", "MPLBACKEND": "agg"}
     script = script if script == "-c" else str(repo / script)
     return subprocess.run([sys.executable, script,
-                           *(str(a).format(out=out) for a in args)],
-                          capture_output=True, text=True, cwd=out, env=env, timeout=300)
+                           *(str(a).replace("{out}", str(out)) for a in args)],
+                          capture_output=True, text=True, cwd=out, env=env, timeout=600)
 
 
-def results_of(script, proc, out: Path):
-    """What a run computed, without what it cannot repeat (times, dates, paths)."""
-    assert proc.returncode == 0, f"{script}: {proc.stderr[-1500:]}"
-    arg = RUNS[script]
-    if "--results" not in arg:
-        return proc.stdout.replace(str(out), "OUT")
-    return strip(json.loads((out / Path(arg[arg.index("--results") + 1]).name).read_text()))
+def run_all(repo: Path, out: Path) -> dict:
+    """The quick runs of RUNS in `repo`, one process for all five (tests/run_lessons.py):
+    what each computed, without what it cannot repeat (times, dates, paths)."""
+    runs = {s: [a.replace("{out}", str(out)) for a in args] for s, args in RUNS.items()}
+    proc = run(ROOT, "tests/run_lessons.py", [repo, out, json.dumps(runs)], out)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    found = {}
+    for script, args in runs.items():
+        stdout = (out / f"{script}.out").read_text()
+        assert (out / f"{script}.code").read_text() == "0", f"{script}: {stdout[-1500:]}"
+        found[script] = (strip(json.loads(Path(args[args.index("--results") + 1]).read_text()))
+                         if "--results" in args else stdout.replace(str(out), "OUT"))
+    return found
 
 
 def strip(value):
@@ -110,12 +116,6 @@ def broken_03(text):
     lines = [ln for ln in text.splitlines(keepends=True)
              if not ln.startswith("        optimizer.zero_grad()")]
     return "".join(lines).replace("HIDDEN_SIZE = 128", "HIDDEN_SIZE = 512")
-
-
-def run_all(repo, out):
-    with ThreadPoolExecutor(max_workers=2) as pool:  # 2 cores: two lessons at a time
-        procs = pool.map(lambda s: (s, run(repo, s, RUNS[s], out / s[:2])), RUNS)
-        return {s: results_of(s, p, out / s[:2]) for s, p in procs}
 
 
 def test_editing_lesson_3_changes_no_other_lesson(tmp_path):
