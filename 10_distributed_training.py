@@ -15,10 +15,12 @@ Run it:
 On several machines (see the README): the same script, started by torchrun on each
 with --nnodes, --node-rank and a --rdzv-endpoint they can all reach.
 Then: python 04_load_model.py --checkpoint models/ddp_simple_nn.pt
+Stopped? python 10_distributed_training.py --resume models/ddp_simple_nn_training.pt
 (How 1 and 2 processes compare in speed on your machine: `make bench` measures it.)
 """
 
 import copy
+import itertools
 import math
 import os
 import sys
@@ -54,12 +56,12 @@ def parse_args(argv=None):
     parser.add_argument("--nproc", type=dl_utils.positive_int, default=NPROC,
                         help="processes to launch; each takes --batch-size / nproc images "
                              "of every step (default: %(default)s)")
-    # --batch-size is the GLOBAL batch (all processes together), split over the processes
     dl_utils.add_training_args(parser, batch_size=GLOBAL_BATCH, lr=LR, num_epochs=NUM_EPOCHS)
     parser.add_argument("--proof-steps", type=int, default=PROOF_STEPS,
                         help="steps checked against one process, 0 to skip "
                              "(default: %(default)s)")
     dl_utils.add_results_arg(parser)  # rank 0's numbers; make bench times 1 vs 2 processes
+    dl_utils.add_resume_args(parser)  # as in lesson 3: rank 0 saves, every rank loads
     parser.add_argument("--master-port", type=dl_utils.port_number, default=0,
                         help="TCP port for the processes to meet on; 0 lets torchrun pick a "
                              "free one (default: %(default)s)")
@@ -70,11 +72,7 @@ def parse_args(argv=None):
                         help="where rank 0 saves the model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)})")
     dl_utils.add_common_args(parser, seed=SEED)
-    args = parser.parse_args(argv)
-    if args.batch_size % args.nproc:  # under torchrun, check_world() checks the real count
-        parser.error(f"--batch-size {args.batch_size} does not split evenly over "
-                     f"{args.nproc} processes")
-    return args
+    return parser.parse_args(argv)
 
 
 # ---- 1. The process group: who am I, how many are we ---------------------------------------
@@ -153,12 +151,6 @@ def wrap_in_ddp(rank, device, seed):
 
 
 # ---- 3. The data: every process loads it, each trains on its own shard ----------------------
-def load_data(args, device):
-    """Training tensors, and the validation and test loaders, in memory on every rank."""
-    train, val, test = dl_utils.load_mnist_data(subset=args.subset, device=device)
-    return train.X, train.y, val, test
-
-
 def shard_batches(sampler, X, y, per_rank):
     """This rank's batches: the indices its DistributedSampler gives, per_rank at a time.
 
@@ -187,16 +179,13 @@ def set_epoch_demo(n, world, seed) -> str:
 def train_epoch(ddp, sampler, data, per_rank, optimizer, epoch, crash_rank=None):
     """One epoch on this rank's shard; loss and accuracy over ALL ranks' images.
 
-    set_epoch(epoch) changes the shuffle every epoch (seed + epoch). Forget it, and every
-    epoch repeats the first epoch's order. Inside loss.backward(), DDP all-reduces the
-    gradients (sums them over the ranks and divides by the world size). DDP groups the
-    gradients in buckets (the first of 1 MiB, then 25 MiB) and starts a bucket's
-    all-reduce as soon as its gradients are ready, while backward still computes the
-    earlier layers: that overlap needs several buckets. SimpleNN's 407 KB of gradients
-    fit in one, so here the all-reduce waits for the whole backward pass
-    (bucket_count() below says how many this model has).
-    The metrics are summed over the ranks once, at the end of the epoch: one all_reduce
-    instead of one per step.
+    set_epoch(epoch) changes the shuffle every epoch (seed + epoch); forget it, and every
+    epoch repeats the first one's order. Inside loss.backward(), DDP all-reduces the
+    gradients (sums them over the ranks, divides by the world size), in buckets (the
+    first of 1 MiB, then 25 MiB): a bucket's all-reduce starts as soon as its gradients
+    are ready, while backward still computes earlier layers. That overlap needs several
+    buckets; SimpleNN's 407 KB of gradients fit in one, so here the all-reduce waits for
+    the whole backward pass. The metrics are summed over the ranks once, at the end.
     """
     X, y = data
     sampler.set_epoch(epoch)
@@ -233,45 +222,34 @@ def evaluate_sharded(model, loader, device):
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 
 
-def padding_note(n, world):
-    """How many images DistributedSampler would repeat for an evaluation set of n."""
-    padded = math.ceil(n / world) * world - n
-    return (f"(DistributedSampler would split {n:,} images over {world} processes with "
-            f"{padded} repeated; over 3 processes, {math.ceil(n / 3) * 3 - n}. The sharded "
-            "evaluation here counts every image once.)")
-
-
 # ---- 5. The proof: DDP computes what one process computes -----------------------------------
-def ddp_steps(initial, data, args, per_rank, device):
-    """`--proof-steps` DDP steps from the given weights; the trained SimpleNN."""
-    X, y = data
+def train_from(initial, batches, args, device, ddp=False):
+    """A SimpleNN from the `initial` weights, trained with Adam on `batches` (in DDP, or
+    in one process): the trained SimpleNN."""
     model = dl_utils.SimpleNN(**MODEL_KWARGS).to(device)
     model.load_state_dict(initial)
-    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = DistributedSampler(range(len(y)), shuffle=True, seed=args.seed)
-    sampler.set_epoch(0)
-    batches = shard_batches(sampler, X, y, per_rank)
-    optimizer = torch.optim.Adam(ddp.parameters(), lr=args.lr)
-    for step, _ in enumerate(dl_utils.train_steps(ddp, batches, nn.CrossEntropyLoss(),
-                                                  optimizer, device), start=1):
-        if step == args.proof_steps:
-            break
+    net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    for _ in dl_utils.train_steps(net, batches, nn.CrossEntropyLoss(), optimizer, device):
+        pass
     return model
+
+
+def ddp_steps(initial, data, args, per_rank, device):
+    """`--proof-steps` DDP steps: each rank's share of every global batch, epoch 0's shuffle."""
+    sampler = DistributedSampler(range(len(data[1])), shuffle=True, seed=args.seed)
+    batches = itertools.islice(shard_batches(sampler, *data, per_rank), args.proof_steps)
+    return train_from(initial, batches, args, device, ddp=True)
 
 
 def single_process_steps(initial, data, args, device):
     """The same steps in one process: the whole global batch, in the sampler's order."""
     X, y = data
-    model = dl_utils.SimpleNN(**MODEL_KWARGS).to(device)
-    model.load_state_dict(initial)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed + 0))
     b = args.batch_size
     batches = ((X[order[i:i + b].to(device)], y[order[i:i + b].to(device)])
                for i in range(0, args.proof_steps * b, b))
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    for _ in dl_utils.train_steps(model, batches, nn.CrossEntropyLoss(), optimizer, device):
-        pass
-    return model
+    return train_from(initial, batches, args, device)
 
 
 def largest_difference(a, b) -> float:
@@ -311,22 +289,45 @@ def report_start(args, world, backend, device, before, after, n):
         + ", ".join(f"{v:.4f}" for v in after))
 
 
+def resume(args, model, optimizer):
+    """--resume: every rank loads the training state rank 0 saved (the same weights and
+    Adam averages everywhere); the epoch restores the shuffle, through set_epoch."""
+    if not args.resume:
+        return 0, {"epoch_seconds": [], "train_loss": []}
+    state = dl_utils.read_training_state(args.resume, Path(__file__).name, args, model)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])  # nothing here draws from it; restored anyway
+    say(f"Resuming {dl_utils.display_path(args.resume)}: {state['epoch']} of {args.epochs} "
+        "epochs done.")
+    return state["epoch"], state["history"]
+
+
 def run_epochs(ddp, data, args, device):
-    """Train, timing each epoch; the seconds and training loss per epoch."""
-    world = dist.get_world_size()
+    """Train (from --resume's epoch), timing each epoch; after each, rank 0 saves the
+    training state. The seconds and losses per epoch, or None if --stop-after-epoch."""
+    world, state = dist.get_world_size(), dl_utils.training_state_path(args.checkpoint)
     sampler = DistributedSampler(range(len(data[1])), shuffle=True, seed=args.seed)
     optimizer = torch.optim.Adam(ddp.parameters(), lr=args.lr)
-    seconds, losses = [], []
+    done, history = resume(args, ddp.module, optimizer)
     say(f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'seconds':>7}")
-    for epoch in range(args.epochs):
+    for epoch in range(done, args.epochs):
         t0 = time.perf_counter()
         loss, acc = train_epoch(ddp, sampler, data, args.batch_size // world, optimizer,
                                 epoch, args.crash_rank)
-        seconds.append(time.perf_counter() - t0)
-        losses.append(loss)
-        say(f"{epoch + 1:>5}  {loss:>10.4f}  {100 * acc:>8.2f}%  {seconds[-1]:>7.2f}")
-    steps = math.ceil(len(data[1]) / args.batch_size)
-    return {"epoch_seconds": seconds, "train_loss": losses, "steps_per_epoch": steps}
+        history["epoch_seconds"].append(time.perf_counter() - t0)
+        history["train_loss"].append(loss)
+        say(f"{epoch + 1:>5}  {loss:>10.4f}  {100 * acc:>8.2f}%  "
+            f"{history['epoch_seconds'][-1]:>7.2f}")
+        if dist.get_rank() == 0:  # one writer, as for the model: every rank's state is equal
+            dl_utils.save_training_state(state, Path(__file__).name, args, ddp.module,
+                                         MODEL_KWARGS, optimizer, None, None, epoch + 1,
+                                         None, history)
+        if epoch + 1 == args.stop_after_epoch and epoch + 1 < args.epochs:
+            say(f"Stopped after epoch {epoch + 1} (--stop-after-epoch), the training state "
+                f"saved: continue with --resume {dl_utils.display_path(state)}")
+            return None
+    return {**history, "steps_per_epoch": math.ceil(len(data[1]) / args.batch_size)}
 
 
 def save_and_check(ddp, args, device, metrics):
@@ -365,27 +366,31 @@ def worker(args):
 def job(args, rank, world, device, backend):
     """Build, prove, train, evaluate, save."""
     check_world(args, world)
-    X, y, val, test = load_data(args, device)
+    args.nproc = world  # what torchrun started (a training state records it)
+    train, val, test = dl_utils.load_mnist_data(subset=args.subset, device=device)
+    X, y = train.X, train.y  # the training tensors, in memory on every rank
     ddp, before, after = wrap_in_ddp(rank, device, args.seed)
     report_start(args, world, backend, device, before, after, len(y))
-    say(f"Gradient buckets: {bucket_count(ddp)} (all-reduce can overlap backward only "
+    say(f"Gradient buckets: {dl_utils.ddp_bucket_count(ddp)} (all-reduce can overlap backward only "
         "with more than one).")
     say(set_epoch_demo(len(y), world, args.seed))
     proof = prove_if_asked(ddp, (X, y), args, world, device)
     trained = run_epochs(ddp, (X, y), args, device)
+    if trained is None:  # stopped early: the training state is saved, the model is not
+        return
     val_loss, val_acc = evaluate_sharded(ddp.module, val, device)
     test_loss, test_acc = evaluate_sharded(ddp.module, test, device)
     say(f"Validation accuracy {100 * val_acc:.2f}%, test "
         f"{dl_utils.format_accuracy(test_acc, len(test.y))} (evaluated in {world} shard(s))")
-    say(padding_note(len(val.y), world))
+    n = len(val.y)  # DistributedSampler pads: it repeats images until the ranks have equal shares
+    say(f"(DistributedSampler would split {n:,} images over {world} processes with "
+        f"{math.ceil(n / world) * world - n} repeated; over 3, {math.ceil(n / 3) * 3 - n}. "
+        "The sharded evaluation here counts every image once.)")
     save_and_check(ddp, args, device, {"val_acc": val_acc, "test_acc": test_acc})
-    report_back(args, device, world, trained, len(y), proof, test_acc)
-
-
-def bucket_count(ddp) -> int:
-    """How many gradient buckets DDP made (from the sizes its logging data lists)."""
-    sizes = ddp._get_ddp_logging_data().get("bucket_sizes", "")
-    return len(str(sizes).split(",")) if sizes else 1
+    if args.results and rank == 0:  # rank 0's numbers
+        dl_utils.save_results(args.results, Path(__file__).name, args, device, world=world,
+                              threads=torch.get_num_threads(), images=len(y), proof=proof,
+                              test_acc=test_acc, **trained)
 
 
 def prove_if_asked(ddp, data, args, world, device):
@@ -408,28 +413,24 @@ def prove_if_asked(ddp, data, args, world, device):
     return {"steps": steps, "across_ranks": across, "single_process": single}
 
 
-def report_back(args, device, world, trained, n, proof, test_acc):
-    """Rank 0 writes its numbers to --results, if given."""
-    if args.results and dist.get_rank() == 0:
-        dl_utils.save_results(args.results, Path(__file__).name, args, device, world=world,
-                              threads=torch.get_num_threads(), images=n, proof=proof,
-                              test_acc=test_acc, **trained)
-
-
 # ---- 7. The launcher: `python 10_distributed_training.py` starts torchrun for you -----------
 def launcher(args, script_args):
     """Run this script under torchrun, as you would from a terminal (dl_utils.torchrun).
-
     torchrun starts the processes, gives each its RANK, WORLD_SIZE and where to meet,
-    and watches them: if one fails, it stops the others (no process is left waiting
-    forever for a partner that died) and exits with an error.
-    """
-    dl_utils.section(f"Launching {args.nproc} processes with torchrun")
+    and watches them: if one fails, it stops the others (none is left waiting forever
+    for a partner that died) and exits with an error."""
+    dl_utils.section(f"Launching {args.nproc} process{'es' if args.nproc > 1 else ''} "
+                     "with torchrun")
+    check_world(args, args.nproc)  # (and each worker checks the count torchrun started)
     dl_utils.check_port_free(args.master_port, "--master-port")
+    if args.resume:  # a state that cannot go on: one line now, before any process starts
+        dl_utils.read_training_state(args.resume, Path(__file__).name, args, dl_utils.SimpleNN())
     # --nproc is ours: torchrun would read it as an abbreviation of its --nproc-per-node
     script_args = [a for i, a in enumerate(script_args) if not (
         a.startswith("--nproc") or (i and script_args[i - 1] == "--nproc"))]
     dl_utils.torchrun(Path(__file__), args.nproc, args.master_port, script_args)
+    if (args.stop_after_epoch or args.epochs) < args.epochs:
+        return 130  # stopped as Ctrl-C would (the workers said how to go on)
     print(f"\nNext: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}")
     return 0
 

@@ -1051,9 +1051,10 @@ def save_results(path, script: str, args, device, **record) -> None:
 # play (the loader's shuffles and 06's shifts; torch's own; CUDA's). Only tensors,
 # numbers, strings and containers: it loads with weights_only=True like any checkpoint.
 TRAINING_STATE = "training state"  # its "kind", so that no one mistakes it for a model
-# Settings a resumed run may change: where it runs and writes, and how it is stopped.
+# Settings a resumed run may change: where it runs and writes, how it is stopped, what it
+# checks on the side (10's --proof-steps trains a separate copy of the model).
 MAY_DIFFER = {"device", "show", "checkpoint", "results", "resume", "stop_after_epoch",
-              "check_resume"}
+              "check_resume", "master_port", "crash_rank", "proof_steps"}
 
 
 def training_state_path(checkpoint) -> Path:
@@ -1065,7 +1066,10 @@ def training_state_path(checkpoint) -> Path:
 def save_training_state(path, script, args, model, model_kwargs, optimizer, scheduler,
                         generator, epoch, best, history) -> None:
     """Everything needed to continue after `epoch`, written atomically: a kill during the
-    save leaves the previous state whole."""
+    save leaves the previous state whole. (best None: a run that keeps its last epoch, as
+    10 does; generator None: no loader generator, as in 10, whose DistributedSampler
+    shuffles from the seed and the epoch alone.)"""
+    best = best or {"epoch": epoch, "val_acc": None, "state": None}
     state = {
         "kind": TRAINING_STATE, "script": script, "epoch": epoch,
         "model_class": type(model).__name__, "model_kwargs": dict(model_kwargs),
@@ -1076,7 +1080,8 @@ def save_training_state(path, script, args, model, model_kwargs, optimizer, sche
                  "state": {k: v.cpu() for k, v in (best["state"] or {}).items()}},
         "history": history,
         "settings": {k: v for k, v in vars(args).items() if k not in MAY_DIFFER},
-        "rng": {"torch": torch.get_rng_state(), "loader": generator.get_state(),
+        "rng": {"torch": torch.get_rng_state(),
+                "loader": generator.get_state() if generator is not None else None,
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         "torch_version": str(torch.__version__)}
     with atomic_path(Path(path)) as tmp:
@@ -1602,6 +1607,13 @@ def run_main(main) -> None:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def ddp_bucket_count(ddp) -> int:
+    """How many gradient buckets a DistributedDataParallel model made (lesson 10), from the
+    bucket sizes its logging data lists (a private API: 1 if it ever goes away)."""
+    sizes = ddp._get_ddp_logging_data().get("bucket_sizes", "")
+    return len(str(sizes).split(",")) if sizes else 1
 
 
 def torchrun_command(script: Path, nproc: int, port: int, script_args) -> list[str]:

@@ -92,7 +92,7 @@ def served_models_dir(tmp_path_factory):
     """A folder with one trained MLP (a quick run of lesson 3), for lesson 9's server."""
     folder = tmp_path_factory.mktemp("served")
     result = run_script("03_train_mnist.py", "--subset", "20000", "--epochs", "2",
-                        "--checkpoint", folder / "mlp.pt")
+                        "--checkpoint", folder / "mlp.pt", inline=True)
     assert result.returncode == 0, result.stderr
     return folder
 

@@ -24,7 +24,7 @@ for script, argv in runs.items():
     sys.argv = [str(repo / script), *argv]
     with open(out / f"{script}.out", "w") as stdout, contextlib.redirect_stdout(stdout):
         try:
-            dl_utils.run_main(lambda: module.main(argv))
+            dl_utils.run_main(lambda m=module, a=argv: m.main(a))
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
     (out / f"{script}.code").write_text(str(code))

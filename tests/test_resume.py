@@ -125,6 +125,13 @@ def test_a_bad_resume_on_the_command_line_overwrites_nothing(state, tmp_path):
     assert not (tmp_path / "good_training.pt").exists()
 
 
+def test_10_refuses_a_state_it_cannot_continue_before_starting_any_process(state):
+    path, _, _ = state
+    result = run_script("10_distributed_training.py", "--resume", path, inline=True)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "written by 03_train_mnist.py" in result.stderr and "torchrun" not in result.stderr
+
+
 def test_09_does_not_serve_training_states(state, tmp_path):
     path, _, _ = state
     folder = tmp_path / "models"

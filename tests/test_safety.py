@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from conftest import OUTPUT_DIR, ROOT, lesson, run_script
+from conftest import ROOT, lesson, run_script
 
 import dl_utils
 
@@ -217,10 +217,3 @@ def test_the_training_loop_is_five_plain_steps():
     assert len(body) <= 15  # readable at a glance: nothing but the loop
     assert [s for s in ("zero_grad()", "model(X)", "loss_fn(", "backward()", "step()")
             if not any(s in line for line in body)] == []
-
-
-def test_02_says_what_mnist_is():
-    result = run_script("02_load_mnist.py", "--num-suspects", "2", inline=True)
-    assert result.returncode == 0, result.stderr
-    assert "hello world" in result.stdout and "250 writers" in result.stdout
-    assert (OUTPUT_DIR / "figures" / "02_suspects.png").exists()

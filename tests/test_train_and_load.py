@@ -60,7 +60,8 @@ def test_divergence_stops_and_keeps_the_saved_model(trained, tmp_path):
     good = tmp_path / "good.pt"
     shutil.copy(trained[0], good)
     before = good.read_bytes()
-    result = run_script("03_train_mnist.py", *QUICK, "--lr", "10", "--checkpoint", good)
+    result = run_script("03_train_mnist.py", *QUICK, "--lr", "10", "--checkpoint", good,
+                        inline=True)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "training diverged" in result.stderr and "smaller learning rate" in result.stderr
