@@ -39,9 +39,12 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 # -n auto: pytest-xdist spreads the tests over every core (most tests start lessons as
-# separate processes and wait for them); -n 0 runs them one at a time.
+# separate processes and wait for them); -n 0 runs them one at a time. --maxschedchunk 1:
+# a worker takes one test at a time, the longest first (tests/conftest.py), instead of
+# a quarter of its share at once (measured: one worker got every long test and the
+# other then sat idle for half of the run).
 test: lint
-	$(PY) -m pytest -n auto
+	$(PY) -m pytest -n auto --maxschedchunk 1
 
 bench: $(STAMP)
 	$(PY) benchmarks/benchmark.py

@@ -1607,6 +1607,9 @@ def run_main(main) -> None:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # `python lesson.py | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's docs'
+        sys.exit(1)  # recipe: no second error when Python flushes stdout at exit)
 
 
 def ddp_bucket_count(ddp) -> int:

@@ -228,7 +228,8 @@ def distributed_timing(quick):
 def test_suite_seconds():
     """`make test`'s suite (pytest -n auto), timed: its budget is make run's time."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "-q", "-p", "no:cacheprovider"],
+    subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "--maxschedchunk", "1", "-q",
+                    "-p", "no:cacheprovider"],
                    cwd=ROOT, check=True, capture_output=True)  # as make test runs it
     return time.perf_counter() - start
 

@@ -114,5 +114,6 @@ SLOW_FIRST = ("test_editing_lesson_3_changes_no_other_lesson",
 
 def pytest_collection_modifyitems(items):
     """The longest tests first: with the suite spread over the cores (make test runs
-    pytest -n auto), a long test started last would leave the other cores idle."""
+    pytest -n auto --maxschedchunk 1, each worker taking the next test when it is
+    free), a long test started last would leave the other cores idle."""
     items.sort(key=lambda item: item.originalname not in SLOW_FIRST)

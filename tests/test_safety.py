@@ -3,13 +3,15 @@
 import os
 import re
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
-from conftest import ROOT, lesson, run_script
+from conftest import OUTPUT_DIR, ROOT, lesson, run_script
 
 import dl_utils
 
@@ -217,3 +219,13 @@ def test_the_training_loop_is_five_plain_steps():
     assert len(body) <= 15  # readable at a glance: nothing but the loop
     assert [s for s in ("zero_grad()", "model(X)", "loss_fn(", "backward()", "step()")
             if not any(s in line for line in body)] == []
+
+
+def test_output_piped_into_head_stops_quietly():
+    """`python 01_tensors_and_autograd.py | head -1`: the reader leaves; no traceback."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "01_tensors_and_autograd.py")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=OUTPUT_DIR)
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and "Traceback" not in stderr, stderr
