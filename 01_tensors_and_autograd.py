@@ -10,6 +10,7 @@ and see why optimizer.zero_grad() exists. No dataset needed; runs in a few secon
 Run it:
     python 01_tensors_and_autograd.py
     python 01_tensors_and_autograd.py --seed 3 --lr 1.0    # other numbers, same lesson
+Exercises: exercises/ex01_tensors.py, checked by python exercises/check.py 01
 """
 
 import torch

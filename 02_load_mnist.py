@@ -9,6 +9,7 @@ like, how should the inputs be normalized, and does anything look wrong.
 Run it:
     python 02_load_mnist.py            # tables in the terminal, figures in figures/02_*.png
     python 02_load_mnist.py --show     # also open the figures in windows
+Exercises: exercises/ex02_data.py, checked by python exercises/check.py 02
 """
 
 import math

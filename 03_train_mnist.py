@@ -21,6 +21,7 @@ Resume a stopped run where it stopped (the training state is saved after every e
     python 03_train_mnist.py --epochs 3 --subset 5000 --stop-after-epoch 1
     python 03_train_mnist.py --epochs 3 --subset 5000 --resume models/simple_nn_training.pt
     python 03_train_mnist.py --epochs 3 --subset 5000 --check-resume   # the proof
+Exercises: exercises/ex03_training.py, checked by python exercises/check.py 03
 """
 
 import copy

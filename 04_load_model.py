@@ -11,6 +11,7 @@ Run it after 03_train_mnist.py (or 06_convolutional_network.py):
     python 04_load_model.py                              # models/simple_nn.pt, from 03
     python 04_load_model.py --checkpoint models/cnn.pt   # any course checkpoint, e.g. 06's
     python 04_load_model.py --image my_digit.png         # classify your own handwriting
+Exercises: exercises/ex04_inference.py, checked by python exercises/check.py 04
 """
 
 import copy

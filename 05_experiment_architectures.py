@@ -21,6 +21,7 @@ Run it:
     python 05_experiment_architectures.py --seeds 5          # narrower error bars, slower
     python 05_experiment_architectures.py --archs TwoLayerNN TanhNN --lr 0.01
 Results go to results/architectures.json, figures to figures/05_*.png.
+Exercises: exercises/ex05_architectures.py, checked by python exercises/check.py 05
 """
 
 import math

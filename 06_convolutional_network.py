@@ -12,6 +12,7 @@ Run it:
     python 06_convolutional_network.py --max-shift 0  # without data augmentation
     python 06_convolutional_network.py --channels 8 16 --epochs 5   # smaller and faster
 Then: python 04_load_model.py --checkpoint models/cnn.pt
+Exercises: exercises/ex06_cnn.py, checked by python exercises/check.py 06
 """
 
 import math

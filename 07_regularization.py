@@ -14,14 +14,14 @@ training loop), and those that help are combined:
     early stopping  keep the epoch with the best validation accuracy (every lesson does)
 
 Remedies are judged on validation, over several seeds; the chosen configuration meets
-the test set once. Lesson 7b then opens dropout, batch norm and weight decay up, and
-shows why model.eval() matters for the layers that behave differently in training.
+the test set once. Lesson 7b opens dropout, batch norm and weight decay up (and eval()).
 
 Run it:
     python 07_regularization.py                        # the README's table (about a minute)
     python 07_regularization.py --subset 10000         # five times the data: less to fix?
     python 07_regularization.py --remedies dropout --dropout 0.5   # one remedy, stronger
 Then: python 04_load_model.py --checkpoint models/regularized_mlp.pt, and lesson 7b.
+Exercises: exercises/ex07_regularization.py, checked by python exercises/check.py 07
 """
 
 

@@ -17,6 +17,7 @@ Run it:
     python 07b_inside_the_remedies.py                  # about half a minute
     python 07b_inside_the_remedies.py --dropout 0.2    # a milder dropout
 Then: python 04_load_model.py --checkpoint models/regularized_mlp_dropout_batchnorm.pt
+Exercises: exercises/ex07b_remedies.py, checked by python exercises/check.py 07b
 """
 
 import copy

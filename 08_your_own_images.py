@@ -6,9 +6,7 @@ of image files. This lesson takes such a folder, one subfolder per class:
 
     my_digits/
         0/  img001.png  img002.jpg ...
-        1/  ...
-        ...
-        9/  ...
+        1/  ...   (and so on, to 9/)
 
 and walks the standard road from files to batches: a Dataset written by hand (then the
 same with torchvision's ImageFolder), transforms (torchvision.transforms.v2), and a
@@ -25,6 +23,7 @@ Run it (after 03 and 06, whose models it evaluates):
     python 08_your_own_images.py                        # the exported MNIST sample
     python 08_your_own_images.py --folder ~/my_digits   # your own images
     python 08_your_own_images.py --per-class 100        # a larger export
+Exercises: exercises/ex08_own_images.py, checked by python exercises/check.py 08
 """
 
 from pathlib import Path

@@ -21,6 +21,7 @@ The API:
     GET /api/models     the models being served
     Errors: {"error": "..."} with 400 (bad JSON or image), 411 (no Content-Length), 413
     (too large), 422 (no digit in the image), 404 (unknown path), 405 (wrong method).
+Exercises: exercises/ex09_serving.py, checked by python exercises/check.py 09
 """
 
 import io

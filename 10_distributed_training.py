@@ -14,9 +14,9 @@ Run it:
     python 10_distributed_training.py --nproc 4 --epochs 1   # 4 processes x 16 images
 On several machines (see the README): the same script, started by torchrun on each
 with --nnodes, --node-rank and a --rdzv-endpoint they can all reach.
-Then: python 04_load_model.py --checkpoint models/ddp_simple_nn.pt
+Then: python 04_load_model.py --checkpoint models/ddp_simple_nn.pt (speed: `make bench`)
 Stopped? python 10_distributed_training.py --resume models/ddp_simple_nn_training.pt
-(How 1 and 2 processes compare in speed on your machine: `make bench` measures it.)
+Exercises: exercises/ex10_distributed.py, checked by python exercises/check.py 10
 """
 
 import copy
@@ -278,10 +278,9 @@ def prove(initial, data, args, per_rank, device):
 # ---- 6. One process of the job (what torchrun starts nproc times) ---------------------------
 def report_start(args, world, backend, device, before, after, n):
     """Rank 0 says who is here and what DDP's broadcast did."""
-    per_rank = args.batch_size // world
     say(f"World size {world} ({backend} backend, {device}), {torch.get_num_threads()} "
         f"thread(s) per process; rank 0 speaks for all.")
-    say(f"Global batch {args.batch_size} = {world} processes x {per_rank} images; "
+    say(f"Global batch {args.batch_size} = {world} processes x {args.batch_size // world} images; "
         f"{math.ceil(n / args.batch_size)} steps per epoch over {n:,} images.")
     say("Weight checksums per rank, initialized with different seeds: "
         + ", ".join(f"{v:.4f}" for v in before))
@@ -355,12 +354,15 @@ def worker(args):
     try:
         job(args, rank, world, device, backend)  # DDP and its buckets are freed on return
         # Everyone finishes before anyone leaves: a process that closes its connections
-        # while another still uses them can crash it ("terminate called without an
-        # active exception", measured here in 5 runs out of 12 without this barrier).
+        # while another still uses them can crash it (SIGABRT, 5 runs in 12 without it).
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    return 0
+    # Then leave without Python's clean-up at exit, where gloo's threads can still free
+    # tensors and abort the process (seen here about once in 20 runs under load; see
+    # pytorch/pytorch#179291). Everything is saved and printed by now.
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)
 
 
 def job(args, rank, world, device, backend):

@@ -10,12 +10,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 LESSONS := $(sort $(wildcard [0-9][0-9]*_*.py))
 
-.PHONY: help run test lint bench tables clean
+.PHONY: help run test lint exercises bench tables clean
 
 help:  ## list the targets
 	@echo "make run    run the learning path: $(LESSONS)"
 	@echo "make test   lint (ruff) and run the test suite (pytest, CPU only)"
 	@echo "make lint   ruff only"
+	@echo "make exercises  check your answers in exercises/ (python exercises/check.py 03: one lesson)"
 	@echo "make bench  measure speed and accuracy; writes results/benchmarks.json"
 	@echo "make tables regenerate the README's measured tables (3 seeds per row; slow)"
 	@echo "make clean  remove generated output (figures, models, results, exported PNGs, caches); keeps the dataset"
@@ -45,6 +46,10 @@ lint: $(STAMP)
 # other then sat idle for half of the run).
 test: lint
 	$(PY) -m pytest -n auto --maxschedchunk 1
+
+# Passed or not yet, with a hint, for every exercise of every lesson; exit 1 until all pass.
+exercises: $(STAMP)
+	$(PY) exercises/check.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/benchmark.py

@@ -1,0 +1,920 @@
+"""The checks behind exercises/check.py: one function per exercise, grouped by lesson.
+
+Each check loads the learner's file (or the reference solution), calls what the exercise
+asked for, and compares it with an independent computation: PyTorch's own function or
+layer, finite differences, a sampler, or a measurement made now with the course's code.
+A check returns the message of a pass, or raises NotYet with a hint that teaches: what
+was expected, what came out, and where to look. Tolerances are stated where they are
+used, with the reason.
+"""
+
+import argparse
+import base64
+import contextlib
+import copy
+import importlib.util
+import io
+import json
+import math
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import dl_utils  # noqa: E402
+
+LESSON_FILES = {"01": "ex01_tensors.py", "02": "ex02_data.py", "03": "ex03_training.py",
+                "04": "ex04_inference.py", "05": "ex05_architectures.py",
+                "06": "ex06_cnn.py", "07": "ex07_regularization.py",
+                "07b": "ex07b_remedies.py", "08": "ex08_own_images.py",
+                "09": "ex09_serving.py", "10": "ex10_distributed.py"}
+
+
+class NotYet(Exception):  # noqa: N818 (not an error: a hint for the learner)
+    """An exercise that has not passed yet; the message is the hint."""
+
+
+@dataclass
+class Exercise:
+    id: str
+    kind: str  # predict, explore or code
+    title: str
+    check: object
+    answer: str = ""  # the variable a predict or explore exercise reads
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def exercise(ex_id, kind, title, answer=""):
+    def register(check):
+        EXERCISES[ex_id] = Exercise(ex_id, kind, title, check, answer)
+        return check
+    return register
+
+
+def catalogue(lessons=()) -> dict | None:
+    """{lesson: [(id, kind, title), ...]} for these lessons (all if none); None if unknown."""
+    lessons = [lesson.removesuffix(".py").split("_")[0].removeprefix("ex") for lesson in lessons]
+    if any(lesson not in LESSON_FILES for lesson in lessons):
+        return None
+    return {lesson: [(e.id, e.kind, e.title) for e in EXERCISES.values()
+                     if e.id.split(".")[0] == lesson]
+            for lesson in (lessons or LESSON_FILES)}
+
+
+def run(ex_id, folder, answers=False) -> tuple[bool, str]:
+    """Check one exercise of the file in `folder`: (passed, message)."""
+    lesson = ex_id.split(".")[0]
+    try:
+        module = load(Path(folder) / LESSON_FILES[lesson])
+        ex = EXERCISES[ex_id]
+        shown = answers and ex.kind == "predict"  # --answers: measure even if unanswered
+        if ex.answer and getattr(module, ex.answer, None) is None and not shown:
+            raise NotYet(f"{ex.answer} in {Path(module.__file__).name} is still None: write "
+                         "your answer there (the comment above it says what), then check "
+                         "again")  # (before measuring anything: an unanswered check is quick)
+        return True, ex.check(module, answers)
+    except NotYet as hint:
+        return False, str(hint)
+    except Exception as err:  # a bug in a check, not in the learner's code
+        return False, f"the check itself failed ({type(err).__name__}: {err}): please report it"
+
+
+_LOADED: dict = {}
+
+
+def load(path: Path):
+    """The learner's file as a module; a syntax error or a failing import is a hint."""
+    if path in _LOADED:
+        return _LOADED[path]
+    if not path.exists():
+        raise NotYet(f"{path} is missing: restore it with `git checkout {path.name}`")
+    spec = importlib.util.spec_from_file_location(f"exercise_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise NotYet(f"{path.name}, line {err.lineno}: syntax error: {err.msg}") from None
+    except Exception as err:
+        raise NotYet(f"importing {path.name} raised {where(err)}") from None
+    _LOADED[path] = module
+    return module
+
+
+def where(err: Exception) -> str:
+    """'ValueError: msg (ex03_training.py, line 12)': the learner's line, not ours."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if Path(f.filename).name.startswith("ex")]
+    place = f" ({Path(frames[-1].filename).name}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(err).__name__}: {err}{place}"
+
+
+def call(module, name, *args, **kwargs):
+    """The learner's function `name`, called; a TODO or an error becomes a hint."""
+    fn = getattr(module, name, None)
+    if fn is None:
+        raise NotYet(f"{name} is missing from {Path(module.__file__).name}")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise NotYet(f"{name} is still a TODO: write its body in "
+                     f"{Path(module.__file__).name}") from None
+    except NotYet:
+        raise
+    except Exception as err:
+        raise NotYet(f"{name}{'(...)' if args else '()'} raised {where(err)}") from None
+
+
+def close(name, got, expected, atol, rtol=0.0, why=""):
+    """got == expected to the tolerance, or a hint with the largest difference."""
+    got = torch.as_tensor(got, dtype=torch.float64)
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    if got.shape != expected.shape:
+        raise NotYet(f"{name}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}")
+    if not torch.allclose(got, expected, atol=atol, rtol=rtol, equal_nan=False):
+        diff = (got - expected).abs().nan_to_num(float("inf")).max().item()
+        raise NotYet(f"{name}: largest difference from the reference {diff:.3g} (allowed "
+                     f"{atol:g}{f' + {rtol:g} x |reference|' if rtol else ''}){why}")
+
+
+# ---- predict, then run ---------------------------------------------------------------
+def judge(module, name, options, measured, evidence, answers, how):
+    """A prediction against a measurement made now. `options` maps letters to outcomes."""
+    guess = getattr(module, name, None)
+    menu = "; ".join(f"{k}: {v}" for k, v in options.items())
+    shown = f"\nmeasured: {evidence} (answer {measured})" if answers else ""
+    if guess is None:
+        raise NotYet(f"write your prediction in {name} in {Path(module.__file__).name} "
+                     f"({menu}), then check again{shown}")
+    if str(guess).strip().upper() not in options:
+        raise NotYet(f"{name} = {guess!r}: expected one of {', '.join(options)} ({menu})")
+    if str(guess).strip().upper() != measured:
+        raise NotYet(f"the measurement disagrees with {name} = {guess!r}. Try it: {how}. "
+                     f"(--answers shows what was measured.){shown}")
+    return f"right: {evidence}"
+
+
+# ---- explore with the flags ----------------------------------------------------------
+def run_lesson(script, flags, allowed, fixed, module, name) -> dict:
+    """Run `script` with the learner's flags (only `allowed` ones) and the fixed ones, as
+    `python script flags` would (its main(), through dl_utils.run_main, in this process:
+    the check's process already paid torch's start-up); the results file it writes."""
+    if flags is None:
+        raise NotYet(f"put the flags you found in {name} in {Path(module.__file__).name}, "
+                     f"e.g. {name} = [\"{allowed[0]}\", \"...\"]")
+    flags = [str(f) for f in flags]
+    other = [f for f in flags if f.startswith("--") and f.split("=")[0] not in allowed]
+    if other:
+        raise NotYet(f"{name} may change only {', '.join(allowed)}; not {', '.join(other)}")
+    lesson = importlib.import_module(script.removesuffix(".py"))
+    with tempfile.TemporaryDirectory() as folder:
+        results = Path(folder) / "results.json"
+        argv = [*fixed, *flags, "--results", str(results)]
+        err, code = io.StringIO(), 0
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            try:
+                dl_utils.run_main(lambda: lesson.main(argv))
+            except SystemExit as stop:
+                code = stop.code
+        if code not in (0, None) or not results.exists():
+            last = (err.getvalue().strip().splitlines() or ["(no message)"])[-1]
+            raise NotYet(f"python {script} {' '.join(fixed + flags)} failed: {last}")
+        return json.loads(results.read_text())
+
+
+# ---- shared small things -------------------------------------------------------------
+def few_batches(n=512, batch=64, seed=0):
+    """n training images of MNIST in batches, always the same ones."""
+    train = dl_utils.load_mnist_data(batch_size=batch, subset=n,
+                                     generator=torch.Generator().manual_seed(seed))[0]
+    return [(X.clone(), y.clone()) for X, y in train]
+
+
+def quick_model(model, n=2000, epochs=1, seed=0, lr=1e-3, loop=None):
+    """`model` trained with Adam on n images; its validation accuracy (5,000 images)."""
+    train, val, _ = dl_utils.load_mnist_data(subset=n,
+                                             generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        for _ in (loop or dl_utils.train_steps)(model, train, nn.CrossEntropyLoss(),
+                                                optimizer, "cpu"):
+            pass
+    return dl_utils.evaluate_model(model, val, "cpu")[1]
+
+
+# ======================================================================== lesson 1
+@exercise("01.1", "code", "softmax and cross-entropy by hand, safe for large logits")
+def check_cross_entropy(m, answers):
+    torch.manual_seed(0)
+    for scale in (1.0, 30.0, 1000.0):  # 1000: exp() overflows float32 without the shift
+        logits = torch.randn(16, 10) * scale
+        y = torch.randint(0, 10, (16,))
+        got = call(m, "cross_entropy", logits.clone(), y.clone())
+        # float32 sums of 10 terms: relative rounding ~1e-6; 1e-4 leaves room, still
+        # catches any real mistake (a missing mean, a wrong sign, no log-sum-exp shift)
+        close(f"cross_entropy with logits of scale {scale:g}", got,
+              F.cross_entropy(logits, y), atol=1e-4, rtol=1e-5,
+              why=" (inf or nan for large logits? subtract each row's max before exp())"
+              if scale > 100 else "")
+    return "equals F.cross_entropy, also for logits of 1000"
+
+
+@exercise("01.2", "code", "a numerical gradient (central differences) against autograd")
+def check_numerical_gradient(m, answers):
+    x = torch.linspace(-2, 2, 7, dtype=torch.float64)
+
+    def f(t):
+        return (torch.sin(t) * t ** 2).sum()
+
+    got = call(m, "numerical_gradient", f, x.clone(), 1e-3)
+    xa = x.clone().requires_grad_(True)
+    f(xa).backward()
+    # central differences err by ~eps^2 * f''' / 6 ~ 1e-6 here; a one-sided difference
+    # errs by ~eps * f'' / 2 ~ 1e-3, so 1e-5 tells them apart
+    close("numerical_gradient", got, xa.grad, atol=1e-5,
+          why=" (one-sided? use (f(x + eps) - f(x - eps)) / (2 eps))")
+    return "matches autograd to 1e-5"
+
+
+@exercise("01.3", "predict", "backward() twice without zeroing the gradient",
+          answer="PREDICT_BACKWARD_TWICE")
+def check_backward_twice(m, answers):
+    w = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    loss = (w ** 2).sum()
+    loss.backward(retain_graph=True)
+    once = w.grad.clone()
+    loss.backward()
+    ratio = (w.grad / once).mean().item()
+    options = {"A": "the same as after one call", "B": "twice as large", "C": "zero"}
+    measured = "B" if abs(ratio - 2) < 1e-6 else "A" if abs(ratio - 1) < 1e-6 else "C"
+    return judge(m, "PREDICT_BACKWARD_TWICE", options, measured,
+                 f"w.grad after one call {once.tolist()}, after two {w.grad.tolist()}: "
+                 "gradients add up in .grad until zeroed", answers,
+                 "w = torch.tensor([1., 2., 3.], requires_grad=True); loss = (w ** 2).sum(); "
+                 "call loss.backward(retain_graph=True) twice, print w.grad after each")
+
+
+# ======================================================================== lesson 2
+@exercise("02.1", "code", "the normalization constants of a set of images")
+def check_normalization(m, answers):
+    train_X = dl_utils.load_mnist_tensors()[0][:20000]
+    got = call(m, "normalization_constants", train_X.clone())
+    if not (isinstance(got, tuple) and len(got) == 2):
+        raise NotYet("normalization_constants should return (mean, std), two numbers")
+    pixels = train_X.double().flatten() / 255  # independent: float64, all pixels at once
+    # float32 means over 16 million pixels drift by ~1e-5; 1e-4 still catches a missing
+    # /255 (x255), a per-image std, or std of the means
+    close("mean", float(got[0]), pixels.mean(), atol=1e-4,
+          why=" (pixels scaled to 0..1 first?)")
+    close("std", float(got[1]), pixels.std(), atol=1e-4,
+          why=" (the std of ALL pixels together, not of each image?)")
+    return f"mean {float(got[0]):.4f}, std {float(got[1]):.4f} on 20,000 training images"
+
+
+@exercise("02.2", "code", "a seeded train/validation split")
+def check_split(m, answers):
+    n, n_val = 1000, 200
+    train, val = (torch.as_tensor(t) for t in call(m, "split_indices", n, n_val, 0))
+    if len(val) != n_val or len(train) != n - n_val:
+        raise NotYet(f"expected {n - n_val} training and {n_val} validation indices, "
+                     f"got {len(train)} and {len(val)}")
+    both = torch.cat([train, val])
+    if sorted(both.tolist()) != list(range(n)):
+        raise NotYet("every index 0..n-1 must be in exactly one of the two parts "
+                     "(some are missing or repeated)")
+    again = torch.as_tensor(call(m, "split_indices", n, n_val, 0)[1])
+    other = torch.as_tensor(call(m, "split_indices", n, n_val, 1)[1])
+    if not torch.equal(again, val):
+        raise NotYet("the same seed must give the same split: use a torch.Generator "
+                     "seeded with `seed`, not the global random state")
+    if torch.equal(other, val):
+        raise NotYet("another seed should give another split: is the seed used?")
+    if torch.equal(val.sort().values, torch.arange(n - n_val, n)):
+        raise NotYet("the validation part is the last 200 images: shuffle before splitting")
+    return "disjoint, complete, shuffled, the same for the same seed"
+
+
+@exercise("02.3", "predict", "what answering the most common digit scores",
+          answer="PREDICT_MAJORITY")
+def check_majority(m, answers):
+    train, val, _ = dl_utils.load_mnist_data()
+    counts, val_y = torch.bincount(train.y, minlength=10), val.y
+    majority = int(counts.argmax())
+    acc = (val_y == majority).double().mean().item()
+    options = {"A": "about 10%", "B": "about 30%", "C": "about 50%"}
+    measured = "A" if acc < 0.2 else "B" if acc < 0.4 else "C"
+    return judge(m, "PREDICT_MAJORITY", options, measured,
+                 f"the most common training digit is {majority}; answering it always "
+                 f"scores {100 * acc:.1f}% on the 5,000 validation images (MNIST is "
+                 "nearly balanced: see figures/02_class_balance.png)", answers,
+                 "count the labels with torch.bincount, as lesson 2's class balance does")
+
+
+# ======================================================================== lesson 3
+@exercise("03.1", "code", "the five-step training loop, from memory")
+def check_loop(m, answers):
+    batches = few_batches()
+    torch.manual_seed(0)
+    model = dl_utils.SimpleNN()
+    reference = copy.deepcopy(model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    call(m, "train_one_epoch", model, batches, nn.CrossEntropyLoss(), opt)
+    ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
+    for _ in dl_utils.train_steps(reference, batches, nn.CrossEntropyLoss(), ref_opt, "cpu"):
+        pass
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        # the same operations in the same order give the same bits; 1e-6 allows another
+        # but equivalent order of operations (e.g. the loss computed differently)
+        close(f"weights {name} after one epoch", p.detach(), q.detach(), atol=1e-6,
+              why=" (zero_grad before backward? model.train()? every batch, once?)")
+    return "the same weights as dl_utils.train_steps after 8 batches"
+
+
+@exercise("03.2", "predict", "training without optimizer.zero_grad()",
+          answer="PREDICT_NO_ZERO_GRAD")
+def check_no_zero_grad(m, answers):
+    def no_zero_grad(model, loader, loss_fn, optimizer, device):
+        model.train()
+        for X, y in loader:
+            loss_fn(model(X), y).backward()  # gradients pile up: never zeroed
+            optimizer.step()
+            yield None
+    torch.manual_seed(0)
+    with_zero = quick_model(dl_utils.SimpleNN())
+    torch.manual_seed(0)
+    without = quick_model(dl_utils.SimpleNN(), loop=no_zero_grad)
+    gap = 100 * (with_zero - without)
+    options = {"A": "higher", "B": "about the same (within 2 points)",
+               "C": "lower by more than 2 points"}
+    measured = "C" if gap > 2 else "A" if gap < -2 else "B"
+    return judge(m, "PREDICT_NO_ZERO_GRAD", options, measured,
+                 f"validation accuracy after one epoch on 2,000 images: {100 * with_zero:.1f}% "
+                 f"with zero_grad, {100 * without:.1f}% without", answers,
+                 "delete optimizer.zero_grad() in 03_train_mnist.py and run it with "
+                 "--epochs 1 --subset 2000 (then put the line back)")
+
+
+@exercise("03.3", "explore", "a learning rate and batch size that train faster",
+          answer="FLAGS_03_FAST")
+def check_fast_flags(m, answers):
+    fixed = ["--epochs", "2", "--subset", "5000", "--seed", "0"]
+    record = run_lesson("03_train_mnist.py", getattr(m, "FLAGS_03_FAST", None),
+                        ["--lr", "--batch-size"], fixed, m, "FLAGS_03_FAST")
+    got = record["best_val_acc"]
+    if got < 0.925:  # the defaults (lr 1e-3, batch 64) miss it; the solution's reach it
+        raise NotYet(f"best validation accuracy {100 * got:.2f}%, the target is 92.5%. "
+                     "A larger lr takes bigger steps; a smaller batch takes more of them")
+    s = record["settings"]
+    return f"{100 * got:.2f}% with --lr {s['lr']:g} --batch-size {s['batch_size']}"
+
+
+# ======================================================================== lesson 4
+@exercise("04.1", "code", "load weights without running a stranger's code")
+def check_safe_load(m, answers):
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        model = dl_utils.SimpleNN()
+        good = folder / "model.pt"
+        torch.save({"model_state_dict": model.state_dict()}, good)
+        got = call(m, "load_weights", good)
+        if not (isinstance(got, dict) and "model_state_dict" in got):
+            raise NotYet("load_weights should return what torch.load reads: the dict with "
+                         "'model_state_dict'")
+        marker = folder / "code_ran.txt"
+        evil = folder / "evil.pt"
+        torch.save(Planted(str(marker)), evil)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                m.load_weights(evil)
+        except Exception:
+            pass  # refusing is right
+        if marker.exists():
+            raise NotYet("loading evil.pt ran the code inside it (it wrote a file): "
+                         "torch.load(path, weights_only=True) reads only tensors and plain "
+                         "containers, and refuses everything else")
+    return "a real checkpoint loads; a planted pickle is refused, its code never runs"
+
+
+class Planted:
+    """A pickle that runs code when loaded (what weights_only=True refuses)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+@exercise("04.2", "code", "predict a digit: eval mode, no gradients, probabilities")
+def check_predict(m, answers):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Linear(64, 10))
+    X = torch.randn(32, 1, 28, 28)
+    digits, probs = call(m, "predict", model, X)
+    model.eval()
+    with torch.no_grad():
+        expected = torch.softmax(model(X), dim=1)
+    if getattr(probs, "requires_grad", False):
+        raise NotYet("the probabilities carry gradients: run the model under "
+                     "torch.no_grad() (or torch.inference_mode())")
+    close("probabilities", probs, expected, atol=1e-6,
+          why=" (model.eval() first? dropout must be off; softmax over dim=1)")
+    close("digits", torch.as_tensor(digits), expected.argmax(dim=1), atol=0)
+    return "eval mode, no gradients, the same probabilities as PyTorch"
+
+
+@exercise("04.3", "predict", "a training state's size against the model's",
+          answer="PREDICT_STATE_SIZE")
+def check_state_size(m, answers):
+    model = dl_utils.SimpleNN()
+    optimizer = torch.optim.Adam(model.parameters())
+    for X, y in few_batches(128):
+        optimizer.zero_grad()
+        F.cross_entropy(model(X), y).backward()
+        optimizer.step()
+    args = argparse.Namespace(epochs=3, subset=None, seed=0)
+    with tempfile.TemporaryDirectory() as folder:
+        model_file, state_file = Path(folder) / "m.pt", Path(folder) / "m_training.pt"
+        dl_utils.save_checkpoint(model_file, model, {"hidden_size": 128})
+        best = {"epoch": 1, "val_acc": 0.9,  # the best epoch's weights: a copy, as in 03
+                "state": {k: v.clone() for k, v in model.state_dict().items()}}
+        dl_utils.save_training_state(state_file, "03_train_mnist.py", args, model,
+                                     {"hidden_size": 128}, optimizer, None,
+                                     torch.Generator(), 1, best, {})
+        ratio = state_file.stat().st_size / model_file.stat().st_size
+    options = {"A": "about the same", "B": "about 2x", "C": "about 4x"}
+    measured = "A" if ratio < 1.5 else "B" if ratio < 3 else "C"
+    return judge(m, "PREDICT_STATE_SIZE", options, measured,
+                 f"{ratio:.1f}x: the weights, Adam's two running averages per weight, and "
+                 "the best epoch's weights", answers,
+                 "python 04_load_model.py prints both sizes after lesson 3 has run")
+
+
+# ======================================================================== lesson 5
+@exercise("05.1", "code", "parameters of an MLP, counted from its layer sizes")
+def check_count(m, answers):
+    for sizes in ([784, 128, 10], [784, 256, 128, 10], [784, 10], [3, 5, 7, 2]):
+        layers = [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])]
+        expected = sum(p.numel() for layer in layers for p in layer.parameters())
+        got = call(m, "count_parameters", list(sizes))
+        if got != expected:
+            raise NotYet(f"count_parameters({sizes}) = {got}, PyTorch counts {expected} "
+                         "(each layer: in x out weights plus out biases)")
+    return "equals PyTorch's count for four networks"
+
+
+@exercise("05.2", "code", "a fourth architecture within the budget, compared fairly")
+def check_fourth(m, answers):
+    cls = getattr(m, "FourthNN", None)
+    if cls is None:
+        raise NotYet("FourthNN is missing")
+    try:
+        torch.manual_seed(0)
+        model = cls()
+        out = model(torch.randn(5, 1, 28, 28))
+    except NotImplementedError:
+        raise NotYet("FourthNN is still a TODO") from None
+    except Exception as err:
+        raise NotYet(f"FourthNN() on a batch of 5 images raised {where(err)}") from None
+    if tuple(out.shape) != (5, 10):
+        raise NotYet(f"FourthNN should map [5, 1, 28, 28] to [5, 10], got {tuple(out.shape)}")
+    n = dl_utils.count_parameters(model)
+    budget = 110_000  # TwoLayerNN has 101,770: a fair race needs a similar size
+    if n > budget:
+        raise NotYet(f"{n:,} parameters: the budget is {budget:,}")
+    ours = quick_model(model)
+    torch.manual_seed(0)
+    baseline = quick_model(nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(),
+                                         nn.Linear(128, 10)))
+    if ours < 0.80:
+        raise NotYet(f"{100 * ours:.1f}% validation accuracy after one epoch on 2,000 "
+                     "images: it barely learns (80% expected). Too deep? A missing ReLU?")
+    return (f"{n:,} parameters; {100 * ours:.1f}% vs TwoLayerNN's {100 * baseline:.1f}% "
+            "(same images, seed, optimizer, epochs). One seed: lesson 5 says why that "
+            "decides nothing")
+
+
+@exercise("05.3", "explore", "which architecture trails, read from lesson 5's results",
+          answer="LAST_05")
+def check_winner(m, answers):
+    fixed = ["--epochs", "1", "--subset", "2000", "--seeds", "2"]
+    record = run_lesson("05_experiment_architectures.py", [], [], fixed, m, "(none)")
+    means = {}
+    for run in record["runs"]:
+        means.setdefault(run["arch"], []).append(run["best_val_acc"])
+    worst = min(means, key=lambda a: sum(means[a]) / len(means[a]))
+    guess = getattr(m, "LAST_05", None)
+    if guess is None:
+        raise NotYet("run python 05_experiment_architectures.py --epochs 1 --subset 2000 "
+                     "--seeds 2 and put the name of the architecture with the lowest mean "
+                     "validation accuracy in LAST_05")
+    if str(guess) != worst:
+        raise NotYet(f"LAST_05 = {guess!r} does not have the lowest mean validation accuracy "
+                     "of that run: read the table again (the names are TwoLayerNN, "
+                     "ThreeLayerNN, TanhNN)")
+    return (f"{worst}, by its mean over 2 seeds. Is it behind by more than the interval? "
+            "And are the other two apart at all?")
+
+
+# ======================================================================== lesson 6
+@exercise("06.1", "code", "a convolution with loops against F.conv2d")
+def check_conv(m, answers):
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 3, 7, 6), torch.randn(4, 3, 3, 3), torch.randn(4)
+    for padding in (0, 1):
+        got = call(m, "conv2d_loops", x.clone(), w.clone(), b.clone(), padding)
+        # sums of 27 float32 products in another order: ~1e-6 apart; a flipped kernel
+        # (the textbook convolution) or a missing bias is off by ~1
+        close(f"conv2d_loops with padding {padding}", got,
+              F.conv2d(x, w, b, padding=padding), atol=1e-4,
+              why=" (PyTorch does not flip the kernel: it is a cross-correlation)")
+    return "equals F.conv2d with and without padding"
+
+
+@exercise("06.2", "code", "the output size of a convolution or a pooling")
+def check_out_size(m, answers):
+    for n, k, s, p in [(28, 3, 1, 1), (28, 5, 1, 0), (28, 2, 2, 0), (27, 3, 2, 1),
+                       (7, 3, 3, 0), (14, 4, 2, 1)]:
+        expected = nn.Conv2d(1, 1, k, stride=s, padding=p)(torch.zeros(1, 1, n, n)).shape[-1]
+        got = call(m, "conv_output_size", n, k, s, p)
+        if got != expected:
+            raise NotYet(f"conv_output_size(n={n}, kernel={k}, stride={s}, padding={p}) = "
+                         f"{got}; PyTorch gives {expected} (floor((n + 2p - k) / s) + 1)")
+    return "equals nn.Conv2d's output for six shapes"
+
+
+@exercise("06.3", "predict", "the CNN's size against the MLP's",
+          answer="PREDICT_CNN_SIZE")
+def check_cnn_size(m, answers):
+    cnn = dl_utils.count_parameters(dl_utils.SmallCNN())
+    mlp = dl_utils.count_parameters(dl_utils.SimpleNN())
+    options = {"A": "fewer parameters than SimpleNN", "B": "about as many",
+               "C": "more parameters than SimpleNN"}
+    measured = "A" if cnn < 0.8 * mlp else "C" if cnn > 1.25 * mlp else "B"
+    return judge(m, "PREDICT_CNN_SIZE", options, measured,
+                 f"SmallCNN {cnn:,} parameters, SimpleNN {mlp:,}: a filter reuses its "
+                 "weights at every position", answers,
+                 "dl_utils.count_parameters(dl_utils.SmallCNN()), or read lesson 6's output")
+
+
+@exercise("06.4", "explore", "lesson 6's CNN to 95% in one epoch on 5,000 images",
+          answer="FLAGS_06")
+def check_cnn_flags(m, answers):
+    fixed = ["--epochs", "1", "--subset", "5000", "--seed", "0"]
+    record = run_lesson("06_convolutional_network.py", getattr(m, "FLAGS_06", None),
+                        ["--lr", "--batch-size", "--max-shift"], fixed, m, "FLAGS_06")
+    got = record["best_val_acc"]
+    if got < 0.95:  # the defaults miss it; the solution's flags reach it
+        raise NotYet(f"best validation accuracy {100 * got:.2f}%, the target is 95%. Few "
+                     "images, one epoch: what makes more steps, or easier ones?")
+    s = record["settings"]
+    return (f"{100 * got:.2f}% with --lr {s['lr']:g} --batch-size {s['batch_size']} "
+            f"--max-shift {s['max_shift']}")
+
+
+# ======================================================================== lesson 7
+@exercise("07.1", "code", "dropout's forward pass by hand")
+def check_dropout(m, answers):
+    x = torch.randn(200, 500)
+    same = call(m, "dropout", x.clone(), 0.3, False, torch.Generator().manual_seed(0))
+    close("dropout in eval mode", same, x, atol=0, why=" (eval: return x unchanged)")
+    y = call(m, "dropout", x.clone(), 0.3, True, torch.Generator().manual_seed(0))
+    y = torch.as_tensor(y)
+    zeros = (y == 0).double().mean().item()
+    se = math.sqrt(0.3 * 0.7 / x.numel())
+    if abs(zeros - 0.3) > 5 * se:  # 5 standard errors: a correct dropout fails 1 in 10^6
+        raise NotYet(f"{100 * zeros:.2f}% of the outputs are 0, expected 30% (p = 0.3)")
+    kept = y != 0
+    close("the kept values", y[kept], x[kept] / 0.7, atol=1e-6,
+          why=" (scaled by 1 / (1 - p), so the mean is unchanged: nn.Dropout does this)")
+    ref = nn.Dropout(0.3).train()(torch.ones(100_000))
+    return (f"eval: unchanged; train: {100 * zeros:.1f}% zeros, the rest x / 0.7, as "
+            f"nn.Dropout (mean of its output on ones: {ref.mean():.3f})")
+
+
+@exercise("07.2", "code", "batch norm's forward pass, running statistics included")
+def check_batchnorm(m, answers):
+    torch.manual_seed(0)
+    layer = nn.BatchNorm1d(6)
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 1.5)
+        layer.bias.uniform_(-1, 1)
+    mean, var = torch.zeros(6), torch.ones(6)
+    for step in range(3):
+        x = torch.randn(8, 6) * 3 + 2
+        got = call(m, "batch_norm", x.clone(), mean, var, layer.weight.detach(),
+                   layer.bias.detach(), True)
+        expected = layer.train()(x).detach()
+        close(f"train-mode output, batch {step + 1}", got, expected, atol=1e-5,
+              why=" (normalize with the batch's mean and its biased variance)")
+        close(f"running_var after batch {step + 1}", mean.new_tensor(var),
+              layer.running_var, atol=1e-5,
+              why=" (the running variance uses the UNBIASED variance, n / (n - 1) "
+                  "times the biased one, with momentum 0.1; updated in place)")
+        close(f"running_mean after batch {step + 1}", mean, layer.running_mean, atol=1e-5,
+              why=" (running = 0.9 x running + 0.1 x batch mean, in place)")
+    x = torch.randn(8, 6)
+    got = call(m, "batch_norm", x.clone(), mean, var, layer.weight.detach(),
+               layer.bias.detach(), False)
+    close("eval-mode output", got, layer.eval()(x).detach(), atol=1e-5,
+          why=" (eval mode uses the running statistics, not the batch's)")
+    return "equals nn.BatchNorm1d in train and eval mode, running statistics included"
+
+
+@exercise("07.3", "explore", "the remedy that narrows the train-validation gap most",
+          answer="NARROWEST_GAP_07")
+def check_remedy(m, answers):
+    fixed = ["--epochs", "4", "--subset", "1000", "--seeds", "1"]
+    record = run_lesson("07_regularization.py", [], [], fixed, m, "(none)")
+    table = record["table"]
+    col = {h: i for i, h in enumerate(table["headers"])}
+    gaps = {row[0]: float(row[col["train acc %"]].split()[0])
+            - float(row[col["val acc % (last epoch)"]].split()[0])
+            for row in table["rows"] if row[col["train acc %"]]}  # (early stopping: none)
+    best = min(gaps, key=gaps.get)
+    guess = getattr(m, "NARROWEST_GAP_07", None)
+    if guess is None:
+        raise NotYet("run python 07_regularization.py --epochs 4 --subset 1000 --seeds 1 "
+                     "and put the name of the row with the smallest train-validation gap "
+                     f"in NARROWEST_GAP_07 (the rows: {', '.join(gaps)})")
+    if str(guess) != best:
+        raise NotYet(f"NARROWEST_GAP_07 = {guess!r} is not the row with the smallest gap in "
+                     f"that run (the rows: {', '.join(gaps)})")
+    return (f"{best}: gap {gaps[best]:.1f} points. A smaller gap is not yet a better model: "
+            "compare the validation accuracies too")
+
+
+# ======================================================================== lesson 7b
+@exercise("07b.1", "code", "one AdamW step by hand (decoupled weight decay)")
+def check_adamw(m, answers):
+    torch.manual_seed(0)
+    w0, lr, wd = torch.randn(5), 0.1, 0.5
+    param = nn.Parameter(w0.clone())
+    opt = torch.optim.AdamW([param], lr=lr, weight_decay=wd, betas=(0.9, 0.999), eps=1e-8)
+    state = {"m": torch.zeros(5), "v": torch.zeros(5), "step": 0}
+    w = w0.clone()
+    for step in range(3):
+        grad = torch.randn(5)
+        param.grad = grad.clone()
+        opt.step()
+        w = torch.as_tensor(call(m, "adamw_step", w.clone(), grad.clone(), state, lr, wd))
+        close(f"weights after step {step + 1}", w, param.detach(), atol=1e-6,
+              why=" (AdamW shrinks the weights by lr x wd directly; adding wd x w to the "
+                  "gradient is Adam's L2, which Adam's scaling then distorts)")
+    return "three steps equal torch.optim.AdamW's"
+
+
+@exercise("07b.2", "predict", "dropout on a vector of ones, in train mode",
+          answer="PREDICT_DROPOUT_MEAN")
+def check_dropout_mean(m, answers):
+    out = nn.Dropout(0.5).train()(torch.ones(100_000))
+    mean = out.mean().item()
+    options = {"A": "about 0.5", "B": "about 1", "C": "about 2"}
+    measured = "A" if mean < 0.75 else "B" if mean < 1.5 else "C"
+    return judge(m, "PREDICT_DROPOUT_MEAN", options, measured,
+                 f"mean {mean:.3f}; the values are {sorted(set(out.unique().tolist()))}: "
+                 "half are zeroed, the others doubled", answers,
+                 "nn.Dropout(0.5).train()(torch.ones(10)), as lesson 7b does")
+
+
+@exercise("07b.3", "predict", "a batch-norm model scored in train mode, batches of 8",
+          answer="PREDICT_BN_TRAIN_MODE")
+def check_bn_mode(m, answers):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.BatchNorm1d(128), nn.ReLU(),
+                          nn.Linear(128, 10))
+    eval_acc = quick_model(model)
+    val = dl_utils.load_mnist_data()[1]
+    model.train()
+    with torch.no_grad():
+        right = sum((model(X).argmax(1) == y).sum().item()
+                    for X, y in zip(val.X[:2000].split(8), val.y[:2000].split(8)))
+    train_acc = right / 2000
+    gap = 100 * (eval_acc - train_acc)
+    options = {"A": "higher than in eval mode", "B": "about the same (within 2 points)",
+               "C": "lower than in eval mode by more than 2 points"}
+    measured = "C" if gap > 2 else "A" if gap < -2 else "B"
+    return judge(m, "PREDICT_BN_TRAIN_MODE", options, measured,
+                 f"eval mode {100 * eval_acc:.1f}%, train mode with batches of 8 "
+                 f"{100 * train_acc:.1f}%: each image normalized by 7 others' statistics",
+                 answers, "lesson 7b's eval-mode table (python 07b_inside_the_remedies.py)")
+
+
+# ======================================================================== lesson 8
+@exercise("08.1", "code", "a Dataset for a new source: digits in a CSV file")
+def check_csv_dataset(m, answers):
+    val = dl_utils.load_mnist_data()[1]
+    pixels = (dl_utils.to_pixels(val.X[:40]) * 255).round().to(torch.uint8)  # [40, 28, 28]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "digits.csv"
+        path.write_text("label," + ",".join(f"p{i}" for i in range(784)) + "\n" + "".join(
+            f"{int(y)}," + ",".join(map(str, row.flatten().tolist())) + "\n"
+            for y, row in zip(val.y[:40], pixels)))
+        cls = getattr(m, "CsvDigits", None)
+        if cls is None:
+            raise NotYet("CsvDigits is missing")
+        data = call(m, "CsvDigits", path)
+        try:
+            n = len(data)
+            items = [data[i] for i in (0, 17, 39)]
+        except NotImplementedError:
+            raise NotYet("CsvDigits is still a TODO (__len__ and __getitem__)") from None
+        except Exception as err:
+            raise NotYet(f"CsvDigits raised {where(err)}") from None
+    if n != 40:
+        raise NotYet(f"len() is {n}; the file holds 40 digits (one per line after the header)")
+    expected = dl_utils.normalize(pixels)  # [40, 1, 28, 28]
+    for i, (X, y) in zip((0, 17, 39), items):
+        if int(y) != int(val.y[i]):
+            raise NotYet(f"item {i}: label {int(y)}, the file says {int(val.y[i])}")
+        # pixels written as whole numbers 0-255, read back exactly: only float rounding
+        close(f"item {i}'s image", X, expected[i], atol=1e-5,
+              why=" (shape [1, 28, 28], scaled to 0..1, then (x - 0.1307) / 0.3081, as "
+                  "dl_utils.normalize)")
+    return "40 digits, each [1, 28, 28] and normalized exactly as lesson 2's"
+
+
+@exercise("08.2", "code", "dark ink on white paper, turned into MNIST's light on black")
+def check_invert(m, answers):
+    img = torch.zeros(28, 28)
+    img[8:20, 12:16] = 1.0  # a light stroke on black, as MNIST
+    paper = 1.0 - img  # the same digit, dark on white: a photo of paper
+    for name, given, expected in (("MNIST-like (light on black)", img, img),
+                                  ("dark on white", paper, img),
+                                  ("grey paper", 0.2 + 0.6 * paper, 0.6 * img + 0.2)):
+        got = torch.as_tensor(call(m, "light_on_dark", given.clone().numpy()),
+                              dtype=torch.float32)
+        close(f"{name}", got, expected, atol=1e-6,
+              why=" (look at the border: mostly light means paper; invert with 1 - x)")
+    return "inverts what looks like paper, leaves MNIST-like images alone"
+
+
+@exercise("08.3", "predict", "lesson 3's model on digits dark on white",
+          answer="PREDICT_INVERTED")
+def check_inverted(m, answers):
+    torch.manual_seed(0)
+    model = dl_utils.SimpleNN()
+    quick_model(model, n=5000)
+    val = dl_utils.load_mnist_data()[1]
+    X = val.X[:2000]
+    dark_on_white = ((1 - dl_utils.to_pixels(X)) * 255).round().to(torch.uint8)
+    inverted = dl_utils.normalize(dark_on_white.unsqueeze(1))
+    model.eval()
+    with torch.no_grad():
+        normal = (model(X).argmax(1) == val.y[:2000]).double().mean().item()
+        flipped = (model(inverted).argmax(1) == val.y[:2000]).double().mean().item()
+    options = {"A": "about the same", "B": "about half of it", "C": "below 30%"}
+    measured = "A" if flipped > 0.85 * normal else "B" if flipped > 0.3 else "C"
+    return judge(m, "PREDICT_INVERTED", options, measured,
+                 f"{100 * normal:.1f}% on validation digits as they are, "
+                 f"{100 * flipped:.1f}% on the same digits dark on white", answers,
+                 "python 04_load_model.py --image with a photo of a digit on paper, with "
+                 "and without the inversion in dl_utils.digit_from_gray")
+
+
+# ======================================================================== lesson 9
+@exercise("09.1", "code", "a client for the digit server")
+def check_client(m, answers):
+    import serving
+
+    def answer(image):  # the digit depends on every byte sent: only the exact file passes
+        return {"models": [{"prediction": sum(image) % 10}]}
+    server = serving.make_server("127.0.0.1", 0, answer, lambda: {"models": []},
+                                 b"<html></html>", 1_000_000)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        for png in (b"\x89PNG fake one", b"\x89PNG another, longer fake"):
+            got = call(m, "ask_server", url, png)
+            if got != sum(png) % 10:
+                raise NotYet(f"ask_server returned {got!r}; the server answered "
+                             f"{sum(png) % 10} (send {{\"image\": \"data:image/png;base64,"
+                             "...\"}} as JSON to URL/api/predict; read models[0].prediction)")
+    finally:
+        server.shutdown()
+        server.server_close()
+    return "the server received the exact image and its answer came back"
+
+
+@exercise("09.2", "code", "an endpoint's input check: every bad request is a 400")
+def check_endpoint(m, answers):
+    import serving
+
+    png = b"\x89PNG\r\n\x1a\n some bytes"
+    good = json.dumps({"image": "data:image/png;base64," + base64.b64encode(png).decode()})
+    got = call(m, "image_from_body", good.encode())
+    if got != png:
+        raise NotYet(f"a good request should give the image's bytes back; got {got!r:.60}")
+    bad = {"not JSON": b"{nope", "not UTF-8": b"\xff\xfe", "a list": b"[1, 2]",
+           "no image": b'{"img": "x"}', "a number": b'{"image": 7}',
+           "not a data URL": b'{"image": "http://example.com/a.png"}',
+           "not base64": b'{"image": "data:image/png;base64,@@@"}'}
+    for name, body in bad.items():
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                m.image_from_body(body)
+        except serving.RequestError as err:
+            if err.status != 400:
+                raise NotYet(f"{name}: status {err.status}, expected 400 (the client's "
+                             "fault)") from None
+            continue
+        except NotImplementedError:
+            raise NotYet("image_from_body is still a TODO") from None
+        except Exception as err:
+            raise NotYet(f"{name}: raised {where(err)}, which the server would answer with "
+                         "500; raise serving.RequestError(400, message)") from None
+        raise NotYet(f"{name} ({body!r}) was accepted: it must be refused with a 400")
+    return f"a good request decoded; {len(bad)} kinds of bad request refused with 400"
+
+
+@exercise("09.3", "predict", "one batch of 64 against 64 requests of one",
+          answer="PREDICT_BATCHING")
+def check_batching(m, answers):
+    torch.manual_seed(0)
+    model = dl_utils.SimpleNN().eval()
+    X = torch.randn(64, 1, 28, 28)
+    with torch.inference_mode():
+        for _ in range(3):
+            model(X)  # warm-up
+        start = time.perf_counter()
+        for _ in range(20):
+            model(X)
+        batched = (time.perf_counter() - start) / 20
+        start = time.perf_counter()
+        for _ in range(5):
+            for i in range(64):
+                model(X[i:i + 1])
+        single = (time.perf_counter() - start) / 5
+    ratio = single / batched
+    options = {"A": "about as fast", "B": "2-3x faster", "C": "more than 4x faster"}
+    measured = "A" if ratio < 1.5 else "B" if ratio < 4 else "C"
+    return judge(m, "PREDICT_BATCHING", options, measured,
+                 f"64 images in one forward pass {1000 * batched:.2f} ms, one at a time "
+                 f"{1000 * single:.2f} ms: {ratio:.0f}x (each call pays a fixed overhead)",
+                 answers, "time model(X) for X of 64 images and for 64 single images")
+
+
+# ======================================================================== lesson 10
+@exercise("10.1", "code", "the gradient all-reduce by hand")
+def check_allreduce(m, answers):
+    torch.manual_seed(0)
+    model = dl_utils.SimpleNN()
+    X, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    grads = []
+    for Xr, yr in zip(X.chunk(4), y.chunk(4)):  # 4 "ranks", 16 images each
+        replica = copy.deepcopy(model)
+        F.cross_entropy(replica(Xr), yr).backward()
+        grads.append([p.grad.clone() for p in replica.parameters()])
+    got = call(m, "average_gradients", grads)
+    F.cross_entropy(model(X), y).backward()  # one process, the whole batch: what DDP equals
+    for i, (g, p) in enumerate(zip(got, model.parameters())):
+        # sums of 4 vs 64 terms in another order: ~1e-8 apart
+        close(f"averaged gradient {i}", g, p.grad, atol=1e-6,
+              why=" (the SUM over ranks divided by the world size: all_reduce sums, DDP "
+                  "then divides)")
+    return "equals the whole batch's gradient in one process, as DDP's all-reduce does"
+
+
+@exercise("10.2", "code", "a rank's share of the data, as DistributedSampler gives it")
+def check_shard(m, answers):
+    from torch.utils.data import DistributedSampler
+
+    for n, world in ((10, 2), (10, 3), (7, 4), (5, 8)):
+        for rank in range(world):
+            expected = list(DistributedSampler(range(n), num_replicas=world, rank=rank,
+                                               shuffle=False))
+            got = list(call(m, "shard", n, world, rank))
+            if got != expected:
+                raise NotYet(f"shard(n={n}, world={world}, rank={rank}) = {got}; "
+                             f"DistributedSampler gives {expected} (it repeats the first "
+                             "indices until every rank has the same number)")
+    return "equals DistributedSampler(shuffle=False) for 4 sizes, every rank"
+
+
+@exercise("10.3", "predict", "a DistributedSampler whose set_epoch is never called",
+          answer="PREDICT_SET_EPOCH")
+def check_set_epoch(m, answers):
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(100), num_replicas=2, rank=0, shuffle=True, seed=0)
+    first, second = list(sampler), list(sampler)
+    options = {"A": "epoch 2 repeats epoch 1's order", "B": "epoch 2 is shuffled anew"}
+    measured = "A" if first == second else "B"
+    return judge(m, "PREDICT_SET_EPOCH", options, measured,
+                 f"rank 0's first indices: {first[:5]} in epoch 1, {second[:5]} in epoch 2 "
+                 "(the shuffle's seed is seed + epoch, and the epoch only changes through "
+                 "set_epoch)", answers, "lesson 10's set_epoch demonstration")

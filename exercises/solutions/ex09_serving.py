@@ -1,0 +1,33 @@
+"""Reference solutions for lesson 9's exercises (exercises/ex09_serving.py)."""
+
+import base64
+import binascii
+import json
+import urllib.request
+
+import serving
+
+
+def ask_server(url, png):
+    body = json.dumps({"image": "data:image/png;base64," + base64.b64encode(png).decode()})
+    request = urllib.request.Request(f"{url}/api/predict", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["models"][0]["prediction"]
+
+
+def image_from_body(body):
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise serving.RequestError(400, f"not JSON: {err}") from err
+    text = data.get("image") if isinstance(data, dict) else None
+    if not isinstance(text, str) or not text.startswith("data:image/") or "," not in text:
+        raise serving.RequestError(400, 'expected {"image": "data:image/png;base64,..."}')
+    try:
+        return base64.b64decode(text.split(",", 1)[1], validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise serving.RequestError(400, f"not base64: {err}") from err
+
+
+PREDICT_BATCHING = "C"

@@ -1,0 +1,127 @@
+"""The exercises' checks can fail and can pass: every untouched template is unfinished
+with a hint, every reference solution passes, plausible wrong answers are caught, and a
+learner's syntax error, exception or endless loop is a line of the report."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import OUTPUT_DIR, ROOT, lesson
+
+sys.path.insert(0, str(ROOT / "exercises"))
+import checks  # noqa: E402
+
+LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "08", "09", "10"]
+
+
+def check(*args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / "exercises" / "check.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=OUTPUT_DIR)
+
+
+def test_every_lesson_has_three_to_five_exercises_of_the_three_kinds():
+    found = checks.catalogue()
+    assert list(found) == LESSONS == list(checks.LESSON_FILES)
+    assert lesson("exercises.check").LESSONS == LESSONS  # the checker's own list
+    assert all(3 <= len(exercises) <= 5 for exercises in found.values())
+    kinds = {kind for exercises in found.values() for _, kind, _ in exercises}
+    assert kinds == {"predict", "explore", "code"}
+    total = sum(map(len, found.values()))
+    assert total >= 30 and f"{total} in all" in (ROOT / "README.md").read_text()
+    for number in LESSONS:  # each lesson's docstring points at its exercises
+        script = next(ROOT.glob(f"{number}_*.py"))
+        assert f"exercises/check.py {number}" in script.read_text().split('"""')[1], script
+
+
+def test_the_untouched_templates_are_all_unfinished_with_a_hint():
+    result = check()
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    total = int(re.search(r"0 of (\d+) passed", result.stdout).group(1))
+    assert total == sum(map(len, checks.catalogue().values()))
+    assert result.stdout.count("not yet ") == total and "check itself" not in result.stdout
+    assert "is still a TODO" in result.stdout and "is still None" in result.stdout
+
+
+def test_every_reference_solution_passes():
+    result = check("--solutions")
+    assert result.returncode == 0, result.stdout[-3000:]
+    total = sum(map(len, checks.catalogue().values()))
+    assert f"{total} of {total} passed" in result.stdout
+
+
+@pytest.fixture
+def wrong(tmp_path):
+    """The reference solutions in a folder of their own, to break one at a time."""
+    folder = tmp_path / "learner"
+    shutil.copytree(ROOT / "exercises" / "solutions", folder)
+
+    def edit(file, old, new):
+        path = folder / file
+        text = path.read_text()
+        assert old in text, (file, old)
+        path.write_text(text.replace(old, new))
+        checks._LOADED.clear()
+        return folder
+    return edit
+
+
+MISTAKES = [  # (exercise, file, the right line, a plausible wrong one, words of the hint)
+    ("01.1", "ex01_tensors.py", "    shifted = logits - logits.max(dim=1, keepdim=True).values",
+     "    shifted = logits", "subtract each row's max"),
+    ("01.2", "ex01_tensors.py", "(f(x + step) - f(x - step)) / (2 * eps)",
+     "(f(x + step) - f(x)) / eps", "one-sided"),
+    ("03.1", "ex03_training.py", "        optimizer.zero_grad()\n", "", "zero_grad"),
+    ("04.1", "ex04_inference.py", "weights_only=True", "weights_only=False", "ran the code"),
+    ("04.2", "ex04_inference.py", "    model.eval()\n", "", "model.eval()"),
+    ("05.1", "ex05_architectures.py", "a * b + b", "a * b", "plus out biases"),
+    ("06.1", "ex06_cnn.py", "(patch[:, None] * w[None])", "(patch[:, None] * w.flip(2, 3)[None])",
+     "does not flip the kernel"),
+    ("06.2", "ex06_cnn.py", "// stride + 1", "/ stride + 1", "floor"),
+    ("07.1", "ex07_regularization.py", "x * keep / (1 - p)", "x * keep", "1 / (1 - p)"),
+    ("07.2", "ex07_regularization.py", "momentum * var * n / (n - 1)", "momentum * var",
+     "UNBIASED"),
+    ("07b.1", "ex07b_remedies.py", "    w = w * (1 - lr * weight_decay)",
+     "    grad = grad + weight_decay * w", "Adam's L2"),
+    ("08.1", "ex08_own_images.py", "        self.X = (pixels - MNIST_MEAN) / MNIST_STD",
+     "        self.X = pixels", "0.1307"),
+    ("09.2", "ex09_serving.py", 'text = data.get("image") if isinstance(data, dict) else None',
+     'text = data.get("image")', "500"),  # a JSON list: AttributeError, answered with 500
+    ("10.1", "ex10_distributed.py", "sum(grads) / world", "sum(grads)", "divided by the world"),
+    ("10.2", "ex10_distributed.py", "    while len(indices) < total:", "    while False:",
+     "repeats the first"),
+    ("01.3", "ex01_tensors.py", 'PREDICT_BACKWARD_TWICE = "B"', 'PREDICT_BACKWARD_TWICE = "A"',
+     "disagrees"),
+]
+
+
+@pytest.mark.parametrize("ex_id, file, right, mistake, hint", MISTAKES,
+                         ids=[m[0] for m in MISTAKES])
+def test_a_plausible_wrong_answer_is_caught_with_a_hint(wrong, ex_id, file, right, mistake,
+                                                         hint):
+    folder = wrong(file, right, mistake)
+    passed, message = checks.run(ex_id, folder)
+    assert not passed and hint in message, message
+    assert passed is False and "check itself" not in message
+
+
+def test_a_syntax_error_an_exception_and_an_endless_loop_are_lines_of_the_report(wrong):
+    wrong("ex01_tensors.py", "def cross_entropy(logits, y):", "def cross_entropy(logits, y:")
+    wrong("ex02_data.py", "    pixels = images.double() / 255", "    raise ValueError('oops')")
+    folder = wrong("ex10_distributed.py", "    total = math.ceil(n / world) * world",
+                   "    while True:\n        pass")
+    result = check("--folder", folder, "01", "02", "10", "--time-limit", "5")
+    out = result.stdout
+    assert result.returncode == 1 and "Traceback" not in out + result.stderr
+    assert out.count("ex01_tensors.py, line 6: syntax error") == 3  # every exercise of 01
+    assert "raised ValueError: oops (ex02_data.py, line 7)" in out
+    assert "did not finish within 5 s" in out
+    assert re.search(r"10\.3\s+passed", out)  # the exercise after the endless loop still ran
+    assert "4 of 9 passed" in out
+
+
+def test_unknown_lessons_are_one_line():
+    result = check("11")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "unknown lesson" in result.stderr
