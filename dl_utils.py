@@ -46,8 +46,8 @@ import re
 import signal
 import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -1634,12 +1634,34 @@ def torchrun(script: Path, nproc: int, port: int, script_args) -> None:
     command = torchrun_command(script, nproc, port, script_args)
     print("  torchrun " + " ".join(command[3:]).replace(str(Path(script).resolve()),
                                                           Path(script).name), flush=True)
-    env = {**os.environ, "DL_LAUNCHER_PID": str(os.getpid())}  # watched by the workers
+    # torchrun's own main() runs in this process (the same as the command, without a
+    # second Python and torch to start); the workers inherit the environment, and their
+    # error output (file descriptor 2) goes to a file, read if the job fails.
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    os.environ["DL_LAUNCHER_PID"] = str(os.getpid())  # watched by the workers
     if nproc > 1:  # what torchrun would set (with a warning): one thread per process
-        env.setdefault("OMP_NUM_THREADS", "1")
-    proc = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise FriendlyError(torchrun_failure(proc.stderr, nproc))
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+    failed = None
+    with tempfile.TemporaryFile("w+") as errors:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(errors.fileno(), 2)
+        try:
+            torchrun_main(command[3:])
+        except ChildFailedError as err:
+            failed = str(err)
+        except SignalException as err:  # Ctrl-C (or a kill) while the job ran
+            raise KeyboardInterrupt from err
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        errors.seek(0)
+        if failed is not None:
+            raise FriendlyError(torchrun_failure(errors.read() + "\n" + failed, nproc))
 
 
 def leave_when_gone(pid: int, every: float = 1.0) -> None:
