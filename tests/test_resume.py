@@ -34,8 +34,9 @@ def test_stopped_and_resumed_equals_never_stopped(tmp_path, script, flags, stop)
     assert (tmp_path / "resumed_interrupted.pt").exists() and not resumed.exists()
     state = tmp_path / "resumed_training.pt"
     assert f"--resume {state}" in first.stdout  # ...and the lesson says how to go on
-    # A new process, as after a reboot, continues from the training state:
-    second = run_script(script, *flags, "--checkpoint", resumed, "--resume", state)
+    # 03 resumes in a new process, as after a reboot (06 in this one: the same code path)
+    second = run_script(script, *flags, "--checkpoint", resumed, "--resume", state,
+                        inline=script != "03_train_mnist.py")
     assert second.returncode == 0, second.stderr
     assert f"{stop} of {flags[1]} epochs done" in second.stdout
     assert same(weights(never), weights(resumed))  # bit for bit, on the CPU
