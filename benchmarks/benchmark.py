@@ -228,9 +228,13 @@ def distributed_timing(quick):
 def test_suite_seconds():
     """`make test`'s suite (pytest -n auto), timed: its budget is make run's time."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "--maxschedchunk", "1", "-q",
-                    "-p", "no:cacheprovider"],
-                   cwd=ROOT, check=True, capture_output=True)  # as make test runs it
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "--maxschedchunk", "1",
+                           "-q", "-p", "no:cacheprovider"],
+                          cwd=ROOT, capture_output=True, text=True)  # as make test runs it
+    if proc.returncode != 0:
+        failed = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+        raise dl_utils.FriendlyError("the test suite failed, so it was not timed: "
+                                     + ("; ".join(failed) or proc.stdout.strip()[-300:]))
     return time.perf_counter() - start
 
 
