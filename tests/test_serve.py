@@ -170,9 +170,14 @@ def test_ctrl_c_stops_the_server_cleanly(served_models_dir):
     import time
 
     from conftest import ROOT
+    # Ctrl-C as from a terminal, even when the tests were started in the background
+    # (a shell then starts them with SIGINT ignored, and children inherit that)
+    restore = None if os.name != "posix" else (
+        lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc = subprocess.Popen([sys.executable, str(ROOT / "09_serve_digits.py"), "--port", "0",
                              "--models-dir", str(served_models_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=restore)
     deadline = time.time() + 60
     out = ""
     while "Ctrl-C stops" not in out and time.time() < deadline:
