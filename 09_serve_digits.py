@@ -1,11 +1,11 @@
 """Lesson 9: serve the models: draw a digit in the browser and watch the networks read it.
 
 A trained model is only useful once something can ask it questions. This script puts
-every checkpoint of the course behind a small web server (Python's own http.server, no
-framework; the HTTP plumbing lives in serving.py): a page to draw on, and an HTTP API
-that any program can call. It teaches
-what serving adds to a model: preprocessing that must match training exactly, inputs
-that cannot be trusted, latency, and threads.
+every checkpoint of the course behind a web server: a page to draw on, and an HTTP API
+that any program can call. It teaches what serving adds to a model: preprocessing that
+must match training exactly, inputs that cannot be trusted, latency, and concurrency.
+The API is declared with FastAPI and served by uvicorn, the stack most model servers in
+Python start from (serving.py runs uvicorn; section 3 below says what FastAPI does for us).
 
 Run it:
     python 09_serve_digits.py                  # then open http://127.0.0.1:8000 and draw
@@ -13,14 +13,16 @@ Run it:
     python 09_serve_digits.py --self-check     # no browser: digits through the API, latency
 (`make run` uses --self-check: it starts the server on a free port, sends it test digits
 drawn the way a canvas draws them, prints the answers and the latency, and stops.)
+While it serves, http://127.0.0.1:8000/docs lists the API and lets you try it.
 
 The API:
     POST /api/predict   {"image": "data:image/png;base64,..."}   (PNG or JPEG)
     ->  {"input": 28x28 grey levels 0-255, "models": [{"name", "checkpoint", "prediction",
         "probabilities"}], "resized_only": [{"name", "prediction"}]}
     GET /api/models     the models being served
-    Errors: {"error": "..."} with 400 (bad JSON or image), 411 (no Content-Length), 413
-    (too large), 422 (no digit in the image), 404 (unknown path), 405 (wrong method).
+    Errors: {"error": "..."} with 400 (bad JSON, body or image), 413 (too large), 422
+    (no digit in the image), 404 (unknown path), 405 (wrong method); 503 (plain text,
+    from uvicorn) when too many clients are connected at once.
 Exercises: exercises/ex09_serving.py, checked by python exercises/check.py 09
 """
 
@@ -32,10 +34,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from PIL import Image, ImageFilter
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import dl_utils
-import serving  # the HTTP plumbing (routing, limits, status codes): no deep learning there
+import serving  # running the server (uvicorn), and the self-check's client
 from serving import RequestError
 
 # ---- Settings: each has a flag (-h lists them) ----
@@ -113,8 +120,8 @@ def predict(models, pixels: np.ndarray) -> list[dict]:
 
     torch.inference_mode() is torch.no_grad() and more: tensors made inside it can never
     join autograd, which lets PyTorch skip some bookkeeping. For serving it is the one
-    to use. Several threads may run this at once: each has its own input tensor, and
-    eval-mode models only read their weights.
+    to use. (Eval-mode models only read their weights, so threads could share them; we
+    still run one request at a time: see INFERENCE.)
     """
     answers = []
     X = dl_utils.normalize(torch.from_numpy(pixels)[None])  # [1, 1, 28, 28], once for all
@@ -128,21 +135,104 @@ def predict(models, pixels: np.ndarray) -> list[dict]:
     return answers
 
 
-# One forward pass at a time, whichever thread answers: on Apple's MPS, two threads
-# running tensor operations at once can crash the process (pytorch/pytorch#197805), and
-# on a CPU each pass already uses every core, so passes in parallel only compete.
+# One request at a time is decoded and run through the models, whichever thread answers
+# it: on a CPU each forward pass already uses every core, so passes in parallel only
+# compete; on Apple's MPS, two threads running tensor operations at once can crash the
+# process (pytorch/pytorch#197805); and one 4-megapixel decode at a time bounds memory.
 INFERENCE = threading.Lock()
 
 
 def answer_image(models, image_bytes: bytes) -> dict:
     """The whole API answer for one posted image."""
-    prepared, resized = prepare(image_bytes)
     with INFERENCE:
+        prepared, resized = prepare(image_bytes)
         skew, answers = predict(models, resized), predict(models, prepared)
     return {"input": prepared.tolist(), "models": answers,
             "resized_only": [{"name": a["name"], "checkpoint": a["checkpoint"],
                               "prediction": a["prediction"]} for a in skew],
             "hint": "" if models else NO_MODEL_HINT}
+
+
+# ---- 3. The API, declared with FastAPI ---------------------------------------------------------
+class DigitRequest(BaseModel):
+    """The body of POST /api/predict. FastAPI reads the JSON, checks it against this
+    class (a JSON object with a string "image") and hands the endpoint a DigitRequest;
+    anything else never reaches our code: bad JSON, a list, a number for "image"."""
+    image: str = Field(description="the drawing as a data URL (PNG or JPEG), as a "
+                                   "canvas's toDataURL() gives it",
+                       examples=["data:image/png;base64,iVBORw0KGgo..."])
+
+
+def error(status, message, headers=None):
+    """Every error the API answers has one shape: {"error": "one line"}."""
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def make_app(models, max_body=MAX_BODY) -> FastAPI:
+    """The web API: two pages, two endpoints, one shape of error.
+
+    FastAPI writes what 09 used to write by hand: routing, 404/405 with an Allow header,
+    HEAD, JSON in and out, checking the body against DigitRequest, a body limit checked
+    against Content-Length before reading and counted while reading (max_body_size: a
+    plain-text 413), and a /docs page that lists the API and lets you try it (its
+    scripts come from a CDN: that page needs the internet). What stays ours: the pixel
+    cap and PNG/JPEG-only decoding (prepare), one inference at a time (INFERENCE).
+    Waiting requests hold only their body: up to 40 wait in FastAPI's thread pool, the
+    rest in the event loop; uvicorn answers 503 beyond serving.MAX_CONNECTIONS.
+    """
+    app = FastAPI(title="Deep Learning Basics, lesson 9: digit reader", max_body_size=max_body)
+    page = PAGE.read_bytes()  # read once; no path is ever mapped to a file on disk
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.api_route("/index.html", methods=["GET", "HEAD"], include_in_schema=False)
+    def drawing_page():
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    @app.head("/api/models", include_in_schema=False)  # HEAD: GET's headers, no body
+    @app.get("/api/models")
+    def served_models():
+        """The models being served."""
+        return {"models": [{"name": m["name"], "checkpoint": m["checkpoint"]} for m in models],
+                "hint": "" if models else NO_MODEL_HINT}
+
+    @app.post("/api/predict")
+    def read_digit(body: DigitRequest):
+        """Every model's reading of the posted drawing (and what it says if only resized).
+
+        A plain `def`, not `async def`: FastAPI then runs it in its thread pool, off the
+        event loop, which keeps accepting and reading other requests meanwhile. An
+        `async def` doing a forward pass would stall every other client while it runs.
+        """
+        return answer_image(models, serving.decode_data_url(body.image))
+
+    answer_errors(app)
+    return app
+
+
+def answer_errors(app):
+    """Every error as {"error": "one line"}: ours, a body that does not fit, FastAPI's.
+
+    FastAPI answers a body that does not fit DigitRequest with 422 and a list of
+    details; this API keeps 422 for "a valid request with no digit in it" and answers
+    a malformed body with 400, the client's mistake, in one line.
+    """
+    @app.exception_handler(RequestError)  # ours: 400 bad image, 413 too many pixels, 422 blank
+    def request_error(request, err):
+        return error(err.status, str(err))
+
+    @app.exception_handler(RequestValidationError)  # the body does not fit DigitRequest
+    def invalid_body(request, err):
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "the body"
+        problem = (f"the body is not valid JSON ({first.get('ctx', {}).get('error')})"
+                   if first["type"] == "json_invalid" else f"{where}: {first['msg']}")
+        return error(400, f'{problem}; expected {{"image": "data:image/png;base64,..."}} '
+                          "sent as application/json")
+
+    @app.exception_handler(StarletteHTTPException)  # 404 and 405 (with its Allow header)
+    def http_error(request, err):
+        detail = err.detail if err.status_code != 404 else f"no such page: {request.url.path}"
+        return error(err.status_code, str(detail), getattr(err, "headers", None))
 
 
 # ---- 4. Do drawn digits work? Measured on test digits re-drawn like a canvas ---------------
@@ -220,17 +310,6 @@ def plot_drawings(drawings, prepared, resized, show):
 
 
 # ---- 5. The self-check: the server, its own client, latency ----------------------------------
-def make_server(host, port, models, max_body=MAX_BODY, verbose=False):
-    """The HTTP server (serving.py's plumbing) answering with these models."""
-    server = serving.make_server(
-        host, port, answer=lambda image: answer_image(models, image),
-        describe=lambda: {"models": [{"name": m["name"], "checkpoint": m["checkpoint"]}
-                                     for m in models], "hint": "" if models else NO_MODEL_HINT},
-        page=PAGE.read_bytes(), max_body=max_body, verbose=verbose)
-    server.models = models
-    return server
-
-
 def latency(url, drawings, requests):
     """Seconds per request, client side, one request at a time: p50 and p95."""
     times = []
@@ -247,11 +326,8 @@ def latency(url, drawings, requests):
 
 def self_check(models, args):
     """Start the server on a free port, be its client, stop it: nothing waits for a person."""
-    server = make_server("127.0.0.1", 0, models, args.max_body)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    print(f"Server started on {url} (a free port), for this check only.")
-    try:
+    with serving.running(make_app(models, args.max_body)) as url:
+        print(f"Server started on {url} (a free port), for this check only.")
         _, y, drawings = drawn_test_digits(max(args.requests, 8), args.seed + 1)
         dl_utils.section("Drawn test digits through the API")
         serving.ask_about_digits(url, drawings[:8], y[:8])
@@ -263,9 +339,6 @@ def self_check(models, args):
         print(f"p50 {p50:.1f} ms, p95 {p95:.1f} ms per request ({len(models)} models, each "
               "run twice: prepared and resized only); requests of "
               f"{sizes[len(sizes) // 2] / 1000:.1f} KB (median), limit {args.max_body / 1e6:g} MB")
-    finally:
-        server.shutdown()
-        server.server_close()
     return 0
 
 
@@ -290,27 +363,19 @@ def parse_args(argv=None):
                              "drawings (default: %(default)s)")
     parser.add_argument("--max-body", type=dl_utils.positive_int, default=MAX_BODY,
                         help="largest request body in bytes (default: %(default)s)")
-    parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument("--verbose", action="store_true", help="log every request (uvicorn's "
+                        "access log)")
     dl_utils.add_common_args(parser, seed=SEED)
     return parser.parse_args(argv)
 
 
 def serve(models, args):
     """Serve until Ctrl-C."""
-    server = make_server(args.host, args.port, models, args.max_body, args.verbose)
-    host, port = server.server_address[:2]
     if not serving.is_loopback(args.host):
         print(f"WARNING: listening on {args.host}: anyone who can reach this computer over "
               "the network can use this server. Use the default 127.0.0.1 unless you mean it.")
-    try:  # (the message inside: a Ctrl-C the moment it appears is handled too)
-        print(f"\nOpen http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ "
-              "in a browser and draw a digit. Ctrl-C stops the server.", flush=True)
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("\nStopped.")
-    finally:
-        server.server_close()
-    return 0
+    return serving.serve_until_ctrl_c(make_app(models, args.max_body), args.host, args.port,
+                                      args.verbose)
 
 
 def main(argv=None):

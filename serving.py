@@ -1,31 +1,43 @@
-"""The HTTP plumbing of lesson 9 (09_serve_digits.py): a helper, not a lesson.
+"""The web plumbing of lesson 9 (09_serve_digits.py): a helper, not a lesson.
 
-Everything here is web engineering, not deep learning: routing, status codes, a size
-limit checked before reading, an idle timeout, JSON errors, and the small client that
-09's --self-check uses. 09 itself keeps what serving adds to a model (load once, eval(),
-one preprocessing, skew, latency). Python's http.server is not meant for production
-(its own documentation says so: "http.server is not recommended for production. It
-only implements basic security checks"); it serves here because it needs nothing to
-install. A real deployment uses a server library (FastAPI with uvicorn, for example).
+09 defines its API with FastAPI (what the server answers). This file runs that API with
+uvicorn, the server FastAPI's own documentation uses, and holds the small client that
+09's --self-check uses. What uvicorn does for us, so that the course no longer writes it:
+parsing HTTP (a garbled request, a Content-Length of "²" or a header that never ends is
+a 400 from uvicorn, not our problem), keep-alive, a 503 once too many connections are
+open (`limit_concurrency`), closing connections that idle between requests
+(`timeout_keep_alive`), and Ctrl-C that finishes the requests in flight.
+
+One protection is ours, because uvicorn has none: a deadline for receiving a request.
+uvicorn waits for a request's headers and body as long as bytes keep trickling in, so
+a client that sends one byte every few seconds ("slowloris") holds its connection for
+ever, and enough of them fill `limit_concurrency` (xorbitsai/inference#5213 shows the
+same hole and the same cure). RequestDeadline below closes such connections.
 """
 
 import base64
 import binascii
+import contextlib
 import ipaddress
 import json
-import sys
+import logging
+import socket
+import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 import dl_utils
 
-# A per-read idle timeout (socketserver sets it on the socket): a client that sends
-# nothing for this many seconds is dropped. It is not a limit on a whole request: a client
-# that sends a byte every few seconds stays connected.
-IDLE_TIMEOUT = 10
+REQUEST_TIMEOUT = 10  # seconds a connection has to deliver a whole request, headers and
+# body, from when it opens or from its previous answer; then it is closed
+MAX_CONNECTIONS = 256  # open connections at once; more get 503 at once. Bounds memory:
+# each holds at most one body (09's MAX_BODY), and 200 clients at once are all served
+KEEP_ALIVE = 5  # seconds an idle connection stays open for its next request (uvicorn's
+# default): a browser reuses it, and it frees itself when the tab goes quiet
 
 
 class RequestError(Exception):
@@ -36,9 +48,9 @@ class RequestError(Exception):
         self.status = status
 
 
-def decode_data_url(text) -> bytes:
+def decode_data_url(text: str) -> bytes:
     """'data:image/png;base64,iVBOR...' (what a canvas's toDataURL() gives) -> file bytes."""
-    if not isinstance(text, str) or not text.startswith("data:image/") or "," not in text:
+    if not text.startswith("data:image/") or "," not in text:
         raise RequestError(400, 'expected "image": "data:image/png;base64,..." (a data URL)')
     header, payload = text.split(",", 1)
     if not header.endswith(";base64"):
@@ -49,148 +61,93 @@ def decode_data_url(text) -> bytes:
         raise RequestError(400, f"the image is not valid base64 ({err})") from err
 
 
+class RequestDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 connection, plus a deadline for receiving each request.
 
-
-class Handler(BaseHTTPRequestHandler):
-    """One instance per request, each in its own thread (ThreadingHTTPServer).
-
-    Only two things are served: the page (from memory, read at start-up) and the API.
-    No path is ever mapped to a file on disk, so no request can read other files.
+    A timer starts when the connection opens and again after each answer. When it
+    fires, a connection still receiving (no request yet, its body incomplete, or idle
+    after an answer) is closed; one whose request is being answered is left alone.
     """
 
-    server_version = "DLBasics/1"
-    timeout = IDLE_TIMEOUT  # a client that sends nothing for this long is dropped
-    ROUTES = {"/": "GET", "/index.html": "GET", "/api/models": "GET", "/api/predict": "POST"}
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.deadline = self.loop.call_later(REQUEST_TIMEOUT, self.too_slow)
 
-    def do_GET(self):
-        path = self.route("GET")
-        if path == "/api/models":
-            self.send_json(200, self.server.describe())
-        elif path:
-            self.send_body(200, self.server.page, "text/html; charset=utf-8")
+    def on_response_complete(self):
+        super().on_response_complete()
+        self.deadline.cancel()
+        self.deadline = self.loop.call_later(REQUEST_TIMEOUT, self.too_slow)
 
-    def do_POST(self):
-        if not self.route("POST"):
-            return
-        try:
-            body = self.read_json()
-            if not isinstance(body, dict) or "image" not in body:
-                raise RequestError(400, 'expected a JSON object {"image": "data:image/..."}')
-            self.send_json(200, self.server.answer(decode_data_url(body["image"])))
-        except RequestError as err:
-            self.send_json(err.status, {"error": str(err)})
-        except OSError:  # the client went away or stopped sending: nobody to answer
-            self.close_connection = True
-        except Exception as err:  # a bug of ours: answer 500, keep serving, log it
-            self.log_error("internal error: %r", err)
-            self.send_json(500, {"error": "internal error"})
+    def too_slow(self):
+        receiving = self.cycle is None or self.cycle.more_body or self.cycle.response_complete
+        if receiving and not self.transport.is_closing():
+            self.transport.close()
 
-    def read_json(self):
-        """The body as JSON; anything that is not JSON is the client's error (400)."""
-        try:
-            return json.loads(self.read_body())
-        except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, a 5,000-digit
-            # number (Python refuses over 4,300 digits), arrays nested 100,000 deep...
-            raise RequestError(400, f"the body is not valid JSON ({type(err).__name__})") \
-                from err
-
-    def do_HEAD(self):  # what GET would answer, without the body
-        self.do_GET()
-
-    def do_PUT(self):  # the other common methods: 405 where the path exists, else 404
-        self.route(self.command)
-
-    do_DELETE = do_PATCH = do_OPTIONS = do_PUT  # noqa: N815 (http.server's names)
-
-    def route(self, method):
-        """The request's path if it accepts `method`; else answers 404 or 405, returns None."""
-        path = urlsplit(self.path).path
-        if path not in self.ROUTES:
-            self.send_json(404, {"error": f"no such page: {path}"})
-        elif self.ROUTES[path] != method:
-            self.send_json(405, {"error": f"{method} is not allowed on {path}"},
-                           {"Allow": self.ROUTES[path]})
-        else:
-            return path
-        return None
-
-    def read_body(self) -> bytes:
-        """The request body, refused before reading it if it is missing or too large.
-
-        A size limit protects the server: without one, a single request could send
-        gigabytes and fill the memory. We check the announced length before reading a
-        single byte of it.
-        """
-        length = self.headers.get("Content-Length")
-        if length is None:
-            raise RequestError(411, "a Content-Length header is required")
-        if not (length.isascii() and length.isdecimal()):  # not "²", which int() refuses
-            raise RequestError(400, f"bad Content-Length {length!r}")
-        if int(length) > self.server.max_body:
-            self.close_connection = True  # the unread body must not be taken for a request
-            raise RequestError(413, f"the body is {int(length):,} bytes; the limit is "
-                                  f"{self.server.max_body:,}")
-        return self.rfile.read(int(length))
-
-    def send_json(self, status, payload, headers=None):
-        self.send_body(status, json.dumps(payload).encode(), "application/json", headers)
-
-    def send_body(self, status, body: bytes, content_type, headers=None):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def send_error(self, code, message=None, explain=None):
-        """Errors found by http.server itself (a garbled request line...), as JSON too."""
-        self.close_connection = True
-        try:
-            self.send_json(code, {"error": message or self.responses.get(code, ("",))[0]})
-        except OSError:  # the client is gone: nothing to answer
-            pass
-
-    def log_message(self, fmt, *args):  # one line per request only with --verbose
-        if self.server.verbose:
-            super().log_message(fmt, *args)
+    def connection_lost(self, exc):
+        self.deadline.cancel()
+        super().connection_lost(exc)
 
 
-class QuietServer(ThreadingHTTPServer):
-    """A client that leaves early (a closed tab, a dropped connection) is not an error of
-    ours: no traceback for it. Anything else is still reported, in one line."""
+def make_server(app, host, port, verbose=False, max_connections=MAX_CONNECTIONS):
+    """(uvicorn server for `app`, its listening socket) on (host, port); port 0: a free one.
 
-    request_queue_size = 128  # connections that may wait to be accepted (socketserver's
-    # default, 5, is a small margin for a burst of clients: beyond it, one can be refused)
-
-    def handle_error(self, request, client_address):
-        error = sys.exc_info()[1]
-        if not isinstance(error, (ConnectionError, TimeoutError)):
-            print(f"error while answering {client_address[0]}: {error!r}", file=sys.stderr)
-
-
-def make_server(host, port, answer, describe, page: bytes, max_body, verbose=False):
-    """A threaded HTTP server on (host, port); port 0 picks a free one.
-
-    answer(image bytes) -> the JSON answer of POST /api/predict (it raises RequestError
-    for bad input); describe() -> the JSON answer of GET /api/models; page: the HTML.
+    We open the socket ourselves, so a port in use is one clear line and the port that
+    port 0 picked is known before the server starts.
     """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        server = QuietServer((host, port), Handler)
+        sock.bind((host, port))
     except OSError as err:
+        sock.close()
         raise dl_utils.FriendlyError(
             f"cannot listen on {host}:{port}: {err.strerror or err}"
             + (" (another program uses that port: try --port 8001)"
-               if getattr(err, "errno", None) in (48, 98) else "")) from err
-    server.daemon_threads = True  # Ctrl-C does not wait for open connections
-    server.answer, server.describe, server.page = answer, describe, page
-    server.max_body, server.verbose = max_body, verbose
-    return server
+               if getattr(err, "errno", None) in (48, 98, 10048) else "")) from err
+    config = uvicorn.Config(app, http=RequestDeadline, limit_concurrency=max_connections,
+                            timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=2,
+                            access_log=verbose, log_level="info" if verbose else "warning",
+                            lifespan="off")
+    return uvicorn.Server(config), sock
 
 
+def url_of(sock) -> str:
+    host, port = sock.getsockname()[:2]
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@contextlib.contextmanager
+def running(app, host="127.0.0.1", port=0, **kwargs):
+    """Serve `app` from a background thread for the duration of a `with`; yields its URL."""
+    server, sock = make_server(app, host, port, **kwargs)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started and thread.is_alive():
+            thread.join(0.01)
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def serve_until_ctrl_c(app, host, port, verbose=False):
+    """Serve `app` in this thread until Ctrl-C (uvicorn finishes the requests in flight)."""
+    server, sock = make_server(app, host, port, verbose)
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO if verbose else logging.WARNING)
+    try:  # (the message inside: a Ctrl-C the moment it appears is handled too)
+        print(f"\nOpen {url_of(sock)}/ in a browser and draw a digit. Ctrl-C stops the "
+              "server.", flush=True)
+        server.run(sockets=[sock])  # uvicorn turns Ctrl-C into a KeyboardInterrupt at the end
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    print("\nStopped.")
+    return 0
 
 
 # ---- The self-check's client ----------------------------------------------------------
@@ -224,6 +181,7 @@ def bad_requests(url, blank_png: bytes):
     """What the API answers to bad input: a status and one line, and it keeps serving."""
     blank = predict_request(blank_png)
     cases = [("not JSON", "/api/predict", b"{nope"),
+             ("no image field", "/api/predict", b'{"picture": 1}'),
              ("not an image", "/api/predict", json.dumps({"image": "data:image/png;base64,"
                                                           "aGVsbG8="}).encode()),
              ("a blank canvas", "/api/predict", blank),
@@ -231,8 +189,6 @@ def bad_requests(url, blank_png: bytes):
     rows = [[what, *post(url + path, body)] for what, path, body in cases]
     dl_utils.print_table(["request", "status", "answer"],
                          [[w, s, a.get("error", "")[:60]] for w, s, a in rows])
-
-
 
 
 def is_loopback(host) -> bool:

@@ -18,7 +18,6 @@ import json
 import math
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -789,24 +788,30 @@ def check_inverted(m, answers):
 # ======================================================================== lesson 9
 @exercise("09.1", "code", "a client for the digit server")
 def check_client(m, answers):
+    from fastapi import FastAPI, HTTPException
+    from pydantic import BaseModel
+
     import serving
 
-    def answer(image):  # the digit depends on every byte sent: only the exact file passes
-        return {"models": [{"prediction": sum(image) % 10}]}
-    server = serving.make_server("127.0.0.1", 0, answer, lambda: {"models": []},
-                                 b"<html></html>", 1_000_000)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    class Body(BaseModel):
+        image: str
+
+    app = FastAPI()
+
+    @app.post("/api/predict")  # the digit depends on every byte sent: only the exact file passes
+    def predict(body: Body):
+        try:
+            return {"models": [{"prediction": sum(serving.decode_data_url(body.image)) % 10}]}
+        except serving.RequestError as err:
+            raise HTTPException(400, str(err)) from None
+
+    with serving.running(app) as url:
         for png in (b"\x89PNG fake one", b"\x89PNG another, longer fake"):
             got = call(m, "ask_server", url, png)
             if got != sum(png) % 10:
                 raise NotYet(f"ask_server returned {got!r}; the server answered "
                              f"{sum(png) % 10} (send {{\"image\": \"data:image/png;base64,"
                              "...\"}} as JSON to URL/api/predict; read models[0].prediction)")
-    finally:
-        server.shutdown()
-        server.server_close()
     return "the server received the exact image and its answer came back"
 
 

@@ -10,7 +10,6 @@ import importlib
 import math
 import shutil
 import sys
-import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,12 +42,13 @@ def start_browser():
 
 
 def serve(models_dir):
-    """Lesson 9's server on a free port, in a thread; (server, url)."""
+    """Lesson 9's server on a free port, in a thread; (stop, url): call stop() when done."""
     sys.path.insert(0, str(ROOT))
     lesson = importlib.import_module("09_serve_digits")
-    server = lesson.make_server("127.0.0.1", 0, lesson.load_models(models_dir, "cpu"))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+    serving = importlib.import_module("serving")
+    running = serving.running(lesson.make_app(lesson.load_models(models_dir, "cpu")))
+    url = running.__enter__()
+    return (lambda: running.__exit__(None, None, None)), url + "/"
 
 
 def strokes(digit: str):

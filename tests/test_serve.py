@@ -1,11 +1,16 @@
-"""Lesson 09: the API answers right, refuses bad requests with the right status, survives."""
+"""Lesson 09: the API answers right, refuses bad requests with the right status, survives.
+
+The API's answers are checked through FastAPI's TestClient (no network); what happens on
+the wire (garbled requests, slow and departing clients, 200 at once, Ctrl-C) against the
+real server, uvicorn, on a free port.
+"""
 
 import base64
 import http.client
 import json
 import os
 import socket
-import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +28,38 @@ def m09():
 
 
 @pytest.fixture(scope="module")
-def server(served_models_dir):
-    models = m09().load_models(served_models_dir, "cpu")
-    srv = m09().make_server("127.0.0.1", 0, models)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+def models(served_models_dir):
+    return m09().load_models(served_models_dir, "cpu")
 
 
-def request(server, method, path, body=None, headers=None):
+@pytest.fixture(scope="module")
+def client(models):
+    from fastapi.testclient import TestClient
+    return TestClient(m09().make_app(models))
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    """The real server (uvicorn) on a free port; the port."""
+    with serving.running(m09().make_app(models)) as url:
+        yield int(url.rsplit(":", 1)[1])
+
+
+def request(port, method, path, body=None, headers=None):
     """One raw HTTP request; (status, JSON or text answer)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request(method, path, body=body, headers=headers or {})
     response = conn.getresponse()
     data = response.read()
     conn.close()
     kind = response.getheader("Content-Type", "")
     return response.status, (json.loads(data) if "json" in kind else data.decode())
+
+
+def post(client, body, content_type="application/json"):
+    """POST a body to /api/predict through the TestClient; (status, JSON answer)."""
+    response = client.post("/api/predict", content=body, headers={"Content-Type": content_type})
+    return response.status_code, response.json()
 
 
 def data_url(image: Image.Image, fmt="PNG") -> str:
@@ -50,21 +69,18 @@ def data_url(image: Image.Image, fmt="PNG") -> str:
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_only_state_dict_checkpoints_are_served(served_models_dir):
-    models = m09().load_models(served_models_dir, "cpu")
+def test_only_state_dict_checkpoints_are_served(served_models_dir, models):
     assert [m["checkpoint"].endswith("mlp.pt") for m in models] == [True]  # not *_whole.pt
     assert (served_models_dir / "mlp_whole.pt").exists()
     assert not models[0]["model"].training  # eval mode, once, at load
 
 
-def test_drawn_test_digits_are_predicted_as_the_model_predicts_them(server):
-    m = m09()
-    _, y, drawings = m.drawn_test_digits(40, seed=3)
-    model = server.models[0]["model"]
+def test_drawn_test_digits_are_predicted_as_the_model_predicts_them(client, models):
+    _, y, drawings = m09().drawn_test_digits(40, seed=3)
+    model = models[0]["model"]
     right = 0
     for png, label in zip(drawings, y.tolist()):
-        status, answer = request(server, "POST", "/api/predict",
-                                 serving.predict_request(png), {"Content-Type": "application/json"})
+        status, answer = post(client, serving.predict_request(png))
         assert status == 200
         pixels = np.array(answer["input"], dtype=np.uint8)
         assert pixels.shape == (28, 28)
@@ -77,12 +93,11 @@ def test_drawn_test_digits_are_predicted_as_the_model_predicts_them(server):
     assert right >= 32  # 80% of 40 drawn digits, from an MLP trained for 2 epochs
 
 
-def test_jpeg_and_light_on_dark_drawings_work(server):
+def test_jpeg_and_light_on_dark_drawings_work(client):
     _, _, test_X, test_y = dl_utils.load_mnist_tensors()
     big = Image.fromarray(test_X[0].numpy()).resize((200, 200))  # light ink on black
     for image, fmt in ((big, "PNG"), (big.convert("RGB"), "JPEG")):
-        status, answer = request(server, "POST", "/api/predict",
-                                 json.dumps({"image": data_url(image, fmt)}))
+        status, answer = post(client, json.dumps({"image": data_url(image, fmt)}))
         assert status == 200 and answer["models"][0]["prediction"] == int(test_y[0])
 
 
@@ -90,31 +105,80 @@ def test_jpeg_and_light_on_dark_drawings_work(server):
     ("POST", "/api/predict", b"{not json", {}, 400),
     ("POST", "/api/predict", b'["a list"]', {}, 400),
     ("POST", "/api/predict", b'{"image": 5}', {}, 400),
+    ("POST", "/api/predict", b'{"picture": "data:image/png;base64,aGVsbG8="}', {}, 400),
+    ("POST", "/api/predict", b'{"image": "http://example.com/a.png"}', {}, 400),
     ("POST", "/api/predict", b'{"image": "data:image/png;base64,@@@"}', {}, 400),
     ("POST", "/api/predict", b'{"image": "data:image/png;base64,aGVsbG8="}', {}, 400),
     ("POST", "/api/predict", b"\xff\xfe", {}, 400),
+    ("POST", "/api/predict", b'{"image": "\xff\xfe"}', {}, 400),  # not UTF-8
+    ("POST", "/api/predict", b"[" * 100_000 + b"]" * 100_000, {}, 400),  # nested 100,000 deep
+    ("POST", "/api/predict", b'{"image": ' + b"9" * 5000 + b"}", {}, 400),  # 5,000 digits
+    ("POST", "/api/predict", b'{"image": "data:image/png;base64,aGVsbG8="}',
+     {"Content-Type": "text/plain"}, 400),  # JSON only as JSON: no cross-site form posts
     ("GET", "/api/predict", None, {}, 405),
     ("DELETE", "/", None, {}, 405),
     ("GET", "/../../etc/passwd", None, {}, 404),
     ("GET", "/09_serve_digits.py", None, {}, 404),
     ("POST", "/api/other", b"{}", {}, 404),
 ])
-def test_bad_requests_get_their_status_and_the_server_survives(server, method, path, body,
-                                                              headers, status):
-    got, answer = request(server, method, path, body, headers)
-    assert got == status and isinstance(answer, dict) and answer["error"]
-    assert request(server, "GET", "/api/models")[0] == 200  # still serving
+def test_bad_requests_get_their_status_and_one_line(client, method, path, body, headers,
+                                                    status):
+    headers = {"Content-Type": "application/json", **headers}
+    response = client.request(method, path, content=body, headers=headers)
+    answer = response.json()
+    assert response.status_code == status and isinstance(answer["error"], str), answer
+    assert "\n" not in answer["error"] and len(answer["error"]) < 300
+    if status == 405:
+        assert response.headers["Allow"]
 
 
-def test_blank_canvas_is_422(server):
+def test_head_the_page_and_the_api_description(client):
+    head = client.head("/api/models")
+    assert head.status_code == 200 and head.content == b""
+    status, page = client.get("/").status_code, client.get("/index.html").text
+    assert status == 200 and "<canvas" in page and "/api/predict" in page
+    assert "http://" not in page and "https://" not in page  # no CDN: works offline
+    schema = client.get("/openapi.json").json()  # what /docs shows: the typed request
+    assert "image" in schema["components"]["schemas"]["DigitRequest"]["properties"]
+
+
+def test_blank_canvas_is_422(client):
     blank = Image.new("RGBA", (280, 280), "white")
-    status, answer = request(server, "POST", "/api/predict", json.dumps({"image": data_url(blank)}))
+    status, answer = post(client, json.dumps({"image": data_url(blank)}))
     assert status == 422 and "draw a digit" in answer["error"]
 
 
-def raw(server, data: bytes) -> bytes:
+def test_a_huge_image_in_a_small_body_is_413(client):
+    """7000x7000 pixels fit in a 60 KB PNG; the header says so before anything is decoded."""
+    image = Image.new("L", (7000, 7000), 255)
+    image.paste(0, (3000, 3000, 4000, 4000))
+    status, answer = post(client, json.dumps({"image": data_url(image)}))
+    assert status == 413 and "megapixels" in answer["error"]
+
+
+def test_an_eps_image_is_never_decoded(client, tmp_path, monkeypatch):
+    """Pillow would hand EPS content to Ghostscript: a fake `gs` on PATH proves it is
+    never started, whether the file is posted, given to 04 --image, or read by 08."""
+    marker = tmp_path / "gs_ran"
+    fake = tmp_path / "bin" / "gs"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n"
+    status, answer = post(client, json.dumps(
+        {"image": "data:image/png;base64," + base64.b64encode(eps).decode()}))
+    assert status == 400 and "not a PNG or JPEG" in answer["error"]
+    (tmp_path / "digit.png").write_bytes(eps)  # EPS under a .png name
+    with pytest.raises(dl_utils.FriendlyError, match="not a PNG or JPEG"):
+        dl_utils.read_grayscale(tmp_path / "digit.png")
+    assert not marker.exists()
+
+
+# ---- On the wire: the real server ----------------------------------------------------------
+def raw(port, data: bytes, timeout=30) -> bytes:
     """Bytes straight onto a socket; everything the server answers until it closes."""
-    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
         chunks = []
         while chunk := sock.recv(4096):
@@ -122,27 +186,104 @@ def raw(server, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_missing_length_too_large_and_garbage_requests(server):
+def test_garbled_requests_are_4xx_and_the_server_keeps_serving(server, capfd):
     over = raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000"
                        b"\r\n\r\n" + b"x" * 1000)  # answered before the body is read
-    assert over.startswith(b"HTTP/1.0 413 ") and b"the limit is" in over
-    no_length = raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert no_length.startswith(b"HTTP/1.0 411 ")
-    garbage = raw(server, b"\x00\x01garbage\r\n\r\n")
-    # not even HTTP: http.server answers the way HTTP/0.9 expects (a body, no status line)
-    assert b'"error": "Bad request syntax' in garbage
+    assert over.startswith(b"HTTP/1.1 413 ")
+    for garbage in (b"\x00\x01garbage\r\n\r\n",  # not even HTTP
+                    "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: ²\r\n\r\n{}"
+                    .encode("latin-1"),
+                    b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 1_000_000 + b"\r\n\r\n"):
+        try:
+            answer = raw(server, garbage)
+        except ConnectionResetError:  # refused while we were still sending: also fine
+            continue
+        assert answer.startswith(b"HTTP/1.1 400 "), garbage[:30]
+    head = raw(server, b"HEAD /api/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")  # no body
     assert request(server, "GET", "/api/models")[0] == 200
+    assert "Traceback" not in capfd.readouterr().err
 
 
-def test_the_page_is_served_and_self_contained(server):
-    status, page = request(server, "GET", "/")
-    assert status == 200 and "<canvas" in page and "/api/predict" in page
-    assert "http://" not in page and "https://" not in page  # no CDN: works offline
+def test_slow_clients_are_dropped_and_never_block_others(server, monkeypatch):
+    """Clients that send a byte now and then (headers, or a body that stops short) hold
+    no thread, do not delay anyone, and are closed at serving.REQUEST_TIMEOUT."""
+    monkeypatch.setattr(serving, "REQUEST_TIMEOUT", 2)  # for new connections: 2 s, not 10
+    started = time.monotonic()
+    slow = [socket.create_connection(("127.0.0.1", server)) for _ in range(20)]
+    for i, sock in enumerate(slow):
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\n" if i % 2 else
+                     b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    t0 = time.monotonic()
+    assert request(server, "GET", "/api/models")[0] == 200  # not behind the slow ones
+    assert time.monotonic() - t0 < 2
+    dropped = 0
+    for sock in slow:  # drip a byte a second: the deadline is for the whole request
+        sock.settimeout(1)
+        while time.monotonic() - started < serving.REQUEST_TIMEOUT + 10:
+            try:
+                sock.sendall(b"x")
+                if sock.recv(100) == b"":
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        dropped += time.monotonic() - started < serving.REQUEST_TIMEOUT + 10
+        sock.close()
+    assert dropped == 20
+
+
+def test_a_client_that_leaves_early_prints_no_traceback(server, capfd):
+    png = serving.predict_request(b"not really")
+    for _ in range(5):  # send a request, then close before the answer is read
+        with socket.create_connection(("127.0.0.1", server)) as sock:
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: " + str(len(png) + 100).encode()
+                         + b"\r\n\r\n" + png)
+    _, y, drawings = m09().drawn_test_digits(5, seed=4)
+    for png in drawings:  # a whole valid request, then gone before the answer
+        with socket.create_connection(("127.0.0.1", server)) as sock:
+            body = serving.predict_request(png)
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: " + str(len(body)).encode()
+                         + b"\r\n\r\n" + body)
+    assert request(server, "GET", "/api/models")[0] == 200
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_200_requests_at_once_are_all_answered_right(server):
+    from concurrent.futures import ThreadPoolExecutor
+    _, y, drawings = m09().drawn_test_digits(10, seed=5)
+    bodies = [serving.predict_request(png) for png in drawings]
+
+    def ask(i):
+        status, answer = request(server, "POST", "/api/predict", bodies[i % 10],
+                                 {"Content-Type": "application/json"})
+        return status, answer["models"][0]["prediction"]
+
+    with ThreadPoolExecutor(max_workers=200) as pool:  # 200 connections open at once
+        answers = list(pool.map(ask, range(200)))
+    assert [status for status, _ in answers] == [200] * 200
+    assert all(answers[i][1] == answers[i % 10][1] for i in range(200))  # same image, same answer
+
+
+def test_too_many_connections_get_503_not_a_crash(models):
+    app = m09().make_app(models)
+    with serving.running(app, max_connections=3) as url:
+        port = int(url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        time.sleep(0.2)
+        assert raw(port, b"GET /api/models HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
+            b"HTTP/1.1 503 ")
+        for sock in idle:
+            sock.close()
+        time.sleep(0.2)
+        assert request(port, "GET", "/api/models")[0] == 200
 
 
 def test_port_in_use_is_one_clear_line(server):
-    port = server.server_address[1]
-    result = run_script("09_serve_digits.py", "--port", port, inline=True)
+    result = run_script("09_serve_digits.py", "--port", server, inline=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot listen on" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -163,11 +304,9 @@ def test_no_model_yet_says_which_lesson_to_run(tmp_path):
 
 
 def test_ctrl_c_stops_the_server_cleanly(served_models_dir):
-    import os
     import signal
     import subprocess
     import sys
-    import time
 
     from conftest import ROOT
     # Ctrl-C as from a terminal, even when the tests were started in the background
@@ -182,79 +321,17 @@ def test_ctrl_c_stops_the_server_cleanly(served_models_dir):
     out = ""
     while "Ctrl-C stops" not in out and time.time() < deadline:
         out += proc.stdout.readline()
+    port = int(out.split("http://127.0.0.1:")[1].split("/")[0])
+    for _ in range(100):  # answering: uvicorn is up, its Ctrl-C handler installed
+        try:
+            if request(port, "GET", "/api/models")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.05)
     os.kill(proc.pid, signal.SIGINT)
     rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Stopped." in rest and "Traceback" not in err, (out, rest, err)
     assert serving.is_loopback("127.0.0.1") and not serving.is_loopback("0.0.0.0")
-
-
-def test_hostile_bodies_and_headers_are_4xx_never_500(server):
-    """The bodies and headers a hostile client sends: each one answered with a 4xx."""
-    cases = [b"[" * 100_000 + b"]" * 100_000,  # nested 100,000 deep
-             b'{"image": ' + b"9" * 5000 + b"}",  # a 5,000-digit number
-             b'{"image": "\xff\xfe"}']  # not UTF-8
-    for body in cases:
-        status, answer = request(server, "POST", "/api/predict", body)
-        assert 400 <= status < 500 and answer["error"], body[:20]
-    odd_length = raw(server, "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: ²"
-                             "\r\n\r\n{}".encode("latin-1"))
-    assert odd_length.startswith(b"HTTP/1.0 400 ")
-    head = raw(server, b"HEAD /api/models HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert head.startswith(b"HTTP/1.0 200 ") and head.endswith(b"\r\n\r\n")  # no body
-    assert request(server, "GET", "/api/models")[0] == 200
-
-
-def test_an_eps_image_is_never_decoded(server, tmp_path, monkeypatch):
-    """Pillow would hand EPS content to Ghostscript: a fake `gs` on PATH proves it is
-    never started, whether the file is posted, given to 04 --image, or read by 08."""
-    marker = tmp_path / "gs_ran"
-    fake = tmp_path / "bin" / "gs"
-    fake.parent.mkdir()
-    fake.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
-    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n"
-    status, answer = request(server, "POST", "/api/predict", json.dumps(
-        {"image": "data:image/png;base64," + base64.b64encode(eps).decode()}))
-    assert status == 400 and "not a PNG or JPEG" in answer["error"]
-    (tmp_path / "digit.png").write_bytes(eps)  # EPS under a .png name
-    with pytest.raises(dl_utils.FriendlyError, match="not a PNG or JPEG"):
-        dl_utils.read_grayscale(tmp_path / "digit.png")
-    assert not marker.exists()
-
-
-def test_a_client_that_leaves_early_prints_no_traceback(server, capfd):
-    png = serving.predict_request(b"not really")
-    for _ in range(5):  # send a request, then close before the answer is read
-        with socket.create_connection(("127.0.0.1", server.server_address[1])) as sock:
-            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: "
-                         + str(len(png) + 100).encode() + b"\r\n\r\n" + png)
-    assert request(server, "GET", "/api/models")[0] == 200
-    assert "Traceback" not in capfd.readouterr().err
-
-
-def test_200_requests_from_20_threads_are_all_answered(server):
-    from concurrent.futures import ThreadPoolExecutor
-    _, y, drawings = m09().drawn_test_digits(10, seed=5)
-    bodies = [serving.predict_request(png) for png in drawings]
-
-    def ask(i):
-        status, answer = request(server, "POST", "/api/predict", bodies[i % 10])
-        return status, answer["models"][0]["prediction"]
-
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        answers = list(pool.map(ask, range(200)))
-    assert [status for status, _ in answers] == [200] * 200
-    assert all(answers[i][1] == answers[i % 10][1] for i in range(200))  # same image, same answer
-
-
-def test_a_huge_image_in_a_small_body_is_413(server, tmp_path):
-    """7000x7000 pixels fit in a 60 KB PNG; the header says so before anything is decoded."""
-    image = Image.new("L", (7000, 7000), 255)
-    image.paste(0, (3000, 3000, 4000, 4000))
-    status, answer = request(server, "POST", "/api/predict",
-                             json.dumps({"image": data_url(image)}))
-    assert status == 413 and "megapixels" in answer["error"]
 
 
 def test_unusable_checkpoints_are_skipped_with_one_line_each(served_models_dir, tmp_path,

@@ -13,13 +13,12 @@ pytestmark = pytest.mark.skipif(bool(browser.missing()), reason=browser.missing(
 
 @pytest.fixture(scope="module")
 def page(served_models_dir):
-    server, url = browser.serve(served_models_dir)
+    stop, url = browser.serve(served_models_dir)
     driver = browser.start_browser()
     driver.get(url)
     yield driver
     driver.quit()
-    server.shutdown()
-    server.server_close()
+    stop()
 
 
 @pytest.mark.parametrize("digit", ["1", "0", "7"])
