@@ -14,8 +14,8 @@ Contents, concepts first, file plumbing last:
     Shared models ........... SimpleNN (03), SmallCNN (06), layer_sizes
     The training loop (03) .. train_steps, train_epoch, fit, keep_if_best, DivergenceError
     Evaluation .............. evaluate_model, predict_all, confusion_matrix; uncertainty:
-                              accuracy_se, mean_se, paired_difference, interval_verdict,
-                              summarize_runs, points, interval
+                              accuracy_se, wilson_interval, mean_se, paired_difference,
+                              interval_verdict, summarize_runs, points, interval
     Inspecting a model ...... print_shapes, count_parameters, model_size_kb
     Printing, figures ....... section, prose, print_table; save_figure, plot_training_history
     A training script ....... setup, introduce, report, kept_model_path, save_kept_model,
@@ -608,9 +608,29 @@ def accuracy_se(acc: float, n: int) -> float:
     return math.sqrt(acc * (1 - acc) / n)
 
 
+def wilson_interval(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval for an accuracy measured on n images, right even at 0% or 100%.
+
+    The standard error above is the normal approximation to the binomial count: fine
+    when there are plenty of both mistakes and right answers, useless at the extremes
+    (at 100% it says "± 0", as if 250 right answers proved the model never errs). Wilson's
+    interval stays honest there: 250 right out of 250 gives [98.5%, 100%], close to the
+    "rule of three" (at most about 3/n of all images wrong, with one-sided 95%
+    confidence; this interval is two-sided, so a little wider).
+    """
+    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def format_accuracy(acc: float, n: int) -> str:
-    """'97.73% ± 0.15': an accuracy with its binomial standard error, in points."""
-    return f"{100 * acc:.2f}% ± {100 * accuracy_se(acc, n):.2f}"
+    """'97.73% ± 0.15': an accuracy with its binomial standard error, in points; with
+    fewer than 10 mistakes (or 10 right answers) the SE is meaningless, so a 95% Wilson
+    interval instead: '100.00% (95%: 98.49-100.00)'."""
+    if min(acc, 1 - acc) * n >= 10:
+        return f"{100 * acc:.2f}% ± {100 * accuracy_se(acc, n):.2f}"
+    low, high = wilson_interval(acc, n)
+    return f"{100 * acc:.2f}% (95%: {100 * low:.2f}-{100 * high:.2f})"
 
 
 # Student's t distribution, 97.5th percentile, by degrees of freedom (a printed t-table):
@@ -671,9 +691,15 @@ def interval_verdict(d: dict, better="better", worse="worse",
 
 
 def points(value, se=None):
-    """An accuracy (a fraction) in points, with its standard error when there is one."""
+    """An accuracy (a fraction) in points, with its standard error over seeds when there
+    is one: '97.79 ± 0.05'; a tiny one keeps a digit ('± 0.004', never '± 0.00'), and
+    seeds that all measured the same say so rather than claim no uncertainty at all."""
     text = f"{100 * value:.2f}"
-    return text if se is None or math.isnan(se) else f"{text} ± {100 * se:.2f}"
+    if se is None or math.isnan(se):
+        return text
+    if se == 0:
+        return f"{text} (every seed equal)"
+    return f"{text} ± {100 * se:.2f}" if 100 * se >= 0.005 else f"{text} ± {100 * se:.1g}"
 
 
 def interval(d):

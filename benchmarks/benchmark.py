@@ -285,13 +285,17 @@ def run_quick(env, only=None):
     return lessons, time.perf_counter() - start
 
 
+ACCURACY_ERROR = r"(?: ± [\d.]+| \(95%: [\d.]+-[\d.]+\))"  # dl_utils.format_accuracy's two forms
+SEED_ERROR = r"(?: ± [\d.]+| \(every seed equal\))"  # dl_utils.points' forms
+
+
 def accuracy_of(script, output):
     """What the lesson reports: test accuracy, or the number it is about."""
     patterns = [r"^test\s+[\d,]+\s+[\d.]+\s+([\d.]+%)",  # 03 and 06: the kept model, test row
                 r"now, in this script\s+[\d,]+ / [\d,]+\s+([\d.]+%)",  # 04
                 r"baseline.*?: ([\d.]+%) test accuracy",  # 02
-                r"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+([\d.]+(?: ± [\d.]+)?)\s+± [\d.]+\s",
-                r"^(.+): test accuracy ([\d.]+(?: ± [\d.]+)?)% \(mean",
+                rf"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+([\d.]+{SEED_ERROR}?)\s+± [\d.]+\s",
+                rf"^(.+): test accuracy ([\d.]+{SEED_ERROR}?)% \(mean",
                 r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%",
                 r"^(after fine-tuning)\s+([\d.]+)%"]
     # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen remedies;
@@ -325,7 +329,7 @@ def serving_result(output):
     if latency:
         parts.append(f"latency p50 {latency[1]} ms, p95 {latency[2]} ms")
     for name in ("simple_nn", "cnn"):
-        found = re.search(rf"models/{name}\.pt\s+([\d.]+%) ± [\d.]+\s+([\d.]+%)", output)
+        found = re.search(rf"models/{name}\.pt\s+([\d.]+%){ACCURACY_ERROR}\s+([\d.]+%)", output)
         if found:
             parts.append(f"{name}.pt {found[1]} on test digits, {found[2]} drawn")
     return "; ".join(parts) or "?"

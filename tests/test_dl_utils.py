@@ -335,6 +335,26 @@ def test_accuracy_standard_error_by_hand():
     assert dl_utils.accuracy_se(1.0, 10_000) == 0
 
 
+@pytest.mark.parametrize("acc, n", [(1.0, 250), (0.99, 100), (0.0, 50), (0.5, 20)])
+def test_wilson_interval_solves_its_defining_equation(acc, n):
+    """Wilson's bounds are the p where the observed accuracy lies exactly 1.96 standard
+    errors (computed at p itself) away: (acc - p)^2 = 1.96^2 p (1 - p) / n."""
+    low, high = dl_utils.wilson_interval(acc, n)
+    for p in (low, high):
+        assert (acc - p) ** 2 == pytest.approx(1.96 ** 2 * p * (1 - p) / n, abs=1e-12)
+    assert low <= acc <= high
+
+
+def test_extreme_accuracies_get_an_interval_not_plus_minus_zero():
+    assert dl_utils.format_accuracy(1.0, 250) == "100.00% (95%: 98.49-100.00)"
+    low = dl_utils.wilson_interval(1.0, 250)[0]
+    # near the rule of three (at most 3/n wrong, one-sided 95%); two-sided, a bit wider
+    assert 1 - 4 / 250 < low < 1 - 3 / 250
+    assert dl_utils.format_accuracy(0.18, 100) == "18.00% ± 3.84"  # 18 mistakes: plenty
+    assert dl_utils.points(0.9779, 0.00004) == "97.79 ± 0.004"  # never "± 0.00"
+    assert dl_utils.points(1.0, 0.0) == "100.00 (every seed equal)"
+
+
 def test_mean_and_standard_error_by_hand():
     mean, se = dl_utils.mean_se([0.97, 0.98, 0.99])
     assert mean == pytest.approx(0.98) and se == pytest.approx(0.01 / math.sqrt(3))
