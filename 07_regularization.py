@@ -105,6 +105,9 @@ def parse_args(argv=None):
     parser.add_argument("--small-hidden", type=dl_utils.positive_int, nargs="+",
                         default=list(SMALL_HIDDEN),
                         help="the smaller model's hidden layers (default: %(default)s)")
+    parser.add_argument("--no-test", action="store_true",
+                        help="validation only: never look at the test set, save no model "
+                             "(for sweeps that compare settings, as make tables does)")
     parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
                         help="where to save the chosen model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)})")
@@ -425,8 +428,12 @@ def finish(args, runs, summary, found, chosen, data, test_loader, device):
     """Conclusions, the test set once, figures and files."""
     dl_utils.section("What the numbers support")
     print("\n".join(conclusions(summary, found, chosen)))
-    dl_utils.section("The test set, once: the chosen configuration")
-    saved = test_once(runs, chosen, test_loader, device)
+    saved = None
+    if args.no_test:  # a sweep compares strengths on validation: the test set stays unseen
+        print("\n--no-test: the test set stays unseen, and no model is saved.")
+    else:
+        dl_utils.section("The test set, once: the chosen configuration")
+        saved = test_once(runs, chosen, test_loader, device)
     dl_utils.section("Saving")
     dl_utils.plot_curves_by_name(runs, {n: label(n) for n in summary}, "07_curves.png",
                                  "Training vs validation accuracy (mean over seeds): the gap is "
@@ -434,10 +441,12 @@ def finish(args, runs, summary, found, chosen, data, test_loader, device):
     dl_utils.save_results(
         args.results, "07_regularization.py", args, device, chosen=chosen, summary=summary,
         found=found, table={"headers": TABLE_HEADERS, "rows": table_rows(summary, found)},
-        test=dl_utils.mean_se(r["test_acc"] for r in runs if r["name"] == chosen),
+        test=None if saved is None else dl_utils.mean_se(
+            r["test_acc"] for r in runs if r["name"] == chosen),
         labels={name: label(name) for name in [*LABELS, *summary]}, remedies=REMEDIES,
         runs=[{k: v for k, v in r.items() if k != "model"} for r in runs])
-    save_model(args.checkpoint, args, saved, data[1], device)
+    if saved:
+        save_model(args.checkpoint, args, saved, data[1], device)
     dl_utils.prose(f"""
         Next: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}
         (the chosen model), then python 07b_inside_the_remedies.py: what dropout, batch

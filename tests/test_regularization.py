@@ -139,6 +139,22 @@ def test_quick_run_is_headless_and_04_loads_its_checkpoint(tmp_path):
     assert "Same weights, same data, eval mode: identical." in loaded.stdout
 
 
+def test_a_sweep_run_never_looks_at_the_test_set(tmp_path, monkeypatch):
+    """make tables' strength sweeps pass --no-test: no test accuracy, no model saved."""
+    seen = []
+    evaluate = dl_utils.evaluate_model
+    monkeypatch.setattr(dl_utils, "evaluate_model", lambda model, loader, *a, **k: (
+        seen.append(len(loader.dataset)) or evaluate(model, loader, *a, **k)))
+    ckpt, results = tmp_path / "sweep.pt", tmp_path / "sweep.json"
+    result = run_script("07_regularization.py", "--subset", "300", "--epochs", "1",
+                        "--seeds", "2", "--remedies", "dropout", "--no-test",
+                        "--checkpoint", ckpt, "--results", results, inline=True)
+    assert result.returncode == 0, result.stderr
+    assert seen and 10_000 not in seen and not ckpt.exists()
+    assert json.loads(results.read_text())["test"] is None
+    assert "--no-test" in lesson("benchmarks.tables").LESSON7_SWEEP[0]
+
+
 def test_07b_trains_a_model_where_eval_matters_and_04_loads_it_unchanged(tmp_path):
     demo = tmp_path / "demo.pt"
     result = run_script("07b_inside_the_remedies.py", "--subset", "300", "--epochs", "2",
