@@ -272,12 +272,14 @@ def drawn_test_digits(n, seed):
     return test_X[:n].numpy(), test_y[:n], drawings
 
 
-def accuracy_on(model, pixels: np.ndarray, y) -> float:
-    """Accuracy of one model on a stack of 28x28 uint8 images, in one batch."""
+def accuracy_on(model, pixels: np.ndarray, y, normalized=True) -> float:
+    """Accuracy of one model on a stack of 28x28 uint8 images, in one batch (normalized
+    as in training, or merely scaled to [0, 1]: what forgetting normalization serves)."""
     device = next(model.parameters()).device
+    X = torch.from_numpy(np.stack(pixels))
+    X = dl_utils.normalize(X) if normalized else (X.float() / 255).unsqueeze(1)
     with torch.inference_mode():
-        X = dl_utils.normalize(torch.from_numpy(np.stack(pixels))).to(device)
-        return (model(X).argmax(dim=1).cpu() == y).float().mean().item()
+        return (model(X.to(device)).argmax(dim=1).cpu() == y).float().mean().item()
 
 
 def drawn_accuracy(models, n, seed, show):
@@ -293,7 +295,35 @@ def drawn_accuracy(models, n, seed, show):
     dl_utils.print_table(["model", "checkpoint", "test digits as stored", "drawn, prepared "
                           "(served)", "drawn, resized only"], rows)
     plot_drawings(drawings[:8], prepared[:8], resized[:8], show)
-    return rows
+    return prepared, resized, y
+
+
+def skew_by_step(model, prepared, resized, y):
+    """Where the skew comes from: lesson 4's preparation added one step at a time, on
+    drawings dark on light (as the pad draws) and light on dark, apart."""
+    dark = np.array([np.median(np.concatenate([r[0], r[-1], r[:, 0], r[:, -1]])) > 127
+                     for r in resized])  # the same test digit_from_gray makes
+    inverted = [255 - r if d else r for r, d in zip(resized, dark)]
+    steps = [("resized only", resized, True), ("+ inverted to light ink on black", inverted, True),
+             ("+ cropped, scaled, centred: served", prepared, True),
+             ("served, but not normalized", prepared, False)]
+    rows, on_dark = [], []  # on_dark: each step's accuracy on the pad's own polarity
+    for name, pixels, normalized in steps:
+        row = [name]
+        for group in (dark, ~dark):
+            picked = [p for p, g in zip(pixels, group) if g]
+            acc = accuracy_on(model, picked, y[torch.from_numpy(group)], normalized) \
+                if picked else float("nan")
+            row.append(dl_utils.format_accuracy(acc, len(picked)) if picked else "none")
+            on_dark += [acc] if group is dark else []
+        rows.append(row)
+    dl_utils.print_table(["preparation", f"dark on light ({dark.sum()})",
+                          f"light on dark ({(~dark).sum()})"], rows)
+    if dark.any():
+        gains = [100 * (b - a) for a, b in zip(on_dark, on_dark[1:3])]
+        print(f"On drawings dark on light, inverting is worth {gains[0]:+.1f} points, "
+              f"cropping and centring {gains[1]:+.1f}; skipping normalization "
+              f"{100 * (on_dark[3] - on_dark[2]):+.1f}.")
 
 
 def plot_drawings(drawings, prepared, resized, show):
@@ -394,7 +424,10 @@ def main(argv=None):
         return serve(models, args)
     if models:
         dl_utils.section(f"Do drawn digits work? {args.drawn} test digits, re-drawn like a canvas")
-        drawn_accuracy(models, args.drawn, args.seed, args.show)
+        prepared, resized, y = drawn_accuracy(models, args.drawn, args.seed, args.show)
+        dl_utils.section(f"Where the skew comes from: {models[0]['checkpoint']}, one step at "
+                         "a time")
+        skew_by_step(models[0]["model"], prepared, resized, y)
     result = self_check(models, args)
     dl_utils.show_figures(args.show)
     return result

@@ -9,6 +9,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -294,6 +295,11 @@ def test_self_check_runs_and_stops(served_models_dir):
     assert result.returncode == 0, result.stderr
     benchmark_reads("09_serve_digits.py", result.stdout)
     assert "p95" in result.stdout and "drawn, prepared (served)" in result.stdout
+    skew = result.stdout.split("Where the skew comes from")[1]  # one step at a time
+    for step in ("resized only", "+ inverted", "+ cropped, scaled, centred", "not normalized"):
+        assert step in skew
+    inverting = float(re.search(r"inverting is worth ([+-][\d.]+) points", skew).group(1))
+    assert inverting > 20  # the pad draws dark on light: MNIST's digits are light on black
 
 
 def test_no_model_yet_says_which_lesson_to_run(tmp_path):
