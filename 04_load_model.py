@@ -67,6 +67,7 @@ def load_trained_model(path, device):
           f"defined in {checkpoint['model_module']}.py, saved with torch "
           f"{checkpoint.get('torch_version', '?')}")
     print(f"What the file holds: {', '.join(checkpoint)}")
+    print(f"Trained on: {checkpoint.get('trained_on', 'not recorded (an older checkpoint)')}")
     training_state_note(path)
     rows = [[name, str(list(t.shape)), f"{t.numel():,}"]
             for name, t in checkpoint["model_state_dict"].items()]
@@ -242,13 +243,13 @@ def check_accuracy(model, test_loader, device, checkpoint):
     return acc
 
 
-def same_result_verdict(acc, saved, n, trained_on, device):
+def same_result_verdict(acc, saved, n, saved_device, device):
     """Same weights and data give the same accuracy: exactly on the same kind of device."""
     if acc == saved:
         return "Same weights, same data, eval mode: identical."
     differ = abs(round((acc - saved) * n))
-    if trained_on and torch.device(trained_on).type != torch.device(device).type:
-        return (f"Trained on {trained_on}, evaluated on {device}: {differ} of {n:,} predictions "
+    if saved_device and torch.device(saved_device).type != torch.device(device).type:
+        return (f"Trained on {saved_device}, evaluated on {device}: {differ} of {n:,} predictions "
                 "differ. Expected: devices\nround sums differently, which flips the few images "
                 "that sit right at a decision boundary.")
     return (f"DIFFERENT on the same kind of device ({differ} of {n:,} predictions): the file or "

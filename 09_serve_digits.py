@@ -37,7 +37,7 @@ import torch
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from PIL import Image, ImageFilter
+from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -53,7 +53,7 @@ MAX_BODY = 2_000_000  # bytes per request: ample for a canvas PNG (--self-check 
 MAX_PIXELS = 4_000_000  # a posted image's pixel cap, read from its header before decoding:
 # a drawing or a phone photo scaled for sending fits; a 62 KB PNG of 7000x7000 pixels would
 # otherwise cost 600 MB of memory and seconds of work per request
-CANVAS = 280  # the page's drawing pad, in pixels (10x MNIST's 28)
+CANVAS = dl_utils.CANVAS  # the page's drawing pad: 280x280 pixels (10x MNIST's 28)
 SELF_CHECK_REQUESTS = 100  # requests timed by --self-check (make bench reports them)
 DRAWN_DIGITS = 1000  # test digits re-drawn canvas-style to measure accuracy on drawings
 SEED = 0
@@ -236,28 +236,6 @@ def answer_errors(app):
 
 
 # ---- 4. Do drawn digits work? Measured on test digits re-drawn like a canvas ---------------
-def draw_like_a_canvas(digit: np.ndarray, rng) -> Image.Image:
-    """An MNIST test digit as someone would draw it on the page's pad.
-
-    A pen draws solid strokes of one width, at any size, anywhere: so the digit is
-    scaled to a random size, made solid (on or off, no soft grey), thickened by a random
-    amount, pasted at a random place on a 280x280 pad, dark on white (one in five light
-    on black). The result is an RGBA image, as a canvas produces.
-    """
-    size = int(rng.integers(90, CANVAS + 1))  # the digit's 20x20 box becomes 64-200 px
-    big = Image.fromarray(digit).resize((size, size), Image.Resampling.BILINEAR)
-    ink = Image.fromarray(((np.asarray(big) > 100) * 255).astype(np.uint8))
-    width = int(rng.choice([1, 3, 5, 7, 9]))  # how much thicker than MNIST's own strokes
-    if width > 1:
-        ink = ink.filter(ImageFilter.MaxFilter(width))
-    pad = Image.new("L", (CANVAS, CANVAS), 255)
-    x, y = (int(v) for v in rng.integers(0, CANVAS - size + 1, size=2))
-    pad.paste(0, (x, y, x + size, y + size), mask=ink)
-    if rng.random() < 0.2:
-        pad = Image.eval(pad, lambda v: 255 - v)
-    return pad.convert("RGBA")
-
-
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -265,10 +243,14 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def drawn_test_digits(n, seed):
-    """n test digits (the first n), each re-drawn like a canvas, as PNG files in memory."""
+    """n test digits (the first n), each re-drawn like a canvas, as PNG files in memory.
+
+    dl_utils.draw_like_a_canvas (lesson 8 made its folder with it too) draws as a pen
+    does: solid strokes of any thickness, any size, anywhere on the 280x280 pad, dark on
+    light, one in five light on dark."""
     _, _, test_X, test_y = dl_utils.load_mnist_tensors()
     rng = np.random.default_rng(seed)
-    drawings = [png_bytes(draw_like_a_canvas(test_X[i].numpy(), rng)) for i in range(n)]
+    drawings = [png_bytes(dl_utils.draw_like_a_canvas(test_X[i].numpy(), rng)) for i in range(n)]
     return test_X[:n].numpy(), test_y[:n], drawings
 
 

@@ -20,7 +20,8 @@ Contents, concepts first, file plumbing last:
     Printing, figures ....... section, prose, print_table; save_figure, plot_training_history
     A training script ....... setup, introduce, report, kept_model_path, save_kept_model,
                               save_results
-    Images from files (04) .. read_grayscale, digit_from_gray, prepare_digit, to_pixels
+    Images from files (04) .. read_grayscale, digit_from_gray, prepare_digit, to_pixels;
+                              draw_like_a_canvas, export_mnist_pngs (08, 09)
     Checkpoints ............. save_checkpoint, load_checkpoint (weights only, never code)
     Settings, running ....... argparse types, add_training_args, run_main, GracefulStop
     File plumbing ........... MNIST's IDX files, checksums, atomic writes
@@ -58,7 +59,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 # Paths are anchored to this file, not to the current directory, so every script works
@@ -1362,8 +1363,38 @@ def keep_preparable(samples, transform):
     return kept
 
 
-def export_mnist_pngs(folder: Path, per_class: int) -> Path:
-    """The first `per_class` validation images of each digit as <folder>/<digit>/<index>.png.
+CANVAS = 280  # lesson 9's drawing pad, in pixels (10x MNIST's 28)
+
+
+def draw_like_a_canvas(digit: np.ndarray, rng, slant: float = 0) -> Image.Image:
+    """An MNIST digit as someone would draw it on lesson 9's pad (08 and 09 use it).
+
+    A pen draws solid strokes of one width, at any size, anywhere: so the digit is
+    turned by `slant` degrees (anticlockwise), scaled to a random size, made solid (on or
+    off, no soft grey), thickened by a random amount, pasted at a random place on a
+    280x280 pad, dark on white (one in five light on black). An RGBA image, as a canvas
+    gives it.
+    """
+    size = int(rng.integers(90, CANVAS + 1))  # the digit's 20x20 box becomes 64-200 px
+    upright = Image.fromarray(digit)
+    if slant:
+        upright = upright.rotate(slant, resample=Image.Resampling.BILINEAR)
+    big = upright.resize((size, size), Image.Resampling.BILINEAR)
+    ink = Image.fromarray(((np.asarray(big) > 100) * 255).astype(np.uint8))
+    width = int(rng.choice([1, 3, 5, 7, 9]))  # how much thicker than MNIST's own strokes
+    if width > 1:
+        ink = ink.filter(ImageFilter.MaxFilter(width))
+    pad = Image.new("L", (CANVAS, CANVAS), 255)
+    x, y = (int(v) for v in rng.integers(0, CANVAS - size + 1, size=2))
+    pad.paste(0, (x, y, x + size, y + size), mask=ink)
+    if rng.random() < 0.2:
+        pad = Image.eval(pad, lambda v: 255 - v)
+    return pad.convert("RGBA")
+
+
+def export_mnist_pngs(folder: Path, per_class: int, slant: float | None = None) -> Path:
+    """The first `per_class` validation images of each digit as <folder>/<digit>/<index>.png:
+    as stored (28x28), or, with a `slant`, drawn on a pad leaning by that many degrees.
 
     Lesson 8's default folder. Validation images, never test images: lesson 8 fine-tunes
     on part of the folder, and no image a lesson reports as test data may be trained on.
@@ -1376,14 +1407,19 @@ def export_mnist_pngs(folder: Path, per_class: int) -> Path:
         return folder
     train_X, train_y, _, _ = load_mnist_tensors()
     val_idx = train_val_split(len(train_y))[1]
+    rng = np.random.default_rng(0)  # the same drawings every time
     tmp = folder.with_name(folder.name + ".tmp")
     for digit in range(10):
         (tmp / str(digit)).mkdir(parents=True, exist_ok=True)
         for i in val_idx[train_y[val_idx] == digit][:per_class].tolist():
-            Image.fromarray(train_X[i].numpy()).save(tmp / str(digit) / f"{i:05d}.png")
+            image = Image.fromarray(train_X[i].numpy())
+            if slant is not None:
+                image = draw_like_a_canvas(train_X[i].numpy(), rng, slant).convert("L")
+            image.save(tmp / str(digit) / f"{i:05d}.png")
     tmp.rename(folder)
     print(f"Exported {10 * per_class} MNIST validation images as PNG files to "
-          f"{display_path(folder)}")
+          f"{display_path(folder)}" + (f", drawn on a pad, leaning {slant:g} degrees"
+                                      if slant is not None else ""))
     return folder
 
 
@@ -1409,9 +1445,9 @@ def save_checkpoint(path: Path, model: nn.Module, model_kwargs: dict, **info) ->
     """Save the weights plus what is needed to rebuild and judge the model.
 
     Saved: the state_dict (a dict of name -> tensor: weights only, no code), the class
-    and the constructor arguments that rebuild it, the torch version, and whatever the
-    caller adds in `info` (hyperparameters, metrics, history). Atomic: an interrupted
-    save leaves the previous file intact.
+    and the constructor arguments that rebuild it, the torch version, what it was trained
+    on, and whatever the caller adds in `info` (hyperparameters, metrics, history).
+    Atomic: an interrupted save leaves the previous file intact.
     """
     cls = type(model)
     module = cls.__module__
@@ -1423,7 +1459,8 @@ def save_checkpoint(path: Path, model: nn.Module, model_kwargs: dict, **info) ->
         "model_kwargs": dict(model_kwargs),
         "model_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "torch_version": str(torch.__version__),  # a str subclass; plain str for weights_only
-        **info,
+        "trained_on": "MNIST's training split (never its validation or test images)",
+        **info,  # (lesson 8's fine-tuned CNN says what else it was trained on)
     }
     with atomic_path(Path(path)) as tmp:
         torch.save(checkpoint, tmp)

@@ -6,6 +6,7 @@ in-memory tensors of the other lessons.
 """
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -141,12 +142,33 @@ def test_quick_run_exports_checks_and_fine_tunes_headless(tmp_path):
                         "--checkpoint", ckpt, inline=True)
     assert result.returncode == 0, result.stderr
     benchmark_reads("08_your_own_images.py", result.stdout)
-    export = OUTPUT_DIR / "data" / "mnist_png" / "validation_6_per_digit"
+    export = OUTPUT_DIR / "data" / "mnist_png" / "validation_6_per_digit_drawn_slant_30"
     assert (export / "9").is_dir()
+    assert Image.open(next((export / "9").iterdir())).size == (280, 280)  # drawn on a pad
     assert (OUTPUT_DIR / "figures" / "08_batch.png").read_bytes()[:4] == b"\x89PNG"
     checkpoint = torch.load(ckpt, weights_only=True)
     assert checkpoint["metrics"]["heldout_images"] == 30
     assert checkpoint["model_kwargs"]  # every constructor argument recorded, never {}
+    assert "then 30 images of" in checkpoint["trained_on"] and "mnist_png" in checkpoint["trained_on"]
+    assert re.search(r"Digits as MNIST stores them \(1,000 validation images, none in the "
+                     r"folder\): .* before, .* after; \d+ wrong to right, \d+ right to wrong: "
+                     r"(it forgot|it got better|no change)", result.stdout)
+
+
+def test_the_slanted_drawings_are_validation_digits_leaning_as_asked():
+    """Each exported drawing is its validation digit, turned: turned back and prepared,
+    it matches the digit as stored far better than the drawing of another digit does."""
+    train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
+    rng = np.random.default_rng(0)
+    digit = train_X[dl_utils.train_val_split(len(train_y))[1][0]].numpy()
+    upright = dl_utils.draw_like_a_canvas(digit, rng, slant=0).convert("L")
+    slanted = dl_utils.draw_like_a_canvas(digit, np.random.default_rng(0), slant=30).convert("L")
+    assert upright.size == slanted.size == (280, 280)
+    a = dl_utils.digit_from_gray(upright).astype(float)
+    b = dl_utils.digit_from_gray(slanted).astype(float)
+    paper = slanted.getpixel((0, 0))  # white, or black for light-on-dark drawings
+    straightened = dl_utils.digit_from_gray(slanted.rotate(-30, fillcolor=paper)).astype(float)
+    assert np.abs(a - straightened).mean() < np.abs(a - b).mean()  # it leaned, 30 degrees
 
 
 def test_exported_folder_is_validation_images_equal_to_the_in_memory_tensors():

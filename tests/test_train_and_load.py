@@ -47,6 +47,8 @@ def test_04_reproduces_the_accuracy_03_reported(trained):
     saved = torch.load(path, weights_only=True)["metrics"]["test_acc"]
     assert f"reported at training  {round(saved * 10000):,} / 10,000" in result.stdout
     assert "identical" in result.stdout
+    assert "Trained on: MNIST's training split (never its validation or test images)" \
+        in result.stdout
     # the whole-model route fails for the two reasons the lesson explains
     assert "__main__.SimpleNN" in result.stdout  # read from 03's file without unpickling it
     assert "Unsupported global: GLOBAL 03_train_mnist.SimpleNN" in result.stdout
