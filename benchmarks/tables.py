@@ -68,6 +68,7 @@ LESSON7_SWEEP = [["--remedies", "dropout", "--dropout", "0.1", "--no-test"],
                  ["--remedies", "augmentation", "--max-shift", "3", "--no-test"]]
 # (--no-test: the sweeps choose nothing on test data and never look at it; only 07's own
 # run, with its defaults, reports the test set, once)
+LESSON7_SEED_SETS = [4, 8, 12]  # 07's defaults again from these first seeds (--seed)
 SGD_LRS = ["0.01", "0.03", "0.1", "0.3"]  # SGD (momentum 0.9) is tuned over these
 SUBSETS = ["1000", "5000"]  # "deeper networks need more data": plus the full 55,000
 
@@ -238,14 +239,46 @@ def section_lesson7(runner, seeds):
         found.append((name, flag, float(flags[3]), runner.run("07", flags)))
     found.sort(key=lambda f: (main["remedies"].index(f[0]), float(f[2])))
     rows = []
+    family = len(main["found"])  # every row's interval as wide as the main table's
     for name, flag, value, r in found:
-        e, d = r["summary"][name], r["found"][name]
+        e, d = r["summary"][name], dl_utils.bonferroni(r["found"][name], family)
         strength = f"{flag} {value:g}" + (" (default)" if r is main else "")
         rows.append([label(name), strength, points(e["stopped_val_acc"],
                      e["stopped_val_acc_se"]), interval(d), verdict(d)])
     lines.append(markdown(["remedy", "strength", "val acc % (kept epoch)",
-                           "minus its baseline [95% interval]", "verdict (validation)"], rows))
-    return "\n".join(lines + ["", strength_note(found, main)])
+                           "minus its baseline [interval, as above]", "verdict (validation)"],
+                          rows))
+    return "\n".join(lines + ["", strength_note(found, main), "", robustness(runner, main)])
+
+
+def robustness(runner, main):
+    """07's defaults with other sets of seeds: which verdicts, and which choice, hold?
+    A stand-in for another machine, whose other rounding after thousands of steps acts
+    like other seeds."""
+    runs = [main] + [runner.run("07", ["--seed", str(s), "--no-test"])
+                     for s in LESSON7_SEED_SETS]
+    names = [*main["remedies"], "early_stopping"]
+    k = main["settings"]["seeds"]
+    rows = [[f"{r['settings']['seed']}-{r['settings']['seed'] + k - 1}"
+             + (" (the table above)" if r is main else ""),
+             *(verdict(r["found"][n]) for n in names), main["labels"].get(r["chosen"])]
+            for r in runs]
+    lines = [markdown(["seeds", *(main["labels"].get(n, n.replace("_", " ")) for n in names),
+                       "chosen"], rows), ""]
+    chosen = {r["chosen"] for r in runs}
+    held = [n for n, column in zip(names, zip(*(row[1:-1] for row in rows)))
+            if len(set(column)) == 1]
+    moved = [n for n in names if n not in held]
+    name = main["labels"].get
+    lines.append(f"With {len(runs)} sets of {k} seeds: "
+                 + (f"every set chose **{name(main['chosen'])}**" if len(chosen) == 1 else
+                    "the choice changed: " + ", ".join(sorted(name(c) for c in chosen)))
+                 + "; the same verdict in every set: "
+                 + (", ".join(name(n, n.replace("_", " ")) for n in held) or "none")
+                 + "; verdicts that changed between sets (effects at the edge of what "
+                 f"{k} seeds can see): "
+                 + (", ".join(name(n, n.replace("_", " ")) for n in moved) or "none") + ".")
+    return "\n".join(lines)
 
 
 def strength_note(found, main):

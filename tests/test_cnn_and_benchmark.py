@@ -156,7 +156,9 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
         text = section(runner, 2)
         assert text.startswith("|") and "nan" not in text.replace("nan]", ""), name
     assert "Defaults on the test set, reported once" in tables.section_lesson3(runner, 2)
-    assert "Chosen on validation" in tables.section_lesson7(runner, 2)
+    lesson7 = tables.section_lesson7(runner, 2)
+    assert "Chosen on validation" in lesson7 and "| 0-1 (the table above) |" in lesson7
+    assert "With 4 sets of 2 seeds: every set chose" in lesson7  # (the same run, here)
 
 
 def test_tables_refuse_quick_numbers_in_the_readme():

@@ -371,6 +371,9 @@ def test_paired_difference_and_interval_by_hand():
                                      pytest.approx(0.155050, abs=1e-5))
     assert dl_utils.t_975(2) == 4.303 and dl_utils.t_975(12) == 2.228  # next smaller df
     assert dl_utils.t_975(500) == 1.96
+    for df, value in dl_utils.T_975.items():  # the printed table, recomputed
+        assert dl_utils.t_quantile(0.975, df) == pytest.approx(value, abs=6e-4)
+    assert dl_utils.t_quantile(0.995, 3) == pytest.approx(5.841, abs=6e-4)  # 99% two-sided
 
 
 def test_input_scalings_and_label_noise():

@@ -149,7 +149,8 @@ def test_quick_run_exports_checks_and_fine_tunes_headless(tmp_path):
     checkpoint = torch.load(ckpt, weights_only=True)
     assert checkpoint["metrics"]["heldout_images"] == 30
     assert checkpoint["model_kwargs"]  # every constructor argument recorded, never {}
-    assert "then 30 images of" in checkpoint["trained_on"] and "mnist_png" in checkpoint["trained_on"]
+    trained_on = checkpoint["trained_on"]
+    assert "then 30 images of" in trained_on and "mnist_png" in trained_on
     assert re.search(r"Digits as MNIST stores them \(1,000 validation images, none in the "
                      r"folder\): .* before, .* after; \d+ wrong to right, \d+ right to wrong: "
                      r"(it forgot|it got better|no change)", result.stdout)

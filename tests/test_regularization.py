@@ -103,11 +103,25 @@ def test_combination_and_choice_follow_the_intervals():
     assert helped == ["batch_norm", "augmentation"]
     summary = {"batch_norm": {"stopped_val_acc": 0.93}, "augmentation": {"stopped_val_acc": 0.94},
                "batch_norm+augmentation": {"stopped_val_acc": 0.95}}
-    assert m.choose(summary, found, helped) == "batch_norm+augmentation"
-    summary["batch_norm+augmentation"]["stopped_val_acc"] = 0.935
-    assert m.choose(summary, found, helped) == "augmentation"
-    assert m.choose(summary, found, []) == "baseline"
+    assert m.choose(summary, helped, up) == "batch_norm+augmentation"  # clearly better
+    assert m.choose(summary, helped, flat) == "augmentation"  # higher mean, not clearly
+    assert m.choose(summary, helped) == "augmentation"  # nothing combined
+    assert m.choose(summary, []) == "baseline"
     assert m.label("batch_norm+augmentation") == "batch norm + augmentation"
+
+
+def test_six_verdicts_are_right_together_95_percent_of_the_time():
+    """Each of 07's six intervals is widened to 1 - 0.05/6 (Bonferroni), with a t quantile
+    computed here independently by Monte Carlo."""
+    d = dl_utils.paired_difference([0.93, 0.94, 0.92, 0.95], [0.92, 0.92, 0.91, 0.93])
+    wide = dl_utils.bonferroni(d, 6)
+    assert wide["level"] == pytest.approx(1 - 0.05 / 6)
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(400_000, 4, generator=gen, dtype=torch.float64)  # 4 seeds, 3 df
+    t = (z.mean(1) / (z.std(1) / 2)).abs()  # Student's t with 3 degrees of freedom
+    q = t.quantile(1 - 0.05 / 6).item()  # the two-sided 99.17% point
+    assert (wide["high"] - wide["mean"]) / d["se"] == pytest.approx(q, rel=0.02)
+    assert wide["low"] < d["low"] and wide["high"] > d["high"]
 
 
 @pytest.mark.parametrize("value", ["1", "1.5", "-0.1", "half"])
