@@ -20,7 +20,6 @@ import binascii
 import contextlib
 import ipaddress
 import json
-import logging
 import socket
 import threading
 import urllib.error
@@ -137,7 +136,6 @@ def running(app, host="127.0.0.1", port=0, **kwargs):
 def serve_until_ctrl_c(app, host, port, verbose=False):
     """Serve `app` in this thread until Ctrl-C (uvicorn finishes the requests in flight)."""
     server, sock = make_server(app, host, port, verbose)
-    logging.getLogger("uvicorn.error").setLevel(logging.INFO if verbose else logging.WARNING)
     try:  # (the message inside: a Ctrl-C the moment it appears is handled too)
         print(f"\nOpen {url_of(sock)}/ in a browser and draw a digit. Ctrl-C stops the "
               "server.", flush=True)
