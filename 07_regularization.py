@@ -254,7 +254,7 @@ def table_rows(summary, found):
     return rows
 
 
-TABLE_HEADERS = ["remedy", "parameters", "val acc % (kept epoch)",
+TABLE_HEADERS = ["remedy", "parameters", "val acc % (early stopping, cross-scored)",
                  "minus baseline [interval: 95% for all verdicts together]",
                  "val acc % (last epoch)", "train acc %", "s/run", "verdict (validation)"]
 
@@ -349,9 +349,10 @@ def judge(summary, found, args):
     flattery = [100 * (e["best_val_acc"] - e["stopped_val_acc"]) for e in summary.values()]
     dl_utils.prose(f"""
         (mean ± standard error over {args.seeds} seeds; the interval is that of the
-        seed-by-seed differences, and excludes 0 for "better" or "worse". "kept epoch":
-        early stopping scored honestly, on images that did not choose the epoch
-        (dl_utils.honest_score: chosen on one half of validation, scored on the other).
+        seed-by-seed differences, and excludes 0 for "better" or "worse".
+        "Cross-scored": early stopping scored on images that did not choose the epoch
+        (dl_utils.honest_score: an epoch chosen on one half of validation is scored on
+        the other, and the other way round; the mean of the two, not one kept epoch).
         Quoting the best epoch's own validation accuracy, as lessons 3-6 do, would say
         {100 * base['best_val_acc']:.2f}% for the baseline instead of
         {100 * base['stopped_val_acc']:.2f}%, and flatter the rows by {min(flattery):.2f}

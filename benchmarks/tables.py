@@ -245,7 +245,7 @@ def section_lesson7(runner, seeds):
         strength = f"{flag} {value:g}" + (" (default)" if r is main else "")
         rows.append([label(name), strength, points(e["stopped_val_acc"],
                      e["stopped_val_acc_se"]), interval(d), verdict(d)])
-    lines.append(markdown(["remedy", "strength", "val acc % (kept epoch)",
+    lines.append(markdown(["remedy", "strength", "val acc % (early stopping, cross-scored)",
                            "minus its baseline [interval, as above]", "verdict (validation)"],
                           rows))
     return "\n".join(lines + ["", strength_note(found, main), "", robustness(runner, main)])
