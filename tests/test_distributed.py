@@ -184,3 +184,29 @@ def job_processes(marker) -> list[int]:
         except OSError:  # gone meanwhile
             pass
     return found
+
+
+@pytest.mark.parametrize("gpus, processes, device_flag, expected", [
+    (0, 2, "auto", ("cpu", "gloo", False)),  # a laptop: gloo on the CPU, nothing to say
+    (1, 2, "auto", ("cpu", "gloo", True)),  # one GPU, two processes (Colab): said, gloo
+    (2, 2, "auto", ("cuda:1", "nccl", False)),  # one GPU per process: NCCL, rank 1 on cuda:1
+    (4, 2, "cuda", ("cuda:1", "nccl", False)),
+    (2, 2, "cpu", ("cpu", "gloo", False)),  # asked for the CPU: the GPUs are left alone
+])
+def test_nccl_only_with_one_gpu_per_process(monkeypatch, capsys, gpus, processes, device_flag,
+                                            expected):
+    """What 10 chooses on machines this one is not: GPUs counted, nothing initialized."""
+    m = m10()
+    calls = {}
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.setdefault("set", str(d)))
+    monkeypatch.setattr(m.dist, "init_process_group",
+                        lambda backend, **kw: calls.setdefault("backend", backend))
+    monkeypatch.setattr(m.dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(m.dist, "get_world_size", lambda: processes)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
+    _, _, device, backend = m.join_process_group(m.parse_args(["--device", device_flag]))
+    said = "NCCL needs one GPU per process" in capsys.readouterr().out
+    assert (str(device), backend, said) == expected and calls["backend"] == backend
+    assert calls.get("set") == (str(device) if backend == "nccl" else None)
