@@ -41,12 +41,13 @@ def start_browser():
     return webdriver.Chrome(service=Service(DRIVER), options=options)
 
 
-def serve(models_dir):
+def serve(models_dir, **app_settings):
     """Lesson 9's server on a free port, in a thread; (stop, url): call stop() when done."""
     sys.path.insert(0, str(ROOT))
     lesson = importlib.import_module("09_serve_digits")
     serving = importlib.import_module("serving")
-    running = serving.running(lesson.make_app(lesson.load_models(models_dir, "cpu")))
+    running = serving.running(lesson.make_app(lesson.load_models(models_dir, "cpu"),
+                                              **app_settings))
     url = running.__enter__()
     return (lambda: running.__exit__(None, None, None)), url + "/"
 
@@ -98,7 +99,7 @@ def clear(driver):
 
 def screenshot(path, models_dir, digit="7"):
     """Serve `models_dir`, draw `digit`, save a PNG of the page to `path`."""
-    server, url = serve(models_dir)
+    stop, url = serve(models_dir)
     driver = start_browser()
     try:
         driver.get(url)
@@ -109,8 +110,7 @@ def screenshot(path, models_dir, digit="7"):
         return found
     finally:
         driver.quit()
-        server.shutdown()
-        server.server_close()
+        stop()
 
 
 if __name__ == "__main__":

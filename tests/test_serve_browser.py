@@ -7,6 +7,7 @@ the browser is not installed; CI (.ci/run) installs it, so there it always runs.
 import browser
 import pytest
 from conftest import OUTPUT_DIR
+from selenium.webdriver.support.ui import WebDriverWait
 
 pytestmark = pytest.mark.skipif(bool(browser.missing()), reason=browser.missing())
 
@@ -39,3 +40,19 @@ def test_clear_empties_the_page(page):
     browser.predictions(page)
     browser.clear(page)
     assert page.find_elements("css selector", ".model") == []
+
+
+def test_a_plain_text_error_is_shown_on_the_page(served_models_dir):
+    """FastAPI's 413 (and uvicorn's 503) are plain text, not JSON: the page still says what
+    happened, rather than "the server did not answer"."""
+    stop, url = browser.serve(served_models_dir, max_body=100)  # every drawing is too large
+    driver = browser.start_browser()
+    try:
+        driver.get(url)
+        browser.draw(driver, "1")
+        status = WebDriverWait(driver, 20).until(
+            lambda d: d.find_element("id", "status").text or None)
+        assert status == "HTTP 413: Content Too Large"
+    finally:
+        driver.quit()
+        stop()
