@@ -873,6 +873,44 @@ def check_batching(m, answers):
                  answers, "time model(X) for X of 64 images and for 64 single images")
 
 
+@exercise("09.4", "code", "an API of your own with FastAPI: a typed body, 400s, a second route")
+def check_fastapi_app(m, answers):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    def predict(image: bytes) -> int:  # stands in for a model: depends on every byte
+        return sum(image) % 10
+    app = call(m, "make_app", predict)
+    if not isinstance(app, FastAPI):
+        raise NotYet(f"make_app returned {type(app).__name__}; return the FastAPI() app")
+    client = TestClient(app, raise_server_exceptions=False)
+    png = b"\x89PNG\r\n\x1a\n some bytes"
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    expect = [("a good image", "POST", "/api/predict", {"image": url}, 200),
+              ("no image field", "POST", "/api/predict", {"picture": url}, "4xx"),
+              ("a number for image", "POST", "/api/predict", {"image": 7}, "4xx"),
+              ("broken base64", "POST", "/api/predict", {"image": "data:image/png;base64,@@"},
+               400),
+              ("not a data URL", "POST", "/api/predict", {"image": "http://a.b/c.png"}, 400),
+              ("GET on /api/predict", "GET", "/api/predict", None, 405),
+              ("the health route", "GET", "/api/health", None, 200)]
+    for name, method, path, body, status in expect:
+        got = client.request(method, path, json=body)
+        if got.status_code >= 500:
+            raise NotYet(f"{name}: HTTP {got.status_code}, the server's fault; a bad data URL "
+                         "is the client's: raise HTTPException(400, ...)")
+        if (got.status_code // 100 != 4) if status == "4xx" else (got.status_code != status):
+            raise NotYet(f"{name}: HTTP {got.status_code}, expected {status} ({method} {path})")
+    answer = client.post("/api/predict", json={"image": url}).json()
+    if answer != {"prediction": predict(png)}:
+        raise NotYet(f'POST /api/predict answered {answer!r:.80}; expected {{"prediction": '
+                     f"{predict(png)}}}: predict() of the decoded image's bytes")
+    if client.get("/api/health").json() != {"ok": True}:
+        raise NotYet('GET /api/health should answer {"ok": true}')
+    return (f"{len(expect)} requests answered as specified: the typed body refused what did "
+            "not fit, your 400s, FastAPI's 405")
+
+
 # ======================================================================== lesson 10
 @exercise("10.1", "code", "the gradient all-reduce by hand")
 def check_allreduce(m, answers):

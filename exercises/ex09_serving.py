@@ -9,6 +9,9 @@ import base64  # noqa: F401  (you will need these)
 import json  # noqa: F401
 import urllib.request  # noqa: F401
 
+from fastapi import FastAPI, HTTPException  # noqa: F401  (for 09.4)
+from pydantic import BaseModel  # noqa: F401  (for 09.4)
+
 import serving  # noqa: F401  (the course's HTTP helper: serving.RequestError)
 
 
@@ -40,3 +43,19 @@ def image_from_body(body):
 # image each. Per image, the batch is...
 #   "A": about as fast   "B": 2-3x faster   "C": more than 4x faster
 PREDICT_BATCHING = None  # TODO: "A", "B" or "C"
+
+
+# ---- 09.4 code: an API of your own, with FastAPI -----------------------------------------------
+def make_app(predict):
+    """A FastAPI app (lesson 9's make_app is the model to read) with two routes:
+    - POST /api/predict, whose JSON body is {"image": "data:image/png;base64,..."}: declare
+      it as a pydantic model (class ...(BaseModel): image: str), decode the data URL
+      (serving.decode_data_url does it, raising serving.RequestError for a bad one: turn
+      that into fastapi.HTTPException(400, message)), and answer {"prediction":
+      predict(the image's bytes)};
+    - GET /api/health, answering {"ok": true}.
+    Return the app. The check calls it through FastAPI's TestClient with good and bad
+    requests: a body that does not fit your model must be refused (FastAPI does that,
+    422), a bad data URL must be a 400, never a 500.
+    """
+    raise NotImplementedError("TODO")

@@ -88,6 +88,8 @@ MISTAKES = [  # (exercise, file, the right line, a plausible wrong one, words of
      "        self.X = pixels", "0.1307"),
     ("09.2", "ex09_serving.py", 'text = data.get("image") if isinstance(data, dict) else None',
      'text = data.get("image")', "500"),  # a JSON list: AttributeError, answered with 500
+    ("09.4", "ex09_serving.py", "            raise HTTPException(400, str(err)) from None",
+     "            raise", "the server's fault"),  # RequestError escapes FastAPI: a 500
     ("10.1", "ex10_distributed.py", "sum(grads) / world", "sum(grads)", "divided by the world"),
     ("10.2", "ex10_distributed.py", "    while len(indices) < total:", "    while False:",
      "repeats the first"),

@@ -31,3 +31,27 @@ def image_from_body(body):
 
 
 PREDICT_BATCHING = "C"
+
+
+def make_app(predict):
+    from fastapi import FastAPI, HTTPException
+    from pydantic import BaseModel
+
+    class DigitRequest(BaseModel):
+        image: str
+
+    app = FastAPI()
+
+    @app.post("/api/predict")
+    def read_digit(body: DigitRequest):
+        try:
+            image = serving.decode_data_url(body.image)
+        except serving.RequestError as err:
+            raise HTTPException(400, str(err)) from None
+        return {"prediction": predict(image)}
+
+    @app.get("/api/health")
+    def health():
+        return {"ok": True}
+
+    return app
