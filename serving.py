@@ -20,6 +20,7 @@ import binascii
 import contextlib
 import ipaddress
 import json
+import os
 import socket
 import threading
 import urllib.error
@@ -95,7 +96,8 @@ def make_server(app, host, port, verbose=False, max_connections=MAX_CONNECTIONS)
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if os.name != "nt":  # restart at once on a port still in TIME_WAIT; on Windows this
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # would share the port
     try:
         sock.bind((host, port))
     except OSError as err:
