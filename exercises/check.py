@@ -16,26 +16,40 @@ Three kinds of exercise, each checked against something you cannot copy from a p
   tolerance.
 The exit code is 0 when every exercise checked has passed, 1 otherwise.
 
-Your code runs in a separate process with a time limit per exercise, so a syntax error,
-an exception or an endless loop becomes a line of this report, never a traceback. The
-lessons that explore exercises run write their models and figures to a temporary folder:
-your own models/ and figures/ are never touched.
+Your code runs in a separate process, in a process group of its own, so a syntax error,
+an exception, an endless loop or runaway memory becomes a line of this report, never a
+traceback, and whatever your code started is ended with it. Each exercise has a time
+limit (--time-limit) that counts only while that exercise runs: the child's start-up
+(importing torch, slow on a busy machine) has its own, longer limit (--startup-limit).
+On Linux the child may use --memory-limit GB beyond what it holds after start-up. What
+your code prints (a debug print in forward(), say) is shown, trimmed, under the exercise
+it belongs to: results travel through a file of the checker's, never through the output
+your code writes to. The lessons that explore exercises run write their models and
+figures to a temporary folder: your own models/ and figures/ are never touched.
+
+This is a self-check: it runs your code on your own machine, with your rights, and your
+code could patch the checks themselves. It is not a sandbox for grading other people's
+code.
 """
 
 import argparse
 import json
 import os
-import queue
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TIME_LIMIT = 90  # seconds per exercise (an explore run takes ~10 s on a laptop CPU)
+TIME_LIMIT = 90  # seconds per exercise; every reference solution takes under 5 s here
+STARTUP_LIMIT = 300  # seconds for the child to import torch and the checks (~3 s idle)
+MEMORY_LIMIT = 4  # GB beyond start-up: the checks need well under 1 GB
+OUTPUT_SHOWN = 12  # lines of an exercise's own output shown under it (the last ones)
 LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "08", "09", "10"]  # checks.py's
+PREFIX = "dl-exercises-"  # temporary folders: PREFIX + the checker's pid + "-" + random
 
 
 def parse_args(argv=None):
@@ -52,83 +66,228 @@ def parse_args(argv=None):
                         help="check the exercise files in this folder (default: exercises/, "
                              "or exercises/solutions/ with --solutions)")
     parser.add_argument("--time-limit", type=float, default=TIME_LIMIT,
-                        help="seconds an exercise may take (default: %(default)s)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+                        help="seconds one exercise may take (default: %(default)s)")
+    parser.add_argument("--startup-limit", type=float, default=STARTUP_LIMIT,
+                        help="seconds the checker's child may take to start, torch's import "
+                             "included (default: %(default)s)")
+    parser.add_argument("--memory-limit", type=float, default=MEMORY_LIMIT,
+                        help="GB of memory your code may add, on Linux (default: %(default)s)")
+    parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ids", nargs="*", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def reader(stream, lines: queue.Queue):
-    for line in stream:
-        lines.put(line)
-    lines.put(None)  # the child is gone
+# ---- the parent: start a child, read its results, end it and all it started -----------
+class Child:
+    """One child process checking exercises, with its own process group (POSIX), a file
+    for its output and a file for its results. Reading the results never blocks: the
+    file is polled, so nothing the learner's code does to stdout can stall or corrupt it."""
 
+    def __init__(self, args, folder, ids, workdir: Path):
+        self.results_file, self.output_file = workdir / "results.jsonl", workdir / "output.txt"
+        self.results_file.touch()
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(self.results_file),
+               "--folder", str(folder), "--memory-limit", str(args.memory_limit), *args.lessons,
+               *(["--ids", *ids] if ids else []), *(["--answers"] if args.answers else [])]
+        env = {**os.environ, "DL_OUTPUT_DIR": str(workdir), "MPLBACKEND": "agg",
+               "PYTHONUNBUFFERED": "1"}
+        with open(self.output_file, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, env=env, cwd=workdir,
+                                         start_new_session=os.name == "posix")
+        self.read_to = 0
 
-def run_child(lessons, ids, folder, answers, limit):
-    """Check the exercises of `lessons` (or just `ids`) in a child process: (the catalogue
-    it sent, {id: (passed, message)}). An exercise that runs past the limit is stopped
-    there (the child is killed) and reported as such."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--folder", str(folder),
-           *lessons, *(["--ids", *ids] if ids else []), *(["--answers"] if answers else [])]
-    with tempfile.TemporaryDirectory(prefix="dl-exercises-") as outputs:
-        env = {**os.environ, "DL_OUTPUT_DIR": outputs, "MPLBACKEND": "agg"}
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True, env=env, cwd=outputs)
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(target=reader, args=(proc.stdout, lines), daemon=True).start()
-        results, current, started, catalogue = {}, None, time.monotonic(), None
-        while True:
-            try:
-                line = lines.get(timeout=max(0.1, limit - (time.monotonic() - started)))
-            except queue.Empty:  # the current exercise ran out of time
-                proc.kill()
-                results[current] = (False, f"did not finish within {limit:g} s: an endless "
-                                           "loop? (--time-limit changes the limit)")
-                break
-            if line is None:
-                break
-            record = json.loads(line)
-            if "catalogue" in record:
-                catalogue = record["catalogue"]
-            elif "start" in record:
-                current, started = record["start"], time.monotonic()
+    def records(self):
+        """The complete result lines written since the last call."""
+        with open(self.results_file, "rb") as f:
+            f.seek(self.read_to)
+            data = f.read()
+        done = data.rfind(b"\n") + 1
+        self.read_to += done
+        return [json.loads(line) for line in data[:done].splitlines() if line.strip()]
+
+    def output(self, start, end=None) -> str:
+        """What the child wrote between two offsets of its output file (to its end if end
+        is None): the last lines, trimmed."""
+        with open(self.output_file, "rb") as f:
+            f.seek(start)
+            text = f.read(-1 if end is None else max(0, end - start)).decode(errors="replace")
+        lines = [line for line in text.splitlines() if line.strip()]
+        shown = [line if len(line) <= 100 else line[:97] + "..."
+                 for line in lines[-OUTPUT_SHOWN:]]
+        hidden = len(lines) - len(shown)
+        return (f"({hidden} earlier lines not shown)\n" if hidden else "") + "\n".join(shown)
+
+    def end(self):
+        """Stop the child and everything it started (its whole process group)."""
+        try:
+            if os.name == "posix":
+                os.killpg(self.proc.pid, signal.SIGKILL)
             else:
-                results[record["id"]] = (record["passed"], record["message"])
-        proc.wait()
-        if current and current not in results:  # the child died inside an exercise
-            results[current] = (False, "the check's process ended inside this exercise "
-                                       f"(exit code {proc.returncode}): a crash in your code?")
-    return catalogue, results
+                self.proc.kill()
+        except (ProcessLookupError, PermissionError):
+            pass  # already gone
+        self.proc.wait()
 
 
+def run_child(args, folder, ids):
+    """Check the exercises of args.lessons (or just `ids`) in one child: (the catalogue it
+    sent or None, {id: (passed, message, output)}, why it stopped early or None)."""
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-") as workdir:
+        child = Child(args, folder, ids, Path(workdir))
+        try:
+            return watch(child, args)
+        finally:
+            child.end()  # every way out: done, timed out, crashed, Ctrl-C, SIGTERM
+
+
+def watch(child, args):
+    """Follow one child's records; apply the start-up limit, then a limit per exercise."""
+    catalogue, results, current = None, {}, None
+    started, limit = time.monotonic(), args.startup_limit
+    while True:
+        exited = child.proc.poll() is not None  # read after this: nothing is missed
+        for record in child.records():
+            if "catalogue" in record:
+                catalogue, limit = record["catalogue"], None
+            elif "start" in record:
+                current, started, limit = record, time.monotonic(), args.time_limit
+            elif "id" in record:
+                out = child.output(current["offset"], record["offset"])
+                results[record["id"]] = (record["passed"], record["message"], out)
+                current, limit = None, None
+            elif "done" in record:
+                return catalogue, results, None
+        if exited:
+            return catalogue, results, died(child, catalogue, current, results)
+        if limit is not None and time.monotonic() - started > limit:
+            if catalogue is None:
+                return None, results, (f"the checker's process did not start within "
+                                       f"{limit:g} s (importing torch is slow on a busy "
+                                       "machine): --startup-limit raises the limit")
+            child.end()
+            results[current["start"]] = (False, f"did not finish within {limit:g} s: an "
+                                         "endless loop? (--time-limit changes the limit)",
+                                         child.output(current["offset"]))
+            return catalogue, results, None
+        time.sleep(0.05)
+
+
+def died(child, catalogue, current, results):
+    """The child ended on its own before saying done: record why, in one line."""
+    code = child.proc.returncode
+    if current is not None:  # inside an exercise: a crash, or the learner's exit()
+        results[current["start"]] = (False, "the check's process ended inside this exercise "
+                                     f"(exit code {code}): a crash, or exit() in your code?",
+                                     child.output(current["offset"]))
+        return None
+    last = child.output(0).splitlines()
+    return ("the checker's process could not start" + (f": {last[-1].strip()}" if last else "")
+            + (" (is the course's .venv active? make exercises sets it up)"
+               if "ModuleNotFoundError" in "".join(last) else ""))
+
+
+def check_all(args, folder):
+    """Every exercise, a new child after one is stopped; (catalogue, results) or a reason."""
+    catalogue, results, problem = run_child(args, folder, None)
+    if catalogue is None:
+        return None, None, problem or "the checker's process sent no list of exercises"
+    pending = [ex_id for exercises in catalogue.values() for ex_id, _, _ in exercises
+               if ex_id not in results]
+    while pending:  # a stopped child leaves the rest for a new one, while there is progress
+        found, problem = run_child(args, folder, pending)[1:]
+        results.update(found)
+        left = [ex_id for ex_id in pending if ex_id not in results]
+        if len(left) == len(pending):  # no progress: say why instead of trying forever
+            reason = problem or "the checker's process stopped before it"
+            results.update({ex_id: (False, f"not checked: {reason}", "") for ex_id in left})
+            left = []
+        pending = left
+    return catalogue, results, None
+
+
+def remove_stale_folders():
+    """Temporary folders left by a checker that was killed outright (SIGKILL)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREFIX).split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def alive(pid) -> bool:
+    if os.name != "posix":
+        return True  # (no cheap check: leave it)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---- the child: run the checks, write one JSON line per event to the results file -----
 def child(args, folder):
-    """The child process: the catalogue, then one JSON line per start and per result.
-    (Only the child imports the checks, and with them torch: the parent stays light.)"""
+    """Import the checks (and torch) here, not in the parent; limit memory; then report
+    each exercise's start and result with the offset of the output written so far."""
     sys.path.insert(0, str(HERE))
     import checks
 
+    results = open(args.child, "a", buffering=1)  # line-buffered: each record is whole
+    checks.MEMORY_LIMIT_GB = limit_memory(args.memory_limit)
+
+    def send(**record):
+        sys.stdout.flush(), sys.stderr.flush()
+        record["offset"] = os.fstat(1).st_size  # where the output file stands now
+        results.write(json.dumps(record) + "\n")
+
     catalogue = checks.catalogue(args.lessons)
-    print(json.dumps({"catalogue": catalogue}), flush=True)
+    send(catalogue=catalogue)
     ids = args.ids or [ex_id for exercises in (catalogue or {}).values()
                        for ex_id, _, _ in exercises]
     for ex_id in ids:
-        print(json.dumps({"start": ex_id}), flush=True)
+        send(start=ex_id)
         passed, message = checks.run(ex_id, folder, args.answers)
-        print(json.dumps({"id": ex_id, "passed": passed, "message": message}), flush=True)
+        send(id=ex_id, passed=passed, message=message)
+    send(done=True)
+    results.close()
+    os._exit(0)  # now, even if the learner's code left a thread running
+
+
+def limit_memory(gb):
+    """On Linux: at most `gb` GB of address space beyond what the child holds now (torch's
+    libraries reserve ~3 GB of it without using it). None where no limit was set."""
+    try:
+        import resource
+        with open("/proc/self/statm") as f:
+            held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = held + int(gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        return gb
+    except (ImportError, OSError, ValueError):
+        return None  # (macOS and Windows: no /proc, and RLIMIT_AS is not enforced there)
 
 
 def report(catalogue, results) -> int:
-    """The table of results; how many have passed."""
+    """The table of results, each exercise's own output under it; how many passed."""
     done = 0
     for lesson, exercises in catalogue.items():
         print(f"\nLesson {lesson}")
         for ex_id, kind, title in exercises:
-            passed, message = results[ex_id]
+            passed, message, output = results[ex_id]
             done += passed
             print(f"  {ex_id:<6} {'passed ' if passed else 'not yet'}  {kind:<8} {title}")
             for line in message.splitlines():
                 print(f"{'':17}{line}")
+            if output:
+                print(f"{'':17}your code printed:")
+                for line in output.splitlines():
+                    print(f"{'':19}| {line}")
     return done
+
+
+def on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through run_child's finally: the child ends
 
 
 def main(argv=None):
@@ -141,18 +300,16 @@ def main(argv=None):
         print(f"error: unknown lesson(s) {' '.join(unknown)}; the lessons are "
               f"{' '.join(LESSONS)}", file=sys.stderr)
         return 2
-    catalogue, results = run_child(args.lessons, None, folder, args.answers, args.time_limit)
-    if not catalogue:
-        print("error: the checker could not start: is the course's .venv active? (make "
-              "exercises sets it up)", file=sys.stderr)
+    if min(args.time_limit, args.startup_limit, args.memory_limit) <= 0:
+        print("error: --time-limit, --startup-limit and --memory-limit must be positive",
+              file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, on_sigterm)  # an IDE's stop button, `timeout`
+    remove_stale_folders()
+    catalogue, results, problem = check_all(args, folder)
+    if catalogue is None:
+        print(f"error: {problem}", file=sys.stderr)
         return 1
-    pending = [ex_id for exercises in catalogue.values() for ex_id, _, _ in exercises
-               if ex_id not in results]
-    while pending:  # a killed child leaves the rest for a new one
-        found = run_child(args.lessons, pending, folder, args.answers, args.time_limit)[1]
-        results.update(found or {ex_id: (False, "not checked: the checker's process did "
-                                                "not start again") for ex_id in pending})
-        pending = [ex_id for ex_id in pending if ex_id not in results]
     total, done = len(results), report(catalogue, results)
     print(f"\n{done} of {total} passed" + ("" if done == total else
           f"; {total - done} not yet. Each hint says what was expected and where to look."))
