@@ -305,61 +305,132 @@ def main(argv=None):
 # built model and optimizer and fit() continues with the next epoch. A Ctrl-C in the
 # middle of an epoch loses only that epoch: the state of the one before is on disk.
 def check_resume(args, loaders, device, model_kwargs):
-    """--check-resume: stopped after epoch 1 and resumed, against never stopped."""
+    """--check-resume: stopped after epoch 1 and resumed, against never stopped, compared
+    at the END of the last epoch (weights and optimizer), not on the kept epoch."""
     if args.epochs < 2:
         raise dl_utils.FriendlyError("--check-resume needs --epochs 2 or more")
     dl_utils.section(f"Resuming, checked: {args.epochs} epochs, stopped after epoch 1 or not")
     run = functools.partial(resume_run, args, loaders, device, model_kwargs)
-    cases = {"resumed from the whole training state": "all",
-             "... but with a fresh optimizer (Adam's averages lost)": "no optimizer",
-             "... but with the loader's generator seeded again": "no generator"}
+    averages = ("Adam's running averages" if args.optimizer == "adam" else
+                "SGD's momentum" if args.momentum > 0 else "plain SGD")
+    lost = "plain SGD: no state" if averages == "plain SGD" else f"{averages} lost"
     with tempfile.TemporaryDirectory() as folder:
         state = Path(folder) / "state.pt"
-        never = run()
-        run(save_to=state, stop_after=1)
-        rows = [[what, f"{largest_difference(never, run(resume=state, keep=keep)):.3g}"]
-                for what, keep in cases.items()]
-    dl_utils.print_table(["stopped after epoch 1, then",
-                          "largest weight difference from never stopping"], rows)
-    exact = float(rows[0][1]) == 0
-    dl_utils.prose(("""
-        The whole state gives the very same weights: every number that influences the
-        next step was saved.""" if exact else """
-        DIFFERENT: the whole state should give the very same weights on the CPU; something
-        that influences the next step was not saved.""") + """ Without the optimizer's
-        state, Adam restarts its running averages of each weight's gradient at zero, so its
-        next steps differ. Without the generator's state, epoch 2 shuffles the images in
-        epoch 1's order. Both still train, just not the run you stopped.""")
-    return 0
+        never, stopped = run(), run(save_to=state, stop_after=1)
+        if stopped["status"] != "interrupted":  # epoch 1 diverged: nothing was saved
+            raise dl_utils.FriendlyError(f"--check-resume: training {stopped['status']} "
+                                         f"({stopped['diverged']}): nothing to resume "
+                                         "from; try a smaller --lr")
+        rows = {"stopped after epoch 1, resumed from the whole state": run(resume=state),
+                f"... but with a fresh optimizer ({lost})":
+                    run(resume=state, keep="no optimizer"),
+                "... but with the loader's generator seeded again":
+                    run(resume=state, keep="no generator"),
+                f"never stopped, --seed {args.seed + 1} (for scale)": run(seed=args.seed + 1)}
+    gaps = {what: [largest_difference(never["final"][part], r["final"][part])
+                   for part in ("model", "optimizer")] for what, r in rows.items()}
+    dl_utils.print_table(
+        ["after the last epoch", "weights differ by", "optimizer by", "val acc",
+         "1st step / lr"],
+        [["never stopped (the reference)", "", "", f"{100 * never['val_acc']:.2f}%", ""]]
+        + [[what, *(f"{gap:.3g}" for gap in gaps[what]), f"{100 * r['val_acc']:.2f}%",
+            f"{r['first_step']:.3g}" if r["first_step"] is not None else ""]
+           for what, r in rows.items()])
+    dl_utils.prose("""Each difference is the largest over every weight, or every number of
+        the optimizer's state, from the run never stopped. 1st step / lr: how far a weight
+        moved, on average, in the first step after resuming, in units of lr.""")
+    explain_resume([max(g) for g in gaps.values()], list(rows.values()), averages)
+    return 0 if max(list(gaps.values())[0]) == 0 else 1
+
+
+def explain_resume(gaps, runs, averages):
+    """What the table shows, sentence by sentence, each printed only if the numbers say so."""
+    whole, no_opt, no_gen = gaps[:3]
+    text = ("The whole state gives the very same weights and optimizer: every number that "
+            "influences the next step was saved." if whole == 0 else
+            "DIFFERENT: the whole state should give the very same weights on the CPU; "
+            "something that influences the next step was not saved.")
+    if no_opt > 0:
+        text += f" Without the optimizer's state, {averages} restart at zero, so the run goes on"
+        text += (" differently: a fresh Adam's first step moves every weight by about lr "
+                 f"(m / sqrt(v) = g / |g| = 1), against {runs[0]['first_step']:.2f} x lr with "
+                 "the state."
+                 if averages.startswith("Adam") else " differently.")
+    elif whole == 0:
+        text += " A fresh optimizer changed nothing here: SGD without momentum keeps no state."
+    if no_gen > 0:
+        text += (" Without the generator's state, epoch 2 shuffles the images in epoch 1's "
+                 "order.")
+    if min(no_opt, no_gen) > 0:
+        text += " Both still train, just not the run you stopped: compare their difference "
+        text += "with another seed's."
+    dl_utils.prose(text)
 
 
 def resume_run(args, loaders, device, model_kwargs, save_to=None, stop_after=None,
-               resume=None, keep="all"):
-    """One training run of check_resume, built as a fresh process builds it; the model."""
+               resume=None, keep="all", seed=None):
+    """One training run of check_resume, built as a fresh process builds it: fit's result
+    with the weights and optimizer state after its last epoch ("final"), that epoch's
+    validation accuracy, and the mean size of the first step after resuming (in lr)."""
     train_loader, val_loader, _ = loaders
-    dl_utils.set_seed(args.seed)  # as at the start of main()
-    train_loader.generator.manual_seed(args.seed)
+    seed = args.seed if seed is None else seed
+    dl_utils.set_seed(seed)  # as at the start of main()
+    train_loader.generator.manual_seed(seed)
     model = SimpleNN(**model_kwargs).to(device)
     optimizer = make_optimizer(model, args)
-    start = save = None
+    start, first = None, None
     if resume:
         start = dl_utils.resume_training(resume, SCRIPT, args, model, optimizer, None,
                                          train_loader.generator)
         if keep == "no optimizer":
             optimizer = make_optimizer(model, args)
         if keep == "no generator":
-            train_loader.generator.manual_seed(args.seed)
-    if save_to:
-        def save(epoch, best, history):
+            train_loader.generator.manual_seed(seed)
+        first = first_step(model, optimizer, train_loader, args)
+    final = {}
+
+    def after_epoch(epoch, best, history):  # the state after every epoch, the last kept
+        final.update(model=copy.deepcopy(model.state_dict()),
+                     optimizer=copy.deepcopy(optimizer.state_dict()["state"]))
+        if save_to:
             dl_utils.save_training_state(save_to, SCRIPT, args, model, model_kwargs, optimizer,
                                          None, train_loader.generator, epoch, best, history)
-    fit(model, train_loader, val_loader, optimizer, args.epochs, device, verbose=False,
-        start=start, after_epoch=save, stop_after=stop_after)
-    return model
+    result = fit(model, train_loader, val_loader, optimizer, args.epochs, device, verbose=False,
+                 start=start, after_epoch=after_epoch, stop_after=stop_after)
+    return dict(result, final=final, first_step=first,
+                val_acc=result["history"]["val_acc"][-1] if result["history"]["val_acc"] else 0)
 
 
-def largest_difference(a, b) -> float:
-    return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
+def first_step(model, optimizer, loader, args) -> float:
+    """The mean |change| of a weight in the first step after resuming, divided by lr,
+    over the weights that get a gradient: on copies of the model and optimizer, with the
+    generator put back (the run itself is not touched)."""
+    trial = copy.deepcopy(model)
+    trial_opt = make_optimizer(trial, args)
+    trial_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # (shares tensors)
+    rng = loader.generator.get_state()
+    X, y = next(iter(loader))
+    loader.generator.set_state(rng)
+    before = torch.cat([p.detach().flatten().clone() for p in trial.parameters()])
+    trial_opt.zero_grad()
+    nn.functional.cross_entropy(trial(X), y).backward()
+    trial_opt.step()
+    after = torch.cat([p.detach().flatten() for p in trial.parameters()])
+    moved = torch.cat([p.grad.flatten() for p in trial.parameters()]) != 0
+    return ((after - before)[moved].abs().mean() / args.lr).item()
+
+
+def largest_difference(a: dict, b: dict) -> float:
+    """The largest difference between two state dicts (weights, or the optimizer's state
+    per parameter); a number one of them lacks counts as 0 there."""
+    def tensors(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from tensors(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", torch.as_tensor(v, dtype=torch.float64)
+    a, b = dict(tensors(a)), dict(tensors(b))
+    return max([(a.get(k, 0) - b.get(k, 0)).abs().max().item() for k in a | b] or [0.0])
 
 
 def best_epochs_explained(history):

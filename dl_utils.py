@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import copy
 import datetime
+import glob
 import gzip
 import hashlib
 import importlib
@@ -1158,6 +1159,7 @@ def read_training_state(path, script, args, model) -> dict:
     if not (isinstance(state, dict) and state.get("kind") == TRAINING_STATE):
         raise FriendlyError(f"{display_path(path)} is not a training state (a model checkpoint "
                             "cannot be resumed: give the <name>_training.pt beside it)")
+    check_state_entries(state, path)
     if state["script"] != script or state["model_class"] != type(model).__name__:
         raise FriendlyError(f"{display_path(path)} was written by {state['script']} for a "
                             f"{state['model_class']}, not by {script} for a {type(model).__name__}")
@@ -1171,19 +1173,46 @@ def read_training_state(path, script, args, model) -> dict:
     if state["epoch"] >= args.epochs:
         raise FriendlyError(f"{display_path(path)} has finished all {args.epochs} epochs: "
                             "nothing left to resume")
+    stop = getattr(args, "stop_after_epoch", None)
+    if stop is not None and stop <= state["epoch"]:
+        raise FriendlyError(f"--stop-after-epoch {stop}: {display_path(path)} has {state['epoch']} "
+                            f"epochs done already; give a later epoch (or none)")
     return state
+
+
+STATE_ENTRIES = {"script": str, "epoch": int, "model_class": str, "model_kwargs": dict,
+                 "model": dict, "optimizer": dict, "best": dict, "history": dict,
+                 "settings": dict, "rng": dict}  # what read and resume use, and its type
+
+
+def check_state_entries(state: dict, path) -> None:
+    """Every entry resuming reads is there with the right type, or one FriendlyError line
+    (a state damaged by hand, or written by another version of the course)."""
+    for key, kind in STATE_ENTRIES.items():
+        if not isinstance(state.get(key), kind):
+            raise FriendlyError(f"{display_path(path)} is not a usable training state: its "
+                                f"'{key}' entry is {'missing' if key not in state else 'wrong'}")
+    best, rng = state["best"], state["rng"]
+    if not ({"epoch", "val_acc", "state"} <= set(best) and isinstance(rng.get("torch"),
+                                                                     torch.Tensor)):
+        raise FriendlyError(f"{display_path(path)} is not a usable training state: its "
+                            "'best' or 'rng' entry is incomplete")
 
 
 def resume_training(path, script, args, model, optimizer, scheduler, generator) -> dict:
     """Load a training state into the model, optimizer, schedule and generators built for
     this run; return fit's `start` (the epoch done, the best so far, the history)."""
     state = read_training_state(path, script, args, model)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["rng"]["loader"])  # the next epoch's shuffle (and shifts)
-    torch.set_rng_state(state["rng"]["torch"])
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["rng"]["loader"])  # the next epoch's shuffle (and shifts)
+        torch.set_rng_state(state["rng"]["torch"])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise FriendlyError(f"cannot resume from {display_path(path)}: {first_detail(err)}") \
+            from err
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     best = dict(state["best"], state=state["best"]["state"] or None)
@@ -1924,6 +1953,21 @@ def check_file(path: Path, size: int | None, md5: str | None) -> None:
         raise FriendlyError(f"{path} fails its md5 check (altered or damaged); {fix}")
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Temporaries of `path` left by a writer killed outright (SIGKILL, a power cut): those
+    whose process is gone. (POSIX only: elsewhere there is no harmless liveness check.)"""
+    if os.name != "posix":
+        return
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-4]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, OSError):
+            pass  # not ours, or a live process of another user
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path):
     """Context manager: write to a temporary file beside `path`, then rename it into place.
@@ -1939,6 +1983,7 @@ def atomic_path(path: Path):
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

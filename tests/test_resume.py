@@ -44,14 +44,54 @@ def test_stopped_and_resumed_equals_never_stopped(tmp_path, script, flags, stop)
     assert history["val_acc"] == torch.load(never, weights_only=True)["history"]["val_acc"]
 
 
-def test_03_checks_resuming_and_what_each_part_of_the_state_is_worth():
-    result = run_script("03_train_mnist.py", *QUICK_03, "--check-resume", inline=True)
+def resume_table(stdout):
+    """{row: (weights differ by, optimizer by)} from 03 --check-resume's table."""
+    rows = re.findall(r"^(\S.+?)\s{2,}([\d.e+-]+)\s+([\d.e+-]+)\s+[\d.]+%", stdout,
+                      re.MULTILINE)
+    return {row: (float(w), float(o)) for row, w, o in rows}
+
+
+# The review's case: with these settings the best epoch is epoch 1 in every run, so a
+# proof that compared the kept models printed 0 on every row, resumed or not.
+VACUOUS = ["--epochs", "2", "--subset", "300", "--label-noise", "0.8", "--lr", "0.01"]
+
+
+@pytest.mark.parametrize("flags", [QUICK_03, VACUOUS], ids=["quick", "kept-epoch-1"])
+def test_03_checks_resuming_and_what_each_part_of_the_state_is_worth(flags):
+    result = run_script("03_train_mnist.py", *flags, "--check-resume", inline=True)
     assert result.returncode == 0, result.stderr
-    found = dict(re.findall(r"^(.+?)\s{2,}([\d.e+-]+)$", result.stdout, re.MULTILINE))
-    assert float(found["resumed from the whole training state"]) == 0
-    assert float(found["... but with a fresh optimizer (Adam's averages lost)"]) > 1e-4
-    assert float(found["... but with the loader's generator seeded again"]) > 1e-4
-    assert "DIFFERENT" not in result.stdout
+    found = resume_table(result.stdout)
+    assert found["stopped after epoch 1, resumed from the whole state"] == (0, 0)
+    assert min(found["... but with a fresh optimizer (Adam's running averages lost)"]) > 1e-4
+    assert found["... but with the loader's generator seeded again"][0] > 1e-4
+    assert found["never stopped, --seed 1 (for scale)"][0] > 1e-4
+    text = " ".join(result.stdout.split())  # (prose wraps)
+    assert "DIFFERENT" not in text and "moves every weight by about lr" in text
+
+
+def test_03_check_resume_fails_when_resuming_is_broken(monkeypatch):
+    """A planted fault: the optimizer's state is not loaded. The proof must say so."""
+    monkeypatch.setattr(torch.optim.Adam, "load_state_dict", lambda self, state: None)
+    result = run_script("03_train_mnist.py", *VACUOUS, "--check-resume", inline=True)
+    assert result.returncode == 1 and "DIFFERENT" in result.stdout
+    assert max(resume_table(result.stdout)[
+        "stopped after epoch 1, resumed from the whole state"]) > 1e-4
+
+
+def test_03_check_resume_speaks_of_the_optimizer_in_use():
+    result = run_script("03_train_mnist.py", "--epochs", "2", "--subset", "500", "--optimizer",
+                        "sgd", "--momentum", "0", "--lr", "0.1", "--check-resume", inline=True)
+    assert result.returncode == 0, result.stderr
+    assert "Adam" not in result.stdout.split("=== Resuming")[1]
+    assert "SGD without momentum keeps no state" in " ".join(result.stdout.split())
+
+
+def test_03_check_resume_when_epoch_1_diverges_says_so():
+    result = run_script("03_train_mnist.py", "--epochs", "2", "--subset", "2000", "--lr", "0.1",
+                        "--check-resume", inline=True)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "diverged" in result.stderr and "nothing to resume" in result.stderr
+    assert "not a readable" not in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +180,37 @@ def test_09_does_not_serve_training_states(state, tmp_path):
     (folder / path.name).write_bytes(path.read_bytes())
     assert lesson("09_serve_digits").load_models(folder, "cpu") == []
     assert OUTPUT_DIR.exists()
+
+
+@pytest.mark.parametrize("damage", ["settings", "rng", "epoch", "best"])
+def test_a_state_missing_an_entry_is_one_line(state, tmp_path, damage):
+    path, args, model = state
+    saved = torch.load(path, weights_only=True)
+    del saved[damage]
+    broken = tmp_path / "broken_training.pt"
+    torch.save(saved, broken)
+    with pytest.raises(dl_utils.FriendlyError, match=f"'{damage}' entry is missing"):
+        dl_utils.read_training_state(broken, "03_train_mnist.py", args, model)
+
+
+def test_stop_after_an_epoch_already_done_is_refused(state):
+    path, args, model = state
+    stop_at_1 = Namespace(**{**vars(args), "stop_after_epoch": 1})
+    with pytest.raises(dl_utils.FriendlyError, match="--stop-after-epoch 1: .* 1 epochs done"):
+        dl_utils.read_training_state(path, "03_train_mnist.py", stop_at_1, model)
+    stop_at_2 = Namespace(**{**vars(args), "stop_after_epoch": 2})
+    assert dl_utils.read_training_state(path, "03_train_mnist.py", stop_at_2, model)
+
+
+def test_a_save_killed_outright_leaves_no_temporary_behind_the_next_one(tmp_path):
+    import subprocess
+    target = tmp_path / "simple_nn_training.pt"
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has now
+    stale = tmp_path / f".{target.name}.{gone.pid}.tmp"
+    stale.write_bytes(b"half a state")
+    live = tmp_path / f".{target.name}.1.tmp"  # pid 1 is alive: another writer's, kept
+    live.write_bytes(b"someone else's")
+    with dl_utils.atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and not stale.exists() and live.exists()
