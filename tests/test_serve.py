@@ -188,19 +188,19 @@ def raw(port, data: bytes, timeout=30) -> bytes:
 
 
 def test_garbled_requests_are_4xx_and_the_server_keeps_serving(server, capfd):
-    over = raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000"
+    over = raw(server, b"POST /api/predict HTTP/1.1\r\nHost: [::1]\r\nContent-Length: 3000000"
                        b"\r\n\r\n" + b"x" * 1000)  # answered before the body is read
     assert over.startswith(b"HTTP/1.1 413 ")
     for garbage in (b"\x00\x01garbage\r\n\r\n",  # not even HTTP
-                    "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: ²\r\n\r\n{}"
+                    "POST /api/predict HTTP/1.1\r\nHost: [::1]\r\nContent-Length: ²\r\n\r\n{}"
                     .encode("latin-1"),
-                    b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 1_000_000 + b"\r\n\r\n"):
+                    b"GET / HTTP/1.1\r\nHost: [::1]\r\nX-Long: " + b"a" * 1_000_000 + b"\r\n\r\n"):
         try:
             answer = raw(server, garbage)
         except ConnectionResetError:  # refused while we were still sending: also fine
             continue
         assert answer.startswith(b"HTTP/1.1 400 "), garbage[:30]
-    head = raw(server, b"HEAD /api/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = raw(server, b"HEAD /api/models HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")  # no body
     assert request(server, "GET", "/api/models")[0] == 200
     assert "Traceback" not in capfd.readouterr().err
@@ -213,8 +213,8 @@ def test_slow_clients_are_dropped_and_never_block_others(server, monkeypatch):
     started = time.monotonic()
     slow = [socket.create_connection(("127.0.0.1", server)) for _ in range(20)]
     for i, sock in enumerate(slow):
-        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\n" if i % 2 else
-                     b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: [::1]\r\n" if i % 2 else
+                     b"POST /api/predict HTTP/1.1\r\nHost: [::1]\r\nContent-Length: 100\r\n\r\n{")
     t0 = time.monotonic()
     assert request(server, "GET", "/api/models")[0] == 200  # not behind the slow ones
     assert time.monotonic() - t0 < 2
@@ -239,14 +239,14 @@ def test_a_client_that_leaves_early_prints_no_traceback(server, capfd):
     png = serving.predict_request(b"not really")
     for _ in range(5):  # send a request, then close before the answer is read
         with socket.create_connection(("127.0.0.1", server)) as sock:
-            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: [::1]\r\nContent-Type: "
                          b"application/json\r\nContent-Length: " + str(len(png) + 100).encode()
                          + b"\r\n\r\n" + png)
     _, y, drawings = m09().drawn_test_digits(5, seed=4)
     for png in drawings:  # a whole valid request, then gone before the answer
         with socket.create_connection(("127.0.0.1", server)) as sock:
             body = serving.predict_request(png)
-            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: [::1]\r\nContent-Type: "
                          b"application/json\r\nContent-Length: " + str(len(body)).encode()
                          + b"\r\n\r\n" + body)
     assert request(server, "GET", "/api/models")[0] == 200
@@ -275,7 +275,7 @@ def test_too_many_connections_get_503_not_a_crash(models):
         port = int(url.rsplit(":", 1)[1])
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
         time.sleep(0.2)
-        assert raw(port, b"GET /api/models HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
+        assert raw(port, b"GET /api/models HTTP/1.1\r\nHost: [::1]\r\n\r\n").startswith(
             b"HTTP/1.1 503 ")
         for sock in idle:
             sock.close()
@@ -353,3 +353,75 @@ def test_unusable_checkpoints_are_skipped_with_one_line_each(served_models_dir, 
     out = capsys.readouterr().out
     assert "skipped" in out and "bad_kwargs.pt" in out and "cannot be built" in out
     assert "ddp.pt" in out and "unknown model module" in out and "Traceback" not in out
+
+
+# ---- Issue 28: real use of the server ------------------------------------------------------
+def test_kept_alive_connections_have_nagle_off(models):
+    """Without TCP_NODELAY every answer on a kept-alive connection waited ~40 ms for the
+    client's delayed ACK (the drawing page reuses its connection). Judged on the sockets
+    the server accepted, not on a timing."""
+    import threading
+    server, sock = serving.make_server(m09().make_app(models), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.01)
+        with serving.Client(serving.url_of(sock)) as client:
+            for _ in range(3):  # three requests on one connection
+                assert client.post("/api/predict", b"{}")[0] == 400
+            accepted = [c.transport.get_extra_info("socket")
+                        for c in server.server_state.connections]
+            assert len(accepted) == 1
+            assert accepted[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.mark.parametrize("host, status", [("attacker.example", 400), ("127.0.0.1.evil.com", 400),
+                                          ("localhost", 200), ("[::1]:8000", 200),
+                                          ("127.0.0.1:1", 200)])
+def test_on_loopback_only_requests_for_this_computer_are_answered(server, host, status):
+    answer = raw(server, f"GET /api/models HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200]
+    if status == 400:  # one line in the API's shape, and the connection closed (raw returned)
+        assert b"connection: close" in answer.lower() and b'{"error":"this server answers' in answer
+
+
+def test_a_server_for_the_network_takes_any_host_name():
+    guard = serving.RequestGuard(None, 100, loopback_only=False)
+    assert guard.problem({"headers": [(b"host", b"my-laptop.local:8000")]}) is None
+    loopback = serving.RequestGuard(None, 100, loopback_only=True)
+    assert loopback.problem({"headers": [(b"host", b"my-laptop.local:8000")]})[0] == 400
+
+
+def test_a_smuggled_request_behind_both_framings_is_never_answered(server):
+    answer = raw(server, b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                         b"GET /api/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and answer.count(b"HTTP/1.1") == 1, answer
+    assert b"Transfer-Encoding" in answer and b"connection: close" in answer.lower()
+
+
+def test_a_body_over_the_limit_is_one_json_line_however_it_is_sent(server):
+    declared = raw(server, b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Content-Length: 3000000\r\n\r\n{")
+    assert declared.startswith(b"HTTP/1.1 413 ") and b"connection: close" in declared.lower()
+    assert b'{"error":"the body has 3,000,000 bytes; the limit is 2,000,000"}' in declared
+
+
+def test_models_are_listed_without_where_they_live_on_disk(client, served_models_dir):
+    listed = client.get("/api/models").json()["models"]
+    folder = served_models_dir.name  # "folder/file.pt": models/cnn.pt when run by hand
+    assert listed and all(m["checkpoint"].startswith(f"{folder}/") for m in listed), listed
+    assert not any(os.path.isabs(m["checkpoint"]) for m in listed)
+
+
+def test_the_docs_page_needs_no_internet(client):
+    page = client.get("/docs").text
+    scripts = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert scripts and not [s for s in scripts if s.startswith(("http:", "https:", "//"))]
+    for asset in scripts:
+        assert client.get(asset).status_code == 200, asset
