@@ -12,6 +12,8 @@ Run it:
     torchrun --standalone --nproc-per-node=2 10_distributed_training.py   # the usual way
     python 10_distributed_training.py          # the same: starts torchrun for you
     python 10_distributed_training.py --nproc 4 --epochs 1   # 4 processes x 16 images
+More processes than cores are allowed, with a warning (they take turns); a count whose
+memory the machine cannot hold (about 1.2 GB each) is refused unless --force-nproc.
 On several machines (see the README): the same script, started by torchrun on each
 with --nnodes, --node-rank and a --rdzv-endpoint they can all reach.
 Then: python 04_load_model.py --checkpoint models/ddp_simple_nn.pt (speed: `make bench`)
@@ -50,6 +52,9 @@ SEED = 0
 CHECKPOINT = dl_utils.MODELS_DIR / "ddp_simple_nn.pt"
 MODEL_KWARGS = {"hidden_size": 128}  # dl_utils.SimpleNN: lesson 3's 784-128-10 MLP
 TIMEOUT = timedelta(seconds=60)  # a collective that waits longer than this fails loudly
+WORKER_GB = 1.2  # memory one process holds at its peak: torch and all of MNIST as float
+# tensors (measured here: 1.14 GB; the workers report it with --results). --nproc 64 would
+# need 77 GB, so the launcher refuses a count the machine cannot hold (--force-nproc)
 
 
 def parse_args(argv=None):
@@ -58,6 +63,9 @@ def parse_args(argv=None):
                         help="processes to launch; each takes --batch-size / nproc images "
                              "of every step (default: %(default)s)")
     dl_utils.add_training_args(parser, batch_size=GLOBAL_BATCH, lr=LR, num_epochs=NUM_EPOCHS)
+    parser.add_argument("--force-nproc", action="store_true",
+                        help="start --nproc processes even if their estimated memory "
+                             f"({WORKER_GB:g} GB each) exceeds what is available")
     parser.add_argument("--proof-steps", type=int, default=PROOF_STEPS,
                         help="steps checked against one process, 0 to skip "
                              "(default: %(default)s)")
@@ -395,7 +403,8 @@ def job(args, rank, world, device, backend):
     if args.results and rank == 0:  # rank 0's numbers
         dl_utils.save_results(args.results, Path(__file__).name, args, device, world=world,
                               threads=torch.get_num_threads(), images=len(y), proof=proof,
-                              test_acc=test_acc, **trained)
+                              test_acc=test_acc, peak_memory_mb=dl_utils.peak_memory_mb(),
+                              **trained)
 
 
 def prove_if_asked(ddp, data, args, world, device):
@@ -434,6 +443,9 @@ def launcher(args, script_args):
     dl_utils.section(f"Launching {args.nproc} process{'es' if args.nproc > 1 else ''} "
                      "with torchrun")
     check_world(args, args.nproc)  # (and each worker checks the count torchrun started)
+    gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") else 0
+    dl_utils.check_process_count(args.nproc, WORKER_GB, on_cpu=gpus < args.nproc,
+                                 force=args.force_nproc)
     dl_utils.check_port_free(args.master_port, "--master-port")
     if args.resume:  # a state that cannot go on: one line now, before any process starts
         dl_utils.read_training_state(args.resume, Path(__file__).name, args, dl_utils.SimpleNN())

@@ -1114,7 +1114,8 @@ TRAINING_STATE = "training state"  # its "kind", so that no one mistakes it for 
 # Settings a resumed run may change: where it runs and writes, how it is stopped, what it
 # checks on the side (10's --proof-steps trains a separate copy of the model).
 MAY_DIFFER = {"device", "show", "checkpoint", "results", "resume", "stop_after_epoch",
-              "check_resume", "master_port", "crash_rank", "proof_steps"}
+              "check_resume", "master_port", "crash_rank", "proof_steps",
+              "force_nproc"}
 
 
 def training_state_path(checkpoint) -> Path:
@@ -1734,6 +1735,58 @@ def run_main(main) -> None:
     except BrokenPipeError:  # `python lesson.py | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's docs'
         sys.exit(1)  # recipe: no second error when Python flushes stdout at exit)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container or `taskset` can allow fewer than
+    the machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def available_memory_gb() -> float | None:
+    """Memory a new program can take without pushing others out (Linux's MemAvailable);
+    elsewhere the physical memory, an upper bound; None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20  # kB -> GB
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_process_count(nproc: int, per_process_gb: float, on_cpu: bool, force: bool) -> None:
+    """Before starting nproc processes (lesson 10): refuse in one line a count whose memory
+    would exceed what is available (unless `force`), and warn when processes on the CPU
+    outnumber its cores."""
+    available = available_memory_gb()
+    needed = nproc * per_process_gb
+    if available is not None and needed > available and not force:
+        raise FriendlyError(
+            f"--nproc {nproc} would need about {needed:.0f} GB ({nproc} x {per_process_gb:g} GB "
+            f"per process: torch and the data, each in its own copy) and {available:.1f} GB "
+            "is available: use fewer processes, or add --force-nproc to start them anyway")
+    cores = usable_cores()
+    if on_cpu and nproc > cores:
+        print(f"WARNING: {nproc} processes on {cores} cores: they take turns on the cores, "
+              f"so each step waits for the slowest and an epoch takes longer than with "
+              f"{cores}, not shorter.", flush=True)
+
+
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory in MB (10's workers report it); None on Windows."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def ddp_bucket_count(ddp) -> int:

@@ -71,6 +71,8 @@ def test_two_processes_end_with_single_process_weights_and_04_loads_them(tmp_pat
     assert "Gradient buckets: 1 " in out  # SimpleNN's gradients fit in one: no overlap
     record = json.loads(results.read_text())
     assert record["world"] == 2
+    # the launcher's memory estimate per process (issue 32) is not below what one takes
+    assert record["peak_memory_mb"] <= 1024 * m10().WORKER_GB
     assert record["proof"]["single_process"] == pytest.approx(single, rel=0.05)
     assert record["proof"]["adam"] == pytest.approx(adam, rel=0.05)
     assert len(record["epoch_seconds"]) == 2 and 0.5 < record["test_acc"] <= 1
@@ -142,6 +144,7 @@ def test_nproc_is_not_passed_on_to_torchrun(monkeypatch):
     """torchrun would read --nproc as its own (ambiguous) --nproc-per-node and refuse."""
     calls = []
     monkeypatch.setattr(dl_utils, "torchrun", lambda *a: calls.append(a))
+    monkeypatch.setattr(dl_utils, "available_memory_gb", lambda: 20.0)  # 4 x 1.2 GB fit
     for given in (["--nproc", "4", "--epochs", "1"], ["--nproc=4", "--epochs", "1"]):
         m10().launcher(m10().parse_args(given), given)
     assert [(nproc, args) for _, nproc, _, args in calls] == [(4, ["--epochs", "1"])] * 2
@@ -210,3 +213,32 @@ def test_nccl_only_with_one_gpu_per_process(monkeypatch, capsys, gpus, processes
     said = "NCCL needs one GPU per process" in capsys.readouterr().out
     assert (str(device), backend, said) == expected and calls["backend"] == backend
     assert calls.get("set") == (str(device) if backend == "nccl" else None)
+
+
+def test_a_process_count_the_machine_cannot_hold_is_refused_before_any_starts(monkeypatch):
+    """--nproc 64 (a typo for 4) on a 2-core machine with ~20 GB: one line, no process."""
+    monkeypatch.setattr(dl_utils, "torchrun", lambda *a: pytest.fail("a worker was started"))
+    monkeypatch.setattr(dl_utils, "available_memory_gb", lambda: 20.0)
+    monkeypatch.setattr(dl_utils, "usable_cores", lambda: 2)
+    result = run_script("10_distributed_training.py", "--nproc", "64", "--epochs", "1",
+                        "--subset", "640", inline=True)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "--nproc 64 would need about 77 GB" in result.stderr
+    assert "20.0 GB is available" in result.stderr and "--force-nproc" in result.stderr
+
+
+def test_more_processes_than_cores_warns_and_force_lets_a_big_count_through(monkeypatch,
+                                                                           capsys):
+    calls = []
+    monkeypatch.setattr(dl_utils, "torchrun", lambda *a: calls.append(a))
+    monkeypatch.setattr(dl_utils, "usable_cores", lambda: 2)
+    monkeypatch.setattr(dl_utils, "available_memory_gb", lambda: 20.0)
+    m10().launcher(m10().parse_args(["--nproc", "4", "--epochs", "1"]), ["--nproc", "4"])
+    assert "WARNING: 4 processes on 2 cores" in capsys.readouterr().out and len(calls) == 1
+    monkeypatch.setattr(dl_utils, "available_memory_gb", lambda: 1.0)  # too little for 2
+    with pytest.raises(dl_utils.FriendlyError, match="--nproc 2 would need about 2 GB"):
+        m10().launcher(m10().parse_args(["--nproc", "2"]), ["--nproc", "2"])
+    assert len(calls) == 1
+    m10().launcher(m10().parse_args(["--nproc", "2", "--force-nproc"]),
+                   ["--nproc", "2", "--force-nproc"])
+    assert len(calls) == 2 and "WARNING" not in capsys.readouterr().out  # 2 on 2 cores
