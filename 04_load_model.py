@@ -202,9 +202,10 @@ def eval_mode_demo(model, X):
     print(f"Under torch.no_grad(): output.grad_fn = {without_grad.grad_fn}")
     dl_utils.prose("""
         With autograd on, each output remembers the operation that made it (grad_fn), and
-        that one its inputs, back to the weights: the "graph" that backward() walks. Every
-        intermediate result is kept in memory for it. Inference needs no gradients, so
-        under torch.no_grad() nothing is recorded: faster and lighter.""")
+        that one its inputs, back to the weights: the "graph" that backward() walks. Each
+        step keeps what its backward formula needs (a Linear layer its input, a ReLU its
+        output) until backward() runs. Inference needs no gradients, so under
+        torch.no_grad() nothing is recorded or kept: faster and lighter.""")
 
 
 def dropout_demo():
@@ -215,8 +216,9 @@ def dropout_demo():
     print(f"  Dropout(0.5) train mode: {dropout.train()(ones).tolist()}")
     print(f"  Dropout(0.5) eval mode:  {dropout.eval()(ones).tolist()}")
     dl_utils.prose("""
-        In train mode dropout zeroes half the values at random (and doubles the rest);
-        in eval mode it passes everything through, so predictions are deterministic.""")
+        In train mode dropout zeroes each value independently with probability p = 0.5
+        (so about half, not exactly half: run it again) and doubles the rest; in eval
+        mode it passes everything through, so predictions are deterministic.""")
 
 
 def check_accuracy(model, test_loader, device, checkpoint):
@@ -229,7 +231,7 @@ def check_accuracy(model, test_loader, device, checkpoint):
     if saved is not None:
         rows.append(["reported at training", f"{round(saved * n):,} / {n:,}",
                      dl_utils.format_accuracy(saved, n)])
-    dl_utils.print_table(["test accuracy", "correct", "accuracy ± SE"], rows)
+    dl_utils.print_table(["test accuracy", "correct", "accuracy (95% interval)"], rows)
     if saved is not None:
         print(same_result_verdict(acc, saved, n, checkpoint.get("device"), device))
     chose = ("Validation accuracy chose the epoch during training"
@@ -238,8 +240,8 @@ def check_accuracy(model, test_loader, device, checkpoint):
     dl_utils.prose(f"""
         ({chose}; the test set was used once
         to report the result. Tuning anything on it would make it one more validation set.
-        The ± is the test set's own sampling error: 10,000 images pin an accuracy down to
-        about a tenth of a point, no better.)""")
+        The interval is the test set's own sampling error: on 10,000 images one standard
+        error is about 0.15 points, so a 95% interval is about ± 0.3, no better.)""")
     return acc
 
 

@@ -193,7 +193,8 @@ def compare_with_mlp(metrics, result, n_params):
     mlp_sec, cnn_sec = mlp["metrics"]["train_seconds"], result["train_seconds"]
     rows = [["SimpleNN (03, MLP)", mlp_params, mlp_acc, mlp_sec, len(mlp["history"]["seconds"])],
             ["SmallCNN (06)", n_params, cnn_acc, cnn_sec, len(result["history"]["seconds"])]]
-    dl_utils.print_table(["model", "parameters", "test accuracy ± SE", "training time", "epochs"],
+    dl_utils.print_table(["model", "parameters", "test accuracy (95% interval)",
+                          "training time", "epochs"],
                          [[name, f"{p:,}", dl_utils.format_accuracy(acc, 10_000), f"{sec:.1f} s",
                            epochs] for name, p, acc, sec, epochs in rows])
     print(mlp_settings_note(mlp.get("changed_settings")))

@@ -420,7 +420,7 @@ def accuracy(probs, y) -> float:
 def report_fine_tuning(before, after, y, what):
     """Held-out accuracy before and after, and which predictions changed."""
     n, acc = len(y), lambda probs: dl_utils.format_accuracy(accuracy(probs, y), n)
-    dl_utils.print_table(["held-out images", "accuracy ± SE"],
+    dl_utils.print_table(["held-out images", "accuracy (95% interval)"],
                          [[f"{what}, before", acc(before)], ["after fine-tuning", acc(after)]])
     fixed, broken = changed_predictions(before, after, y)
     dl_utils.prose(f"""

@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import copy
 import datetime
+import functools
 import glob
 import gzip
 import hashlib
@@ -131,7 +132,11 @@ def hardware_info(device) -> dict:
         names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
                  if ln.startswith("model name")]
         cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+    # the instruction set torch's CPU kernels use (AVX2, AVX512...): another set rounds
+    # some sums differently, so results then differ in the last bits, as across machines
+    return {"cpu": cpu, "cpu_capability": capability, "cpu_cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "device": str(device), "torch": str(torch.__version__),
             "python": platform.python_version(), "platform": platform.platform()}
 
@@ -144,12 +149,14 @@ def set_seed(seed: int) -> torch.Generator:
     (and 06's augmentation) on its own, so that adding a random call elsewhere does not
     change the batch order.
 
-    What "same seed, same result" really promises: bit-identical numbers on the same
-    machine with the same PyTorch build and device. Another CPU, another PyTorch version
-    or a GPU rounds some sums in another order; the last bits differ, and after thousands
-    of training steps that grows into differences of a few tenths of a point in accuracy,
-    as large as a change of seed. To compare with the README's numbers, run with
-    --device cpu. On a CUDA GPU, bit-identical reruns also need
+    What "same seed, same result" really promises: bit-identical numbers with the same
+    CPU instruction set (torch.backends.cpu.get_cpu_capability(): AVX2, AVX512...),
+    PyTorch build, thread count and device. Another instruction set, another PyTorch
+    version, another thread count (1 against 2 moved lesson 3's weights by 2e-7 after 2
+    epochs on 5,000 images, here) or a GPU rounds some sums in another order; the last
+    bits differ, and after thousands of training steps that grows into differences of a
+    few tenths of a point in accuracy, as large as a change of seed. To compare with the
+    README's numbers, run with --device cpu. On a CUDA GPU, bit-identical reruns also need
     torch.use_deterministic_algorithms(True) (slower), and that in turn needs the
     environment variable CUBLAS_WORKSPACE_CONFIG=:4096:8, or cuBLAS raises an error.
     """
@@ -605,8 +612,11 @@ def accuracy_se(acc: float, n: int) -> float:
     some probability p. Counting the successes among n independent flips gives a
     binomial count, whose standard deviation is sqrt(n p (1 - p)); divided by n, the
     accuracy's is sqrt(p (1 - p) / n). On 10,000 images that is 0.15 points at 97.8% and
-    0.08 at 99.4%: another 10,000 digits from the same writers would give an accuracy
-    that differs by about that much. Differences smaller than a few of these are noise.
+    0.08 at 99.4%. Two caveats. The flips are independent only if the images are: MNIST's
+    test digits come from writers the training set never saw, each writing many digits,
+    and one writer's digits succeed or fail together, so for "new writers" this SE is a
+    floor. And two independent test sets differ from each other by about sqrt(2) SE,
+    not SE, since each has its own error. Differences smaller than a few SE are noise.
     """
     return math.sqrt(acc * (1 - acc) / n)
 
@@ -627,32 +637,27 @@ def wilson_interval(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def format_accuracy(acc: float, n: int) -> str:
-    """'97.73% ± 0.15': an accuracy with its binomial standard error, in points; with
-    fewer than 10 mistakes (or 10 right answers) the SE is meaningless, so a 95% Wilson
-    interval instead: '100.00% (95%: 98.49-100.00)'."""
-    if min(acc, 1 - acc) * n >= 10:
-        return f"{100 * acc:.2f}% ± {100 * accuracy_se(acc, n):.2f}"
+    """'97.73% (95%: 97.43-98.01)': an accuracy with its 95% Wilson interval, one kind of
+    interval for every accuracy the course prints. (acc ± 1.96 SE would do at 97.7% but
+    is too narrow with few mistakes: '100.00% ± 0' on 250 images; Wilson stays honest.)"""
     low, high = wilson_interval(acc, n)
     return f"{100 * acc:.2f}% (95%: {100 * low:.2f}-{100 * high:.2f})"
 
 
-# Student's t distribution, 97.5th percentile, by degrees of freedom (a printed t-table):
-# mean ± T_975 * SE covers the true mean 95% of the time when the runs are independent
-# and roughly normal. With few runs the SE itself is uncertain, hence a wider factor.
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-         9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
-
-
+# Student's t distribution: mean ± t * SE covers the true mean 95% of the time (t the
+# 97.5th percentile) when the runs are independent and roughly normal. With few runs the
+# SE itself is uncertain, hence a factor wider than the normal 1.96: 4.30 for 3 seeds.
 def t_975(df: int) -> float:
-    """The t-table value for df degrees of freedom (the next smaller tabled df: cautious)."""
-    return T_975[max(k for k in T_975 if k <= df)] if df < 30 else 1.96 if df > 120 else 2.0
+    """The 97.5th percentile of t with df degrees of freedom (t_quantile below)."""
+    return t_quantile(0.975, df)
 
 
+@functools.cache  # (each costs ~0.02 s of Python; few df are ever asked for)
 def t_quantile(q: float, df: int) -> float:
     """Student's t, the q-quantile for df degrees of freedom, computed rather than tabled
-    (for levels a printed table lacks): the density integrated by Simpson's rule from 0,
-    and the point where the area reaches q - 0.5 found by bisection. Agrees with T_975
-    to its three decimals (tests/test_dl_utils.py)."""
+    (for any level, not just a printed table's): the density integrated by Simpson's rule
+    from 0, and the point where the area reaches q - 0.5 found by bisection. Agrees with
+    a printed t-table to its three decimals (tests/test_dl_utils.py)."""
     c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
 
     def area(x, steps=2000):  # from 0 to x under the density
@@ -1027,11 +1032,12 @@ def report(model, loaders, device):
         metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss, acc
         n = len(loader.dataset)
         rows.append([split, f"{n:,}", f"{loss:.4f}", format_accuracy(acc, n)])
-    print_table(["split", "images", "loss", "accuracy ± SE"], rows)
+    print_table(["split", "images", "loss", "accuracy (95% interval)"], rows)
     gap = 100 * (metrics["train_acc"] - metrics["test_acc"])
     prose(f"""
-        (± one standard error: on other images from the same source, the accuracy would
-        differ by about that much; dl_utils.accuracy_se says where it comes from.)
+        (The interval is each split's own sampling error: where the accuracy on all
+        images like these would lie, 95% of the time; dl_utils.wilson_interval and
+        accuracy_se say where it comes from.)
         Train minus test accuracy: {gap:.2f} points. A model fits the images it was
         trained on better than new ones; a large or growing gap is overfitting.""")
     return metrics
@@ -1107,8 +1113,9 @@ def save_results(path, script: str, args, device, **record) -> None:
 # it. A training state holds everything needed to go on as if the run had never stopped:
 # the weights, the optimizer's state (Adam's two running averages per weight, its step
 # count), the schedule's position, the epoch, the best epoch so far (its number, score
-# and weights), the history, the settings, and the state of every random generator in
-# play (the loader's shuffles and 06's shifts; torch's own; CUDA's). Only tensors,
+# and weights), the history, the settings, and the state of every random generator
+# set_seed seeds (the loader's shuffles and 06's shifts; torch's own; CUDA's; Python's
+# `random` and NumPy's, which no lesson uses but a learner's change may). Only tensors,
 # numbers, strings and containers: it loads with weights_only=True like any checkpoint.
 TRAINING_STATE = "training state"  # its "kind", so that no one mistakes it for a model
 # Settings a resumed run may change: where it runs and writes, how it is stopped, what it
@@ -1143,10 +1150,18 @@ def save_training_state(path, script, args, model, model_kwargs, optimizer, sche
         "settings": {k: v for k, v in vars(args).items() if k not in MAY_DIFFER},
         "rng": {"torch": torch.get_rng_state(),
                 "loader": generator.get_state() if generator is not None else None,
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "python": random.getstate(), "numpy": numpy_rng_state()},
         "torch_version": str(torch.__version__)}
     with atomic_path(Path(path)) as tmp:
         torch.save(state, tmp)
+
+
+def numpy_rng_state() -> tuple:
+    """NumPy's global generator as plain values and a tensor (weights_only=True loads it;
+    a NumPy array inside would be refused)."""
+    name, keys, *rest = np.random.get_state()
+    return (name, torch.from_numpy(keys.astype(np.int64)), *rest)
 
 
 def read_training_state(path, script, args, model) -> dict:
@@ -1216,6 +1231,10 @@ def resume_training(path, script, args, model, optimizer, scheduler, generator) 
             from err
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    if state["rng"].get("python"):  # (states written before these were saved lack them)
+        random.setstate(state["rng"]["python"])
+        name, keys, *rest = state["rng"]["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     best = dict(state["best"], state=state["best"]["state"] or None)
     print(f"Resuming {display_path(path)}: {state['epoch']} of {args.epochs} epochs done, "
           f"best so far epoch {best['epoch']} ({100 * best['val_acc']:.2f}% on validation)")

@@ -349,7 +349,8 @@ def markdown(headers, rows):
 def report(record):
     """The measurements as markdown: what the README's "Expected results" show."""
     hw, pipelines, lessons = record["hardware"], record["pipelines"], record["lessons"]
-    parts = [f"Measured by `make bench` on {record['date'][:10]}: {hw['cpu']}, "
+    parts = [f"Measured by `make bench` on {record['date'][:10]}: {hw['cpu']} "
+             f"({hw.get('cpu_capability', 'capability not recorded')}), "
              f"{hw['cpu_cores']} cores, torch {hw['torch']} ({hw['torch_threads']} threads), "
              f"device {hw['device']}" + (" (--quick: tiny settings)" if record["quick"] else "")
              + ".", "",

@@ -331,7 +331,8 @@ def test_accuracy_standard_error_by_hand():
     # sqrt(p (1 - p) / n), computed by hand for the two accuracies the course quotes
     assert dl_utils.accuracy_se(0.978, 10_000) == pytest.approx(0.0014668, abs=1e-7)
     assert dl_utils.accuracy_se(0.994, 10_000) == pytest.approx(0.00077227, abs=1e-8)
-    assert dl_utils.format_accuracy(0.9773, 10_000) == "97.73% ± 0.15"
+    # one kind of interval everywhere (review 1.7): Wilson's, even at 97.73% on 10,000
+    assert dl_utils.format_accuracy(0.9773, 10_000) == "97.73% (95%: 97.42-98.00)"
     assert dl_utils.accuracy_se(1.0, 10_000) == 0
 
 
@@ -350,7 +351,7 @@ def test_extreme_accuracies_get_an_interval_not_plus_minus_zero():
     low = dl_utils.wilson_interval(1.0, 250)[0]
     # near the rule of three (at most 3/n wrong, one-sided 95%); two-sided, a bit wider
     assert 1 - 4 / 250 < low < 1 - 3 / 250
-    assert dl_utils.format_accuracy(0.18, 100) == "18.00% ± 3.84"  # 18 mistakes: plenty
+    assert dl_utils.format_accuracy(0.18, 100) == "18.00% (95%: 11.70-26.67)"
     assert dl_utils.points(0.9779, 0.00004) == "97.79 ± 0.004"  # never "± 0.00"
     assert dl_utils.points(1.0, 0.0) == "100.00 (every seed equal)"
 
@@ -362,6 +363,10 @@ def test_mean_and_standard_error_by_hand():
     assert mean == 0.5 and math.isnan(se)  # one run: no spread to measure
 
 
+T_TABLE = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+           9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042, 40: 2.021, 120: 1.980}
+
+
 def test_paired_difference_and_interval_by_hand():
     d = dl_utils.paired_difference([0.5, 0.6, 0.7], [0.4, 0.55, 0.6])
     # differences 0.10, 0.05, 0.10: mean 0.083333, sd 0.028868, se 0.016667, t(2) = 4.303
@@ -369,10 +374,9 @@ def test_paired_difference_and_interval_by_hand():
     assert d["se"] == pytest.approx(0.0166667, abs=1e-6)
     assert (d["low"], d["high"]) == (pytest.approx(0.011617, abs=1e-5),
                                      pytest.approx(0.155050, abs=1e-5))
-    assert dl_utils.t_975(2) == 4.303 and dl_utils.t_975(12) == 2.228  # next smaller df
-    assert dl_utils.t_975(500) == 1.96
-    for df, value in dl_utils.T_975.items():  # the printed table, recomputed
-        assert dl_utils.t_quantile(0.975, df) == pytest.approx(value, abs=6e-4)
+    # a printed t-table, recomputed; df 30-120 was once tabled as 2.0 (below the truth)
+    for df, value in T_TABLE.items():
+        assert dl_utils.t_975(df) == pytest.approx(value, abs=6e-4)
     assert dl_utils.t_quantile(0.995, 3) == pytest.approx(5.841, abs=6e-4)  # 99% two-sided
 
 
