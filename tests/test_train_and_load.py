@@ -232,3 +232,15 @@ def test_a_high_but_steady_loss_is_not_divergence():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the loss stays where it is
     loss, _ = train03.train_epoch(model, loader, torch.nn.CrossEntropyLoss(), optimizer, "cpu")
     assert loss == pytest.approx(30, abs=0.1)
+
+
+@pytest.mark.parametrize("acc, loss, says, never", [
+    # the review's default run: loss best at 8, accuracy at 5, 0.10 points apart (SE 0.20)
+    ([0.9786, 0.9776], [0.0792, 0.0790], "within noise", "confidently wrong"),
+    ([0.95, 0.98], [0.09, 0.12], "confidently wrong", "within noise"),  # loss best first
+    ([0.98, 0.95], [0.10, 0.08], "kept falling after accuracy peaked", "confidently wrong"),
+])
+def test_the_loss_and_accuracy_sentence_follows_the_numbers(acc, loss, says, never):
+    text = lesson("03_train_mnist").best_epochs_explained(
+        {"val_acc": acc, "val_loss": loss}, 5000)
+    assert says in text and never not in text
