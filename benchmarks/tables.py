@@ -226,8 +226,12 @@ def section_lesson7(runner, seeds):
     each remedy at other strengths, against the baseline of the same command line."""
     main = runner.run("07", [])
     label = main["labels"].get
-    lines = [markdown(main["table"]["headers"], main["table"]["rows"]), "",
-             f"Chosen on validation: **{label(main['chosen'])}**. On the test set, reported "
+    lines = [markdown(main["table"]["headers"], main["table"]["rows"]), ""]
+    if main.get("combination"):  # its own table: two questions asked after the six
+        lines += ["The remedies that helped alone, trained together (each interval at 95% "
+                  "on its own, not part of the six above):", "",
+                  markdown(main["combination"]["headers"], main["combination"]["rows"]), ""]
+    lines += [f"Chosen on validation: **{label(main['chosen'])}**. On the test set, reported "
              f"once: **{points(*main['test'])}%** (mean ± SE over "
              f"{main['settings']['seeds']} seeds).", ""]
     found = []  # (remedy, flag, value, the experiment that measured it)

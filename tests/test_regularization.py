@@ -110,6 +110,21 @@ def test_combination_and_choice_follow_the_intervals():
     assert m.label("batch_norm+augmentation") == "batch norm + augmentation"
 
 
+
+def test_the_combination_is_not_judged_under_the_six_verdicts_header():
+    """Review 1.2: the combination's intervals are plain 95% ones, so they are printed in
+    a table of their own, never in the table headed "95% for all verdicts together"."""
+    m = m07()
+    stats = {"params": 1, "stopped_val_acc": 0.9, "stopped_val_acc_se": 0.01, "last_val_acc": 0.9,
+             "last_val_acc_se": 0.01, "train_acc": 0.95, "train_acc_se": 0.01, "seconds": 1.0}
+    summary = {n: dict(stats) for n in ("baseline", "dropout", "dropout+batch_norm")}
+    d = dl_utils.bonferroni(dl_utils.paired_difference([0.9, 0.91, 0.92], [0.89, 0.9, 0.9]), 2)
+    rows = m.table_rows(summary, {"dropout": d, "early_stopping": d})
+    assert [r[0] for r in rows] == ["baseline (none)", "dropout", "early stopping"]
+    assert "95% for all verdicts together" in " ".join(m.TABLE_HEADERS)
+    assert "95% interval, each" in " ".join(m.COMBINED_HEADERS)
+
+
 def test_six_verdicts_are_right_together_95_percent_of_the_time():
     """Each of 07's six intervals is widened to 1 - 0.05/6 (Bonferroni), with a t quantile
     computed here independently by Monte Carlo."""
@@ -147,6 +162,9 @@ def test_quick_run_is_headless_and_04_loads_its_checkpoint(tmp_path):
                                                    "batch_norm", "augmentation", "smaller"}
     assert len([r for r in record["runs"] if r["name"] == "baseline"]) == 2  # once per seed
     assert record["table"]["rows"][-1][0] == "early stopping"  # make tables renders it
+    assert record["combination"] is None or (
+        record["combination"]["headers"] == m07().COMBINED_HEADERS)
+    assert all(d["level"] > 0.99 for d in record["found"].values())  # the six, Bonferroni
     loaded = run_script("04_load_model.py", "--checkpoint", ckpt, inline=True)
     assert loaded.returncode == 0, loaded.stderr
     assert "RegularizedMLP" in loaded.stdout
