@@ -204,6 +204,38 @@ def batch_norm_statistics(model, X):
     except ValueError as err:  # BatchNorm1d cannot standardize a batch of one image
         one = f"ValueError: {err}"
     print(f"One image through a copy in train mode: {one}")
+    variance_shift(model, X)
+
+
+def variance_shift(model, X):
+    """Each batch norm's running variance against the variance of what it receives in
+    eval mode and with dropout on (median over units). The second sits after a Dropout."""
+    rows, ratios = [], []
+    norms = [i for i, layer in enumerate(model.layers) if isinstance(layer, nn.BatchNorm1d)]
+    for number, i in enumerate(norms, start=1):
+        before = model.layers[:i]
+        ratio = []
+        for dropout_on in (False, True):
+            before.eval()
+            for layer in before:
+                layer.train(dropout_on and isinstance(layer, nn.Dropout))
+            with torch.no_grad():
+                h = before(X)
+            ratio.append((model.layers[i].running_var / h.var(dim=0)).median().item())
+        model.eval()
+        ratios.append(ratio)
+        place = "before any dropout" if number == 1 else "after a Dropout"
+        rows.append([f"batch norm {number} ({place})", f"{ratio[0]:.2f}", f"{ratio[1]:.2f}"])
+    dl_utils.print_table(["running variance / its input's variance (median over units)",
+                          "eval mode", "dropout on"], rows)
+    if len(ratios) > 1 and ratios[1][0] > 1.1 and abs(ratios[1][1] - 1) < abs(ratios[1][0] - 1):
+        dl_utils.prose(f"""
+            The second batch norm learned its statistics with dropout before it, which
+            adds noise and so variance; in eval mode dropout is off, its input is calmer,
+            and the running variance is {ratios[1][0]:.2f}x what it now sees: every unit is
+            squeezed by 1/sqrt({ratios[1][0]:.2f}). A train/eval mismatch built into the
+            architecture ("variance shift", Li et al. 2019): put dropout after the last
+            batch norm only, or use less of it.""")
 
 
 def train_model(args, loaders, device):

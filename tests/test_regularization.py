@@ -1,6 +1,7 @@
 """Lesson 07: the remedies really change the model, the scoring is honest, the lesson runs."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -194,6 +195,13 @@ def test_07b_trains_a_model_where_eval_matters_and_04_loads_it_unchanged(tmp_pat
     assert result.returncode == 0, result.stderr
     benchmark_reads("07b_inside_the_remedies.py", result.stdout)
     assert "model.eval() for real" in result.stdout and "One image through a copy" in result.stdout
+    # both batch norms' running variance against their input's (review 1.12): the first
+    # matches in eval mode; the second sits after a Dropout
+    ratios = re.findall(r"^batch norm (\d) \((.+?)\)\s+([\d.]+)\s+([\d.]+)$", result.stdout,
+                        re.MULTILINE)
+    assert [(n, where) for n, where, _, _ in ratios] == [("1", "before any dropout"),
+                                                          ("2", "after a Dropout")]
+    assert abs(float(ratios[0][2]) - 1) < 0.05  # nothing between it and the Linear
     state = torch.load(demo, weights_only=True)["model_state_dict"]
     assert any(k.endswith("running_mean") for k in state)
     # eval() matters for this model, and 04's train-mode demo must not touch its running
