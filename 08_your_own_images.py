@@ -16,8 +16,9 @@ on one part of it and tested on the other.
 
 By default the folder is made for you (offline): MNIST validation images (never test
 images: this lesson fine-tunes on part of the folder), drawn the way lesson 9's pad draws
-them and leaning 30 degrees, like a writer who slants, or a camera held askew: a shift
-the course's models never saw, which fine-tuning can fix. They are exported as PNG files
+them and turned 30 degrees, like a page photographed with the camera held askew (a
+rotation; a writer's slant would be a shear, the baseline level and the strokes leaning):
+a shift the course's models never saw, which fine-tuning can fix. They are exported as PNG files
 to data/mnist_png/. Point --folder at your own photographed digits (the README says how
 to make them), or at any small image set with 10 classes or fewer.
 
@@ -30,6 +31,7 @@ Exercises: exercises/ex08_own_images.py, checked by python exercises/check.py 08
 """
 
 import copy
+import math
 from pathlib import Path
 
 import torch
@@ -167,7 +169,9 @@ def make_loader(dataset, batch_size, device, shuffle=False, generator=None, num_
     tensor [B]; write your own collate_fn for samples that do not stack (images of
     different sizes, text of different lengths). num_workers: see loader_section. With
     CUDA, pin_memory puts each batch in page-locked memory, from which a GPU copies
-    faster (and, with .to(device, non_blocking=True), while it computes).
+    faster. A loop that then copies with .to(device, non_blocking=True) lets the copy run
+    while the GPU computes; this lesson's loops use plain .to(device), so on a GPU they
+    gain the faster copy only (on the CPU pin_memory is off: there is nothing to copy).
     """
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
@@ -270,8 +274,8 @@ def parse_args(argv=None):
     parser.add_argument("--per-class", type=dl_utils.positive_int, default=PER_CLASS,
                         help="images per digit in the exported sample (default: %(default)s)")
     parser.add_argument("--slant", type=float, default=SLANT,
-                        help="degrees the exported sample's digits lean, drawn on a pad "
-                             "(default: %(default)s)")
+                        help="degrees the exported sample's digits are turned (a rotation, "
+                             "as a camera held askew), drawn on a pad (default: %(default)s)")
     parser.add_argument("--preprocess", choices=["auto", "photo", "mnist"], default=PREPROCESS,
                         help="photo: lesson 4's digit preparation (crop, invert, centre); "
                              "mnist: images are already 28x28 light-on-dark; auto: decide per "
@@ -433,6 +437,16 @@ def report_fine_tuning(before, after, y, what):
               "left to learn. On your own photographs (--folder) it usually has more.")
 
 
+def coin_flip_p(fixed, broken) -> float:
+    """McNemar's exact test. If fine-tuning changed nothing real, each changed prediction
+    is a fair coin flip between "fixed" and "broken"; the p-value is the chance that
+    fair coins split at least this unevenly (two-sided): 0 against 4 is 0.125, not rare
+    enough; 0 against 21 is 1e-6. (The normal approximation, |b - c| > 1.96 sqrt(b + c),
+    calls 0 against 4 clear: with counts this small it is too eager.)"""
+    n, k = fixed + broken, min(fixed, broken)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+
+
 def forgetting(original, tuned, device, n=1000):
     """Did it forget? Both models on digits as MNIST stores them: the last n validation
     images (the export takes the first of each digit), paired, as above."""
@@ -440,8 +454,7 @@ def forgetting(original, tuned, device, n=1000):
     loader = dl_utils.TensorLoader(val.X[-n:], val.y[-n:], 250)
     (before, y), (after, _) = (dl_utils.predict_all(m, loader, device) for m in (original, tuned))
     fixed, broken = changed_predictions(before, after, y)
-    # McNemar's test: with no real change, each changed prediction is a coin flip
-    clear = abs(fixed - broken) > 1.96 * (fixed + broken) ** 0.5
+    clear = coin_flip_p(fixed, broken) < 0.05
     verdict = ("it forgot some of what it knew" if clear and broken > fixed else
                "it got better there too" if clear else "no change the counts can tell apart")
     print(f"Digits as MNIST stores them ({n:,} validation images, none in the folder): "

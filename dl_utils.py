@@ -1475,7 +1475,7 @@ def draw_like_a_canvas(digit: np.ndarray, rng, slant: float = 0) -> Image.Image:
 
 def export_mnist_pngs(folder: Path, per_class: int, slant: float | None = None) -> Path:
     """The first `per_class` validation images of each digit as <folder>/<digit>/<index>.png:
-    as stored (28x28), or, with a `slant`, drawn on a pad leaning by that many degrees.
+    as stored (28x28), or, with a `slant`, drawn on a pad turned by that many degrees.
 
     Lesson 8's default folder. Validation images, never test images: lesson 8 fine-tunes
     on part of the folder, and no image a lesson reports as test data may be trained on.
@@ -1499,7 +1499,7 @@ def export_mnist_pngs(folder: Path, per_class: int, slant: float | None = None) 
             image.save(tmp / str(digit) / f"{i:05d}.png")
     tmp.rename(folder)
     print(f"Exported {10 * per_class} MNIST validation images as PNG files to "
-          f"{display_path(folder)}" + (f", drawn on a pad, leaning {slant:g} degrees"
+          f"{display_path(folder)}" + (f", drawn on a pad, turned {slant:g} degrees"
                                       if slant is not None else ""))
     return folder
 

@@ -215,3 +215,13 @@ def test_a_blank_photo_is_skipped_by_name_not_a_crash(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stdout and "blank.png" in result.stdout
     assert "no digit found" in result.stdout
+
+
+@pytest.mark.parametrize("fixed, broken, p", [(0, 4, 0.125), (1, 7, 0.0703), (3, 11, 0.0574),
+                                              (0, 21, 9.5e-7), (5, 5, 1.0), (0, 0, 1.0)])
+def test_forgetting_is_judged_by_the_exact_coin_flip_test(fixed, broken, p):
+    """Review 1.8: the normal approximation called 0 against 4 'clear'; the exact test,
+    the sum of binomial(n, 1/2) probabilities as extreme, does not."""
+    got = lesson("08_your_own_images").coin_flip_p(fixed, broken)
+    assert got == pytest.approx(p, rel=0.01)
+    assert got == lesson("08_your_own_images").coin_flip_p(broken, fixed)  # two-sided
