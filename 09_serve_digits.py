@@ -20,9 +20,9 @@ The API:
     ->  {"input": 28x28 grey levels 0-255, "models": [{"name", "checkpoint", "prediction",
         "probabilities"}], "resized_only": [{"name", "prediction"}]}
     GET /api/models     the models being served
-    Errors: {"error": "..."} with 400 (bad JSON, body or image), 413 (too large), 422
-    (no digit in the image), 404 (unknown path), 405 (wrong method); 503 (plain text,
-    from uvicorn) when too many clients are connected at once.
+    Errors: {"error": "..."} with 400 (bad JSON, body, image or Host), 413 (too large),
+    422 (no digit in the image), 404 (unknown path), 405 (wrong method); from uvicorn, in
+    plain text: 400 (not HTTP at all) and 503 (too many clients connected at once).
 Exercises: exercises/ex09_serving.py, checked by python exercises/check.py 09
 """
 
@@ -43,8 +43,9 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import dl_utils
-import serving  # running the server (uvicorn), and the self-check's client
-from serving import RequestError
+from dl_utils import serving  # running the server (uvicorn), the self-check's client
+
+RequestError = serving.RequestError
 
 # ---- Settings: each has a flag (-h lists them) ----
 HOST = "127.0.0.1"  # loopback: only programs on this computer can connect
@@ -138,9 +139,11 @@ def predict(models, pixels: np.ndarray) -> list[dict]:
 
 
 # One request at a time is decoded and run through the models, whichever thread answers
-# it: on a CPU each forward pass already uses every core, so passes in parallel only
-# compete; on Apple's MPS, two threads running tensor operations at once can crash the
-# process (pytorch/pytorch#197805); and one 4-megapixel decode at a time bounds memory.
+# it: on Apple's MPS, two threads running tensor operations at once can crash the process
+# (pytorch/pytorch#197805), and one 4-megapixel decode at a time bounds memory. Speed is
+# not the reason: one 28x28 image is too little work to keep several cores busy (torch's
+# intra-op threads help a CNN a little and SimpleNN not at all), so a CPU serves more
+# requests per second by batching them (exercise 09.3 measures the gain).
 INFERENCE = threading.Lock()
 
 

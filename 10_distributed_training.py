@@ -41,7 +41,8 @@ import dl_utils
 # ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
 NPROC = 2  # processes on this machine: one per core here, one per GPU on a GPU machine
 GLOBAL_BATCH = 64  # images per step, ALL processes together: lesson 3's (most DDP code sets
-# it per process, and then raises the lr with the batch: the "linear scaling rule")
+# it per process, and then raises the lr with the batch: for SGD by the same factor, the
+# "linear scaling rule" of Goyal et al. 2017; for Adam the usual heuristic is its square root)
 LR = 1e-3  # lesson 3's Adam learning rate
 NUM_EPOCHS = 2  # enough to time an epoch twice; lesson 3 trains the same model for 10
 PROOF_STEPS = 50  # steps compared against single-process training
@@ -165,8 +166,10 @@ def shard_batches(sampler, X, y, per_rank):
 
     DistributedSampler shuffles all the indices with the same seed on every rank (seed +
     epoch), then gives rank r every world_size-th one starting at r. So in each step the
-    ranks together cover one global batch of consecutive shuffled images, and no image
-    is seen by two ranks in the same epoch. (With a Dataset: DataLoader(dataset,
+    ranks together cover one global batch of consecutive shuffled images, and, when the
+    image count divides by the world size, no image is seen by two ranks in the same
+    epoch (otherwise the sampler pads by repeating a few: see evaluate_sharded). (With a
+    Dataset: DataLoader(dataset,
     batch_size=per_rank, sampler=DistributedSampler(dataset)).)
     """
     for idx in BatchSampler(sampler, per_rank, drop_last=False):

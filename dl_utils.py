@@ -26,6 +26,7 @@ Contents, concepts first, file plumbing last:
     Checkpoints ............. save_checkpoint, load_checkpoint (weights only, never code)
     Settings, running ....... argparse types, add_training_args, run_main, GracefulStop
     File plumbing ........... MNIST's IDX files, checksums, atomic writes
+    Serving (09) ............ dl_utils.serving: serving.py, imported on first use
 
 Run the tests of this module with:  python -m pytest tests/test_dl_utils.py
 """
@@ -2065,3 +2066,11 @@ def atomic_path(path: Path):
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def __getattr__(name: str):
+    """dl_utils.serving, lesson 9's web plumbing (serving.py), imported on first use
+    (PEP 562): the other lessons never pay FastAPI's and uvicorn's import time."""
+    if name == "serving":
+        return importlib.import_module("serving")
+    raise AttributeError(f"module 'dl_utils' has no attribute {name!r}")

@@ -115,7 +115,7 @@ class RequestGuard:
     async def __call__(self, scope, receive, send):
         problem = self.problem(scope) if scope["type"] == "http" else None
         if problem is None:
-            return await self.app(scope, receive, send)
+            return await self.app(scope, receive, send_closing_on_413(send))
         status, message = problem
         response = JSONResponse({"error": message}, status, headers={"Connection": "close"})
         await response(scope, receive, send)
@@ -136,6 +136,18 @@ class RequestGuard:
             return 413, (f"the body has {int(length):,} bytes; the limit is "
                          f"{self.max_body:,}")
         return None
+
+
+def send_closing_on_413(send):
+    """`send`, adding Connection: close to a 413: a body refused while it was being read
+    (a chunked one, counted by FastAPI) leaves unread bytes that no next request may
+    start from."""
+    async def wrapped(message):
+        if message["type"] == "http.response.start" and message["status"] == 413:
+            message = {**message, "headers": [*message.get("headers", []),
+                                              (b"connection", b"close")]}
+        await send(message)
+    return wrapped
 
 
 def host_name(host_header: str) -> str:

@@ -425,3 +425,35 @@ def test_the_docs_page_needs_no_internet(client):
     assert scripts and not [s for s in scripts if s.startswith(("http:", "https:", "//"))]
     for asset in scripts:
         assert client.get(asset).status_code == 200, asset
+
+
+def test_a_chunked_body_over_the_limit_is_json_and_closes_its_connection(server, client):
+    """Counted while reading (no Content-Length to refuse it by): a JSON 413 with
+    Connection: close, since the rest of the body was never read."""
+    def chunks():
+        for _ in range(21):
+            yield b"x" * 100_000  # 2.1 MB, sent chunked (no length known in advance)
+    answer = client.post("/api/predict", content=chunks(),
+                         headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and "error" in answer.json()
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+    import asyncio
+    asyncio.run(serving.send_closing_on_413(send)(
+        {"type": "http.response.start", "status": 413, "headers": []}))
+    assert (b"connection", b"close") in sent[0]["headers"]
+    # on the wire: the server closes (a FIN, or a reset when bytes were left unread), well
+    # before its 10 s request deadline would (a timeout here fails the test)
+    assert serving.REQUEST_TIMEOUT >= 10
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(21):
+                sock.sendall(b"186a0\r\n" + b"x" * 100_000 + b"\r\n")
+            while sock.recv(65536):
+                pass  # until the server closes
+        except ConnectionResetError:
+            pass  # closed with bytes unread: the kernel resets instead

@@ -61,6 +61,19 @@ def test_no_file_of_the_course_imports_a_numbered_lesson():
     assert imported_modules(ROOT / "03_train_mnist.py") & {"dl_utils"}
 
 
+def test_a_lesson_imports_no_module_of_the_course_but_dl_utils():
+    """The course's own modules (serving.py among them) are reached through dl_utils, so
+    that "a lesson imports only dl_utils" is literally true (review 1.23)."""
+    ours = {p.stem for p in ROOT.glob("*.py")} - {"dl_utils"}
+    for path in ROOT.glob("[0-9][0-9]*_*.py"):
+        assert not imported_modules(path) & ours, path.name
+    assert "serving" in imported_modules(ROOT / "dl_utils.py")  # (on first use, lesson 9)
+    fresh = subprocess.run([sys.executable, "-c", "import dl_utils, sys; "
+                            "print('fastapi' in sys.modules)"], capture_output=True, text=True,
+                           cwd=ROOT)
+    assert fresh.stdout.strip() == "False", fresh.stderr  # the other lessons do not pay it
+
+
 def copy_repository(dest: Path, edit=None) -> Path:
     """The tracked files of the course (the data folder linked, not copied), edited."""
     shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(
