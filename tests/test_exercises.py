@@ -114,6 +114,8 @@ MISTAKES = [  # (exercise, file, the right line, a plausible wrong one, words of
      "    return 1.0 - gray if gray[0, 0] > 0.5 else gray", "not one pixel"),
     ("10.2-once", "ex10_distributed.py", "    while len(indices) < total:",
      "    if len(indices) < total:", "repeats the first"),
+    ("09.1-answer", "ex09_serving.py", '["models"][0]["prediction"]', '["models"][0]',
+     '{"image": "data:image/png;base64,..."} as JSON'),  # (once printed with a stray })
 ]
 
 
