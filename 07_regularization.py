@@ -370,17 +370,20 @@ def judge(summary, found, args):
         {100 * level:.1f}% one (Bonferroni): all {len(found)} are right together 95% of
         the time, and a "better" is unlikely to be a fluke. It is not a promise that
         other seeds or another machine will see it again: a real but modest effect just
-        past the line is found again only about half the time (Goodman 1992). The price of the
-        correction: with {args.seeds} seeds, t grows from {dl_utils.t_975(k - 1):.2f} to
-        {t_wide(k, len(found)):.2f}; with 8 seeds it would be {t_wide(8, len(found)):.2f},
-        which is how power is
-        bought back. The choice below reuses these same validation images: the test set,
-        which chose nothing, has the last word.""")
+        past the line is found again only about half the time (Goodman 1992).
+        {price(k, len(found))} The choice below reuses these same validation images:
+        the test set, which chose nothing, has the last word.""")
 
 
-def t_wide(seeds, verdicts):
-    """The t factor of a Bonferroni interval: `verdicts` at 95% together, `seeds` seeds."""
-    return dl_utils.t_quantile(1 - 0.05 / verdicts / 2, seeds - 1)
+def price(seeds, verdicts):
+    """What the correction costs, in the t factor that multiplies the SE."""
+    if seeds < 2:
+        return "With one seed there is no spread to measure, and no verdict."
+    wide = [dl_utils.t_quantile(1 - 0.05 / verdicts / 2, k - 1) for k in (seeds, 8)]
+    return (f"The price of the correction: with {seeds} seeds, t grows from "
+            f"{dl_utils.t_975(seeds - 1):.2f} to {wide[0]:.2f}; with 8 seeds it would be "
+            f"{wide[1]:.2f}, which is how power is bought back.")
+
 
 
 def combine_helpers(runs, summary, found, args, data, device):

@@ -117,7 +117,7 @@ def strip(value):
         return [[row[i] for i in keep] for row in value["rows"]]
     if isinstance(value, dict):
         return {k: strip(v) for k, v in value.items() if "sec" not in k and k not in (
-            "date", "hardware", "settings", "threads", "conclusions")}
+            "date", "hardware", "settings", "threads", "conclusions", "peak_memory_mb")}
     if isinstance(value, list):
         return [strip(v) for v in value]
     return value
