@@ -1,4 +1,4 @@
-"""The one shared module of the course: what every lesson needs, written once.
+"""The one shared module of the course: the ideas every lesson uses, written once.
 
 Every numbered lesson imports this module and nothing else of the course: a lesson never
 imports another lesson, so an edit a learner makes in one lesson changes no other. The
@@ -6,88 +6,62 @@ lesson that teaches an idea keeps its own copy in view (03's training loop, 06's
 the copy here, which later lessons use, names that lesson, and tests/test_sync.py checks
 that the two stay equal (the pattern of d2l's `d2l` library).
 
-Contents, concepts first, file plumbing last:
-    Device and seeds ........ get_device, set_seed, hardware_info
-    Data .................... load_mnist_data (train / validation / test), TensorLoader,
-                              normalize, flip_labels
+This file holds what the lessons teach, in lesson order. The plumbing they also need
+(paths and files, command lines and printing, figures without a screen, statistics
+machinery, image files from strangers, checks of a saved state, torchrun, the web
+server) lives in the package _course/, which no lesson teaches and you need not read;
+the block at the end of this file re-exports it, so lessons still write dl_utils.X.
+
+Contents, in lesson order:
+    Device and seeds (03) ... get_device, set_seed
+    Data (02) ............... load_mnist_data (train / validation / test), TensorLoader,
+                              normalize, train_val_split, flip_labels
     Augmentation (06) ....... random_shift, ShiftedLoader
     Shared models ........... SimpleNN (03), SmallCNN (06), layer_sizes
     The training loop (03) .. train_steps, train_epoch, fit, keep_if_best, DivergenceError
-    Evaluation .............. evaluate_model, predict_all, confusion_matrix; uncertainty:
-                              accuracy_se, wilson_interval, mean_se, paired_difference,
-                              t_quantile, bonferroni, interval_verdict, summarize_runs,
-                              points, interval
-    Inspecting a model ...... print_shapes, count_parameters, model_size_kb
-    Printing, figures ....... section, prose, print_table; save_figure, plot_training_history
-    A training script ....... setup, introduce, report, kept_model_path, save_kept_model,
-                              save_results
-    Images from files (04) .. read_grayscale, digit_from_gray, prepare_digit, to_pixels;
-                              draw_like_a_canvas, export_mnist_pngs (08, 09)
-    Checkpoints ............. save_checkpoint, load_checkpoint (weights only, never code)
-    Settings, running ....... argparse types, add_training_args, run_main, GracefulStop
-    File plumbing ........... MNIST's IDX files, checksums, atomic writes
-    Serving (09) ............ dl_utils.serving: serving.py, imported on first use
+    Evaluation (03-07) ...... evaluate_model, predict_all, confusion_matrix, honest_score;
+                              how sure a number is: accuracy_se, mean_se,
+                              paired_difference, paired_against, summarize_runs
+    Inspecting a model (03) . print_shapes, count_parameters, model_size_kb
+    Figures (03, 04) ........ plot_training_history, plot_confident_mistakes
+    A training script (03) .. setup, introduce, report, save_kept_model
+    Resuming (03) ........... save_training_state, resume_training, resumable
+    Your own digit (04, 08) . digit_from_gray, center_by_mass, prepare_digit,
+                              draw_like_a_canvas, export_mnist_pngs
+    Checkpoints (03, 04) .... save_checkpoint, load_checkpoint (weights only, never code)
+    The plumbing ............ re-exported from _course (the last block of this file)
 
 Run the tests of this module with:  python -m pytest tests/test_dl_utils.py
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import copy
-import datetime
-import functools
-import glob
-import gzip
-import hashlib
 import importlib
-import json
 import math
 import os
-import platform
 import random
-import re
-import signal
-import socket
 import statistics
 import sys
-import tempfile
-import textwrap
-import threading
 import time
 from pathlib import Path
 
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
-# Paths are anchored to this file, not to the current directory, so every script works
-# whether you start it as `python 03_train_mnist.py` or `python ~/dl/03_train_mnist.py`.
-# Outputs go under the repository too, or under $DL_OUTPUT_DIR when it is set (the tests
-# set it, so that they never overwrite the models and figures of your own runs).
-ROOT = Path(__file__).resolve().parent
-DATA_DIR = ROOT / "data"  # the shipped MNIST files live in data/MNIST/raw/
-OUTPUT_DIR = Path(os.environ.get("DL_OUTPUT_DIR") or ROOT).resolve()
-MODELS_DIR = OUTPUT_DIR / "models"  # checkpoints written by 03 and 06
-FIGURES_DIR = OUTPUT_DIR / "figures"  # every plot is saved here as PNG
-RESULTS_DIR = OUTPUT_DIR / "results"  # measured numbers (05's comparison, the benchmark)
-
-# The four MNIST files: uncompressed size in bytes and md5 (see data/README.md).
-MNIST_FILES = {
-    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
-    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
-    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
-    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
-}
-
-
-class FriendlyError(Exception):
-    """A problem the learner can fix; its message says what went wrong and what to do."""
+# The plumbing the code below calls (lessons get all of it through the last block)
+from _course.checkpoints import (MAY_DIFFER, TRAINING_STATE, CheckpointError, first_detail,
+                                 model_class, read_checkpoint, read_training_state,
+                                 restore_rng_states, rng_states, training_state_path)
+from _course.cli import GracefulStop, print_table, prose, section
+from _course.figures import setup_figures
+from _course.files import (DATA_DIR, MNIST_FILES, ROOT, FriendlyError, atomic_path,
+                           display_path, prepare_mnist, read_idx)
+from _course.images import read_grayscale, write_digit_pngs
+from _course.stats import format_accuracy, t_975
 
 
 # --------------------------------------------------------------------------------------
@@ -123,23 +97,6 @@ def get_device(requested: str | None = None) -> torch.device:
     threads = f", {torch.get_num_threads()} threads" if requested == "cpu" else ""
     print(f"Device: {device}{name}{threads}: {why}")
     return device
-
-
-def hardware_info(device) -> dict:
-    """What produced a measurement: numbers without their hardware mean little."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
-    # the instruction set torch's CPU kernels use (AVX2, AVX512...): another set rounds
-    # some sums differently, so results then differ in the last bits, as across machines
-    return {"cpu": cpu, "cpu_capability": capability, "cpu_cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "device": str(device), "torch": str(torch.__version__),
-            "python": platform.python_version(), "platform": platform.platform()}
 
 
 def set_seed(seed: int) -> torch.Generator:
@@ -622,69 +579,6 @@ def accuracy_se(acc: float, n: int) -> float:
     return math.sqrt(acc * (1 - acc) / n)
 
 
-def wilson_interval(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% interval for an accuracy measured on n images, right even at 0% or 100%.
-
-    The standard error above is the normal approximation to the binomial count: fine
-    when there are plenty of both mistakes and right answers, useless at the extremes
-    (at 100% it says "± 0", as if 250 right answers proved the model never errs). Wilson's
-    interval stays honest there: 250 right out of 250 gives [98.5%, 100%], close to the
-    "rule of three" (at most about 3/n of all images wrong, with one-sided 95%
-    confidence; this interval is two-sided, so a little wider).
-    """
-    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def format_accuracy(acc: float, n: int) -> str:
-    """'97.73% (95%: 97.43-98.01)': an accuracy with its 95% Wilson interval, one kind of
-    interval for every accuracy the course prints. (acc ± 1.96 SE would do at 97.7% but
-    is too narrow with few mistakes: '100.00% ± 0' on 250 images; Wilson stays honest.)"""
-    low, high = wilson_interval(acc, n)
-    return f"{100 * acc:.2f}% (95%: {100 * low:.2f}-{100 * high:.2f})"
-
-
-# Student's t distribution: mean ± t * SE covers the true mean 95% of the time (t the
-# 97.5th percentile) when the runs are independent and roughly normal. With few runs the
-# SE itself is uncertain, hence a factor wider than the normal 1.96: 4.30 for 3 seeds.
-def t_975(df: int) -> float:
-    """The 97.5th percentile of t with df degrees of freedom (t_quantile below)."""
-    return t_quantile(0.975, df)
-
-
-@functools.cache  # (each costs ~0.02 s of Python; few df are ever asked for)
-def t_quantile(q: float, df: int) -> float:
-    """Student's t, the q-quantile for df degrees of freedom, computed rather than tabled
-    (for any level, not just a printed table's): the density integrated by Simpson's rule
-    from 0, and the point where the area reaches q - 0.5 found by bisection. Agrees with
-    a printed t-table to its three decimals (tests/test_dl_utils.py)."""
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
-
-    def area(x, steps=2000):  # from 0 to x under the density
-        h = x / steps
-        f = [c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2) for i in range(steps + 1)]
-        return h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
-    low, high = 0.0, 1000.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if area(mid) < q - 0.5 else (low, mid)
-    return (low + high) / 2
-
-
-def bonferroni(d: dict, comparisons: int, level: float = 0.95) -> dict:
-    """A paired_difference whose interval is widened so that `comparisons` verdicts are
-    right together with probability `level` (07 judges six at once).
-
-    Bonferroni's rule: give each verdict 1 - (1 - level) / comparisons, e.g. 99.2% each
-    for six at 95% together. Simple and safe; Holm's step-down version is a little less
-    strict and the usual next step.
-    """
-    each = 1 - (1 - level) / comparisons
-    half = t_quantile(1 - (1 - each) / 2, d["n"] - 1) * d["se"] if d["n"] > 1 else math.nan
-    return {**d, "low": d["mean"] - half, "high": d["mean"] + half, "level": each}
-
-
 def mean_se(values) -> tuple[float, float]:
     """Mean over runs (seeds) and its standard error: sample standard deviation / sqrt(k).
 
@@ -722,33 +616,6 @@ def paired_by_seed(runs_a, runs_b, key, key_b=None) -> dict:
     return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
 
 
-def interval_verdict(d: dict, better="better", worse="worse",
-                     same="no difference the seeds can see") -> str:  # (05, 07, tables)
-    """The word for a paired_difference: its 95% interval lies above 0, below 0, or spans it."""
-    if d["n"] < 2:
-        return "one seed: no verdict"
-    return better if d["low"] > 0 else worse if d["high"] < 0 else same
-
-
-def points(value, se=None):
-    """An accuracy (a fraction) in points, with its standard error over seeds when there
-    is one: '97.79 ± 0.05'; a tiny one keeps a digit ('± 0.004', never '± 0.00'), and
-    seeds that all measured the same say so rather than claim no uncertainty at all."""
-    text = f"{100 * value:.2f}"
-    if se is None or math.isnan(se):
-        return text
-    if se == 0:
-        return f"{text} (every seed equal)"
-    return f"{text} ± {100 * se:.2f}" if 100 * se >= 0.005 else f"{text} ± {100 * se:.1g}"
-
-
-def interval(d):
-    """A paired difference as '+0.12 [-0.05, +0.29]' (points, 95% interval)."""
-    if d["n"] < 2:
-        return f"{100 * d['mean']:+.2f} (one seed: no interval)"
-    return f"{100 * d['mean']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
-
-
 def summarize_runs(runs, group: str, keys, constant=()) -> dict:
     """Runs (dicts) grouped by run[group]: per group, mean ± SE over seeds of each key.
 
@@ -767,26 +634,6 @@ def summarize_runs(runs, group: str, keys, constant=()) -> dict:
     return summary
 
 
-def train_over_seeds(configs, seeds, train_one, runs: list, describe) -> bool:
-    """Every configuration with every seed (05 and 07 compare this way); runs appended.
-
-    train_one(name, config, seed) returns a run (a dict with "name" and "seed") or None
-    after Ctrl-C; describe(run) is the line printed for it. Runs already in `runs` are
-    not trained again. Returns False if interrupted.
-    """
-    done = {(r["name"], r["seed"]) for r in runs}
-    for seed in seeds:
-        for name, config in configs.items():
-            if (name, seed) in done:
-                continue
-            run = train_one(name, config, seed)
-            if run is None:
-                return False
-            runs.append(run)
-            print(f"  seed {seed}  {describe(run)}", flush=True)
-    return True
-
-
 def paired_against(runs, reference, key, names=None, other_key=None) -> dict:
     """{name: paired_by_seed of run[key], name minus reference}, for every other name."""
     names = names or dict.fromkeys(r["name"] for r in runs if r["name"] != reference)
@@ -795,6 +642,9 @@ def paired_against(runs, reference, key, names=None, other_key=None) -> dict:
             for name in names}
 
 
+# --------------------------------------------------------------------------------------
+# Inspecting a model (03): its shapes and its size
+# --------------------------------------------------------------------------------------
 def print_shapes(model: nn.Module, X: torch.Tensor) -> None:
     """Push one batch through `model` and print the shape after every layer.
 
@@ -835,163 +685,6 @@ def model_size_kb(model: nn.Module) -> float:
     """Size of the parameters and buffers in kilobytes (1 KB = 1000 bytes)."""
     tensors = list(model.parameters()) + list(model.buffers())
     return sum(t.numel() * t.element_size() for t in tensors) / 1000
-
-
-# --------------------------------------------------------------------------------------
-# Printing: section headers, aligned tables, blocks of lesson text
-# --------------------------------------------------------------------------------------
-def display_path(path: Path) -> str:
-    """A path as the learner would type it: relative to the repository when inside it."""
-    path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def section(title: str) -> None:
-    """A printed header, so the output reads like the lesson's table of contents."""
-    print(f"\n=== {title} " + "=" * max(3, 76 - len(title)))
-
-
-def prose(text: str, width: int = 88) -> None:
-    """Print a block of lesson text, written in the code as an indented triple-quoted string.
-
-    Each paragraph (separated by a blank line) is re-wrapped to `width` columns, so that
-    numbers filled into an f-string do not leave ragged lines.
-    """
-    paragraphs = textwrap.dedent(text).strip("\n").split("\n\n")
-    print("\n\n".join(textwrap.fill(" ".join(p.split()), width) for p in paragraphs))
-
-
-def format_table(headers: list[str], rows: list[list]) -> str:
-    """Rows as an aligned text table: text left-aligned, numbers right-aligned."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def is_number(text):  # 1,234 or 97.73% or 0.15 s or 97.73% ± 0.15
-        return bool(re.fullmatch(r"[-+]?[\d,.]+\s*[%a-zA-Z]*( ± [\d.]+)?", text))
-
-    def line(row):
-        return "  ".join(c.rjust(w) if is_number(c) else c.ljust(w)
-                         for c, w in zip(row, widths)).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
-
-
-def print_table(headers: list[str], rows: list[list]) -> None:
-    print(format_table(headers, rows))
-
-
-# --------------------------------------------------------------------------------------
-# Figures: saved as PNG, shown only when asked for and a display exists
-# --------------------------------------------------------------------------------------
-def setup_figures(show: bool) -> None:
-    """Without --show, use Agg, matplotlib's file-only backend: it needs no screen and
-    never opens a window, so a script can never block or crash on a headless machine."""
-    if not show:
-        plt.switch_backend("agg")
-
-
-def image_grid(rows: int, cols: int, cell: tuple[float, float]):
-    """A figure of rows x cols small image panels (cell = inches per panel), frames off."""
-    fig, axes = plt.subplots(rows, cols, figsize=(cell[0] * cols, cell[1] * rows),
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")  # panels left empty stay blank; the images need no ticks
-    return fig, axes
-
-
-def save_figure(fig, name: str, show: bool = False) -> Path:
-    """Save `fig` as figures/<name> (atomically); keep it open only if it will be shown."""
-    path = FIGURES_DIR / name
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    if not show:
-        plt.close(fig)  # figures hold memory until closed
-    print(f"  saved {display_path(path)}")
-    return path
-
-
-def show_figures(show: bool) -> None:
-    """With --show, open the saved figures in windows (blocks until they are closed)."""
-    if not show:
-        return
-    from matplotlib.backends import BackendFilter, backend_registry  # matplotlib >= 3.9
-
-    backend = matplotlib.get_backend().lower()
-    if backend in backend_registry.list_builtin(BackendFilter.NON_INTERACTIVE):
-        print(f"--show: no display available (matplotlib backend '{backend}'); "
-              f"the figures are saved in {display_path(FIGURES_DIR)}/")
-        return
-    plt.show()
-
-
-def plot_training_history(history: dict, name: str, title: str = "", show=False,
-                          train_label: str = "training") -> Path:
-    """Loss and accuracy per epoch, training vs validation, saved as figures/<name>.
-
-    How to read it: both losses falling = still learning. Training loss falling while
-    validation loss rises = overfitting (memorizing the training images). Both flat and
-    high = underfitting (too little capacity, too few epochs, or a bad learning rate).
-    The training numbers are averaged over each epoch while the weights were changing
-    (and, with augmentation, on altered images): compare their trend with validation's,
-    not their exact values.
-    """
-    epochs = range(1, len(history["train_loss"]) + 1)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("train", train_label), ("val", "validation")):
-        ax_loss.plot(epochs, history[f"{key}_loss"], marker="o", label=label)
-        ax_acc.plot(epochs, [100 * a for a in history[f"{key}_acc"]], marker="o", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    return save_figure(fig, name, show)
-
-
-def plot_curves_by_name(runs, titles: dict, name: str, title: str, show=False) -> Path:
-    """Training and validation accuracy per epoch, one panel per configuration (the mean
-    over its seeds' runs); titles: {configuration name: panel title} (lesson 7)."""
-    cols = min(4, len(titles))
-    rows = -(-len(titles) // cols)  # ceiling division
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False,
-                             sharex=True, sharey=True, layout="constrained")
-    for ax, (config, panel) in zip(axes.flat, titles.items()):
-        histories = [r["history"] for r in runs if r["name"] == config]
-        for key, legend in (("train_acc", "training (as trained)"), ("val_acc", "validation")):
-            curve = torch.tensor([h[key] for h in histories]).mean(dim=0)
-            ax.plot(range(1, len(curve) + 1), 100 * curve, label=legend)
-        ax.set(title=panel, ylim=(80, 100.5))
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(titles):]:
-        ax.axis("off")
-    fig.supxlabel("epoch")
-    fig.supylabel("accuracy (%)")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(title)
-    return save_figure(fig, name, show)
-
-
-def plot_confident_mistakes(images, probs, y, num, show, name="04_confident_mistakes.png",
-                            what="test"):
-    """The wrong predictions the model was most sure of: bad labels or truly odd digits?
-    (04 and 08 draw them.)"""
-    confidence, pred = probs.max(dim=1)
-    wrong = (pred != y).nonzero().flatten()
-    order = wrong[confidence[wrong].argsort(descending=True)][:num]
-    print(f"{len(wrong)} mistakes in {len(y):,} {what} images; the {len(order)} most confident:")
-    print_table([f"{what} index", "true", "predicted", "confidence"],
-                [[int(i), int(y[i]), int(pred[i]), f"{100 * confidence[i]:.1f}%"]
-                 for i in order])
-    cols = min(6, max(1, len(order)))
-    fig, axes = image_grid(max(1, math.ceil(len(order) / cols)), cols, (1.8, 2.1))
-    for ax, i in zip(axes.flat, order):
-        ax.imshow(images[i], cmap="gray")
-        ax.set_title(f"true {int(y[i])}, said {int(pred[i])}\n{100 * confidence[i]:.0f}% sure",
-                     fontsize=8)
-    fig.suptitle("Most confident mistakes")
-    return save_figure(fig, name, show)
 
 
 # --------------------------------------------------------------------------------------
@@ -1044,26 +737,6 @@ def report(model, loaders, device):
     return metrics
 
 
-def kept_model_path(args, result):
-    """Where the kept model goes after fit(); None when there is nothing to keep.
-
-    Divergence raises a FriendlyError and saves nothing. After Ctrl-C the best epoch
-    so far goes to <name>_interrupted.pt: a cut-short run never overwrites a good model.
-    """
-    if result["status"] == "diverged":
-        raise FriendlyError(
-            f"training diverged with lr {args.lr}: {result['diverged']} (guessing scores "
-            f"{math.log(10):.2f}); try a smaller learning rate, e.g. --lr {args.lr / 10:g}. "
-            f"Nothing was saved; {display_path(args.checkpoint)} is unchanged")
-    if result["best_epoch"] == 0:
-        print("Stopped before the first epoch ended: nothing to keep, nothing saved.")
-        return None
-    path = Path(args.checkpoint)
-    if result["status"] == "interrupted":
-        path = path.with_name(f"{path.stem}_interrupted.pt")
-    return path
-
-
 def save_kept_model(path, args, model, model_kwargs, result, metrics, device, defaults=None):
     """The weights (state_dict), with the settings, metrics and history that produced them.
 
@@ -1083,32 +756,8 @@ def save_kept_model(path, args, model, model_kwargs, result, metrics, device, de
           f"{display_path(path)} ({path.stat().st_size / 1000:.0f} KB on disk)")
 
 
-def save_run_results(script, args, device, result, metrics=None) -> None:
-    """--results FILE of a training script: what one run measured, as JSON (make tables
-    reads it). Written for a diverged run too, which then has no test accuracy."""
-    if getattr(args, "results", None):
-        save_results(args.results, script, args, device, status=result["status"],
-                     best_val_acc=result["best_val_acc"], best_epoch=result["best_epoch"],
-                     train_seconds=result["train_seconds"], history=result["history"],
-                     diverged=result["diverged"],
-                     test_acc=metrics["test_acc"] if metrics else None)
-
-
-def save_results(path, script: str, args, device, **record) -> None:
-    """A run's settings, hardware and numbers as JSON, written atomically (05, 07, tables)."""
-    record = {"script": script,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "settings": {k: v for k, v in vars(args).items()
-                           if k not in ("show", "results", "checkpoint")},
-              "hardware": hardware_info(device), **record}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2))
-    print(f"Results written to {display_path(path)}")
-
-
 # --------------------------------------------------------------------------------------
-# Resuming training (taught in 03_train_mnist.py; 06 resumes the same way)
+# Resuming training (taught in 03_train_mnist.py; 06 and 10 resume the same way)
 # --------------------------------------------------------------------------------------
 # A checkpoint for inference holds the weights and how to rebuild the model: enough to use
 # it. A training state holds everything needed to go on as if the run had never stopped:
@@ -1118,20 +767,6 @@ def save_results(path, script: str, args, device, **record) -> None:
 # set_seed seeds (the loader's shuffles and 06's shifts; torch's own; CUDA's; Python's
 # `random` and NumPy's, which no lesson uses but a learner's change may). Only tensors,
 # numbers, strings and containers: it loads with weights_only=True like any checkpoint.
-TRAINING_STATE = "training state"  # its "kind", so that no one mistakes it for a model
-# Settings a resumed run may change: where it runs and writes, how it is stopped, what it
-# checks on the side (10's --proof-steps trains a separate copy of the model).
-MAY_DIFFER = {"device", "show", "checkpoint", "results", "resume", "stop_after_epoch",
-              "check_resume", "master_port", "crash_rank", "proof_steps",
-              "force_nproc"}
-
-
-def training_state_path(checkpoint) -> Path:
-    """Where a run keeps its training state: beside its checkpoint, <name>_training.pt."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(f"{checkpoint.stem}_training.pt")
-
-
 def save_training_state(path, script, args, model, model_kwargs, optimizer, scheduler,
                         generator, epoch, best, history) -> None:
     """Everything needed to continue after `epoch`, written atomically: a kill during the
@@ -1149,71 +784,10 @@ def save_training_state(path, script, args, model, model_kwargs, optimizer, sche
                  "state": {k: v.cpu() for k, v in (best["state"] or {}).items()}},
         "history": history,
         "settings": {k: v for k, v in vars(args).items() if k not in MAY_DIFFER},
-        "rng": {"torch": torch.get_rng_state(),
-                "loader": generator.get_state() if generator is not None else None,
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "python": random.getstate(), "numpy": numpy_rng_state()},
+        "rng": rng_states(generator),  # torch's, CUDA's, the loader's, Python's, NumPy's
         "torch_version": str(torch.__version__)}
     with atomic_path(Path(path)) as tmp:
         torch.save(state, tmp)
-
-
-def numpy_rng_state() -> tuple:
-    """NumPy's global generator as plain values and a tensor (weights_only=True loads it;
-    a NumPy array inside would be refused)."""
-    name, keys, *rest = np.random.get_state()
-    return (name, torch.from_numpy(keys.astype(np.int64)), *rest)
-
-
-def read_training_state(path, script, args, model) -> dict:
-    """A training state that can continue this very run, or one FriendlyError line."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # missing, truncated, not a torch file, unsafe pickle...
-        raise FriendlyError(f"cannot resume from {display_path(path)}: not a readable "
-                            f"training state ({type(err).__name__})") from err
-    if not (isinstance(state, dict) and state.get("kind") == TRAINING_STATE):
-        raise FriendlyError(f"{display_path(path)} is not a training state (a model checkpoint "
-                            "cannot be resumed: give the <name>_training.pt beside it)")
-    check_state_entries(state, path)
-    if state["script"] != script or state["model_class"] != type(model).__name__:
-        raise FriendlyError(f"{display_path(path)} was written by {state['script']} for a "
-                            f"{state['model_class']}, not by {script} for a {type(model).__name__}")
-    now = {k: v for k, v in vars(args).items() if k not in MAY_DIFFER}
-    changed = sorted(k for k in set(now) | set(state["settings"])
-                     if now.get(k) != state["settings"].get(k))
-    if changed:
-        raise FriendlyError(f"{display_path(path)} was trained with other settings: " + ", ".join(
-            f"--{k.replace('_', '-')} {state['settings'].get(k)} (now {now.get(k)})"
-            for k in changed) + "; resume with the same settings")
-    if state["epoch"] >= args.epochs:
-        raise FriendlyError(f"{display_path(path)} has finished all {args.epochs} epochs: "
-                            "nothing left to resume")
-    stop = getattr(args, "stop_after_epoch", None)
-    if stop is not None and stop <= state["epoch"]:
-        raise FriendlyError(f"--stop-after-epoch {stop}: {display_path(path)} has {state['epoch']} "
-                            f"epochs done already; give a later epoch (or none)")
-    return state
-
-
-STATE_ENTRIES = {"script": str, "epoch": int, "model_class": str, "model_kwargs": dict,
-                 "model": dict, "optimizer": dict, "best": dict, "history": dict,
-                 "settings": dict, "rng": dict}  # what read and resume use, and its type
-
-
-def check_state_entries(state: dict, path) -> None:
-    """Every entry resuming reads is there with the right type, or one FriendlyError line
-    (a state damaged by hand, or written by another version of the course)."""
-    for key, kind in STATE_ENTRIES.items():
-        if not isinstance(state.get(key), kind):
-            raise FriendlyError(f"{display_path(path)} is not a usable training state: its "
-                                f"'{key}' entry is {'missing' if key not in state else 'wrong'}")
-    best, rng = state["best"], state["rng"]
-    if not ({"epoch", "val_acc", "state"} <= set(best) and isinstance(rng.get("torch"),
-                                                                     torch.Tensor)):
-        raise FriendlyError(f"{display_path(path)} is not a usable training state: its "
-                            "'best' or 'rng' entry is incomplete")
 
 
 def resume_training(path, script, args, model, optimizer, scheduler, generator) -> dict:
@@ -1225,17 +799,10 @@ def resume_training(path, script, args, model, optimizer, scheduler, generator) 
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["rng"]["loader"])  # the next epoch's shuffle (and shifts)
-        torch.set_rng_state(state["rng"]["torch"])
+        restore_rng_states(state["rng"], generator)  # the next epoch's shuffle (and shifts)
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise FriendlyError(f"cannot resume from {display_path(path)}: {first_detail(err)}") \
             from err
-    if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    if state["rng"].get("python"):  # (states written before these were saved lack them)
-        random.setstate(state["rng"]["python"])
-        name, keys, *rest = state["rng"]["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     best = dict(state["best"], state=state["best"]["state"] or None)
     print(f"Resuming {display_path(path)}: {state['epoch']} of {args.epochs} epochs done, "
           f"best so far epoch {best['epoch']} ({100 * best['val_acc']:.2f}% on validation)")
@@ -1259,76 +826,9 @@ def resumable(script, args, model, model_kwargs, optimizer, scheduler, generator
     return start, after_epoch
 
 
-def add_resume_args(parser) -> None:
-    """--resume and --stop-after-epoch: the flags of a training script that can go on."""
-    parser.add_argument("--resume", default=None, metavar="PATH",
-                        help="continue the run whose training state is in PATH (written "
-                             "beside the checkpoint after every epoch), exactly where it "
-                             "stopped; the settings must be the same (default: none)")
-    parser.add_argument("--stop-after-epoch", type=positive_int, default=None, metavar="N",
-                        help="stop after epoch N as Ctrl-C would, keeping the training "
-                             "state to --resume from (default: never)")
-
-
 # --------------------------------------------------------------------------------------
-# A learner's own image of a digit, made to look like MNIST (taught in 04_load_model.py;
-# lessons 8 and 9 use it for folders of photos and for drawings sent to a server)
+# Your own digit, made to look like MNIST (taught in 04_load_model.py; 08 and 09 use it)
 # --------------------------------------------------------------------------------------
-MAX_IMAGE_PIXELS = 50_000_000  # a 48-megapixel phone photo fits; larger is refused
-# Only these formats are ever decoded. Pillow can open dozens; some of them run other
-# programs (an EPS file makes Pillow call Ghostscript), which a file from a stranger
-# must never be able to do. Pillow's own security notes say to block such input.
-IMAGE_FORMATS = ("PNG", "JPEG")
-
-
-class ImageTooLarge(FriendlyError):  # noqa: N818 (the name says what happened)
-    """An image with more pixels than we agree to decode (lesson 9 answers it with 413)."""
-
-
-def read_grayscale(path, name=None, max_pixels=MAX_IMAGE_PIXELS) -> Image.Image:
-    """Open a PNG or JPEG (a path or a file object) as 8-bit grey levels; one clear error
-    for anything unusable. `name`: how errors call it (default: the path).
-
-    The size is checked from the header, before the pixels are decoded: a 240-megapixel
-    image would take gigabytes of memory (Pillow itself refuses such "decompression
-    bombs"). formats= makes Pillow refuse every other format without trying to decode it.
-    """
-    name = name or f"image {path}"
-    try:
-        with Image.open(path, formats=IMAGE_FORMATS) as image:
-            if image.width * image.height > max_pixels:
-                raise ImageTooLarge(
-                    f"{name} is too large ({image.width}x{image.height} pixels, over "
-                    f"{max_pixels / 1e6:g} megapixels): scale it down first")
-            return to_grayscale(ImageOps.exif_transpose(image))  # turned upright
-    except Image.DecompressionBombError as err:
-        raise ImageTooLarge(f"{name} is too large: {err}") from err
-    except UnidentifiedImageError as err:
-        raise FriendlyError(f"cannot read {name}: not a PNG or JPEG image") from err
-    except (OSError, ValueError, SyntaxError) as err:  # damaged, truncated...
-        raise FriendlyError(f"cannot read {name}: {err}") from err
-
-
-def to_grayscale(image: Image.Image) -> Image.Image:
-    """Any PIL image as 8-bit grey levels (mode "L"), whatever it was stored as.
-
-    convert("L") alone gets two kinds of file wrong. 16-bit grey (mode "I;16", 0-65535)
-    would be clipped at 255, turning almost every pixel white: we scale instead. A
-    transparent background (RGBA, or a palette with a transparent colour) has arbitrary
-    colours under the transparency: we lay the image on white paper first.
-    """
-    if image.mode.startswith("I"):  # 16- or 32-bit integer grey levels
-        a = np.asarray(image, dtype=np.float64)
-        top = 65535 if image.mode.startswith("I;16") or a.max() > 255 else 255
-        return Image.fromarray((a * (255 / top)).round().clip(0, 255).astype(np.uint8))
-    if image.mode == "F":  # 32-bit float grey levels, assumed in 0-255
-        return Image.fromarray(np.asarray(image).round().clip(0, 255).astype(np.uint8))
-    if "A" in image.mode or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("L")
-    return image.convert("L")
-
-
 def digit_from_gray(image: Image.Image, name="the image") -> np.ndarray:
     """A grey image of one digit as a 28x28 MNIST-style uint8 array (04 explains each step):
     ink light on black, cropped, scaled into a 20x20 box, centred by mass in 28x28."""
@@ -1372,108 +872,6 @@ def prepare_digit(path) -> np.ndarray:
     return digit_from_gray(read_grayscale(path), path)
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}  # the files IMAGE_FORMATS can hold
-
-
-def class_folders(root: Path, max_classes: int) -> list[Path]:
-    """The class subfolders of `root`, sorted by name (as ImageFolder sorts them)."""
-    if not root.is_dir():
-        problem = "is a file, not a folder" if root.exists() else "does not exist"
-        raise FriendlyError(f"{root} {problem}: give a folder of class subfolders")
-    classes = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.name)
-    if not classes:
-        raise FriendlyError(
-            f"{root} has no class subfolders: put each class's images in a subfolder named "
-            "after the class (0/, 1/, ... 9/ for digits)")
-    if len(classes) > max_classes:
-        raise FriendlyError(f"{root} has {len(classes)} class subfolders; the "
-                            f"course's models have {max_classes} outputs")
-    return classes
-
-
-def readable(path: Path) -> str | None:
-    """None if `path` is an image we can read, else why not (one line that names the file)."""
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        kind = path.suffix or "no extension"
-        return f"{display_path(path)} is not an image file ({kind})"
-    try:  # decoded once in full: a truncated file fails here, not in the middle of an epoch
-        read_grayscale(path)
-    except FriendlyError as err:  # unreadable, damaged, or too large
-        return str(err)
-    return None
-
-
-def scan_image_folder(root: Path, max_classes: int = 10):
-    """(class names, [(path, class index)]) of every readable image, warnings printed (08).
-
-    A file that is not an image, or is damaged, is skipped with a warning that names it:
-    one bad file should not stop a run over hundreds of good ones. An empty class
-    folder is kept as a class (so that the class indices do not shift), with a warning.
-    """
-    classes, samples = [], []
-    for index, folder in enumerate(class_folders(Path(root), max_classes)):
-        classes.append(folder.name)
-        found = 0
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            problem = readable(path)
-            if problem:
-                print(f"  warning, skipped: {problem}")
-                continue
-            samples.append((path, index))
-            found += 1
-        if not found:
-            print(f"  warning: class folder {display_path(folder)} has no images")
-    if not samples:
-        raise FriendlyError(f"no readable images in the class folders of {root}")
-    return classes, samples
-
-
-def keep_preparable(samples, transform):
-    """The (path, class) samples whose image `transform` can prepare (lesson 8): one it
-    cannot, such as a blank photo with no digit to find, is skipped with a warning that
-    names it, instead of stopping the run in the middle of an epoch."""
-    kept = []
-    for path, target in samples:
-        try:
-            transform(read_grayscale(path))
-            kept.append((path, target))
-        except FriendlyError as err:
-            print(f"  warning, skipped: {display_path(path)}: {err}")
-    if not kept:
-        raise FriendlyError("no image of the folder could be prepared")
-    return kept
-
-
-CANVAS = 280  # lesson 9's drawing pad, in pixels (10x MNIST's 28)
-
-
-def draw_like_a_canvas(digit: np.ndarray, rng, slant: float = 0) -> Image.Image:
-    """An MNIST digit as someone would draw it on lesson 9's pad (08 and 09 use it).
-
-    A pen draws solid strokes of one width, at any size, anywhere: so the digit is
-    turned by `slant` degrees (anticlockwise), scaled to a random size, made solid (on or
-    off, no soft grey), thickened by a random amount, pasted at a random place on a
-    280x280 pad, dark on white (one in five light on black). An RGBA image, as a canvas
-    gives it.
-    """
-    size = int(rng.integers(90, CANVAS + 1))  # the digit's 20x20 box becomes 64-200 px
-    upright = Image.fromarray(digit)
-    if slant:
-        upright = upright.rotate(slant, resample=Image.Resampling.BILINEAR)
-    big = upright.resize((size, size), Image.Resampling.BILINEAR)
-    ink = Image.fromarray(((np.asarray(big) > 100) * 255).astype(np.uint8))
-    width = int(rng.choice([1, 3, 5, 7, 9]))  # how much thicker than MNIST's own strokes
-    if width > 1:
-        ink = ink.filter(ImageFilter.MaxFilter(width))
-    pad = Image.new("L", (CANVAS, CANVAS), 255)
-    x, y = (int(v) for v in rng.integers(0, CANVAS - size + 1, size=2))
-    pad.paste(0, (x, y, x + size, y + size), mask=ink)
-    if rng.random() < 0.2:
-        pad = Image.eval(pad, lambda v: 255 - v)
-    return pad.convert("RGBA")
-
-
 def export_mnist_pngs(folder: Path, per_class: int, slant: float | None = None) -> Path:
     """The first `per_class` validation images of each digit as <folder>/<digit>/<index>.png:
     as stored (28x28), or, with a `slant`, drawn on a pad turned by that many degrees.
@@ -1484,25 +882,13 @@ def export_mnist_pngs(folder: Path, per_class: int, slant: float | None = None) 
     folder and renamed when complete (an interrupted export is never taken for a
     finished one); reused when present.
     """
-    folder = Path(folder)
-    if folder.is_dir():
-        return folder
+    if Path(folder).is_dir():
+        return Path(folder)
     train_X, train_y, _, _ = load_mnist_tensors()
     val_idx = train_val_split(len(train_y))[1]
-    rng = np.random.default_rng(0)  # the same drawings every time
-    tmp = folder.with_name(folder.name + ".tmp")
-    for digit in range(10):
-        (tmp / str(digit)).mkdir(parents=True, exist_ok=True)
-        for i in val_idx[train_y[val_idx] == digit][:per_class].tolist():
-            image = Image.fromarray(train_X[i].numpy())
-            if slant is not None:
-                image = draw_like_a_canvas(train_X[i].numpy(), rng, slant).convert("L")
-            image.save(tmp / str(digit) / f"{i:05d}.png")
-    tmp.rename(folder)
-    print(f"Exported {10 * per_class} MNIST validation images as PNG files to "
-          f"{display_path(folder)}" + (f", drawn on a pad, turned {slant:g} degrees"
-                                      if slant is not None else ""))
-    return folder
+    picked = [(digit, i) for digit in range(10)
+              for i in val_idx[train_y[val_idx] == digit][:per_class].tolist()]
+    return write_digit_pngs(folder, [(d, i, train_X[i].numpy()) for d, i in picked], slant)
 
 
 def to_pixels(X):
@@ -1513,16 +899,6 @@ def to_pixels(X):
 # --------------------------------------------------------------------------------------
 # Checkpoints: one file, enough to rebuild the model, written atomically
 # --------------------------------------------------------------------------------------
-# A checkpoint names the class that rebuilds the model: one of this module's (SimpleNN,
-# SmallCNN) or one defined in a numbered lesson of this repository. A file must never
-# choose which code runs, so nothing else can be named.
-LESSON_MODULE = re.compile(r"\d\d[a-z]?_[a-z_]+")  # 03_train_mnist, 07b_inside_...
-
-
-class CheckpointError(FriendlyError):
-    """A checkpoint file is missing, unreadable, or does not fit the model."""
-
-
 def save_checkpoint(path: Path, model: nn.Module, model_kwargs: dict, **info) -> Path:
     """Save the weights plus what is needed to rebuild and judge the model.
 
@@ -1549,39 +925,12 @@ def save_checkpoint(path: Path, model: nn.Module, model_kwargs: dict, **info) ->
     return Path(path)
 
 
-def model_class(checkpoint: dict) -> type:
-    """The nn.Module class a checkpoint names: from this module, or from the one lesson
-    script that defines it (importing that lesson, and through it only this module).
-
-    A lesson that cannot be imported (a learner's half-finished edit) is one line that
-    names it: the checkpoints of every other lesson still load.
-    """
-    module_name, class_name = checkpoint.get("model_module"), checkpoint.get("model_class")
-    if module_name == __name__:
-        module = sys.modules[__name__]
-    elif (isinstance(module_name, str) and LESSON_MODULE.fullmatch(module_name)
-          and (ROOT / f"{module_name}.py").exists()):
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as err:  # SyntaxError, NameError... anything a learner's edit raises
-            raise CheckpointError(
-                f"this checkpoint's model class {class_name} is defined in {module_name}.py, "
-                f"which cannot be imported ({type(err).__name__}: {err}): fix that file "
-                "(or undo your change to it)") from err
-    else:
-        raise CheckpointError(f"checkpoint names an unknown model module {module_name!r}")
-    cls = getattr(module, str(class_name), None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise CheckpointError(f"{module_name}.py defines no model class {class_name!r}")
-    return cls
-
-
-def first_detail(err: Exception) -> str:
-    """The first informative line of a long PyTorch error message."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__)[:160]
+def import_lesson(name: str):
+    """A numbered lesson as a module (a checkpoint's class may be defined in one): what
+    _course.checkpoints.model_class is handed, so that the package imports no lesson."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(name)
 
 
 def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
@@ -1597,20 +946,10 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     records.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, not a torch file, unsafe pickle...
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}): "
-                              "damaged or not a PyTorch file; delete it and train again") from err
-    if isinstance(checkpoint, dict) and checkpoint.get("kind") == TRAINING_STATE:
-        raise CheckpointError(f"{path} is a training state, for --resume; the model it "
-                              "trains is saved beside it, without _training in its name")
-    if not (isinstance(checkpoint, dict) and "model_state_dict" in checkpoint):
-        raise CheckpointError(f"{path} is not a checkpoint of this course (no model_state_dict)")
+    checkpoint = read_checkpoint(path)  # torch.load(path, weights_only=True), checked
     if model is None:
-        cls, kwargs = model_class(checkpoint), checkpoint.get("model_kwargs", {})
+        cls = model_class(checkpoint, sys.modules[__name__], import_lesson)
+        kwargs = checkpoint.get("model_kwargs", {})
         try:
             model = cls(**kwargs)
         except Exception as err:  # unknown or invalid constructor arguments
@@ -1628,449 +967,24 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
 
 
 # --------------------------------------------------------------------------------------
-# Command-line settings shared by the scripts
+# The plumbing, re-exported: lessons write dl_utils.X and import nothing else of the
+# course. What each module of _course/ is for: its first paragraph.
 # --------------------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (zero epochs or batches of 0 images make no sense)."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0 (a learning rate of 0 never moves the weights)."""
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1) (a probability, a share of the labels)."""
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
-    return value
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port, 0 to 65535 (0: let the system pick a free one)."""
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text}")
-    return value
-
-
-def check_port_free(port: int, flag: str) -> None:
-    """A TCP port given on the command line must be free: one clear line if it is not
-    (0 means "let the system pick one", always fine)."""
-    if not port:
-        return
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError as err:
-            raise FriendlyError(f"port {port} is in use ({err.strerror}): choose another "
-                                f"{flag}, or 0 to let the system pick a free one") from err
-
-
-def output_file(text: str) -> str:
-    """argparse type: a path a script may write a file to, checked before any work starts.
-
-    Refused at once (not after ten minutes of training): a folder, or a path below an
-    existing file.
-    """
-    path = Path(text).expanduser()
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name inside it")
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
-    return str(path)
-
-
-def make_parser(doc: str) -> argparse.ArgumentParser:
-    """A parser whose -h shows the script's docstring and every default."""
-    return argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-
-
-def add_common_args(parser: argparse.ArgumentParser, seed: int = 0) -> None:
-    """--device, --seed and --show: the settings every script has."""
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
-                        default=os.environ.get("DL_DEVICE", "auto"),
-                        help="where the tensors live; auto = CUDA, then MPS, then CPU. "
-                             "Also settable with the DL_DEVICE environment variable "
-                             "(default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=seed,
-                        help="seeds the initial weights and the batch order: the same seed "
-                             "gives the same result on the same machine, PyTorch build and "
-                             "device (default: %(default)s)")
-    parser.add_argument("--show", action="store_true",
-                        help="also open the figures in windows when a display exists; "
-                             "they are always saved as PNG under figures/")
-
-
-def add_training_args(parser, *, batch_size: int, lr: float, num_epochs: int) -> None:
-    """--batch-size, --lr, --epochs, --subset: the knobs of every training script."""
-    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
-                        help="images per gradient step; smaller: noisier gradients but more "
-                             "updates per epoch (default: %(default)s)")
-    parser.add_argument("--lr", type=positive_float, default=lr,
-                        help="learning rate, the optimizer's step size; too large diverges "
-                             "(try 10), too small crawls (default: %(default)s)")
-    parser.add_argument("--epochs", type=positive_int, default=num_epochs,
-                        help="passes over the training images (default: %(default)s)")
-    parser.add_argument("--subset", type=positive_int, default=None,
-                        help="train on only this many images, for quick experiments; "
-                             "validation and test stay whole (default: all 55,000)")
-
-
-def add_results_arg(parser, default=None) -> None:
-    """--results FILE: where a script writes what it measured, as JSON."""
-    shown = display_path(default) if default else "none"
-    parser.add_argument("--results", type=output_file, default=str(default) if default else None,
-                        help=f"write the measured numbers to this JSON file (default: {shown})")
-
-
-# --------------------------------------------------------------------------------------
-# Running a script: one-line errors, Ctrl-C
-# --------------------------------------------------------------------------------------
-def run_main(main) -> None:
-    """Run a script's main(): a FriendlyError becomes one line on stderr and exit code 1,
-    Ctrl-C (outside the training loop, which handles it itself) exit code 130."""
-    try:
-        if OUTPUT_DIR.exists() and not OUTPUT_DIR.is_dir():
-            raise FriendlyError(f"DL_OUTPUT_DIR={OUTPUT_DIR} is a file, not a folder: point it "
-                                "at a folder (it is created if missing), or unset it")
-        sys.exit(main())
-    except FriendlyError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        sys.exit(130)
-    except BrokenPipeError:  # `python lesson.py | head`: the reader left; stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's docs'
-        sys.exit(1)  # recipe: no second error when Python flushes stdout at exit)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a container or `taskset` can allow fewer than
-    the machine has)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def available_memory_gb() -> float | None:
-    """Memory a new program can take without pushing others out (Linux's MemAvailable);
-    elsewhere the physical memory, an upper bound; None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 2**20  # kB -> GB
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def check_process_count(nproc: int, per_process_gb: float, on_cpu: bool, force: bool) -> None:
-    """Before starting nproc processes (lesson 10): refuse in one line a count whose memory
-    would exceed what is available (unless `force`), and warn when processes on the CPU
-    outnumber its cores."""
-    available = available_memory_gb()
-    needed = nproc * per_process_gb
-    if available is not None and needed > available and not force:
-        raise FriendlyError(
-            f"--nproc {nproc} would need about {needed:.0f} GB ({nproc} x {per_process_gb:g} GB "
-            f"per process: torch and the data, each in its own copy) and {available:.1f} GB "
-            "is available: use fewer processes, or add --force-nproc to start them anyway")
-    cores = usable_cores()
-    if on_cpu and nproc > cores:
-        print(f"WARNING: {nproc} processes on {cores} cores: they take turns on the cores, "
-              f"so each step waits for the slowest and an epoch takes longer than with "
-              f"{cores}, not shorter.", flush=True)
-
-
-def peak_memory_mb() -> float | None:
-    """This process's peak resident memory in MB (10's workers report it); None on Windows."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def ddp_bucket_count(ddp) -> int:
-    """How many gradient buckets a DistributedDataParallel model made (lesson 10), from the
-    bucket sizes its logging data lists (a private API: 1 if it ever goes away)."""
-    sizes = ddp._get_ddp_logging_data().get("bucket_sizes", "")
-    return len(str(sizes).split(",")) if sizes else 1
-
-
-def torchrun_command(script: Path, nproc: int, port: int, script_args) -> list[str]:
-    """The torchrun command line for `script` (python -m torch.distributed.run is torchrun);
-    port 0: --standalone, one machine and a free port."""
-    meet = (["--standalone"] if not port else
-            ["--nnodes=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}"])
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", *meet,
-            str(Path(script).resolve()), *script_args]
-
-
-def torchrun(script: Path, nproc: int, port: int, script_args) -> None:
-    """Run `script` under torchrun with nproc processes (lesson 10), printing the command;
-    a failed job becomes one FriendlyError line that names the failing process's error."""
-    command = torchrun_command(script, nproc, port, script_args)
-    print("  torchrun " + " ".join(command[3:]).replace(str(Path(script).resolve()),
-                                                          Path(script).name), flush=True)
-    # torchrun's own main() runs in this process (the same as the command, without a
-    # second Python and torch to start); the workers inherit the environment, and their
-    # error output (file descriptor 2) goes to a file, read if the job fails.
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import main as torchrun_main
-
-    os.environ["DL_LAUNCHER_PID"] = str(os.getpid())  # watched by the workers
-    if nproc > 1:  # what torchrun would set (with a warning): one thread per process
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-    failed = None
-    with tempfile.TemporaryFile("w+") as errors:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(errors.fileno(), 2)
-        try:
-            torchrun_main(command[3:])
-        except ChildFailedError as err:
-            failed = str(err)
-        except SignalException as err:  # Ctrl-C (or a kill) while the job ran
-            raise KeyboardInterrupt from err
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-        errors.seek(0)
-        if failed is not None:
-            raise FriendlyError(torchrun_failure(errors.read() + "\n" + failed, nproc))
-
-
-def leave_when_gone(pid: int, every: float = 1.0) -> None:
-    """Exit this process at once when process `pid` is gone (lesson 10's workers watch
-    their launcher): a worker must never outlive the command that started it, however
-    that command ended (Ctrl-C, kill, a closed terminal). POSIX only: on Windows,
-    os.kill(pid, 0) would not ask, it would terminate."""
-    if os.name != "posix":
-        return
-
-    def watch():
-        while True:
-            time.sleep(every)
-            try:
-                os.kill(pid, 0)  # signal 0: "are you there?", nothing is sent
-            except ProcessLookupError:
-                os._exit(1)  # no cleanup to wait for: the job is over
-            except PermissionError:  # exists, owned by someone else: still there
-                pass
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def torchrun_failure(stderr: str, nproc: int) -> str:
-    """One line for a failed job: the failing process's own error line if it wrote one,
-    else the last exception it raised, else what torchrun's report says of it."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    ours = [ln[len("error: "):] for ln in lines if ln.startswith("error: ")]
-    raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt): ", ln)]
-    report = [re.sub(r"\s+", " ", ln) for ln in lines
-              if re.match(r"^(rank|exitcode|traceback)\s*:", ln)]
-    why = ours[0] if ours else raised[-1] if raised else (
-        ", ".join(report) or (lines[-1] if lines else "no message"))
-    return f"the {nproc}-process job stopped: {why}"
-
-
-class GracefulStop:
-    """Ctrl-C sets a flag that the training loop checks after each batch; a second aborts.
-
-    Without it, Ctrl-C raises KeyboardInterrupt wherever Python happens to be, possibly
-    in the middle of an optimizer step, and the run's best epoch is lost. Signals can
-    only be caught in the main thread; elsewhere this does nothing.
-    """
-
-    requested = False
-
-    def __enter__(self):
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping after this batch (press again to quit at once)",
-              file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-
-# --------------------------------------------------------------------------------------
-# File plumbing: MNIST's IDX files, checked before use; atomic writes
-# --------------------------------------------------------------------------------------
-IDX_MAGIC = {"images": 2051, "labels": 2049}  # 0x0803: 3-D uint8 array; 0x0801: 1-D
-
-
-def prepare_mnist(root: Path = DATA_DIR, files: dict = MNIST_FILES) -> Path:
-    """Make sure root/MNIST/raw/ holds the four uncompressed files, intact; return that folder.
-
-    Order of preference: the uncompressed files (checked), then the shipped .gz files
-    (extracted once), then torchvision's download.
-    """
-    raw = Path(root) / "MNIST" / "raw"
-    if any(not (raw / n).exists() and not (raw / f"{n}.gz").exists() for n in files):
-        try:
-            download_mnist(Path(root))
-        except Exception as err:  # offline: URLError, RuntimeError, socket errors...
-            raise FriendlyError(
-                f"MNIST is missing from {raw} and the download failed ({type(err).__name__}); "
-                f"put the four files {', '.join(n + '.gz' for n in files)} into {raw}"
-            ) from err
-    for name, (size, md5) in files.items():
-        if not (raw / name).exists():
-            extract_gz(raw / f"{name}.gz", raw / name)
-        check_file(raw / name, size, md5)
-    return raw
-
-
-def download_mnist(root: Path) -> None:
-    """Fall back on torchvision's download (needs a network connection)."""
-    from torchvision import datasets
-
-    for train in (True, False):
-        datasets.MNIST(root, train=train, download=True)
-
-
-def extract_gz(gz_path: Path, out_path: Path) -> None:
-    try:
-        with gzip.open(gz_path, "rb") as src, atomic_path(out_path) as tmp:
-            tmp.write_bytes(src.read())
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise FriendlyError(f"cannot decompress {gz_path} ({err}); restore it with "
-                            "`git checkout data/` or delete it to download MNIST again") from err
-
-
-def idx_dims(header: bytes) -> list[int]:
-    """The dimensions an IDX header declares: the magic number's 4th byte counts them."""
-    return [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(header[3])]
-
-
-def read_idx(path: Path) -> torch.Tensor:
-    """An IDX file (checked by check_idx_file) as a uint8 tensor of the shape its header gives.
-
-    torchvision's datasets.MNIST reads these same files, and the tests check that it gets
-    identical tensors. We read them ourselves because importing torchvision costs over a
-    second per script on a 2-core machine (make bench measures it), more than reading all
-    the data.
-    """
-    data = path.read_bytes()
-    dims = idx_dims(data)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8,
-                            offset=4 + 4 * len(dims)).view(dims)
-
-
-def check_idx_file(path: Path) -> None:
-    """Check an IDX file's header: magic number, and a size that matches its dimensions.
-
-    IDX is MNIST's format: 4 bytes of magic (0, 0, dtype 0x08 = uint8, number of dims),
-    one big-endian uint32 per dimension, then the raw bytes (one per pixel or label).
-    """
-    kind = "images" if "images" in path.name else "labels"
-    with open(path, "rb") as f:
-        header = f.read(16)  # magic + up to 3 dimensions; the data is not needed here
-    magic = int.from_bytes(header[:4], "big")
-    if magic != IDX_MAGIC[kind]:
-        raise FriendlyError(f"{path} is not an MNIST {kind} file (magic number {magic}, "
-                            f"expected {IDX_MAGIC[kind]}); delete it and run again")
-    dims = idx_dims(header)
-    expected = 4 + 4 * len(dims) + math.prod(dims)
-    if path.stat().st_size != expected:
-        raise FriendlyError(f"{path} is truncated or damaged ({path.stat().st_size:,} bytes, "
-                            f"its header promises {expected:,}); delete it and run again: "
-                            "it will be re-extracted from the .gz or re-downloaded")
-
-
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_file(path: Path, size: int | None, md5: str | None) -> None:
-    """Header, size and md5 of one uncompressed file; a clear error names file and fix."""
-    check_idx_file(path)
-    fix = "delete it and run again: it will be re-extracted from the .gz or re-downloaded"
-    if size is not None and path.stat().st_size != size:
-        raise FriendlyError(f"{path} has {path.stat().st_size:,} bytes, expected {size:,}; {fix}")
-    if md5 is not None and md5sum(path) != md5:
-        raise FriendlyError(f"{path} fails its md5 check (altered or damaged); {fix}")
-
-
-def remove_stale_temporaries(path: Path) -> None:
-    """Temporaries of `path` left by a writer killed outright (SIGKILL, a power cut): those
-    whose process is gone. (POSIX only: elsewhere there is no harmless liveness check.)"""
-    if os.name != "posix":
-        return
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:-4]
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except (ValueError, OSError):
-            pass  # not ours, or a live process of another user
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path):
-    """Context manager: write to a temporary file beside `path`, then rename it into place.
-
-    os.replace is atomic on one file system, so a reader, a crash of the program or
-    Ctrl-C sees either the old complete file or the new complete file, never half of
-    one. os.fsync first forces the new bytes onto the disk: without it, a power cut
-    just after the rename could leave the new name pointing at data the disk never
-    received. (Making the rename itself survive a power cut would also need an fsync of
-    the folder; we stop here.) A file that cannot be written becomes one clear error.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path)
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:  # a folder that is a file, no permission, a full disk...
-        raise FriendlyError(f"cannot write {path}: {err.strerror or err}") from err
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+from _course.checkpoints import *  # noqa: E402, F403
+from _course.cli import *  # noqa: E402, F403
+from _course.figures import *  # noqa: E402, F403
+from _course.files import *  # noqa: E402, F403
+from _course.images import *  # noqa: E402, F403
+from _course.launch import *  # noqa: E402, F403
+from _course.stats import *  # noqa: E402, F403
+from _course import cli as _cli  # noqa: E402
+
+fraction = _cli.fraction  # (an argparse type; flip_labels' parameter has the same name)
 
 
 def __getattr__(name: str):
-    """dl_utils.serving, lesson 9's web plumbing (serving.py), imported on first use
-    (PEP 562): the other lessons never pay FastAPI's and uvicorn's import time."""
+    """dl_utils.serving, lesson 9's web plumbing (_course/serving.py), imported on first
+    use (PEP 562): the other lessons never pay FastAPI's and uvicorn's import time."""
     if name == "serving":
-        return importlib.import_module("serving")
+        return importlib.import_module("_course.serving")
     raise AttributeError(f"module 'dl_utils' has no attribute {name!r}")

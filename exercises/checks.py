@@ -902,7 +902,7 @@ def check_client(m, answers):
     from fastapi import FastAPI, HTTPException
     from pydantic import BaseModel
 
-    import serving
+    from _course import serving
 
     class Body(BaseModel):
         image: str
@@ -928,7 +928,7 @@ def check_client(m, answers):
 
 @exercise("09.2", "code", "an endpoint's input check: every bad request is a 400")
 def check_endpoint(m, answers):
-    import serving
+    from _course import serving
 
     png = b"\x89PNG\r\n\x1a\n some bytes"
     good = json.dumps({"image": "data:image/png;base64," + base64.b64encode(png).decode()})

@@ -1,4 +1,4 @@
-"""Lesson 9's exercises: serving (09_serve_digits.py, serving.py).
+"""Lesson 9's exercises: serving (09_serve_digits.py, _course/serving.py).
 
 Write your answers where it says TODO, then check them:
     python exercises/check.py 09
@@ -12,7 +12,7 @@ import urllib.request  # noqa: F401
 from fastapi import FastAPI, HTTPException  # noqa: F401  (for 09.4)
 from pydantic import BaseModel  # noqa: F401  (for 09.4)
 
-import serving  # noqa: F401  (the course's HTTP helper: serving.RequestError)
+from dl_utils import serving  # noqa: F401  (the course's HTTP helper: serving.RequestError)
 
 
 # ---- 09.1 code: a client ---------------------------------------------------------------------

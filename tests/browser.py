@@ -45,7 +45,7 @@ def serve(models_dir, **app_settings):
     """Lesson 9's server on a free port, in a thread; (stop, url): call stop() when done."""
     sys.path.insert(0, str(ROOT))
     lesson = importlib.import_module("09_serve_digits")
-    serving = importlib.import_module("serving")
+    serving = importlib.import_module("_course.serving")
     running = serving.running(lesson.make_app(lesson.load_models(models_dir, "cpu"),
                                               **app_settings))
     url = running.__enter__()

@@ -16,6 +16,7 @@ from conftest import ROOT, benchmark_reads, lesson, run_script
 from torch.utils.data import DistributedSampler
 
 import dl_utils
+from _course import launch
 
 
 def m10():
@@ -144,7 +145,7 @@ def test_nproc_is_not_passed_on_to_torchrun(monkeypatch):
     """torchrun would read --nproc as its own (ambiguous) --nproc-per-node and refuse."""
     calls = []
     monkeypatch.setattr(dl_utils, "torchrun", lambda *a: calls.append(a))
-    monkeypatch.setattr(dl_utils, "available_memory_gb", lambda: 20.0)  # 4 x 1.2 GB fit
+    monkeypatch.setattr(launch, "available_memory_gb", lambda: 20.0)  # 4 x 1.2 GB fit
     for given in (["--nproc", "4", "--epochs", "1"], ["--nproc=4", "--epochs", "1"]):
         m10().launcher(m10().parse_args(given), given)
     assert [(nproc, args) for _, nproc, _, args in calls] == [(4, ["--epochs", "1"])] * 2
@@ -218,8 +219,8 @@ def test_nccl_only_with_one_gpu_per_process(monkeypatch, capsys, gpus, processes
 def test_a_process_count_the_machine_cannot_hold_is_refused_before_any_starts(monkeypatch):
     """--nproc 64 (a typo for 4) on a 2-core machine with ~20 GB: one line, no process."""
     monkeypatch.setattr(dl_utils, "torchrun", lambda *a: pytest.fail("a worker was started"))
-    monkeypatch.setattr(dl_utils, "available_memory_gb", lambda: 20.0)
-    monkeypatch.setattr(dl_utils, "usable_cores", lambda: 2)
+    monkeypatch.setattr(launch, "available_memory_gb", lambda: 20.0)
+    monkeypatch.setattr(launch, "usable_cores", lambda: 2)
     result = run_script("10_distributed_training.py", "--nproc", "64", "--epochs", "1",
                         "--subset", "640", inline=True)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
@@ -231,11 +232,11 @@ def test_more_processes_than_cores_warns_and_force_lets_a_big_count_through(monk
                                                                            capsys):
     calls = []
     monkeypatch.setattr(dl_utils, "torchrun", lambda *a: calls.append(a))
-    monkeypatch.setattr(dl_utils, "usable_cores", lambda: 2)
-    monkeypatch.setattr(dl_utils, "available_memory_gb", lambda: 20.0)
+    monkeypatch.setattr(launch, "usable_cores", lambda: 2)
+    monkeypatch.setattr(launch, "available_memory_gb", lambda: 20.0)
     m10().launcher(m10().parse_args(["--nproc", "4", "--epochs", "1"]), ["--nproc", "4"])
     assert "WARNING: 4 processes on 2 cores" in capsys.readouterr().out and len(calls) == 1
-    monkeypatch.setattr(dl_utils, "available_memory_gb", lambda: 1.0)  # too little for 2
+    monkeypatch.setattr(launch, "available_memory_gb", lambda: 1.0)  # too little for 2
     with pytest.raises(dl_utils.FriendlyError, match="--nproc 2 would need about 2 GB"):
         m10().launcher(m10().parse_args(["--nproc", "2"]), ["--nproc", "2"])
     assert len(calls) == 1

@@ -13,6 +13,7 @@ import torch.nn as nn
 from conftest import lesson
 
 import dl_utils
+from _course import files
 
 # ---------------------------------------------------------------------------- data files
 
@@ -117,7 +118,7 @@ def test_missing_files_and_failed_download_say_where_to_put_them(tmp_path, monke
     def offline(root):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(dl_utils, "download_mnist", offline)
+    monkeypatch.setattr(files, "download_mnist", offline)  # (prepare_mnist's own module)
     with pytest.raises(dl_utils.FriendlyError, match="download failed.*train-images-idx3-ubyte.gz"):
         dl_utils.prepare_mnist(tmp_path)
 

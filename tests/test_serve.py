@@ -21,7 +21,7 @@ from conftest import benchmark_reads, lesson, run_script
 from PIL import Image
 
 import dl_utils
-import serving
+from _course import serving
 
 
 def m09():

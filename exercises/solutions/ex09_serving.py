@@ -5,7 +5,7 @@ import binascii
 import json
 import urllib.request
 
-import serving
+from dl_utils import serving
 
 
 def ask_server(url, png):

@@ -42,7 +42,8 @@ import uvicorn
 from starlette.responses import JSONResponse
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-import dl_utils
+from _course.cli import print_table
+from _course.files import FriendlyError
 
 REQUEST_TIMEOUT = 10  # seconds a connection has to deliver a whole request, headers and
 # body, from when it opens or from its previous answer; then it is closed
@@ -175,7 +176,7 @@ def make_server(app, host, port, verbose=False, max_connections=MAX_CONNECTIONS)
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise dl_utils.FriendlyError(
+        raise FriendlyError(
             f"cannot listen on {host}:{port}: {err.strerror or err}"
             + (" (another program uses that port: try --port 8001)"
                if getattr(err, "errno", None) in (48, 98, 10048) else "")) from err
@@ -272,7 +273,7 @@ def ask_about_digits(url, drawings, y):
         status, answer = post(f"{url}/api/predict", predict_request(png))
         rows.append([label, status, *(m["prediction"] for m in answer["models"])])
     names = [Path(m["checkpoint"]).stem for m in answer["models"]]
-    dl_utils.print_table(["true digit", "HTTP status", *names], rows)
+    print_table(["true digit", "HTTP status", *names], rows)
 
 
 def bad_requests(url, blank_png: bytes):
@@ -285,7 +286,7 @@ def bad_requests(url, blank_png: bytes):
              ("a blank canvas", "/api/predict", blank),
              ("an unknown path", "/api/nothing", b"{}")]
     rows = [[what, *post(url + path, body)] for what, path, body in cases]
-    dl_utils.print_table(["request", "status", "answer"],
+    print_table(["request", "status", "answer"],
                          [[w, s, a.get("error", "")[:60]] for w, s, a in rows])
 
 
