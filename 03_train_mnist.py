@@ -305,10 +305,9 @@ def main(argv=None):
 
 # ---- Resuming: a run that stops (Ctrl-C, a laptop that sleeps) goes on where it stopped --
 # After every epoch fit() calls after_epoch, which saves a training state beside the
-# checkpoint (dl_utils.save_training_state says what it holds: weights, optimizer, epoch,
-# best epoch, history, settings, random generators). --resume loads it into a freshly
-# built model and optimizer and fit() continues with the next epoch. A Ctrl-C in the
-# middle of an epoch loses only that epoch: the state of the one before is on disk.
+# checkpoint (weights, optimizer, epoch, best epoch, history, settings, random generators:
+# dl_utils.save_training_state). --resume loads it into a freshly built model and
+# optimizer, and fit() goes on with the next epoch: a Ctrl-C loses at most one epoch.
 def check_resume(args, loaders, device, model_kwargs):
     """--check-resume: stopped after epoch 1 and resumed, against never stopped, compared
     at the END of the last epoch (weights and optimizer), not on the kept epoch."""
@@ -332,18 +331,7 @@ def check_resume(args, loaders, device, model_kwargs):
                 "... but with the loader's generator seeded again":
                     run(resume=state, keep="no generator"),
                 f"never stopped, --seed {args.seed + 1} (for scale)": run(seed=args.seed + 1)}
-    gaps = {what: [largest_difference(never["final"][part], r["final"][part])
-                   for part in ("model", "optimizer")] for what, r in rows.items()}
-    dl_utils.print_table(
-        ["after the last epoch", "weights differ by", "optimizer by", "val acc",
-         "1st step / lr"],
-        [["never stopped (the reference)", "", "", f"{100 * never['val_acc']:.2f}%", ""]]
-        + [[what, *(f"{gap:.3g}" for gap in gaps[what]), f"{100 * r['val_acc']:.2f}%",
-            f"{r['first_step']:.3g}" if r["first_step"] is not None else ""]
-           for what, r in rows.items()])
-    dl_utils.prose("""Each difference is the largest over every weight, or every number of
-        the optimizer's state, from the run never stopped. 1st step / lr: how far a weight
-        moved, on average, in the first step after resuming, in units of lr.""")
+    gaps = dl_utils.print_resume_proof(never, rows)  # each row against never stopping
     explain_resume([max(g) for g in gaps.values()], list(rows.values()), averages)
     return 0 if max(list(gaps.values())[0]) == 0 else 1
 
@@ -364,11 +352,9 @@ def explain_resume(gaps, runs, averages):
     elif whole == 0:
         text += " A fresh optimizer changed nothing here: SGD without momentum keeps no state."
     if no_gen > 0:
-        text += (" Without the generator's state, epoch 2 shuffles the images in epoch 1's "
-                 "order.")
+        text += " Without the generator's state, epoch 2 shuffles as epoch 1 did."
     if min(no_opt, no_gen) > 0:
-        text += " Both still train, just not the run you stopped: compare their difference "
-        text += "with another seed's."
+        text += " Both still train, just not the run you stopped (compare another seed's)."
     dl_utils.prose(text)
 
 
@@ -391,7 +377,8 @@ def resume_run(args, loaders, device, model_kwargs, save_to=None, stop_after=Non
             optimizer = make_optimizer(model, args)
         if keep == "no generator":
             train_loader.generator.manual_seed(seed)
-        first = first_step(model, optimizer, train_loader, args)
+        first = dl_utils.first_step_size(model, optimizer, train_loader, args.lr,
+                                         lambda m: make_optimizer(m, args))
     final = {}
 
     def after_epoch(epoch, best, history):  # the state after every epoch, the last kept
@@ -404,38 +391,6 @@ def resume_run(args, loaders, device, model_kwargs, save_to=None, stop_after=Non
                  start=start, after_epoch=after_epoch, stop_after=stop_after)
     return dict(result, final=final, first_step=first,
                 val_acc=result["history"]["val_acc"][-1] if result["history"]["val_acc"] else 0)
-
-
-def first_step(model, optimizer, loader, args) -> float:
-    """The mean |change| of a weight in the first step after resuming, divided by lr,
-    over the weights that get a gradient: on copies of the model and optimizer, with the
-    generator put back (the run itself is not touched)."""
-    trial = copy.deepcopy(model)
-    trial_opt = make_optimizer(trial, args)
-    trial_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # (shares tensors)
-    rng = loader.generator.get_state()
-    X, y = next(iter(loader))
-    loader.generator.set_state(rng)
-    before = torch.cat([p.detach().flatten().clone() for p in trial.parameters()])
-    trial_opt.zero_grad()
-    nn.functional.cross_entropy(trial(X), y).backward()
-    trial_opt.step()
-    after = torch.cat([p.detach().flatten() for p in trial.parameters()])
-    moved = torch.cat([p.grad.flatten() for p in trial.parameters()]) != 0
-    return ((after - before)[moved].abs().mean() / args.lr).item()
-
-
-def largest_difference(a: dict, b: dict) -> float:
-    """The largest difference between two state dicts (weights, or the optimizer's state
-    per parameter); a number one of them lacks counts as 0 there."""
-    def tensors(d, prefix=""):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                yield from tensors(v, f"{prefix}{k}.")
-            else:
-                yield f"{prefix}{k}", torch.as_tensor(v, dtype=torch.float64)
-    a, b = dict(tensors(a)), dict(tensors(b))
-    return max([(a.get(k, 0) - b.get(k, 0)).abs().max().item() for k in a | b] or [0.0])
 
 
 def best_epochs_explained(history, n_val):

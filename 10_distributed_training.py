@@ -12,8 +12,6 @@ Run it:
     torchrun --standalone --nproc-per-node=2 10_distributed_training.py   # the usual way
     python 10_distributed_training.py          # the same: starts torchrun for you
     python 10_distributed_training.py --nproc 4 --epochs 1   # 4 processes x 16 images
-More processes than cores are allowed, with a warning (they take turns); a count whose
-memory the machine cannot hold (about 1.2 GB each) is refused unless --force-nproc.
 On several machines (see the README): the same script, started by torchrun on each
 with --nnodes, --node-rank and a --rdzv-endpoint they can all reach.
 Then: python 04_load_model.py --checkpoint models/ddp_simple_nn.pt (speed: `make bench`)
@@ -53,9 +51,8 @@ SEED = 0
 CHECKPOINT = dl_utils.MODELS_DIR / "ddp_simple_nn.pt"
 MODEL_KWARGS = {"hidden_size": 128}  # dl_utils.SimpleNN: lesson 3's 784-128-10 MLP
 TIMEOUT = timedelta(seconds=60)  # a collective that waits longer than this fails loudly
-WORKER_GB = 1.2  # memory one process holds at its peak: torch and all of MNIST as float
-# tensors (measured here: 1.14 GB; the workers report it with --results). --nproc 64 would
-# need 77 GB, so the launcher refuses a count the machine cannot hold (--force-nproc)
+WORKER_GB = 1.2  # one process's peak memory, torch and MNIST as floats (measured: 1.14 GB,
+# reported with --results): a count the machine cannot hold is refused (--force-nproc)
 
 
 def parse_args(argv=None):
@@ -64,20 +61,12 @@ def parse_args(argv=None):
                         help="processes to launch; each takes --batch-size / nproc images "
                              "of every step (default: %(default)s)")
     dl_utils.add_training_args(parser, batch_size=GLOBAL_BATCH, lr=LR, num_epochs=NUM_EPOCHS)
-    parser.add_argument("--force-nproc", action="store_true",
-                        help="start --nproc processes even if their estimated memory "
-                             f"({WORKER_GB:g} GB each) exceeds what is available")
     parser.add_argument("--proof-steps", type=int, default=PROOF_STEPS,
                         help="steps checked against one process, 0 to skip "
                              "(default: %(default)s)")
     dl_utils.add_results_arg(parser)  # rank 0's numbers; make bench times 1 vs 2 processes
     dl_utils.add_resume_args(parser)  # as in lesson 3: rank 0 saves, every rank loads
-    parser.add_argument("--master-port", type=dl_utils.port_number, default=0,
-                        help="TCP port for the processes to meet on; 0 lets torchrun pick a "
-                             "free one (default: %(default)s)")
-    parser.add_argument("--crash-rank", type=int, default=None,
-                        help="make this rank fail after its first step, to watch the whole "
-                             "job stop with one message (default: none)")
+    dl_utils.add_launch_args(parser, WORKER_GB)  # --master-port, --crash-rank, --force-nproc
     parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
                         help="where rank 0 saves the model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)})")
@@ -307,13 +296,9 @@ def resume(args, model, optimizer):
     Adam averages everywhere); the epoch restores the shuffle, through set_epoch."""
     if not args.resume:
         return 0, {"epoch_seconds": [], "train_loss": []}
-    state = dl_utils.read_training_state(args.resume, Path(__file__).name, args, model)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])  # nothing here draws from it; restored anyway
-    say(f"Resuming {dl_utils.display_path(args.resume)}: {state['epoch']} of {args.epochs} "
-        "epochs done.")
-    return state["epoch"], state["history"]
+    start = dl_utils.resume_training(args.resume, Path(__file__).name, args, model, optimizer,
+                                     None, None, say=say)
+    return start["epoch"], start["history"]
 
 
 def run_epochs(ddp, data, args, device):
@@ -372,11 +357,7 @@ def worker(args):
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    # Then leave without Python's clean-up at exit, where gloo's threads can still free
-    # tensors and abort the process (seen here about once in 20 runs under load; see
-    # pytorch/pytorch#179291). Everything is saved and printed by now.
-    sys.stdout.flush(), sys.stderr.flush()
-    os._exit(0)
+    dl_utils.exit_now()  # skips Python's clean-up, where gloo can abort (dl_utils says why)
 
 
 def job(args, rank, world, device, backend):
@@ -446,16 +427,10 @@ def launcher(args, script_args):
     dl_utils.section(f"Launching {args.nproc} process{'es' if args.nproc > 1 else ''} "
                      "with torchrun")
     check_world(args, args.nproc)  # (and each worker checks the count torchrun started)
-    gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") else 0
-    dl_utils.check_process_count(args.nproc, WORKER_GB, on_cpu=gpus < args.nproc,
-                                 force=args.force_nproc)
-    dl_utils.check_port_free(args.master_port, "--master-port")
     if args.resume:  # a state that cannot go on: one line now, before any process starts
         dl_utils.read_training_state(args.resume, Path(__file__).name, args, dl_utils.SimpleNN())
-    # --nproc is ours: torchrun would read it as an abbreviation of its --nproc-per-node
-    script_args = [a for i, a in enumerate(script_args) if not (
-        a.startswith("--nproc") or (i and script_args[i - 1] == "--nproc"))]
-    dl_utils.torchrun(Path(__file__), args.nproc, args.master_port, script_args)
+    # refused in one line if the machine cannot hold nproc x WORKER_GB; then torchrun
+    dl_utils.launch(Path(__file__), args, script_args, WORKER_GB)
     if (args.stop_after_epoch or args.epochs) < args.epochs:
         return 130  # stopped as Ctrl-C would (the workers said how to go on)
     print(f"\nNext: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}")

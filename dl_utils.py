@@ -790,9 +790,11 @@ def save_training_state(path, script, args, model, model_kwargs, optimizer, sche
         torch.save(state, tmp)
 
 
-def resume_training(path, script, args, model, optimizer, scheduler, generator) -> dict:
+def resume_training(path, script, args, model, optimizer, scheduler, generator,
+                    say=print) -> dict:
     """Load a training state into the model, optimizer, schedule and generators built for
-    this run; return fit's `start` (the epoch done, the best so far, the history)."""
+    this run; return fit's `start` (the epoch done, the best so far, the history). (10:
+    no generator, since its sampler shuffles from the epoch; `say` prints on rank 0.)"""
     state = read_training_state(path, script, args, model)
     try:
         model.load_state_dict(state["model"])
@@ -804,8 +806,9 @@ def resume_training(path, script, args, model, optimizer, scheduler, generator) 
         raise FriendlyError(f"cannot resume from {display_path(path)}: {first_detail(err)}") \
             from err
     best = dict(state["best"], state=state["best"]["state"] or None)
-    print(f"Resuming {display_path(path)}: {state['epoch']} of {args.epochs} epochs done, "
-          f"best so far epoch {best['epoch']} ({100 * best['val_acc']:.2f}% on validation)")
+    say(f"Resuming {display_path(path)}: {state['epoch']} of {args.epochs} epochs done"
+        + (f", best so far epoch {best['epoch']} ({100 * best['val_acc']:.2f}% on "
+           "validation)" if best["val_acc"] is not None else ""))
     return {"epoch": state["epoch"], "best": best, "history": state["history"]}
 
 

@@ -10,6 +10,7 @@ overwritten, and a file never chooses which code runs. This package never import
 lesson: dl_utils hands model_class the function that does.
 """
 
+import copy
 import random
 import re
 from pathlib import Path
@@ -17,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _course.cli import print_table, prose
 from _course.files import ROOT, FriendlyError, display_path
 
 __all__ = [  # what dl_utils re-exports
     "TRAINING_STATE", "MAY_DIFFER", "training_state_path", "numpy_rng_state",
     "read_training_state", "STATE_ENTRIES", "check_state_entries", "CheckpointError",
     "first_detail", "read_checkpoint", "rng_states", "restore_rng_states", "LESSON_MODULE",
-    "model_class",
+    "model_class", "largest_difference", "first_step_size", "print_resume_proof",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -140,7 +142,8 @@ def rng_states(generator) -> dict:
 
 def restore_rng_states(rng: dict, generator) -> None:
     """Put every generator back where rng_states found it."""
-    generator.set_state(rng["loader"])
+    if generator is not None:  # (lesson 10 has none: its sampler shuffles from the epoch)
+        generator.set_state(rng["loader"])
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
@@ -181,3 +184,55 @@ def model_class(checkpoint: dict, own, import_lesson) -> type:
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise CheckpointError(f"{module_name}.py defines no model class {class_name!r}")
     return cls
+
+
+# ---- Measuring a resume (03 --check-resume) -------------------------------------------
+def largest_difference(a: dict, b: dict) -> float:
+    """The largest difference between two state dicts (weights, or the optimizer's state
+    per parameter); a number one of them lacks counts as 0 there."""
+    def tensors(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from tensors(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", torch.as_tensor(v, dtype=torch.float64)
+    a, b = dict(tensors(a)), dict(tensors(b))
+    return max([(a.get(k, 0) - b.get(k, 0)).abs().max().item() for k in a | b] or [0.0])
+
+
+def first_step_size(model, optimizer, loader, lr, make_optimizer) -> float:
+    """The mean |change| of a weight in the first step after resuming, divided by lr,
+    over the weights that get a gradient: on copies of the model and optimizer (built by
+    make_optimizer(model)), with the loader's generator put back: the run is untouched."""
+    trial = copy.deepcopy(model)
+    trial_opt = make_optimizer(trial)
+    trial_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # (it shares tensors)
+    rng = loader.generator.get_state()
+    X, y = next(iter(loader))
+    loader.generator.set_state(rng)
+    before = torch.cat([p.detach().flatten().clone() for p in trial.parameters()])
+    trial_opt.zero_grad()
+    torch.nn.functional.cross_entropy(trial(X), y).backward()
+    trial_opt.step()
+    after = torch.cat([p.detach().flatten() for p in trial.parameters()])
+    moved = torch.cat([p.grad.flatten() for p in trial.parameters()]) != 0
+    return ((after - before)[moved].abs().mean() / lr).item()
+
+
+def print_resume_proof(never: dict, rows: dict) -> dict:
+    """03 --check-resume's table: each run's weights and optimizer state after the last
+    epoch against the run never stopped, its validation accuracy and first step; returns
+    {row: [weights' largest difference, optimizer's]}."""
+    gaps = {what: [largest_difference(never["final"][part], r["final"][part])
+                   for part in ("model", "optimizer")] for what, r in rows.items()}
+    print_table(
+        ["after the last epoch", "weights differ by", "optimizer by", "val acc",
+         "1st step / lr"],
+        [["never stopped (the reference)", "", "", f"{100 * never['val_acc']:.2f}%", ""]]
+        + [[what, *(f"{gap:.3g}" for gap in gaps[what]), f"{100 * r['val_acc']:.2f}%",
+            f"{r['first_step']:.3g}" if r["first_step"] is not None else ""]
+           for what, r in rows.items()])
+    prose("""Each difference is the largest over every weight, or every number of the
+        optimizer's state, from the run never stopped. 1st step / lr: how far a weight
+        moved, on average, in the first step after resuming, in units of lr.""")
+    return gaps

@@ -14,9 +14,13 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+
+from _course.cli import check_port_free, port_number
 from _course.files import FriendlyError
 
 __all__ = [  # what dl_utils re-exports
+    "add_launch_args", "launch", "exit_now",
     "usable_cores", "available_memory_gb", "check_process_count", "peak_memory_mb",
     "ddp_bucket_count", "torchrun_command", "torchrun", "leave_when_gone", "torchrun_failure",
 ]
@@ -158,3 +162,38 @@ def torchrun_failure(stderr: str, nproc: int) -> str:
     why = ours[0] if ours else raised[-1] if raised else (
         ", ".join(report) or (lines[-1] if lines else "no message"))
     return f"the {nproc}-process job stopped: {why}"
+
+
+def add_launch_args(parser, per_process_gb: float) -> None:
+    """Lesson 10's launch settings: where the processes meet, a rank to fail on purpose,
+    and starting more processes than the machine's memory seems to hold."""
+    parser.add_argument("--master-port", type=port_number, default=0,
+                        help="TCP port for the processes to meet on; 0 lets torchrun pick a "
+                             "free one (default: %(default)s)")
+    parser.add_argument("--crash-rank", type=int, default=None,
+                        help="make this rank fail after its first step, to watch the whole "
+                             "job stop with one message (default: none)")
+    parser.add_argument("--force-nproc", action="store_true",
+                        help="start --nproc processes even if their estimated memory "
+                             f"({per_process_gb:g} GB each) exceeds what is available")
+
+
+def launch(script: Path, args, script_args, per_process_gb: float) -> None:
+    """Run `script` under torchrun with args.nproc processes, after checking that the
+    machine can hold them and that --master-port is free. Our --nproc is left out of the
+    arguments passed on: torchrun would read it as an abbreviation of --nproc-per-node."""
+    gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") else 0
+    check_process_count(args.nproc, per_process_gb, on_cpu=gpus < args.nproc,
+                        force=args.force_nproc)
+    check_port_free(args.master_port, "--master-port")
+    script_args = [a for i, a in enumerate(script_args) if not (
+        a.startswith("--nproc") or (i and script_args[i - 1] == "--nproc"))]
+    torchrun(Path(script), args.nproc, args.master_port, script_args)
+
+
+def exit_now() -> None:
+    """A worker's last act, once everything is saved and printed: leave without Python's
+    clean-up at exit, where gloo's threads can still free tensors and abort the process
+    (seen here about once in 20 runs under load; see pytorch/pytorch#179291)."""
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)

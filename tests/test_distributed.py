@@ -144,7 +144,7 @@ def test_a_world_size_that_does_not_divide_the_batch_is_refused():
 def test_nproc_is_not_passed_on_to_torchrun(monkeypatch):
     """torchrun would read --nproc as its own (ambiguous) --nproc-per-node and refuse."""
     calls = []
-    monkeypatch.setattr(dl_utils, "torchrun", lambda *a: calls.append(a))
+    monkeypatch.setattr(launch, "torchrun", lambda *a: calls.append(a))
     monkeypatch.setattr(launch, "available_memory_gb", lambda: 20.0)  # 4 x 1.2 GB fit
     for given in (["--nproc", "4", "--epochs", "1"], ["--nproc=4", "--epochs", "1"]):
         m10().launcher(m10().parse_args(given), given)
@@ -218,7 +218,7 @@ def test_nccl_only_with_one_gpu_per_process(monkeypatch, capsys, gpus, processes
 
 def test_a_process_count_the_machine_cannot_hold_is_refused_before_any_starts(monkeypatch):
     """--nproc 64 (a typo for 4) on a 2-core machine with ~20 GB: one line, no process."""
-    monkeypatch.setattr(dl_utils, "torchrun", lambda *a: pytest.fail("a worker was started"))
+    monkeypatch.setattr(launch, "torchrun", lambda *a: pytest.fail("a worker was started"))
     monkeypatch.setattr(launch, "available_memory_gb", lambda: 20.0)
     monkeypatch.setattr(launch, "usable_cores", lambda: 2)
     result = run_script("10_distributed_training.py", "--nproc", "64", "--epochs", "1",
@@ -231,7 +231,7 @@ def test_a_process_count_the_machine_cannot_hold_is_refused_before_any_starts(mo
 def test_more_processes_than_cores_warns_and_force_lets_a_big_count_through(monkeypatch,
                                                                            capsys):
     calls = []
-    monkeypatch.setattr(dl_utils, "torchrun", lambda *a: calls.append(a))
+    monkeypatch.setattr(launch, "torchrun", lambda *a: calls.append(a))
     monkeypatch.setattr(launch, "usable_cores", lambda: 2)
     monkeypatch.setattr(launch, "available_memory_gb", lambda: 20.0)
     m10().launcher(m10().parse_args(["--nproc", "4", "--epochs", "1"]), ["--nproc", "4"])
