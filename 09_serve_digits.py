@@ -5,7 +5,7 @@ every checkpoint of the course behind a web server: a page to draw on, and an HT
 that any program can call. It teaches what serving adds to a model: preprocessing that
 must match training exactly, inputs that cannot be trusted, latency, and concurrency.
 The API is declared with FastAPI and served by uvicorn, the stack most model servers in
-Python start from (serving.py runs uvicorn; section 3 below says what FastAPI does for us).
+Python start from (_course/serving.py runs uvicorn; section 3 below says what FastAPI does for us).
 
 Run it:
     python 09_serve_digits.py                  # then open http://127.0.0.1:8000 and draw

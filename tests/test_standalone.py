@@ -70,6 +70,9 @@ def test_a_lesson_imports_no_module_of_the_course_but_dl_utils():
         assert not imported & ours, path.name
         assert not [n for n in imported if n.split(".")[0] == "_course"], path.name
     assert "_course.serving" in imported_modules(ROOT / "dl_utils.py")  # (on first use, 09)
+    for path in (ROOT / "_course").glob("*.py"):  # the plumbing points nowhere up
+        up = {n for n in imported_modules(path) if n == "dl_utils" or NUMBERED.fullmatch(n)}
+        assert not up, f"_course/{path.name} imports {up}"
     fresh = subprocess.run([sys.executable, "-c", "import dl_utils, sys; "
                             "print('fastapi' in sys.modules)"], capture_output=True, text=True,
                            cwd=ROOT)
@@ -172,3 +175,10 @@ def test_a_syntax_error_in_lesson_3_breaks_lesson_3_alone(tmp_path):
     assert served.returncode == 0, served.stderr[-1000:]
     assert "skipped" in served.stdout and "03_train_mnist.py" in served.stdout
     assert "cnn.pt" in served.stdout
+
+
+def test_dl_utils_is_a_module_a_learner_reads():
+    """Issue 29: the teaching helpers fit in 1,000 lines; the plumbing lives in _course."""
+    assert len((ROOT / "dl_utils.py").read_text().splitlines()) <= 1000
+    for path in (ROOT / "_course").glob("*.py"):  # each module says what it is for
+        assert ast.get_docstring(ast.parse(path.read_text())), path.name
