@@ -1,10 +1,12 @@
 """06_convolutional_network.py, 04 on its checkpoint, and the benchmark in quick mode."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import OUTPUT_DIR, benchmark_reads, lesson, run_script
+from conftest import OUTPUT_DIR, ROOT, benchmark_reads, lesson, run_script
 
 import dl_utils
 
@@ -164,3 +166,22 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
 def test_tables_refuse_quick_numbers_in_the_readme():
     result = run_script("benchmarks/tables.py", "--quick", "--update-readme", inline=True)
     assert result.returncode == 1 and "do not belong in the README" in result.stderr
+
+
+def test_compare_runs_finds_a_changed_weight_and_ignores_times(tmp_path):
+    """benchmarks/compare_runs.py, the proof that a move of code changed no result."""
+    for name, seconds in (("a", 1.0), ("b", 9.0)):
+        (tmp_path / name / "results").mkdir(parents=True)
+        (tmp_path / name / "models").mkdir()
+        (tmp_path / name / "results" / "r.json").write_text(json.dumps(
+            {"acc": 0.9, "seconds": seconds, "table": {"headers": ["x", "s/run"],
+                                                       "rows": [["1", str(seconds)]]}}))
+        torch.save({"model_state_dict": {"w": torch.tensor([0.5])}},
+                   tmp_path / name / "models" / "m.pt")
+    run = [sys.executable, str(ROOT / "benchmarks" / "compare_runs.py"),
+           str(tmp_path / "a"), str(tmp_path / "b")]
+    assert subprocess.run(run, capture_output=True).returncode == 0  # only times differ
+    torch.save({"model_state_dict": {"w": torch.tensor([0.5000001])}},
+               tmp_path / "b" / "models" / "m.pt")
+    result = subprocess.run(run, capture_output=True, text=True)
+    assert result.returncode == 1 and "DIFFERENT WEIGHTS" in result.stdout
