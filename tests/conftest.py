@@ -118,3 +118,22 @@ def pytest_collection_modifyitems(items):
     pytest -n auto --maxschedchunk 1, each worker taking the next test when it is
     free), a long test started last would leave the other cores idle."""
     items.sort(key=lambda item: item.originalname not in SLOW_FIRST)
+
+
+@pytest.fixture
+def learner(tmp_path):
+    """The exercises' reference solutions in a folder of their own: edit(file, old, new)
+    makes one of them a learner's answer (right or wrong) and returns the folder."""
+    folder = tmp_path / "learner"
+    shutil.copytree(ROOT / "exercises" / "solutions", folder)
+
+    def edit(file, old, new):
+        path = folder / file
+        text = path.read_text()
+        assert old in text, (file, old)
+        path.write_text(text.replace(old, new))
+        if "checks" in sys.modules:  # checks.run caches the files it loaded
+            sys.modules["checks"]._LOADED.clear()
+        return folder
+    edit.folder = folder
+    return edit

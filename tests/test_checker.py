@@ -3,7 +3,6 @@ learner output cannot break the results channel, whatever the learner's code sta
 ended on every way out, memory is limited, and a busy machine does not change a verdict."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,22 +23,6 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="process groups and s
 def check(*args, timeout=300):
     return subprocess.run([*CHECK, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=OUTPUT_DIR)
-
-
-@pytest.fixture
-def learner(tmp_path):
-    """The reference solutions in a folder of their own; edit(file, old, new) breaks one."""
-    folder = tmp_path / "learner"
-    shutil.copytree(ROOT / "exercises" / "solutions", folder)
-
-    def edit(file, old, new):
-        path = folder / file
-        text = path.read_text()
-        assert old in text, (file, old)
-        path.write_text(text.replace(old, new, 1))
-        return folder
-    edit.folder = folder
-    return edit
 
 
 def left_running(marker: str, wait=10.0) -> list[str]:

@@ -3,7 +3,6 @@ with a hint, every reference solution passes, plausible wrong answers are caught
 learner's syntax error, exception or endless loop is a line of the report."""
 
 import re
-import shutil
 import subprocess
 import sys
 
@@ -49,22 +48,6 @@ def test_every_reference_solution_passes():
     assert result.returncode == 0, result.stdout[-3000:]
     total = sum(map(len, checks.catalogue().values()))
     assert f"{total} of {total} passed" in result.stdout
-
-
-@pytest.fixture
-def wrong(tmp_path):
-    """The reference solutions in a folder of their own, to break one at a time."""
-    folder = tmp_path / "learner"
-    shutil.copytree(ROOT / "exercises" / "solutions", folder)
-
-    def edit(file, old, new):
-        path = folder / file
-        text = path.read_text()
-        assert old in text, (file, old)
-        path.write_text(text.replace(old, new))
-        checks._LOADED.clear()
-        return folder
-    return edit
 
 
 MISTAKES = [  # (exercise, file, the right line, a plausible wrong one, words of the hint)
@@ -121,9 +104,9 @@ MISTAKES = [  # (exercise, file, the right line, a plausible wrong one, words of
 
 @pytest.mark.parametrize("ex_id, file, right, mistake, hint", MISTAKES,
                          ids=[m[0] for m in MISTAKES])
-def test_a_plausible_wrong_answer_is_caught_with_a_hint(wrong, ex_id, file, right, mistake,
+def test_a_plausible_wrong_answer_is_caught_with_a_hint(learner, ex_id, file, right, mistake,
                                                          hint):
-    folder = wrong(file, right, mistake)
+    folder = learner(file, right, mistake)
     passed, message = checks.run(ex_id.split("-")[0], folder)
     assert not passed and hint in message, message
     assert passed is False and "check itself" not in message and "e+308" not in message
@@ -143,15 +126,15 @@ RIGHT = [  # (exercise, file, the solution's line, another right answer a check 
 
 
 @pytest.mark.parametrize("ex_id, file, right, other", RIGHT, ids=[r[0] for r in RIGHT])
-def test_another_right_answer_passes_too(wrong, ex_id, file, right, other):
-    passed, message = checks.run(ex_id, wrong(file, right, other))
+def test_another_right_answer_passes_too(learner, ex_id, file, right, other):
+    passed, message = checks.run(ex_id, learner(file, right, other))
     assert passed, message
 
 
-def test_a_syntax_error_an_exception_and_an_endless_loop_are_lines_of_the_report(wrong):
-    wrong("ex01_tensors.py", "def cross_entropy(logits, y):", "def cross_entropy(logits, y:")
-    wrong("ex02_data.py", "    pixels = images.double() / 255", "    raise ValueError('oops')")
-    folder = wrong("ex10_distributed.py", "    total = math.ceil(n / world) * world",
+def test_a_syntax_error_an_exception_and_an_endless_loop_are_lines_of_the_report(learner):
+    learner("ex01_tensors.py", "def cross_entropy(logits, y):", "def cross_entropy(logits, y:")
+    learner("ex02_data.py", "    pixels = images.double() / 255", "    raise ValueError('oops')")
+    folder = learner("ex10_distributed.py", "    total = math.ceil(n / world) * world",
                    "    while True:\n        pass")
     result = check("--folder", folder, "01", "02", "10", "--time-limit", "3")
     out = result.stdout
