@@ -265,7 +265,7 @@ def robustness(runner, main):
     k = main["settings"]["seeds"]
     rows = [[f"{r['settings']['seed']}-{r['settings']['seed'] + k - 1}"
              + (" (the table above)" if r is main else ""),
-             *(verdict(r["found"][n]) for n in names), main["labels"].get(r["chosen"])]
+             *(verdict(r["found"][n]) for n in names), r["labels"].get(r["chosen"])]
             for r in runs]
     lines = [markdown(["seeds", *(main["labels"].get(n, n.replace("_", " ")) for n in names),
                        "chosen"], rows), ""]
@@ -273,7 +273,8 @@ def robustness(runner, main):
     held = [n for n, column in zip(names, zip(*(row[1:-1] for row in rows)))
             if len(set(column)) == 1]
     moved = [n for n in names if n not in held]
-    name = main["labels"].get
+    labels = {k: v for r in runs for k, v in r["labels"].items()}  # a set's own combination
+    name = labels.get
     lines.append(f"With {len(runs)} sets of {k} seeds: "
                  + (f"every set chose **{name(main['chosen'])}**" if len(chosen) == 1 else
                     "the choice changed: " + ", ".join(sorted(name(c) for c in chosen)))
