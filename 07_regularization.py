@@ -407,9 +407,10 @@ def combine_helpers(runs, summary, found, args, data, device):
         [f"{label(name)} minus {label(against)}", dl_utils.interval(c),
          dl_utils.interval_verdict(c)] for against, c in (("baseline", vs_base), (best, d))]}
     dl_utils.print_table(table["headers"], table["rows"])
-    print(f"(validation accuracy together: {dl_utils.points(summary[name]['stopped_val_acc'])}%;"
-          " the combination is kept only if it is better than the best single remedy. Two "
-          "questions asked after the six above, each at 95% on its own.)")
+    dl_utils.prose(f"""(Validation accuracy together:
+        {dl_utils.points(summary[name]['stopped_val_acc'])}%. The combination is kept only if
+        it is better than the best single remedy: two questions asked after the six above,
+        each at 95% on its own.)""")
     together, alone = summary[name], summary[best]
     if together["stopped_val_acc"] < alone["stopped_val_acc"]:
         dl_utils.prose(f"""
