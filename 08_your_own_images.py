@@ -11,31 +11,29 @@ of image files. This lesson takes such a folder, one subfolder per class:
 and walks the standard road from files to batches: a Dataset written by hand (then the
 same with torchvision's ImageFolder), transforms (torchvision.transforms.v2), and a
 DataLoader (batching, shuffling, collate, worker processes, pinned memory). Then it uses
-the folder: the course's trained models are evaluated on it, and the CNN is fine-tuned
-on one part of it and tested on the other.
+the folder: the course's trained models are scored on it, digit by digit. Lesson 8b
+fine-tunes the CNN on part of the same folder and measures what that fixes and costs.
 
 By default the folder is made for you (offline): MNIST validation images (never test
-images: this lesson fine-tunes on part of the folder), drawn the way lesson 9's pad draws
+images: lesson 8b trains on part of the folder), drawn the way lesson 9's pad draws
 them and turned 30 degrees, like a page photographed with the camera held askew (a
 rotation; a writer's slant would be a shear, the baseline level and the strokes leaning):
-a shift the course's models never saw, which fine-tuning can fix. They are exported as PNG files
-to data/mnist_png/. Point --folder at your own photographed digits (the README says how
-to make them), or at any small image set with 10 classes or fewer.
+a shift the course's models never saw. They are exported as PNG files to data/mnist_png/.
+Point --folder at your own photographed digits (the README says how to make them), or
+at any small image set with 10 classes or fewer.
 
 Run it (after 03 and 06, whose models it evaluates):
     python 08_your_own_images.py                        # the exported MNIST sample
     python 08_your_own_images.py --slant 0              # ...drawn upright: little to fix
     python 08_your_own_images.py --folder ~/my_digits   # your own images
     python 08_your_own_images.py --per-class 100        # a larger export
+Then: python 08b_fine_tuning.py (the same folder: fine-tuning, and forgetting).
 Exercises: exercises/ex08_own_images.py, checked by python exercises/check.py 08
 """
 
-import copy
-import math
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import v2
@@ -47,17 +45,11 @@ EXPORT_DIR = dl_utils.OUTPUT_DIR / "data" / "mnist_png"  # the default folder, m
 PER_CLASS = 50  # images per digit in the export: 500 files, a few seconds to read
 SLANT = 30  # degrees the exported digits lean: the shift that fine-tuning is shown fixing
 BATCH_SIZE = 32  # a small folder: small batches still give several steps per epoch
-FINETUNE_SHARE = 0.5  # share of each class used to fine-tune; the rest tests the result
-FINETUNE_EPOCHS = 3  # fixed in advance: no validation set here to choose it with
-FINETUNE_LR = 1e-3  # Adam's usual rate: with 250 images (8 steps an epoch) there is little
-# to start over from. Chosen among 1e-4, 3e-4, 1e-3 and 3e-3 on another export (images
-# 50-99 of each digit): 1e-4 barely moved; 1e-3, not the best there, risks less forgetting
-MAX_SHIFT = 2  # fine-tuning augmentation, lesson 6's shifts as a transform (RandomCrop)
+MAX_SHIFT = 2  # the training transform's augmentation: lesson 6's shifts (RandomCrop)
 PREPROCESS = "auto"  # photo: 04's digit preparation; mnist: as is; auto: decide per image
 SEED = 0
 CNN_CHECKPOINT = dl_utils.MODELS_DIR / "cnn.pt"  # what lesson 6 saves
 MLP_CHECKPOINT = dl_utils.MODELS_DIR / "simple_nn.pt"  # what lesson 3 saves
-FINETUNED = dl_utils.MODELS_DIR / "cnn_finetuned.pt"
 MAX_CLASSES = 10  # the course's models have 10 outputs
 
 
@@ -199,58 +191,11 @@ def evaluate_course_model(name, path, loader, device, show):
         return None
     model = dl_utils.load_checkpoint(path, device=device)[0]
     probs, y = dl_utils.predict_all(model, loader, device)
-    acc = accuracy(probs, y)
+    acc = (probs.argmax(dim=1) == y).float().mean().item()
     print(f"\n{name} ({dl_utils.display_path(path)}): "
           f"{dl_utils.format_accuracy(acc, len(y))} on {len(y)} images")
     per_class_table(probs, y)
     return model, probs, y
-
-
-def stratified_split(labels, share, generator):
-    """Indices (first, rest): about `share` of every class in first, the others in rest.
-
-    Stratified: each class is split on its own, so both parts keep the folder's class
-    balance (a plain random split of a small folder can leave a digit out of one part).
-    Seeded: the same split on every run. Disjoint by construction: every index is put in
-    exactly one of the two lists.
-    """
-    labels = torch.as_tensor(labels)
-    first, rest = [], []
-    for c in labels.unique().tolist():
-        idx = (labels == c).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=generator)]
-        k = round(share * len(idx))
-        first += idx[:k].tolist()
-        rest += idx[k:].tolist()
-    return sorted(first), sorted(rest)
-
-
-def fine_tune(model, loader, args, device):
-    """Lesson 3's training loop (train_epoch), for a fixed number of epochs.
-
-    Fine-tuning continues training a model that already works, on new data, with a
-    small learning rate, so that it adapts rather than starts over (whether it also
-    forgets what it knew is measured after it, on validation images as stored). The
-    epochs are fixed in advance: the held-out part must choose nothing, so it cannot
-    pick one.
-    """
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    loss_fn = nn.CrossEntropyLoss()
-    for epoch in range(1, args.epochs + 1):
-        try:
-            loss, acc = dl_utils.train_epoch(model, loader, loss_fn, optimizer, device,
-                                             desc=f"fine-tune {epoch}")
-        except dl_utils.DivergenceError as err:
-            raise dl_utils.FriendlyError(f"fine-tuning diverged ({err}) with lr {args.lr}: "
-                                         "try a smaller --lr; nothing was saved") from err
-        print(f"  epoch {epoch}: loss {loss:.4f}, accuracy {100 * acc:.1f}% (on the "
-              "fine-tuning images, as transformed)")
-
-
-def changed_predictions(before, after, y):
-    """On the same held-out images: how many went wrong -> right, and right -> wrong."""
-    ok_before, ok_after = before.argmax(dim=1) == y, after.argmax(dim=1) == y
-    return (int((~ok_before & ok_after).sum()), int((ok_before & ~ok_after).sum()))
 
 
 def plot_batch(X, y, show):
@@ -261,7 +206,8 @@ def plot_batch(X, y, show):
     for ax, image, label in zip(axes.flat, pixels, y.tolist()):
         ax.imshow(image, cmap="gray")
         ax.set_title(str(label), fontsize=8)
-    fig.suptitle("One shuffled batch from the DataLoader, after the transforms (as grey levels)")
+    fig.suptitle("One shuffled training batch from the DataLoader, after the training "
+                 "transform (as grey levels)")
     dl_utils.save_figure(fig, "08_batch.png", show)
 
 
@@ -282,15 +228,8 @@ def parse_args(argv=None):
                              "image (default: %(default)s)")
     parser.add_argument("--batch-size", type=dl_utils.positive_int, default=BATCH_SIZE,
                         help="images per batch (default: %(default)s)")
-    parser.add_argument("--epochs", type=dl_utils.positive_int, default=FINETUNE_EPOCHS,
-                        help="fine-tuning epochs (default: %(default)s)")
-    parser.add_argument("--lr", type=dl_utils.positive_float, default=FINETUNE_LR,
-                        help="fine-tuning learning rate (default: %(default)s)")
-    parser.add_argument("--share", type=dl_utils.fraction, default=FINETUNE_SHARE,
-                        help="share of each class used for fine-tuning, the rest tests it "
-                             "(default: %(default)s)")
     parser.add_argument("--max-shift", type=int, choices=range(0, 5), default=MAX_SHIFT,
-                        help="fine-tuning augmentation: random shift in pixels "
+                        help="the training transform's augmentation: random shift in pixels "
                              "(default: %(default)s)")
     parser.add_argument("--cnn", default=str(CNN_CHECKPOINT),
                         help=f"the CNN to evaluate and fine-tune (default: "
@@ -298,13 +237,8 @@ def parse_args(argv=None):
     parser.add_argument("--mlp", default=str(MLP_CHECKPOINT),
                         help="the MLP to evaluate (default: "
                              f"{dl_utils.display_path(MLP_CHECKPOINT)})")
-    parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(FINETUNED),
-                        help="where to save the fine-tuned CNN (default: "
-                             f"{dl_utils.display_path(FINETUNED)})")
     dl_utils.add_common_args(parser, seed=SEED)
     args = parser.parse_args(argv)
-    if not 0 < args.share < 1:
-        parser.error("--share must be above 0 and below 1")
     if not -90 <= args.slant <= 90:  # (also refuses nan)
         parser.error("--slant must be between -90 and 90 degrees")
     return args
@@ -337,11 +271,17 @@ def hand_written_dataset(samples, classes, eval_t):
     return dataset
 
 
-def loader_section(dataset, args, device, generator):
-    """Batches: shapes, the collate step, a batch drawn; then loading speed, measured."""
-    X, y = default_collate([dataset[i] for i in range(3)])  # what the loader does per batch
+def loader_section(samples, classes, transforms, args, device, generator):
+    """Batches: shapes, the collate step, a training batch drawn; then worker processes."""
+    eval_t, train_t = transforms
+    target_t = DigitLabel(classes) if digit_classes(classes) else None
+    X, y = default_collate([ImageFolderDataset(samples, eval_t, target_t)[i] for i in range(3)])
     print(f"default_collate([3 (image, label) samples]) -> X {list(X.shape)}, y {y.tolist()}")
-    loader = make_loader(dataset, args.batch_size, device, shuffle=True, generator=generator)
+    extra = [t for t in train_t.transforms if isinstance(t, v2.RandomCrop)]
+    print("Training batches go through the training transform: the evaluation steps plus "
+          + (f"{extra[0]}" if extra else "nothing (--max-shift 0)"))
+    train_set = ImageFolderDataset(samples, train_t, target_t)  # a new shift at every read
+    loader = make_loader(train_set, args.batch_size, device, shuffle=True, generator=generator)
     X, y = next(iter(loader))
     print(f"{len(loader)} batches of up to {args.batch_size}; one batch: X {list(X.shape)} "
           f"{X.dtype}, y {list(y.shape)} {y.dtype}: {y.tolist()[:12]}...")
@@ -377,92 +317,6 @@ def use_course_models(dataset, classes, args, device):
                                              "08_mistakes.png", "folder")
 
 
-def starting_cnn(args, device):
-    """Lesson 6's trained CNN, or (if it is not trained yet) a fresh one, said so."""
-    if Path(args.cnn).exists():
-        model, checkpoint = dl_utils.load_checkpoint(args.cnn, device=device)
-        return model, checkpoint.get("model_kwargs", {}), "lesson 6's trained CNN"
-    print(f"No {dl_utils.display_path(args.cnn)}: fine-tuning a freshly initialized CNN "
-          "instead (run 06_convolutional_network.py first for the real thing).")
-    kwargs = {"channels": [16, 32], "hidden_size": 32}  # lesson 6's defaults
-    return dl_utils.SmallCNN(**kwargs).to(device), kwargs, "a fresh CNN"
-
-
-def fine_tune_section(samples, classes, args, device, generator):
-    """Split the folder (stratified), fine-tune the CNN on one part, test it on the other."""
-    eval_t, train_t = make_transforms(args.preprocess, args.max_shift)
-    target_t = DigitLabel(classes) if digit_classes(classes) else None
-    tune_idx, held_idx = stratified_split([c for _, c in samples], args.share, generator)
-    if not tune_idx or not held_idx:
-        print("Too few images per class to split into a fine-tuning and a held-out part.")
-        return None
-    print(f"Split: {len(tune_idx)} images to fine-tune on, {len(held_idx)} held out "
-          "(disjoint; every class in both parts in the same proportion)")
-    extra = [t for t in train_t.transforms if isinstance(t, v2.RandomCrop)]
-    print("Fine-tuning images go through the training transform: the evaluation steps plus "
-          + (f"{extra[0]}" if extra else "nothing (--max-shift 0)"))
-    tune = ImageFolderDataset([samples[i] for i in tune_idx], train_t, target_t)
-    held = make_loader(ImageFolderDataset([samples[i] for i in held_idx], eval_t, target_t),
-                       256, device)
-    model, kwargs, what = starting_cnn(args, device)
-    original = copy.deepcopy(model)
-    before, y = dl_utils.predict_all(model, held, device)
-    fine_tune(model, make_loader(tune, args.batch_size, device, True, generator), args, device)
-    after, _ = dl_utils.predict_all(model, held, device)
-    report_fine_tuning(before, after, y, what)
-    if digit_classes(classes):
-        forgetting(original, model, device)
-    return model, kwargs, len(tune_idx), {"heldout_acc_before": accuracy(before, y),
-                                          "heldout_acc_after": accuracy(after, y),
-                                          "heldout_images": len(y)}
-
-
-def accuracy(probs, y) -> float:
-    return (probs.argmax(dim=1) == y).float().mean().item()
-
-
-def report_fine_tuning(before, after, y, what):
-    """Held-out accuracy before and after, and which predictions changed."""
-    n, acc = len(y), lambda probs: dl_utils.format_accuracy(accuracy(probs, y), n)
-    dl_utils.print_table(["held-out images", "accuracy (95% interval)"],
-                         [[f"{what}, before", acc(before)], ["after fine-tuning", acc(after)]])
-    fixed, broken = changed_predictions(before, after, y)
-    dl_utils.prose(f"""
-        The same {n} images before and after: {fixed} went from wrong to right, {broken} from
-        right to wrong. Those counts are the honest comparison (a paired one, like the
-        seed-by-seed differences of lessons 5 and 7): two accuracies with overlapping
-        error bars can still come from a real change, and vice versa.""")
-    if fixed + broken == 0:
-        print("Nothing changed: on images like the ones it was trained on, the CNN has little "
-              "left to learn. On your own photographs (--folder) it usually has more.")
-
-
-def coin_flip_p(fixed, broken) -> float:
-    """McNemar's exact test. If fine-tuning changed nothing real, each changed prediction
-    is a fair coin flip between "fixed" and "broken"; the p-value is the chance that
-    fair coins split at least this unevenly (two-sided): 0 against 4 is 0.125, not rare
-    enough; 0 against 21 is 1e-6. (The normal approximation, |b - c| > 1.96 sqrt(b + c),
-    calls 0 against 4 clear: with counts this small it is too eager.)"""
-    n, k = fixed + broken, min(fixed, broken)
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
-
-
-def forgetting(original, tuned, device, n=1000):
-    """Did it forget? Both models on digits as MNIST stores them: the last n validation
-    images (the export takes the first of each digit), paired, as above."""
-    val = dl_utils.load_mnist_data()[1]
-    loader = dl_utils.TensorLoader(val.X[-n:], val.y[-n:], 250)
-    (before, y), (after, _) = (dl_utils.predict_all(m, loader, device) for m in (original, tuned))
-    fixed, broken = changed_predictions(before, after, y)
-    clear = coin_flip_p(fixed, broken) < 0.05
-    verdict = ("it forgot some of what it knew" if clear and broken > fixed else
-               "it got better there too" if clear else "no change the counts can tell apart")
-    print(f"Digits as MNIST stores them ({n:,} validation images, none in the folder): "
-          f"{dl_utils.format_accuracy(accuracy(before, y), n)} before, "
-          f"{dl_utils.format_accuracy(accuracy(after, y), n)} after; {fixed} wrong to right, "
-          f"{broken} right to wrong: {verdict}.")
-
-
 def main(argv=None):
     args = parse_args(argv)
     dl_utils.setup_figures(args.show)
@@ -472,24 +326,19 @@ def main(argv=None):
     dl_utils.section("The folder: one subfolder per class")
     folder, classes, samples = the_folder(args)
     dl_utils.section("A Dataset, written by hand")
-    eval_t, _ = make_transforms(args.preprocess, args.max_shift)
+    eval_t, train_t = make_transforms(args.preprocess, args.max_shift)
     print(f"The evaluation transform:\n{eval_t}")
     samples = dl_utils.keep_preparable(samples, eval_t)  # e.g. a blank photo: skipped
     dataset = hand_written_dataset(samples, classes, eval_t)
     print("(torchvision's ImageFolder does the same: tests/test_own_images.py checks it.)")
     dl_utils.section("A DataLoader: batches, shuffling, collate")
-    loader_section(dataset, args, device, generator)
+    loader_section(samples, classes, (eval_t, train_t), args, device, generator)
     dl_utils.section("The course's models on this folder")
     use_course_models(dataset, classes, args, device)
-    dl_utils.section("Fine-tuning the CNN on part of the folder")
-    tuned = fine_tune_section(samples, classes, args, device, generator)
-    if tuned:
-        model, kwargs, n_tuned, metrics = tuned
-        dl_utils.save_checkpoint(args.checkpoint, model, kwargs, device=str(device),
-                                 metrics=metrics, folder=str(folder), trained_on=(
-                                     f"MNIST's training split (lesson 6's CNN), then "
-                                     f"{n_tuned} images of {dl_utils.display_path(folder)}"))
-        print(f"Saved the fine-tuned CNN to {dl_utils.display_path(args.checkpoint)}")
+    dl_utils.prose(f"""
+        Next: python 08b_fine_tuning.py{'' if args.folder is None else f' --folder {folder}'}
+        fine-tunes the CNN on half of this folder, judges it on the other half, and
+        measures what it forgets.""")
     dl_utils.show_figures(args.show)
     return 0
 

@@ -27,7 +27,7 @@ Contents, in lesson order:
     A training script (03) .. setup, introduce, report, save_kept_model
     Resuming (03) ........... save_training_state, resume_training, resumable
     Your own digit (04, 08) . digit_from_gray, center_by_mass, prepare_digit,
-                              draw_like_a_canvas, export_mnist_pngs
+                              looks_like_mnist, export_mnist_pngs
     Checkpoints (03, 04) .... save_checkpoint, load_checkpoint (weights only, never code)
     The plumbing ............ re-exported from _course (the last block of this file)
 
@@ -875,6 +875,15 @@ def prepare_digit(path) -> np.ndarray:
     return digit_from_gray(read_grayscale(path), path)
 
 
+def looks_like_mnist(image: Image.Image) -> bool:
+    """28x28 with a dark border (all four sides): already in MNIST's format (taught in 08,
+    whose twin a test keeps equal; 08b decides with it which images to prepare)."""
+    if image.size != (28, 28):
+        return False
+    g = torch.from_numpy(np.array(image.convert("L")))  # [28, 28] grey levels
+    return bool(torch.cat([g[0], g[-1], g[:, 0], g[:, -1]]).median() < 128)
+
+
 def export_mnist_pngs(folder: Path, per_class: int, slant: float | None = None) -> Path:
     """The first `per_class` validation images of each digit as <folder>/<digit>/<index>.png:
     as stored (28x28), or, with a `slant`, drawn on a pad turned by that many degrees.
@@ -980,9 +989,6 @@ from _course.files import *  # noqa: E402, F403
 from _course.images import *  # noqa: E402, F403
 from _course.launch import *  # noqa: E402, F403
 from _course.stats import *  # noqa: E402, F403
-from _course import cli as _cli  # noqa: E402
-
-fraction = _cli.fraction  # (an argparse type; flip_labels' parameter has the same name)
 
 
 def __getattr__(name: str):

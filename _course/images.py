@@ -10,6 +10,7 @@ subfolders is scanned with every unusable file skipped by name (lesson 8).
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from _course.files import FriendlyError, display_path
@@ -17,7 +18,7 @@ from _course.files import FriendlyError, display_path
 __all__ = [  # what dl_utils re-exports
     "MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "ImageTooLarge", "read_grayscale", "to_grayscale",
     "IMAGE_SUFFIXES", "class_folders", "readable", "scan_image_folder", "keep_preparable",
-    "CANVAS", "draw_like_a_canvas", "write_digit_pngs",
+    "read_digit_folder", "CANVAS", "draw_like_a_canvas", "write_digit_pngs",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -150,6 +151,29 @@ def keep_preparable(samples, transform):
     if not kept:
         raise FriendlyError("no image of the folder could be prepared")
     return kept
+
+
+def read_digit_folder(root: Path, prepare):
+    """A folder of digits (one subfolder per digit, lesson 8's format) decoded once into
+    memory (lesson 8b): (X uint8 [N, 28, 28], y int64 [N], paths). `prepare(image, name)`
+    turns a grey PIL image into a 28x28 uint8 array, or raises FriendlyError to have that
+    image skipped, by name. Class folders must be named 0 to 9: y is the digit."""
+    classes, samples = scan_image_folder(Path(root))
+    if not all(len(name) == 1 and name.isdigit() for name in classes):
+        raise FriendlyError(f"the class folders of {display_path(root)} are {classes}: "
+                            "a folder of digits has subfolders named 0 to 9")
+    images, labels, paths = [], [], []
+    for path, index in samples:
+        try:
+            images.append(prepare(read_grayscale(path), display_path(path)))
+        except FriendlyError as err:
+            print(f"  warning, skipped: {display_path(path)}: {err}")
+            continue
+        labels.append(int(classes[index]))
+        paths.append(path)
+    if not images:
+        raise FriendlyError(f"no image of {display_path(root)} could be prepared")
+    return torch.from_numpy(np.stack(images)), torch.tensor(labels), paths
 
 
 CANVAS = 280  # lesson 9's drawing pad, in pixels (10x MNIST's 28)
