@@ -47,7 +47,8 @@ QUICK_ARGS = {
     "06_convolutional_network.py": ["--epochs", "1", "--subset", "1000"],
     "07_regularization.py": ["--epochs", "1", "--seeds", "2", "--subset", "300"],
     "07b_inside_the_remedies.py": ["--epochs", "1", "--subset", "300"],
-    "08_your_own_images.py": ["--per-class", "5", "--epochs", "1"],
+    "08_your_own_images.py": ["--per-class", "5"],
+    "08b_fine_tuning.py": ["--per-class", "5", "--epochs", "1"],
     "09_serve_digits.py": ["--self-check", "--requests", "5", "--drawn", "50"],
     "10_distributed_training.py": ["--epochs", "1", "--subset", "2000", "--proof-steps", "10"],
 }
@@ -297,7 +298,7 @@ def accuracy_of(script, output):
                 rf"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+([\d.]+{SEED_ERROR}?)\s+± [\d.]+\s",
                 rf"^(.+): test accuracy ([\d.]+{SEED_ERROR}?)% \(mean",
                 r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%",
-                r"^(after fine-tuning)\s+([\d.]+)%"]
+                r"^(after fine-tuning)\s+([\d.]+)%"]  # 08b, on the folder's held-out half
     # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen remedies;
     # 08: the CNN on the exported folder)
     if script.startswith("07b"):

@@ -37,7 +37,8 @@ LESSON_FILES = {"01": "ex01_tensors.py", "02": "ex02_data.py", "03": "ex03_train
                 "04": "ex04_inference.py", "05": "ex05_architectures.py",
                 "06": "ex06_cnn.py", "07": "ex07_regularization.py",
                 "07b": "ex07b_remedies.py", "08": "ex08_own_images.py",
-                "09": "ex09_serving.py", "10": "ex10_distributed.py"}
+                "08b": "ex08b_fine_tuning.py", "09": "ex09_serving.py",
+                "10": "ex10_distributed.py"}
 
 
 class NotYet(Exception):  # noqa: N818 (not an error: a hint for the learner)
@@ -894,6 +895,71 @@ def check_inverted(m, answers):
                  f"{100 * flipped:.1f}% on the same digits dark on white", answers,
                  "python 04_load_model.py --image with a photo of a digit on paper, with "
                  "and without the inversion in dl_utils.digit_from_gray")
+
+
+# ======================================================================== lesson 8b
+@exercise("08b.1", "code", "freeze every parameter but one part of the model")
+def check_freeze(m, answers):
+    torch.manual_seed(0)
+    model = dl_utils.SmallCNN()
+    for prefix in ("classifier.", "block2.", "block1.0."):  # each call undoes the last
+        got = call(m, "freeze_except", model, prefix)
+        wrong = [n for n, p in model.named_parameters() if p.requires_grad != n.startswith(prefix)]
+        if wrong:
+            thawed = any(n.startswith(prefix) for n in wrong)
+            raise NotYet(f"after freeze_except(model, {prefix!r}), requires_grad is wrong for "
+                         f"{', '.join(wrong[:3])}" + (
+                             ": set it to True for the chosen part as well (an earlier call "
+                             "froze it)" if thawed else ": set it to False (model.eval() and "
+                             "torch.no_grad() freeze nothing)"))
+        expected = sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefix))
+        if got != expected:
+            raise NotYet(f"freeze_except(model, {prefix!r}) returned {got!r}: {expected:,} "
+                         "numbers are trainable (add p.numel() of each trainable parameter)")
+    return "only the chosen part learns, whatever was frozen before"
+
+
+@exercise("08b.2", "code", "rehearsal: the new images plus old ones, drawn without repeats")
+def check_rehearsal(m, answers):
+    ids = torch.arange(200)
+    X_old = ids.float().view(200, 1, 1, 1).expand(200, 1, 2, 2).clone()  # row i holds i
+    y_old = ids * 7 % 10
+    X_new, y_new = -torch.ones(30, 1, 2, 2), torch.arange(30) % 10
+    got = call(m, "rehearsal_mix", X_new, y_new, X_old, y_old, 50,
+               torch.Generator().manual_seed(0))
+    X, y = (torch.as_tensor(t) for t in got)
+    if X.shape != (80, 1, 2, 2) or y.shape != (80,):
+        raise NotYet(f"expected X [80, 1, 2, 2] and y [80] (30 new + 50 old), got X "
+                     f"{list(X.shape)} and y {list(y.shape)}")
+    if not (torch.equal(X[:30], X_new) and torch.equal(y[:30], y_new)):
+        raise NotYet("the first 30 rows should be the new images and labels, in order")
+    rows = X[30:, 0, 0, 0].long()
+    if len(set(rows.tolist())) < 50:
+        raise NotYet("some old images were drawn twice: draw without repeats "
+                     "(torch.randperm, not torch.randint)")
+    if not torch.equal(y[30:], y_old[rows]):
+        raise NotYet("an old image came with another image's label: index X_old and y_old "
+                     "with the same rows")
+    again = call(m, "rehearsal_mix", X_new, y_new, X_old, y_old, 50,
+                 torch.Generator().manual_seed(0))[0]
+    other = call(m, "rehearsal_mix", X_new, y_new, X_old, y_old, 50,
+                 torch.Generator().manual_seed(1))[0]
+    if not torch.equal(torch.as_tensor(again), X) or torch.equal(torch.as_tensor(other), X):
+        raise NotYet("draw with the generator you are given: the same seed must give the "
+                     "same rows, another seed other rows")
+    return "every new image, then 50 old ones without repeats, each with its own label"
+
+
+@exercise("08b.3", "predict", "McNemar's exact test on 0 fixed against 5 broken",
+          answer="PREDICT_ZERO_AGAINST_FIVE")
+def check_zero_against_five(m, answers):
+    p = 2 * math.comb(5, 0) / 2 ** 5  # both tails of 5 fair coin flips: all 5 one way
+    options = {"A": "below 0.05 (clear)", "B": "between 0.05 and 0.1", "C": "above 0.1"}
+    measured = "A" if p < 0.05 else "B" if p <= 0.1 else "C"
+    return judge(m, "PREDICT_ZERO_AGAINST_FIVE", options, measured,
+                 f"p = 2 x (1/2)^5 = {p:.4f}: five changes all one way are not yet rare "
+                 "enough; six would be (p = 0.031)", answers,
+                 "lesson 8b's coin_flip_p(0, 5)")
 
 
 # ======================================================================== lesson 9

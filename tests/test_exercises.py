@@ -12,7 +12,7 @@ from conftest import OUTPUT_DIR, ROOT, lesson
 sys.path.insert(0, str(ROOT / "exercises"))
 import checks  # noqa: E402
 
-LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "08", "09", "10"]
+LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "08", "08b", "09", "10"]
 
 
 def check(*args, timeout=600):
@@ -97,6 +97,18 @@ MISTAKES = [  # (exercise, file, the right line, a plausible wrong one, words of
      "    return 1.0 - gray if gray[0, 0] > 0.5 else gray", "not one pixel"),
     ("10.2-once", "ex10_distributed.py", "    while len(indices) < total:",
      "    if len(indices) < total:", "repeats the first"),
+    ("08b.1", "ex08b_fine_tuning.py", "        p.requires_grad = name.startswith(prefix)",
+     "        if not name.startswith(prefix):\n            p.requires_grad = False",
+     "an earlier call froze it"),
+    ("08b.1-count", "ex08b_fine_tuning.py", "p.numel() if p.requires_grad", "1 if p.requires_grad",
+     "add p.numel()"),
+    ("08b.2", "ex08b_fine_tuning.py", "torch.randperm(len(y_old), generator=generator)[:n_old]",
+     "torch.randint(len(y_old), (n_old,), generator=generator)", "without repeats"),
+    ("08b.2-labels", "ex08b_fine_tuning.py", "torch.cat([y_new, y_old[rows]])",
+     "torch.cat([y_new, y_old[:n_old]])", "another image's label"),
+    ("08b.2-seed", "ex08b_fine_tuning.py",
+     "torch.randperm(len(y_old), generator=generator)[:n_old]",
+     "torch.randperm(len(y_old))[:n_old]", "the generator you are given"),
     ("09.1-answer", "ex09_serving.py", '["models"][0]["prediction"]', '["models"][0]',
      '{"image": "data:image/png;base64,..."} as JSON'),  # (once printed with a stray })
 ]

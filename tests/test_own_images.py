@@ -1,8 +1,9 @@
-"""Lesson 08: files on disk to batches, bad files handled, the split honest, the lesson runs.
+"""Lessons 08 and 08b: files on disk to batches, bad files handled, the split honest, the
+lessons run.
 
-Two proofs that used to sit in the lesson live here: its hand-written Dataset gives
-exactly torchvision's ImageFolder samples, and the exported PNGs give exactly the
-in-memory tensors of the other lessons.
+Three proofs that used to sit in the lessons live here: 08's hand-written Dataset gives
+exactly torchvision's ImageFolder samples, the exported PNGs give exactly the in-memory
+tensors of the other lessons, and 08b's folder in memory is 08's Dataset, image for image.
 """
 
 import os
@@ -21,6 +22,10 @@ import dl_utils
 
 def m08():
     return lesson("08_your_own_images")
+
+
+def m08b():
+    return lesson("08b_fine_tuning")
 
 
 def photo(digit_image: np.ndarray, size=(90, 70)) -> Image.Image:
@@ -128,32 +133,67 @@ def test_digit_labels_follow_folder_names_when_digits_are_missing():
 
 def test_stratified_split_is_disjoint_complete_and_balanced():
     labels = [0] * 10 + [1] * 6 + [2] * 4 + [3] * 1
-    first, rest = m08().stratified_split(labels, 0.5, torch.Generator().manual_seed(0))
+    first, rest = m08b().stratified_split(labels, 0.5, torch.Generator().manual_seed(0))
     assert not set(first) & set(rest) and sorted(first + rest) == list(range(len(labels)))
     for c, n in ((0, 10), (1, 6), (2, 4)):
         assert sum(labels[i] == c for i in first) == n // 2
-    again = m08().stratified_split(labels, 0.5, torch.Generator().manual_seed(0))
+    again = m08b().stratified_split(labels, 0.5, torch.Generator().manual_seed(0))
     assert again == (first, rest)  # seeded: the same split every run
 
 
-def test_quick_run_exports_checks_and_fine_tunes_headless(tmp_path):
-    ckpt = tmp_path / "tuned.pt"
-    result = run_script("08_your_own_images.py", "--per-class", "6", "--epochs", "1",
-                        "--checkpoint", ckpt, inline=True)
+def test_quick_runs_export_check_and_fine_tune_headless(tmp_path):
+    cnn = dl_utils.save_checkpoint(tmp_path / "cnn.pt", dl_utils.SmallCNN(),  # untrained
+                                   {"channels": [16, 32]})
+    result = run_script("08_your_own_images.py", "--per-class", "6", "--cnn", cnn, inline=True)
     assert result.returncode == 0, result.stderr
     benchmark_reads("08_your_own_images.py", result.stdout)
     export = OUTPUT_DIR / "data" / "mnist_png" / "validation_6_per_digit_drawn_slant_30"
     assert (export / "9").is_dir()
     assert Image.open(next((export / "9").iterdir())).size == (280, 280)  # drawn on a pad
     assert (OUTPUT_DIR / "figures" / "08_batch.png").read_bytes()[:4] == b"\x89PNG"
+    assert "python 08b_fine_tuning.py" in result.stdout
+    ckpt = tmp_path / "tuned.pt"
+    result = run_script("08b_fine_tuning.py", "--per-class", "6", "--epochs", "1",
+                        "--checkpoint", ckpt, "--cnn", cnn, inline=True)
+    assert result.returncode == 0, result.stderr
+    benchmark_reads("08b_fine_tuning.py", result.stdout)
     checkpoint = torch.load(ckpt, weights_only=True)
     assert checkpoint["metrics"]["heldout_images"] == 30
     assert checkpoint["model_kwargs"]  # every constructor argument recorded, never {}
     trained_on = checkpoint["trained_on"]
     assert "then 30 images of" in trained_on and "mnist_png" in trained_on
-    assert re.search(r"Digits as MNIST stores them \(1,000 validation images, none in the "
-                     r"folder\): .* before, .* after; \d+ wrong to right, \d+ right to wrong: "
-                     r"(it forgot|it got better|no change)", result.stdout)
+    assert re.search(r"Digits as MNIST stores them \(1,000 validation images, none in the\s+"
+                     r"folder\):.* before,.* after; \d+ wrong to right,\s+\d+ right to\s+wrong "
+                     r"\(p = [\d.e-]+\): (it forgot|it got better|no change)", result.stdout,
+                     re.DOTALL)
+
+
+def test_08b_holds_in_memory_exactly_what_08s_dataset_reads(folder):
+    """08b decodes the folder once into tensors; 08 reads it file by file through its
+    Dataset and transforms: the same images, labels and numbers (the twins agree)."""
+    m = m08()
+    classes, samples = dl_utils.scan_image_folder(folder)
+    eval_t = m.make_transforms("auto")[0]
+    dataset = m.ImageFolderDataset(dl_utils.keep_preparable(samples, eval_t), eval_t,
+                                   m.DigitLabel(classes))
+    X, y, paths = dl_utils.read_digit_folder(folder, m08b().prepare)
+    assert len(dataset) == len(y) == 18 and [p for p, _ in dataset.samples] == paths
+    for i in range(len(y)):
+        image, label = dataset[i]
+        assert label == y[i].item()
+        assert (image - dl_utils.normalize(X[i][None])[0]).abs().max().item() < 1e-6
+    for path, _ in samples:  # the two decide "already MNIST's format" alike
+        image = dl_utils.read_grayscale(path)
+        assert m.looks_like_mnist(image) == dl_utils.looks_like_mnist(image)
+
+
+def test_08b_refuses_a_folder_that_is_not_digits(tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        Image.new("L", (28, 28), 0).save(tmp_path / name / "a.png")
+    result = run_script("08b_fine_tuning.py", "--folder", tmp_path, inline=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "subfolders named 0 to 9" in result.stderr
 
 
 def test_the_slanted_drawings_are_validation_digits_leaning_as_asked():
@@ -210,11 +250,13 @@ def test_a_blank_photo_is_skipped_by_name_not_a_crash(tmp_path):
         for k, i in enumerate((y == digit).nonzero().flatten()[:4].tolist()):
             photo(X[i].numpy()).convert("RGB").save(tmp_path / str(digit) / f"{k}.jpg")
     Image.new("L", (90, 70), 230).save(tmp_path / "1" / "blank.png")  # paper, no ink
-    result = run_script("08_your_own_images.py", "--folder", tmp_path, "--epochs", "1",
-                        "--checkpoint", tmp_path / "tuned.pt", inline=True)
-    assert result.returncode == 0, result.stderr
-    assert "skipped" in result.stdout and "blank.png" in result.stdout
-    assert "no digit found" in result.stdout
+    for script, more in (("08_your_own_images.py", []),
+                         ("08b_fine_tuning.py", ["--epochs", "1", "--checkpoint",
+                                                 tmp_path / "tuned.pt"])):
+        result = run_script(script, "--folder", tmp_path, *more, inline=True)
+        assert result.returncode == 0, result.stderr
+        assert "skipped" in result.stdout and "blank.png" in result.stdout
+        assert "no digit found" in result.stdout
 
 
 @pytest.mark.parametrize("fixed, broken, p", [(0, 4, 0.125), (1, 7, 0.0703), (3, 11, 0.0574),
@@ -222,6 +264,6 @@ def test_a_blank_photo_is_skipped_by_name_not_a_crash(tmp_path):
 def test_forgetting_is_judged_by_the_exact_coin_flip_test(fixed, broken, p):
     """Review 1.8: the normal approximation called 0 against 4 'clear'; the exact test,
     the sum of binomial(n, 1/2) probabilities as extreme, does not."""
-    got = lesson("08_your_own_images").coin_flip_p(fixed, broken)
+    got = m08b().coin_flip_p(fixed, broken)
     assert got == pytest.approx(p, rel=0.01)
-    assert got == lesson("08_your_own_images").coin_flip_p(broken, fixed)  # two-sided
+    assert got == m08b().coin_flip_p(broken, fixed)  # two-sided

@@ -32,7 +32,8 @@ RUNS = {
                                     "--results", "{out}/06.json"],
     "07_regularization.py": ["--epochs", "2", "--seeds", "2", "--subset", "200",
                              "--remedies", "dropout", "--results", "{out}/07.json"],
-    "08_your_own_images.py": ["--per-class", "4", "--epochs", "1"],
+    "08_your_own_images.py": ["--per-class", "4"],
+    "08b_fine_tuning.py": ["--per-class", "4", "--epochs", "1", "--checkpoint", "{out}/08b.pt"],
     "10_distributed_training.py": ["--epochs", "1", "--subset", "1000", "--proof-steps", "5",
                                    "--results", "{out}/10.json"],
 }
