@@ -14,13 +14,13 @@ training loop), and those that help are combined:
     early stopping  keep the epoch with the best validation accuracy (every lesson does)
 
 Remedies are judged on validation, over several seeds; the chosen configuration meets
-the test set once. Lesson 7b opens dropout, batch norm and weight decay up (and eval()).
+the test set once. Lesson 7b opens the remedies up; 7c asks how sure the verdicts are.
 
 Run it:
     python 07_regularization.py                        # the README's table (about a minute)
     python 07_regularization.py --subset 10000         # five times the data: less to fix?
     python 07_regularization.py --remedies dropout --dropout 0.5   # one remedy, stronger
-Then: python 04_load_model.py --checkpoint models/regularized_mlp.pt, and lesson 7b.
+Then: python 04_load_model.py --checkpoint models/regularized_mlp.pt, lessons 7b and 7c.
 Exercises: exercises/ex07_regularization.py, checked by python exercises/check.py 07
 """
 
@@ -88,9 +88,8 @@ def parse_args(argv=None):
     parser = dl_utils.make_parser(__doc__)
     dl_utils.add_training_args(parser, batch_size=BATCH_SIZE, lr=LR, num_epochs=NUM_EPOCHS)
     parser.set_defaults(subset=SUBSET)
-    parser.add_argument("--hidden-sizes", type=dl_utils.positive_int, nargs="+",
-                        default=list(HIDDEN_SIZES),
-                        help="the baseline's hidden layers (default: %(default)s)")
+    parser.add_argument("--hidden-sizes", type=dl_utils.positive_int, nargs="+", default=list(
+        HIDDEN_SIZES), help="the baseline's hidden layers (default: %(default)s)")
     parser.add_argument("--seeds", type=dl_utils.positive_int, default=NUM_SEEDS,
                         help="runs per configuration (default: %(default)s)")
     parser.add_argument("--remedies", nargs="+", choices=REMEDIES, default=REMEDIES,
@@ -101,11 +100,9 @@ def parse_args(argv=None):
     parser.add_argument("--weight-decay", type=dl_utils.positive_float, default=WEIGHT_DECAY,
                         help="AdamW's weight decay (default: %(default)s)")
     parser.add_argument("--max-shift", type=int, choices=range(1, 5), default=MAX_SHIFT,
-                        help="augmentation: largest random shift in pixels "
-                             "(default: %(default)s)")
-    parser.add_argument("--small-hidden", type=dl_utils.positive_int, nargs="+",
-                        default=list(SMALL_HIDDEN),
-                        help="the smaller model's hidden layers (default: %(default)s)")
+                        help="augmentation: largest random shift in pixels (default: %(default)s)")
+    parser.add_argument("--small-hidden", type=dl_utils.positive_int, nargs="+", default=list(
+        SMALL_HIDDEN), help="the smaller model's hidden layers (default: %(default)s)")
     parser.add_argument("--no-test", action="store_true",
                         help="validation only: never look at the test set, save no model "
                              "(for sweeps that compare settings, as make tables does)")
@@ -207,9 +204,8 @@ def train_all(configs, seeds, data, args, device, runs):
     return dl_utils.train_over_seeds(
         configs, seeds, lambda name, config, seed: train_run(name, config, seed, data, args,
                                                              device), runs,
-        lambda r: f"{label(r['name']):<16} val {100 * r['stopped_val_acc']:6.2f}%  last epoch "
-                  f"{100 * r['last_val_acc']:6.2f}%  train {100 * r['train_acc']:6.2f}%  "
-                  f"({r['seconds']:.1f} s)")
+        lambda r: f"{label(r['name']):<16} val {100 * r['stopped_val_acc']:6.2f}%  train "
+                  f"{100 * r['train_acc']:6.2f}%  ({r['seconds']:.1f} s)")
 
 
 # ---- Judging on validation ---------------------------------------------------------------
@@ -222,15 +218,8 @@ def summarize(runs):
 
 def comparisons(runs):
     """Each configuration minus the baseline, plus early stopping: kept epoch minus last.
-
-    Six verdicts at once: with a 95% interval each, a false "better" or "worse" would come
-    in up to about a quarter of runs even if no remedy did anything (1 - 0.95^6 = 26% if
-    the verdicts were independent; sharing the baseline's runs, they are a little less).
-    So the intervals are widened until the six are right together 95% of the time
-    (dl_utils.bonferroni: about 99.2% each): a "better" is then unlikely to be a fluke.
-    Whether other seeds or another machine see it again is another question: that
-    depends on the effect's size (make tables reruns the lesson with other seeds).
-    """
+    Six verdicts at once, so each interval is widened until the six are right together
+    95% of the time (Bonferroni: 99.2% each; lesson 7c measures why)."""
     found = dl_utils.paired_against(runs, "baseline", "stopped_val_acc")
     found["early_stopping"] = dl_utils.paired_against(
         runs, "baseline", "stopped_val_acc", ["baseline"], "last_val_acc")["baseline"]
@@ -238,30 +227,33 @@ def comparisons(runs):
 
 
 def table_rows(summary, found):
-    """The validation table's rows (the README's table is the same, via `make tables`)."""
-    points = dl_utils.points
-    rows = []
+    """The verdict table's rows (the README's table is the same, via `make tables`)."""
+    points, rows = dl_utils.points, []
     for name, e in summary.items():
         d = found.get(name)
         if d is None and name != "baseline":
             continue  # the combination: its own table, its own question (combine_helpers)
-        rows.append([label(name), f"{e['params']:,}",
-                     points(e["stopped_val_acc"], e["stopped_val_acc_se"]),
+        rows.append([label(name), points(e["stopped_val_acc"], e["stopped_val_acc_se"]),
                      "(reference)" if d is None else dl_utils.interval(d),
-                     points(e["last_val_acc"], e["last_val_acc_se"]),
                      points(e["train_acc"], e["train_acc_se"]),
-                     f"{e['seconds']:.1f}", "" if d is None else dl_utils.interval_verdict(d)])
+                     "" if d is None else dl_utils.interval_verdict(d, same=UNCLEAR)])
     base, d = summary["baseline"], found["early_stopping"]
-    rows.append(["early stopping", "", points(base["stopped_val_acc"]),
-                 dl_utils.interval(d) + " vs last epoch", points(base["last_val_acc"]), "", "",
-                 dl_utils.interval_verdict(d)])
+    rows.append(["early stopping", points(base["stopped_val_acc"]),
+                 dl_utils.interval(d), "", dl_utils.interval_verdict(d, same=UNCLEAR)])
     return rows
 
 
+def cost_rows(summary):
+    """What each configuration costs, and what its last epoch scored (no early stopping)."""
+    return [[label(name), f"{e['params']:,}", f"{e['seconds']:.1f}",
+             dl_utils.points(e["last_val_acc"], e["last_val_acc_se"])]
+            for name, e in summary.items()]
+
+
+UNCLEAR = "no clear difference"  # the verdict when the interval spans 0
 COMBINED_HEADERS = ["the combination", "difference, points [95% interval, each]", "verdict"]
-TABLE_HEADERS = ["remedy", "parameters", "val acc % (early stopping, cross-scored)",
-                 "minus baseline [interval: 95% for all verdicts together]",
-                 "val acc % (last epoch)", "train acc %", "s/run", "verdict (validation)"]
+TABLE_HEADERS = ["remedy", "val acc %", "minus baseline [interval]", "train acc %", "verdict"]
+COST_HEADERS = ["configuration", "parameters", "s/run", "val acc % (last epoch)"]
 
 
 # ---- Choosing, and the test set once ---------------------------------------------------
@@ -284,32 +276,28 @@ def choose(summary, helped, versus_best=None):
     return "+".join(helped)
 
 
-def test_once(runs, chosen, test_loader, device):
-    """Test accuracy of the chosen configuration's kept models: the only look at the test set."""
-    mine = [r for r in runs if r["name"] == chosen]
+def test_and_save(args, runs, chosen, loaders, device):
+    """The chosen configuration's kept models on the test set: the only look at it. The
+    first seed's model is saved with that test accuracy (04 checks it reproduces it)."""
+    mine, (val_loader, test_loader) = [r for r in runs if r["name"] == chosen], loaders
     for r in mine:
         r["test_acc"] = dl_utils.evaluate_model(r["model"], test_loader, device)[1]
-    mean, se = dl_utils.mean_se(r["test_acc"] for r in mine)
-    n = len(test_loader.dataset)
-    print(f"{label(chosen)}: test accuracy {dl_utils.points(mean, se)}% (mean ± SE over "
-          f"{len(mine)} seeds); seed {mine[0]['seed']}'s model, the one saved: "
-          f"{dl_utils.format_accuracy(mine[0]['test_acc'], n)}")
-    return mine[0]
-
-
-def save_model(path, args, run, val_loader, device):
-    """The chosen configuration's first-seed model and its test accuracy, measured once
-    above (04 checks that it reproduces it)."""
-    val_acc = dl_utils.evaluate_model(run["model"], val_loader, device)[1]
+    run, n = mine[0], len(test_loader.dataset)
+    mean_se = dl_utils.mean_se(r["test_acc"] for r in mine)
+    print(f"{label(chosen)}: test accuracy {dl_utils.points(*mean_se)}% (mean ± SE over "
+          f"{len(mine)} seeds); seed {run['seed']}'s model, the one saved: "
+          f"{dl_utils.format_accuracy(run['test_acc'], n)}")
     settings = {k: v for k, v in vars(args).items() if k not in ("show", "checkpoint", "results")}
     dl_utils.save_checkpoint(
-        path, run["model"], build_model(run["config"])[1], device=str(device),
-        configuration=run["name"], hparams={**settings, **run["config"], "seed": run["seed"]},
+        args.checkpoint, run["model"], build_model(run["config"])[1], device=str(device),
+        configuration=chosen, hparams={**settings, **run["config"], "seed": run["seed"]},
         metrics={"train_acc": run["train_acc"], "test_acc": run["test_acc"],
-                 "validation_acc": val_acc, "best_epoch": run["best_epoch"],
-                 "train_seconds": run["seconds"]}, history=run["history"])
-    print(f"Saved the {label(run['name'])} model (seed {run['seed']}) to "
-          f"{dl_utils.display_path(path)}")
+                 "validation_acc": dl_utils.evaluate_model(run["model"], val_loader, device)[1],
+                 "best_epoch": run["best_epoch"], "train_seconds": run["seconds"]},
+        history=run["history"])
+    print(f"Saved the {label(chosen)} model (seed {run['seed']}) to "
+          f"{dl_utils.display_path(args.checkpoint)}")
+    return mean_se
 
 
 # ---- The lesson ----------------------------------------------------------------------------
@@ -348,42 +336,16 @@ def overfit_on_purpose(args, data, device):
 
 
 def judge(summary, found, args):
-    """The validation table, and what quoting the best epoch's own accuracy would hide."""
+    """The verdicts on validation, and what each configuration costs."""
     dl_utils.print_table(TABLE_HEADERS, table_rows(summary, found))
-    base, k, level = summary["baseline"], args.seeds, next(iter(found.values()))["level"]
-    flattery = [100 * (e["best_val_acc"] - e["stopped_val_acc"]) for e in summary.values()]
+    level = next(iter(found.values()))["level"]
     dl_utils.prose(f"""
-        (mean ± standard error over {args.seeds} seeds; the interval is that of the
-        seed-by-seed differences, and excludes 0 for "better" or "worse".
-        "Cross-scored": early stopping scored on images that did not choose the epoch
-        (dl_utils.honest_score: an epoch chosen on one half of validation is scored on
-        the other, and the other way round; the mean of the two, not one kept epoch).
-        Quoting the best epoch's own validation accuracy, as lessons 3-6 do, would say
-        {100 * base['best_val_acc']:.2f}% for the baseline instead of
-        {100 * base['stopped_val_acc']:.2f}%, and flatter the rows by {min(flattery):.2f}
-        to {max(flattery):.2f} points: the best of {args.epochs} noisy epochs was partly
-        lucky on exactly these images.)
-
-        {len(found)} verdicts at once: with 95% each, if no remedy made any difference,
-        one would still read "better" or "worse" in up to about
-        {100 * (1 - 0.95 ** len(found)):.0f}% of runs. So each interval above is a
-        {100 * level:.1f}% one (Bonferroni): all {len(found)} are right together 95% of
-        the time, and a "better" is unlikely to be a fluke. It is not a promise that
-        other seeds or another machine will see it again: a real but modest effect just
-        past the line is found again only about half the time (Goodman 1992).
-        {price(k, len(found))} The choice below reuses these same validation images:
-        the test set, which chose nothing, has the last word.""")
-
-
-def price(seeds, verdicts):
-    """What the correction costs, in the t factor that multiplies the SE."""
-    if seeds < 2:
-        return "With one seed there is no spread to measure, and no verdict."
-    wide = [dl_utils.t_quantile(1 - 0.05 / verdicts / 2, k - 1) for k in (seeds, 8)]
-    return (f"The price of the correction: with {seeds} seeds, t grows from "
-            f"{dl_utils.t_975(seeds - 1):.2f} to {wide[0]:.2f}; with 8 seeds it would be "
-            f"{wide[1]:.2f}, which is how power is bought back.")
-
+        (val acc: early stopping's kept epoch, cross-scored, mean ± SE over {args.seeds}
+        seeds; minus baseline: the seed-by-seed differences in points, with a
+        {100 * level:.1f}% interval, so that all {len(found)} verdicts are right together
+        95% of the time; early stopping's row: the kept epoch minus the last. Why
+        cross-scored, why {100 * level:.1f}%, and what a verdict promises: lesson 7c.)""")
+    dl_utils.print_table(COST_HEADERS, cost_rows(summary))
 
 
 def combine_helpers(runs, summary, found, args, data, device):
@@ -407,10 +369,8 @@ def combine_helpers(runs, summary, found, args, data, device):
         [f"{label(name)} minus {label(against)}", dl_utils.interval(c),
          dl_utils.interval_verdict(c)] for against, c in (("baseline", vs_base), (best, d))]}
     dl_utils.print_table(table["headers"], table["rows"])
-    dl_utils.prose(f"""(Validation accuracy together:
-        {dl_utils.points(summary[name]['stopped_val_acc'])}%. The combination is kept only if
-        it is better than the best single remedy: two questions asked after the six above,
-        each at 95% on its own.)""")
+    print(f"(Validation accuracy together: {dl_utils.points(summary[name]['stopped_val_acc'])}%. "
+          "Kept only if better than the best single remedy; each interval at 95% on its own.)")
     together, alone = summary[name], summary[best]
     if together["stopped_val_acc"] < alone["stopped_val_acc"]:
         dl_utils.prose(f"""
@@ -422,19 +382,16 @@ def combine_helpers(runs, summary, found, args, data, device):
 
 
 def conclusions(summary, found, chosen):
-    """What the measured numbers support, one computed line per remedy."""
-    lines = []
-    for name, d in found.items():
-        if d["n"] < 2:
-            lines.append(f"{label(name)}: one seed, no verdict (run with --seeds 3 or more).")
-        else:
-            word = dl_utils.interval_verdict(d, "helps", "hurts")
-            lines.append(f"{label(name)}: {dl_utils.interval(d)} points on validation: {word}.")
-    base, mine = summary["baseline"], summary[chosen]
-    lines.append(f"Chosen: {label(chosen)}. Train-minus-validation gap: baseline "
-                 f"{100 * (base['train_acc'] - base['stopped_val_acc']):.1f} points, chosen "
-                 f"{100 * (mine['train_acc'] - mine['stopped_val_acc']):.1f}.")
-    return lines
+    """What the measured numbers support, in one computed paragraph."""
+    said = {word: [label(n) for n, d in found.items() if dl_utils.interval_verdict(
+        d, "helps", "hurts", UNCLEAR) == word] for word in ("helps", "hurts", UNCLEAR)}
+    gap = {n: 100 * (summary[n]["train_acc"] - summary[n]["stopped_val_acc"])
+           for n in ("baseline", chosen)}
+    return (f"Helped on validation: {', '.join(said['helps']) or 'none'}; hurt: "
+            f"{', '.join(said['hurts']) or 'none'}; {UNCLEAR}: "
+            f"{', '.join(said[UNCLEAR]) or 'none'}. Chosen: {label(chosen)}. "
+            f"Train-minus-validation gap: baseline {gap['baseline']:.1f} points, chosen "
+            f"{gap[chosen]:.1f}.")
 
 
 def main(argv=None):
@@ -465,27 +422,22 @@ def finish(args, runs, summary, found, choice, data, test_loader, device):
     combination's table or None)."""
     chosen, combined = choice
     dl_utils.section("What the numbers support")
-    print("\n".join(conclusions(summary, found, chosen)))
-    saved = None
+    dl_utils.prose(conclusions(summary, found, chosen))
+    dl_utils.section("The test set, once: the chosen configuration")
+    test = None
     if args.no_test:  # a sweep compares strengths on validation: the test set stays unseen
-        print("\n--no-test: the test set stays unseen, and no model is saved.")
+        print("--no-test: the test set stays unseen, and no model is saved.")
     else:
-        dl_utils.section("The test set, once: the chosen configuration")
-        saved = test_once(runs, chosen, test_loader, device)
-    dl_utils.section("Saving")
+        test = test_and_save(args, runs, chosen, (data[1], test_loader), device)
     dl_utils.plot_curves_by_name(runs, {n: label(n) for n in summary}, "07_curves.png",
                                  "Training vs validation accuracy (mean over seeds): the gap is "
                                  "overfitting", args.show)
     dl_utils.save_results(
         args.results, "07_regularization.py", args, device, chosen=chosen, summary=summary,
         found=found, table={"headers": TABLE_HEADERS, "rows": table_rows(summary, found)},
-        combination=combined,
-        test=None if saved is None else dl_utils.mean_se(
-            r["test_acc"] for r in runs if r["name"] == chosen),
-        labels={name: label(name) for name in [*LABELS, *summary]}, remedies=REMEDIES,
+        combination=combined, test=test, remedies=REMEDIES,
+        labels={name: label(name) for name in [*LABELS, *summary]},
         runs=[{k: v for k, v in r.items() if k != "model"} for r in runs])
-    if saved:
-        save_model(args.checkpoint, args, saved, data[1], device)
     dl_utils.prose(f"""
         Next: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}
         (the chosen model), then python 07b_inside_the_remedies.py: what dropout, batch

@@ -721,7 +721,7 @@ def check_remedy(m, answers):
     table = record["table"]
     col = {h: i for i, h in enumerate(table["headers"])}
     gaps = {row[0]: float(row[col["train acc %"]].split()[0])
-            - float(row[col["val acc % (last epoch)"]].split()[0])
+            - float(row[col["val acc %"]].split()[0])
             for row in table["rows"] if row[col["train acc %"]]}  # (early stopping: none)
     best = min(gaps, key=gaps.get)
     guess = getattr(m, "NARROWEST_GAP_07", None)

@@ -37,5 +37,6 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
 # ---- 07.3 explore: read a gap from the results ----------------------------------------------
 # Run: python 07_regularization.py --epochs 4 --subset 1000 --seeds 1
 # In its table, which remedy (the row's name) has the smallest gap between training
-# accuracy and validation accuracy at the last epoch? Is it also the best on validation?
+# accuracy and validation accuracy (its columns "train acc %" and "val acc %")? Is it
+# also the best on validation?
 NARROWEST_GAP_07 = None  # TODO: a row's name, as printed

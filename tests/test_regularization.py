@@ -122,7 +122,9 @@ def test_the_combination_is_not_judged_under_the_six_verdicts_header():
     d = dl_utils.bonferroni(dl_utils.paired_difference([0.9, 0.91, 0.92], [0.89, 0.9, 0.9]), 2)
     rows = m.table_rows(summary, {"dropout": d, "early_stopping": d})
     assert [r[0] for r in rows] == ["baseline (none)", "dropout", "early stopping"]
-    assert "95% for all verdicts together" in " ".join(m.TABLE_HEADERS)
+    assert all(len(r) == len(m.TABLE_HEADERS) == 5 for r in rows)  # review 2.3: 5 columns
+    widths = [len(line) for line in dl_utils.format_table(m.TABLE_HEADERS, rows).splitlines()]
+    assert max(widths) <= 100  # a table a terminal shows (it was 221 characters wide)
     assert "95% interval, each" in " ".join(m.COMBINED_HEADERS)
 
 
@@ -156,6 +158,8 @@ def test_quick_run_is_headless_and_04_loads_its_checkpoint(tmp_path):
     benchmark_reads("07_regularization.py", result.stdout)
     for header in ("Overfitting on purpose", "Results on validation", "The test set, once"):
         assert header in result.stdout
+    assert "99.2% interval, so that all 6 verdicts are right together" in " ".join(
+        result.stdout.split())
     for name in ("overfitting", "curves"):
         assert (OUTPUT_DIR / "figures" / f"07_{name}.png").read_bytes()[:4] == b"\x89PNG"
     record = json.loads(results.read_text())
