@@ -551,7 +551,8 @@ def half_scorer(val_loader):
 
 
 def honest_score(history):
-    """Early stopping's accuracy, measured on images that did not choose the epoch.
+    """Early stopping's accuracy, measured on images that did not choose the epoch (07
+    uses it; 07c teaches it as cross_scored, this function's twin).
 
     Keeping the epoch with the best validation accuracy, then quoting that accuracy, is
     optimistic: among 20 noisy epochs, the best one was partly lucky on exactly these

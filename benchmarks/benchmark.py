@@ -47,6 +47,7 @@ QUICK_ARGS = {
     "06_convolutional_network.py": ["--epochs", "1", "--subset", "1000"],
     "07_regularization.py": ["--epochs", "1", "--seeds", "2", "--subset", "300"],
     "07b_inside_the_remedies.py": ["--epochs", "1", "--subset", "300"],
+    "07c_how_sure.py": ["--trials", "2000"],
     "08_your_own_images.py": ["--per-class", "5"],
     "08b_fine_tuning.py": ["--per-class", "5", "--epochs", "1"],
     "09_serve_digits.py": ["--self-check", "--requests", "5", "--drawn", "50"],
@@ -306,6 +307,10 @@ def accuracy_of(script, output):
                           re.MULTILINE)
         return (f"validation: eval mode {found[1]}%, train mode {found[2]}% (batches of "
                 f"1,000), {found[3]}% (batches of 8)") if found else "?"
+    if script.startswith("07c"):  # no model: the false alarms of many verdicts, simulated
+        found = re.findall(r"^(95% each|Bonferroni)\s+[\d.]+%\s+([\d.]+%)", output, re.MULTILINE)
+        return ("a false verdict somewhere: " + ", ".join(f"{v} ({k})" for k, v in found)
+                if len(found) == 2 else "?")
     if script.startswith("09"):
         return serving_result(output)
     if script.startswith("10"):

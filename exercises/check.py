@@ -48,7 +48,8 @@ TIME_LIMIT = 90  # seconds per exercise; every reference solution takes under 5 
 STARTUP_LIMIT = 300  # seconds for the child to import torch and the checks (~3 s idle)
 MEMORY_LIMIT = 4  # GB beyond start-up: the checks need well under 1 GB
 OUTPUT_SHOWN = 12  # lines of an exercise's own output shown under it (the last ones)
-LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "08", "08b", "09", "10"]  # checks.py's
+LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "07c", "08", "08b", "09",
+           "10"]  # checks.py's
 PREFIX = "dl-exercises-"  # temporary folders: PREFIX + the checker's pid + "-" + random
 
 

@@ -36,7 +36,8 @@ import dl_utils  # noqa: E402
 LESSON_FILES = {"01": "ex01_tensors.py", "02": "ex02_data.py", "03": "ex03_training.py",
                 "04": "ex04_inference.py", "05": "ex05_architectures.py",
                 "06": "ex06_cnn.py", "07": "ex07_regularization.py",
-                "07b": "ex07b_remedies.py", "08": "ex08_own_images.py",
+                "07b": "ex07b_remedies.py", "07c": "ex07c_how_sure.py",
+                "08": "ex08_own_images.py",
                 "08b": "ex08b_fine_tuning.py", "09": "ex09_serving.py",
                 "10": "ex10_distributed.py"}
 
@@ -813,6 +814,66 @@ def check_bn_mode(m, answers):
                  f"eval mode {100 * eval_acc:.1f}%, train mode with batches of 8 "
                  f"{100 * train_acc:.1f}%: each image normalized by 7 others' statistics",
                  answers, "lesson 7b's eval-mode table (python 07b_inside_the_remedies.py)")
+
+
+# ======================================================================== lesson 7c
+@exercise("07c.1", "code", "early stopping scored on images that did not choose the epoch")
+def check_cross_scored(m, answers):
+    g = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        a = (torch.randint(80, 95, (12,), generator=g) / 100).tolist()  # ties are likely
+        b = (torch.randint(80, 95, (12,), generator=g) / 100).tolist()
+        expected = dl_utils.honest_score({"val_a_acc": a, "val_b_acc": b})
+        last_a = len(a) - 1 - a[::-1].index(max(a))
+        last_b = len(b) - 1 - b[::-1].index(max(b))
+        diagnose(f"cross_scored on histories #{trial}", call(m, "cross_scored", list(a),
+                                                              list(b)), expected, 1e-9,
+                 {"that scores each epoch on the half that chose it, which flatters: score "
+                  "A's choice with B's accuracy": (max(a) + max(b)) / 2,
+                  "on a tie, keep the FIRST best epoch, as fit does":
+                  (b[last_a] + a[last_b]) / 2},
+                 "choose on A, score on B; choose on B, score on A; average the two")
+    return "equals dl_utils.honest_score, ties included"
+
+
+@exercise("07c.2", "predict", "ten verdicts at 95% each, where nothing differs",
+          answer="PREDICT_TEN_VERDICTS")
+def check_ten_verdicts(m, answers):
+    g = torch.Generator().manual_seed(0)
+    rate = (torch.rand(200_000, 10, generator=g) < 0.05).any(dim=1).float().mean().item()
+    options = {"A": "5%", "B": "40%", "C": "90%"}
+    measured = "A" if rate < 0.15 else "B" if rate < 0.65 else "C"
+    return judge(m, "PREDICT_TEN_VERDICTS", options, measured,
+                 f"{100 * rate:.1f}% of 200,000 simulated sets of ten (1 - 0.95^10 = 40.1%)",
+                 answers, "python 07c_how_sure.py --verdicts 10")
+
+
+def holm_reference(p, alpha):
+    """Holm's step-down, written independently of the solution: the largest k such that
+    the k smallest p-values all pass their thresholds, then reject exactly those."""
+    order = sorted(range(len(p)), key=lambda i: (p[i], i))
+    k = 0
+    while k < len(p) and all(p[order[j]] <= alpha / (len(p) - j) for j in range(k + 1)):
+        k += 1
+    return [i in order[:k] for i in range(len(p))]
+
+
+@exercise("07c.3", "code", "Holm's step-down correction")
+def check_holm(m, answers):
+    cases = [([0.2, 0.001, 0.5, 0.012], "return the answers in the ORIGINAL order"),
+             ([0.01, 0.02, 0.2], "Holm rejects 0.02 here (0.02 <= 0.05 / 2); Bonferroni "
+              "would not (0.02 > 0.05 / 3): compare the k-th smallest with alpha / (m - k + 1)"),
+             ([0.03, 0.04, 0.045, 0.001], "stop at the first p-value that fails: 0.03 > "
+              "0.05 / 3, so 0.04 and 0.045 are kept even though 0.045 <= 0.05 / 1")]
+    g = torch.Generator().manual_seed(0)
+    cases += [((torch.rand(8, generator=g) ** 3).tolist(), "") for _ in range(30)]
+    for p, hint in cases:
+        got = call(m, "holm", list(p), 0.05)
+        expected = holm_reference(p, 0.05)
+        if [bool(x) for x in (got or [])] != expected or len(got or []) != len(p):
+            raise NotYet(f"holm({[round(x, 4) for x in p]}) returned {got}, expected "
+                         f"{expected}" + (f" ({hint})" if hint else ""))
+    return "matches Holm's step-down on 33 sets of p-values"
 
 
 # ======================================================================== lesson 8

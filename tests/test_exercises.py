@@ -12,7 +12,7 @@ from conftest import OUTPUT_DIR, ROOT, lesson
 sys.path.insert(0, str(ROOT / "exercises"))
 import checks  # noqa: E402
 
-LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "08", "08b", "09", "10"]
+LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "07c", "08", "08b", "09", "10"]
 
 
 def check(*args, timeout=600):
@@ -97,6 +97,14 @@ MISTAKES = [  # (exercise, file, the right line, a plausible wrong one, words of
      "    return 1.0 - gray if gray[0, 0] > 0.5 else gray", "not one pixel"),
     ("10.2-once", "ex10_distributed.py", "    while len(indices) < total:",
      "    if len(indices) < total:", "repeats the first"),
+    ("07c.1", "ex07c_how_sure.py", "    return (val_b[by_a] + val_a[by_b]) / 2",
+     "    return (val_a[by_a] + val_b[by_b]) / 2", "half that chose it"),
+    ("07c.3", "ex07c_how_sure.py", "            break  # this one fails",
+     "            continue  # this one fails", "stop at the first"),
+    ("07c.3-bonferroni", "ex07c_how_sure.py", "alpha / (m - rank)", "alpha / m",
+     "Bonferroni would not"),
+    ("07c.3-order", "ex07c_how_sure.py", "    return reject",
+     "    return sorted(reject, reverse=True)", "ORIGINAL order"),
     ("08b.1", "ex08b_fine_tuning.py", "        p.requires_grad = name.startswith(prefix)",
      "        if not name.startswith(prefix):\n            p.requires_grad = False",
      "an earlier call froze it"),

@@ -100,7 +100,8 @@ def test_05_rejects_unknown_architectures(capsys):
 
 @pytest.mark.parametrize("name", ["01_tensors_and_autograd", "02_load_mnist", "04_load_model",
                                   "05_experiment_architectures", "06_convolutional_network",
-                                  "07_regularization", "08_your_own_images", "08b_fine_tuning",
+                                  "07_regularization", "07c_how_sure", "08_your_own_images",
+                                  "08b_fine_tuning",
                                   "09_serve_digits", "10_distributed_training"])
 def test_help_lists_defaults(name, capsys):
     with pytest.raises(SystemExit) as exit_info:

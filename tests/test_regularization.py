@@ -170,6 +170,12 @@ def test_quick_run_is_headless_and_04_loads_its_checkpoint(tmp_path):
     assert record["combination"] is None or (
         record["combination"]["headers"] == m07().COMBINED_HEADERS)
     assert all(d["level"] > 0.99 for d in record["found"].values())  # the six, Bonferroni
+    judged = run_script("07c_how_sure.py", "--results-07", results, "--trials", "2000",
+                        inline=True)  # 7c reads this run's numbers
+    assert judged.returncode == 0, judged.stderr
+    assert benchmark_reads("07c_how_sure.py", judged.stdout).startswith("a false verdict")
+    for header in ("Trap 1", "Trap 2", "Trap 3"):
+        assert header in judged.stdout
     loaded = run_script("04_load_model.py", "--checkpoint", ckpt, inline=True)
     assert loaded.returncode == 0, loaded.stderr
     assert "RegularizedMLP" in loaded.stdout
@@ -214,3 +220,39 @@ def test_07b_trains_a_model_where_eval_matters_and_04_loads_it_unchanged(tmp_pat
     assert loaded.returncode == 0, loaded.stderr
     assert "Outputs in train mode and eval mode differ" in loaded.stdout
     assert "Same weights, same data, eval mode: identical." in loaded.stdout
+
+
+def m07c():
+    return lesson("07c_how_sure")
+
+
+def test_07c_cross_scored_is_dl_utils_honest_score():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        a = (torch.randint(80, 90, (10,), generator=g) / 100).tolist()
+        b = (torch.randint(80, 90, (10,), generator=g) / 100).tolist()
+        assert m07c().cross_scored(a, b) == dl_utils.honest_score(
+            {"val_a_acc": a, "val_b_acc": b})
+
+
+def test_07c_simulations_match_what_can_be_computed():
+    """One verdict at 95% errs 5% of the time; six on one shared baseline err less often
+    than six independent ones would (26.5%), Bonferroni's at most 5%; an effect whose
+    expected t sits on the line is found again about half the time with many seeds, and
+    no effect is 'better' (one-sided) 2.5% of the time."""
+    m, g = m07c(), torch.Generator().manual_seed(1)
+    assert m.false_alarm_rate(1, 4, 0.95, 60_000, g) == pytest.approx(0.05, abs=0.006)
+    six = m.false_alarm_rate(6, 4, 0.95, 60_000, g)
+    assert 0.18 < six < 1 - 0.95 ** 6 - 0.01
+    assert m.false_alarm_rate(6, 4, 1 - 0.05 / 6, 60_000, g) < 0.056
+    assert m.replication_rate(1.0, 50, 0.95, 40_000, g) == pytest.approx(0.5, abs=0.04)
+    assert m.replication_rate(0.0, 4, 0.95, 60_000, g) == pytest.approx(0.025, abs=0.004)
+
+
+def test_07c_without_lesson_7s_results_is_one_line(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    for path, message in ((tmp_path / "none.json", "run python 07_regularization.py first"),
+                          (tmp_path / "bad.json", "cannot read")):
+        result = run_script("07c_how_sure.py", "--results-07", path, inline=True)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -32,6 +32,7 @@ RUNS = {
                                     "--results", "{out}/06.json"],
     "07_regularization.py": ["--epochs", "2", "--seeds", "2", "--subset", "200",
                              "--remedies", "dropout", "--results", "{out}/07.json"],
+    "07c_how_sure.py": ["--results-07", "{out}/07.json", "--trials", "2000"],
     "08_your_own_images.py": ["--per-class", "4"],
     "08b_fine_tuning.py": ["--per-class", "4", "--epochs", "1", "--checkpoint", "{out}/08b.pt"],
     "10_distributed_training.py": ["--epochs", "1", "--subset", "1000", "--proof-steps", "5",
@@ -183,3 +184,13 @@ def test_dl_utils_is_a_module_a_learner_reads():
     assert len((ROOT / "dl_utils.py").read_text().splitlines()) <= 1000
     for path in (ROOT / "_course").glob("*.py"):  # each module says what it is for
         assert ast.get_docstring(ast.parse(path.read_text())), path.name
+
+
+def test_every_lesson_is_one_sitting():
+    """Issue 29: a lesson is at most 450 lines (its idea in front, the plumbing in _course),
+    and its docstring gives the exact commands that run it."""
+    assert len(LESSONS) >= 13
+    for name in LESSONS:
+        text = (ROOT / name).read_text()
+        assert len(text.splitlines()) <= 450, f"{name}: {len(text.splitlines())} lines"
+        assert f"python {name}" in text.split('"""')[1], name
