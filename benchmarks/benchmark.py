@@ -36,6 +36,7 @@ import tempfile  # noqa: E402  (after the path set-up above)
 import torch  # noqa: E402
 
 import dl_utils  # noqa: E402
+from benchmarks import writer_shift  # noqa: E402
 
 # ---- Settings (each has a command-line flag; -h lists them) ----
 PIPELINE_EPOCHS = 1  # epochs per data pipeline; more = steadier numbers, slower
@@ -446,6 +447,12 @@ def measure(args):
     dl_utils.section("3. Lesson 8's DataLoader workers, lesson 10's processes")
     workers = loader_workers(5 if args.quick else 50)
     distributed = distributed_timing(args.quick)
+    writers = None
+    if not args.quick:  # the models `make run` just trained, on other writers' digits
+        dl_utils.section("3b. Other writers: the trained models on test sets of other hands")
+        headers, rows, sets = writer_shift.measure(dl_utils.MODELS_DIR)
+        dl_utils.print_table(headers, rows)
+        writers = writer_shift.markdown(headers, rows, sets)
     suite = None
     if not args.quick:  # (the suite runs this script with --quick: no recursion)
         dl_utils.section("4. The test suite")
@@ -454,7 +461,8 @@ def measure(args):
               "quick": args.quick, "hardware": dl_utils.hardware_info(device),
               "pipelines": pipelines, "lessons": lessons, "make_run_seconds": total,
               "lesson03_breakdown": parts, "loader_workers": workers,
-              "distributed": distributed, "test_suite_seconds": suite}
+              "distributed": distributed, "test_suite_seconds": suite,
+              "writers_markdown": writers}
     path = Path(args.results)
     with dl_utils.atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
@@ -476,6 +484,8 @@ def main(argv=None):
             raise dl_utils.FriendlyError("--quick numbers do not belong in the README")
         update_readme(text)
         update_readme(path_times(record), ROOT / "README.md", *PATH_MARKERS)
+        if record.get("writers_markdown"):
+            update_readme(record["writers_markdown"], ROOT / "README.md", *writer_shift.MARKERS)
     return 0
 
 
