@@ -20,8 +20,10 @@ The API:
     ->  {"input": 28x28 grey levels 0-255, "models": [{"name", "checkpoint", "prediction",
         "probabilities"}], "resized_only": [{"name", "prediction"}]}
     GET /api/models     the models being served
+    POST /api/drawings  {"image": ..., "digit": 0-9}: saved as a PNG in lesson 8's format
+    GET /api/drawings   how many drawings of each digit are saved
     Errors: {"error": "..."} with 400 (bad JSON, body, image or Host), 413 (too large),
-    422 (no digit in the image), 404 (unknown path), 405 (wrong method); from uvicorn, in
+    422 (no digit in the image), 409 (drawings folder full), 404, 405; from uvicorn, in
     plain text: 400 (not HTTP at all) and 503 (too many clients connected at once).
 Exercises: exercises/ex09_serving.py, checked by python exercises/check.py 09
 """
@@ -35,12 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import dl_utils
 from dl_utils import serving  # running the server (uvicorn), the self-check's client
@@ -50,12 +50,14 @@ RequestError = serving.RequestError
 # ---- Settings: each has a flag (-h lists them) ----
 HOST = "127.0.0.1"  # loopback: only programs on this computer can connect
 PORT = 8000
-MAX_BODY = 2_000_000  # bytes per request: ample for a canvas PNG (--self-check prints
-# the size of its requests) and for a phone photo sent as a JPEG
+MAX_BODY = 2_000_000  # bytes per request: ample for a canvas PNG or a phone photo (JPEG)
 MAX_PIXELS = 4_000_000  # a posted image's pixel cap, read from its header before decoding:
 # a drawing or a phone photo scaled for sending fits; a 62 KB PNG of 7000x7000 pixels would
 # otherwise cost 600 MB of memory and seconds of work per request
 CANVAS = dl_utils.CANVAS  # the page's drawing pad: 280x280 pixels (10x MNIST's 28)
+DRAWINGS_DIR = dl_utils.OUTPUT_DIR / "data" / "my_drawings"  # where the page's "save as"
+# buttons put labelled drawings: lesson 8's format, one subfolder per digit (08, 08b read it)
+MAX_DRAWINGS = 2000  # the most that folder may hold: no client can fill the disk
 SELF_CHECK_REQUESTS = 100  # requests timed by --self-check (make bench reports them)
 DRAWN_DIGITS = 1000  # test digits re-drawn canvas-style to measure accuracy on drawings
 SEED = 0
@@ -168,24 +170,48 @@ class DigitRequest(BaseModel):
                        examples=["data:image/png;base64,iVBORw0KGgo..."])
 
 
-def error(status, message, headers=None):
-    """Every error the API answers has one shape: {"error": "one line"}."""
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+class LabelledDrawing(DigitRequest):
+    """The body of POST /api/drawings: the drawing, and the digit it shows (an integer 0
+    to 9; strict: "7", 7.0 or true are refused, not guessed at)."""
+    digit: int = Field(ge=0, le=9, strict=True, description="the digit drawn")
 
 
-def make_app(models, max_body=MAX_BODY) -> FastAPI:
-    """The web API: two pages, two endpoints, one shape of error.
+def saved_counts(folder) -> list[int]:
+    """How many drawings of each digit the folder holds."""
+    return [len(list((Path(folder) / str(d)).glob("*.png"))) for d in range(10)]
+
+
+def save_drawing(folder, image_bytes: bytes, digit: int) -> dict:
+    """Check the drawing as /api/predict does (a bad image: 400 or 413; a blank pad: 422;
+    nothing saved), then write it re-encoded as a grey PNG to folder/<digit>/: the bytes
+    and the file name are ours, never the client's, and the file appears whole or not at
+    all (dl_utils.atomic_path). Lesson 8b fine-tunes on the folder."""
+    with INFERENCE:  # one decode at a time; also: two saves never pick the same name
+        prepare(image_bytes)
+        grey = dl_utils.read_grayscale(io.BytesIO(image_bytes), max_pixels=MAX_PIXELS)
+        counts = saved_counts(folder)
+        if sum(counts) >= MAX_DRAWINGS:
+            raise RequestError(409, f"the folder already holds {MAX_DRAWINGS:,} drawings")
+        path = Path(folder) / str(digit) / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns()}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with dl_utils.atomic_path(path) as tmp:
+            grey.save(tmp, format="PNG")
+    counts[digit] += 1
+    return {"saved": f"{Path(folder).name}/{digit}/{path.name}", "counts": counts}
+
+
+def make_app(models, max_body=MAX_BODY, drawings=DRAWINGS_DIR) -> FastAPI:
+    """The web API: two pages, four endpoints, one shape of error.
 
     FastAPI writes what 09 used to write by hand: routing, 404/405 with an Allow header,
     HEAD, JSON in and out, checking the body against DigitRequest, a body limit checked
-    against Content-Length before reading and counted while reading (max_body_size: a
-    413), and a /docs page that lists the API and lets you try it (FastAPIOffline: its
-    scripts are served from the fastapi-offline package, not a CDN, so it works offline).
-    The server (serving.py) checks the Host, the framing and the declared size first. What
-    stays ours: the pixel cap and PNG/JPEG-only decoding (prepare), one inference at a
-    time (INFERENCE).
-    Waiting requests hold only their body: up to 40 wait in FastAPI's thread pool, the
-    rest in the event loop; uvicorn answers 503 beyond serving.MAX_CONNECTIONS.
+    before and while reading (max_body_size: a 413), and a /docs page that lists the API
+    and lets you try it (FastAPIOffline: its scripts come with the package, not from a
+    CDN, so it works offline). The server (serving.py) checks the Host, the framing and
+    the declared size first. Ours: the pixel cap and PNG/JPEG-only decoding (prepare),
+    one inference at a time (INFERENCE). Waiting requests hold only their body: up to 40
+    in FastAPI's thread pool, the rest in the event loop; beyond serving.MAX_CONNECTIONS,
+    uvicorn answers 503.
     """
     app = FastAPIOffline(title="Deep Learning Basics, lesson 9: digit reader",
                          max_body_size=max_body, redoc_url=None)
@@ -213,34 +239,20 @@ def make_app(models, max_body=MAX_BODY) -> FastAPI:
         """
         return answer_image(models, serving.decode_data_url(body.image))
 
-    answer_errors(app)
+    @app.get("/api/drawings")
+    def drawing_counts():
+        """How many labelled drawings of each digit are saved."""
+        return {"folder": Path(drawings).name, "counts": saved_counts(drawings)}
+
+    @app.post("/api/drawings")
+    def save_labelled(body: LabelledDrawing):
+        """Save the drawing under the digit it shows (lesson 8's folder format)."""
+        return save_drawing(drawings, serving.decode_data_url(body.image), body.digit)
+
+    image = '"image": "data:image/png;base64,..."'
+    serving.answer_errors(app, {"/api/predict": f"{{{image}}}",
+                                "/api/drawings": f'{{{image}, "digit": 0-9}}'})
     return app
-
-
-def answer_errors(app):
-    """Every error as {"error": "one line"}: ours, a body that does not fit, FastAPI's.
-
-    FastAPI answers a body that does not fit DigitRequest with 422 and a list of
-    details; this API keeps 422 for "a valid request with no digit in it" and answers
-    a malformed body with 400, the client's mistake, in one line.
-    """
-    @app.exception_handler(RequestError)  # ours: 400 bad image, 413 too many pixels, 422 blank
-    def request_error(request, err):
-        return error(err.status, str(err))
-
-    @app.exception_handler(RequestValidationError)  # the body does not fit DigitRequest
-    def invalid_body(request, err):
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"][1:]) or "the body"
-        problem = (f"the body is not valid JSON ({first.get('ctx', {}).get('error')})"
-                   if first["type"] == "json_invalid" else f"{where}: {first['msg']}")
-        return error(400, f'{problem}; expected {{"image": "data:image/png;base64,..."}} '
-                          "sent as application/json")
-
-    @app.exception_handler(StarletteHTTPException)  # 404 and 405 (with its Allow header)
-    def http_error(request, err):
-        detail = err.detail if err.status_code != 404 else f"no such page: {request.url.path}"
-        return error(err.status_code, str(detail), getattr(err, "headers", None))
 
 
 # ---- 4. Do drawn digits work? Measured on test digits re-drawn like a canvas ---------------
@@ -381,6 +393,9 @@ def parse_args(argv=None):
     parser.add_argument("--models-dir", default=str(dl_utils.MODELS_DIR),
                         help="serve every checkpoint in this folder (default: "
                              f"{dl_utils.display_path(dl_utils.MODELS_DIR)})")
+    parser.add_argument("--drawings-dir", default=str(DRAWINGS_DIR),
+                        help="where the page saves labelled drawings (default: "
+                             f"{dl_utils.display_path(DRAWINGS_DIR)})")
     parser.add_argument("--self-check", action="store_true",
                         help="do not wait for a browser: measure drawn digits, call the API, "
                              "time it, stop (what make run does)")
@@ -402,8 +417,8 @@ def serve(models, args):
     if not serving.is_loopback(args.host):
         print(f"WARNING: listening on {args.host}: anyone who can reach this computer over "
               "the network can use this server. Use the default 127.0.0.1 unless you mean it.")
-    return serving.serve_until_ctrl_c(make_app(models, args.max_body), args.host, args.port,
-                                      args.verbose)
+    return serving.serve_until_ctrl_c(make_app(models, args.max_body, args.drawings_dir),
+                                      args.host, args.port, args.verbose)
 
 
 def main(argv=None):

@@ -39,6 +39,8 @@ import urllib.request
 from pathlib import Path
 
 import uvicorn
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -72,6 +74,38 @@ def decode_data_url(text: str) -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as err:
         raise RequestError(400, f"the image is not valid base64 ({err})") from err
+
+
+def error(status, message, headers=None):
+    """Every error the API answers has one shape: {"error": "one line"}."""
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def answer_errors(app, expected: dict):
+    """Every error as {"error": "one line"}: ours, a body that does not fit, FastAPI's.
+
+    FastAPI answers a body that does not fit the endpoint's model with 422 and a list of
+    details; 09 keeps 422 for "a valid request with no digit in it" and answers a
+    malformed body with 400, the client's mistake, in one line that shows the body
+    expected at that path (`expected`: {path: an example body}).
+    """
+    @app.exception_handler(RequestError)  # 09's: 400 bad image, 413 too many pixels, 422...
+    def request_error(request, err):
+        return error(err.status, str(err))
+
+    @app.exception_handler(RequestValidationError)  # the body does not fit the model
+    def invalid_body(request, err):
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "the body"
+        problem = (f"the body is not valid JSON ({first.get('ctx', {}).get('error')})"
+                   if first["type"] == "json_invalid" else f"{where}: {first['msg']}")
+        return error(400, f"{problem}; expected {expected.get(request.url.path, 'JSON')} "
+                          "sent as application/json")
+
+    @app.exception_handler(StarletteHTTPException)  # 404 and 405 (with its Allow header)
+    def http_error(request, err):
+        detail = err.detail if err.status_code != 404 else f"no such page: {request.url.path}"
+        return error(err.status_code, str(detail), getattr(err, "headers", None))
 
 
 class RequestDeadline(H11Protocol):

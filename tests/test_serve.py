@@ -457,3 +457,77 @@ def test_a_chunked_body_over_the_limit_is_json_and_closes_its_connection(server,
                 pass  # until the server closes
         except ConnectionResetError:
             pass  # closed with bytes unread: the kernel resets instead
+
+
+# ---- labelled drawings: the page's "save as", in lesson 8's folder format ------------------
+@pytest.fixture()
+def saver(models, tmp_path):
+    """A TestClient whose app saves drawings into its own folder; (client, folder)."""
+    from fastapi.testclient import TestClient
+    folder = tmp_path / "my_drawings"
+    return TestClient(m09().make_app(models, drawings=folder)), folder
+
+
+def drawing_of(index, seed=0) -> str:
+    """MNIST test digit `index`, drawn like the pad draws, as a data URL."""
+    _, _, X, _ = dl_utils.load_mnist_tensors()
+    return data_url(dl_utils.draw_like_a_canvas(X[index].numpy(), np.random.default_rng(seed)))
+
+
+def test_a_labelled_drawing_is_saved_as_a_grey_png_in_lesson_8s_format(saver):
+    client, folder = saver
+    assert client.get("/api/drawings").json() == {"folder": "my_drawings", "counts": [0] * 10}
+    answer = client.post("/api/drawings", json={"image": drawing_of(0), "digit": 7})
+    assert answer.status_code == 200, answer.text
+    saved = answer.json()
+    files = list((folder / "7").glob("*.png"))
+    assert len(files) == 1 and saved["saved"] == f"my_drawings/7/{files[0].name}"
+    assert saved["counts"] == [0] * 7 + [1] + [0] * 2
+    assert Image.open(files[0]).mode == "L" and Image.open(files[0]).size == (280, 280)
+    assert not list(folder.rglob("*.tmp*"))  # written atomically, nothing left over
+    assert client.get("/api/drawings").json()["counts"][7] == 1
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"image": "X", "digit": "7"}, "digit"), ({"digit": 3}, "image"),
+    ({"image": "X", "digit": 10}, "digit"), ({"image": "X", "digit": -1}, "digit"),
+    ({"image": "X", "digit": True}, "digit"), ({"image": "X", "digit": 2.5}, "digit"),
+    ({"image": "X"}, "digit")])
+def test_a_bad_label_is_400_in_one_line_and_nothing_is_saved(saver, body, message):
+    client, folder = saver
+    answer = client.post("/api/drawings", json=body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert message in error and '"digit": 0-9' in error and "\n" not in error
+    assert not folder.exists()
+
+
+def test_blank_or_broken_drawings_and_a_full_folder_save_nothing(saver, monkeypatch):
+    client, folder = saver
+    blank = data_url(Image.new("RGB", (280, 280), "white"))
+    assert client.post("/api/drawings", json={"image": blank, "digit": 1}).status_code == 422
+    broken = "data:image/png;base64," + base64.b64encode(b"not a png").decode()
+    assert client.post("/api/drawings", json={"image": broken, "digit": 1}).status_code == 400
+    assert not list(folder.rglob("*.png"))
+    monkeypatch.setattr(m09(), "MAX_DRAWINGS", 1)
+    first = client.post("/api/drawings", json={"image": drawing_of(1), "digit": 2})
+    assert first.status_code == 200
+    full = client.post("/api/drawings", json={"image": drawing_of(2), "digit": 1})
+    assert full.status_code == 409 and "already holds 1 drawings" in full.json()["error"]
+    assert len(list(folder.rglob("*.png"))) == 1
+
+
+def test_08b_fine_tunes_on_drawings_saved_through_the_page_api(saver, tmp_path):
+    """The loop the page teaches: label drawings, then lesson 8b fine-tunes on them."""
+    client, folder = saver
+    _, _, _, y = dl_utils.load_mnist_tensors()
+    for digit in range(10):
+        for k, i in enumerate((y == digit).nonzero().flatten()[:4].tolist()):
+            answer = client.post("/api/drawings", json={"image": drawing_of(i, k), "digit": digit})
+            assert answer.status_code == 200, answer.text
+    assert sum(client.get("/api/drawings").json()["counts"]) == 40
+    result = run_script("08b_fine_tuning.py", "--folder", folder, "--epochs", "1",
+                        "--checkpoint", tmp_path / "tuned.pt", inline=True)
+    assert result.returncode == 0, result.stderr
+    assert "20 images to fine-tune on, 20 held out" in result.stdout
+    assert "my_drawings" in torch.load(tmp_path / "tuned.pt", weights_only=True)["trained_on"]

@@ -66,3 +66,26 @@ def test_the_docs_page_works_offline(page):
         lambda d: d.find_elements("css selector", ".swagger-ui .info .title"))
     assert "digit reader" in title[0].text
     assert "/api/predict" in page.find_element("css selector", ".swagger-ui").text
+
+
+def test_a_drawing_saved_with_its_label_lands_in_lesson_8s_folder(served_models_dir, tmp_path):
+    """Draw a 7, press "save as 7": a PNG appears in <folder>/7/, the pad is cleared,
+    and the page says what the folder holds (issue 30's loop, started from the page)."""
+    folder = tmp_path / "my_drawings"
+    stop, url = browser.serve(served_models_dir, drawings=folder)
+    driver = browser.start_browser()
+    try:
+        driver.get(url)
+        browser.draw(driver, "7")
+        browser.predictions(driver)
+        driver.find_element("css selector", "#labels button[data-digit='7']").click()
+        said = WebDriverWait(driver, 20).until(
+            lambda d: "Saved as 7" in d.find_element("id", "saved").text
+            and d.find_element("id", "saved").text)
+        assert "my_drawings/ holds 1 drawing: 0: 0" in said and "7: 1" in said
+        assert "python 08b_fine_tuning.py --folder data/my_drawings" in said
+        assert len(list((folder / "7").glob("*.png"))) == 1
+        assert driver.find_elements("css selector", ".model") == []  # cleared for the next
+    finally:
+        driver.quit()
+        stop()
