@@ -18,6 +18,7 @@ Exercises: exercises/ex06_cnn.py, checked by python exercises/check.py 06
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -31,6 +32,8 @@ NUM_EPOCHS = 10  # with the schedule, the last epochs fine-tune at a tiny learni
 CHANNELS = (16, 32)  # filters in block 1 and block 2: more = more features, slower
 CNN_HIDDEN = 32  # hidden units of the classifier (0 = none): cheap extra capacity
 MAX_SHIFT = 2  # augmentation: shift each training image by up to 2 pixels (0 = off)
+AUGMENT = []  # other writers' variations on top of the shifts (WRITER_AUGMENTS, below)
+WRITER_CHECK = 2000  # validation digits re-drawn and cut to 8x8 to judge them (writer_check)
 SCHEDULE = "onecycle"  # the lr rises, then falls to ~0 (make_optimizer); or "constant"
 SEED = 0
 ARCH = "cnn"  # or "mlp": lesson 3's MLP trained with this lesson's recipe (a fair match)
@@ -117,24 +120,128 @@ class ShiftedLoader:
             yield X, y
 
 
+# ---- Augmentation that models other writers ---------------------------------------------
+# Writers also turn, slant and stretch their digits, wobble their strokes and use other
+# pens; scanners blur. Each function draws one such variation per image, in pixel space
+# (0 black, 1 ink), from the loader's seeded generator on the CPU (the same draws on every
+# device). Which help is measured: `make tables` trains with each alone and all together,
+# judged on validation digits as stored, re-drawn and cut to 8x8 (writer_check).
+def warp(x, grid):
+    """Images x read at `grid` (where each output pixel comes from); outside is black."""
+    return F.grid_sample(x, grid.to(x.device), padding_mode="zeros", align_corners=False)
+
+
+def random_affine(x, g, degrees=12, scale=0.1, shear=0.25):
+    """Turned by up to `degrees`, scaled by up to +-10%, slanted (a shear) by up to 0.25."""
+    n = len(x)
+    u = torch.rand(n, 3, generator=g) * 2 - 1  # three draws in [-1, 1] per image
+    angle, s, k = u[:, 0] * math.radians(degrees), 1 + scale * u[:, 1], shear * u[:, 2]
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([torch.stack([cos, -sin + k * cos, torch.zeros(n)], 1),
+                         torch.stack([sin, cos + k * sin, torch.zeros(n)], 1)], 1)
+    return warp(x, F.affine_grid(theta, list(x.shape), align_corners=False))
+
+
+def elastic(x, g, alpha=24.0, sigma=4.0):
+    """Simard et al. (2003): a random displacement for every pixel, smoothed by a Gaussian
+    of width sigma (neighbours move together: a wobble, not noise), scaled to alpha px
+    (they used 34; 24 keeps more digits legible: 06_augmentations.png draws samples)."""
+    n, size = len(x), int(4 * sigma) | 1
+    field = torch.rand(n * 2, 1, 28, 28, generator=g) * 2 - 1
+    r = torch.arange(size, dtype=torch.float32) - size // 2
+    kernel = torch.exp(-r ** 2 / (2 * sigma ** 2))
+    kernel = kernel / kernel.sum()  # a 2-D Gaussian is two 1-D ones: rows, then columns
+    smooth = F.conv2d(field, kernel.view(1, 1, -1, 1), padding=(size // 2, 0))
+    smooth = F.conv2d(smooth, kernel.view(1, 1, 1, -1), padding=(0, size // 2))
+    identity = F.affine_grid(torch.eye(2, 3).expand(n, 2, 3), list(x.shape), align_corners=False)
+    return warp(x, identity + alpha * smooth.view(n, 2, 28, 28).permute(0, 2, 3, 1) * (2 / 28))
+
+
+def stroke_width(x, g, amount=0.5):
+    """A third of the images bolder, a third thinner: halfway to their dilation (the max
+    over each 3x3 patch: ink spreads by a pixel) or to their erosion (the min)."""
+    pick = torch.randint(0, 3, (len(x),), generator=g).to(x.device)
+    out = x.clone()
+    for which, morph in ((pick == 1, lambda v: F.max_pool2d(v, 3, 1, 1)),
+                         (pick == 2, lambda v: -F.max_pool2d(-v, 3, 1, 1))):
+        out[which] = torch.lerp(x[which], morph(x[which]), amount)
+    return out
+
+
+def low_resolution(x, g, sizes=range(10, 17)):
+    """Half the images blurred: shrunk to 10x10 ... 16x16 (averaging), then enlarged back,
+    as a coarse scanner leaves them (10x10 puts MNIST's 20-pixel digit box into 7 pixels:
+    about the 8 of the UCI digits' 8x8 grid)."""
+    size = torch.tensor(list(sizes))[torch.randint(0, len(sizes), (len(x),), generator=g)]
+    blur = torch.rand(len(x), generator=g) < 0.5
+    out = x.clone()
+    for s in size[blur].unique().tolist():
+        idx = (blur & (size == s)).nonzero().flatten().to(x.device)
+        small = F.interpolate(x[idx], size=(s, s), mode="area")
+        out[idx] = F.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False)
+    return out
+
+
+WRITER_AUGMENTS = {"affine": random_affine, "elastic": elastic, "stroke": stroke_width,
+                   "blur": low_resolution}
+
+
+class AugmentedLoader(ShiftedLoader):
+    """ShiftedLoader, then the chosen WRITER_AUGMENTS, in pixel space."""
+
+    def __init__(self, loader, max_shift, augment=()):
+        super().__init__(loader, max_shift)
+        self.augment = list(augment)
+
+    def __iter__(self):
+        for X, y in super().__iter__():
+            if self.augment:
+                x = X * dl_utils.MNIST_STD + dl_utils.MNIST_MEAN  # back to 0 = black, 1 = ink
+                for name in self.augment:
+                    x = WRITER_AUGMENTS[name](x, self.loader.generator)
+                X = (x - dl_utils.MNIST_MEAN) / dl_utils.MNIST_STD
+            yield X, y
+
+
+def writer_check(model, device, n=WRITER_CHECK):
+    """The kept model on the first n validation digits as stored, re-drawn like lesson 9's
+    pad, and cut to 8x8 as the UCI digits were made (binarized, boxed in 32x32, ink counted
+    in 4x4 blocks), prepared as lesson 4 prepares any digit. Augmentation is chosen here."""
+    train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
+    idx = dl_utils.train_val_split(len(train_y))[1][:n]
+    digits, rng = train_X[idx].numpy(), np.random.default_rng(0)
+    sets = {"as stored": digits,
+            "re-drawn like the pad": [dl_utils.digit_from_gray(
+                dl_utils.draw_like_a_canvas(d, rng).convert("L")) for d in digits],
+            "cut to 8x8": [dl_utils.digit_from_gray(dl_utils.counts_to_image(dl_utils.uci_8x8(d)))
+                           for d in digits]}
+    acc = {name: dl_utils.evaluate_model(model, dl_utils.TensorLoader(dl_utils.normalize(
+        torch.from_numpy(np.stack(X))).to(device), train_y[idx].to(device), 1000), device)[1]
+        for name, X in sets.items()}
+    dl_utils.print_table([f"{n:,} validation digits", "accuracy (95% interval)"],
+                         [[name, dl_utils.format_accuracy(a, n)] for name, a in acc.items()])
+    return {"val_drawn_acc": acc["re-drawn like the pad"], "val_8x8_acc": acc["cut to 8x8"]}
+
+
 def parse_args(argv=None):
     parser = dl_utils.make_parser(__doc__)
     dl_utils.add_training_args(parser, batch_size=BATCH_SIZE, lr=LR, num_epochs=NUM_EPOCHS)
     parser.add_argument("--channels", type=dl_utils.positive_int, nargs=2, default=CHANNELS,
-                        metavar=("C1", "C2"),
-                        help="filters in the two convolution blocks (default: 16 32)")
+                        metavar=("C1", "C2"), help="filters in the two blocks (default: 16 32)")
     parser.add_argument("--hidden-size", type=int, default=CNN_HIDDEN,
                         help="hidden units in the classifier, 0 for none (default: %(default)s)")
     parser.add_argument("--max-shift", type=int, choices=range(0, 5), default=MAX_SHIFT,
                         help="augmentation: random shift of training images in pixels, "
                              "0 to turn it off (default: %(default)s)")
+    parser.add_argument("--augment", nargs="*", choices=list(WRITER_AUGMENTS), default=AUGMENT,
+                        help="other writers' variations added to the shifts; none: "
+                             "--augment with no name (default: %(default)s)")
     parser.add_argument("--schedule", choices=["onecycle", "constant"], default=SCHEDULE,
-                        help="learning-rate schedule; constant keeps --lr all along "
-                             "(default: %(default)s)")
+                        help="learning-rate schedule; constant: --lr all along (default: "
+                             "%(default)s)")
     parser.add_argument("--arch", choices=["cnn", "mlp"], default=ARCH,
-                        help="cnn, or mlp: lesson 3's SimpleNN trained with this lesson's "
-                             "recipe (shifts, schedule, lr), to see what the structure alone "
-                             "is worth (default: %(default)s)")
+                        help="cnn, or mlp: lesson 3's SimpleNN with this lesson's recipe, to "
+                             "see what the structure alone is worth (default: %(default)s)")
     parser.add_argument("--checkpoint", type=dl_utils.output_file, default=None,
                         help="where to save the kept model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)}, or "
@@ -204,8 +311,7 @@ def compare_with_mlp(metrics, result, n_params):
         and took {cnn_sec / mlp_sec:.1f}x its training time. A convolution reuses each
         weight at every position of the image: few parameters, many multiply-adds.""")
     if cnn_acc <= mlp_acc:
-        print("This time the CNN did not win: with these settings (too few epochs or images?) "
-              "its structure had no chance to pay off.")
+        print("This time the CNN did not win: too few epochs or images for its structure?")
     else:
         dl_utils.prose("""
             The CNN also had augmentation and a learning-rate schedule, which the MLP did
@@ -219,11 +325,10 @@ def mlp_settings_note(changed):
     if changed is None:
         return "(The saved MLP does not say how it was trained: run 03 again to compare.)"
     changed = {k: v for k, v in changed.items() if k not in ("device", "seed")}
-    if not changed:
-        return "(The MLP is the one 03 trains with its default settings.)"
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
     return (f"(Careful: the saved MLP was trained with {flags}, not 03's defaults; run "
-            "`python 03_train_mnist.py` for a fair comparison.)")
+            "`python 03_train_mnist.py` for a fair comparison.)" if changed else
+            "(The MLP is the one 03 trains with its default settings.)")
 
 
 def plot_filters(model, show):
@@ -280,7 +385,8 @@ def main(argv=None):
     # Resuming (lesson 3): the schedule's position and the shifts' generator are saved too
     start, save_state = dl_utils.resumable(Path(__file__).name, args, model, model_kwargs,
                                            optimizer, scheduler, train_loader.generator)
-    result = dl_utils.fit(model, ShiftedLoader(train_loader, args.max_shift), val_loader,
+    result = dl_utils.fit(model, AugmentedLoader(train_loader, args.max_shift, args.augment),
+                          val_loader,
                           optimizer, args.epochs, device, scheduler=scheduler, start=start,
                           after_epoch=save_state, stop_after=args.stop_after_epoch)
     if result["status"] == "diverged":  # (--results: make tables counts diverged runs)
@@ -291,35 +397,45 @@ def main(argv=None):
     return finish(args, model, model_kwargs, loaders, device, result, path)
 
 
-def training_curve_label(max_shift):
-    """The training curve is measured on shifted images when augmentation is on: say so.
+def training_curve_label(max_shift, augment=()):
+    """Augmented training images are harder than clean ones: their curve sits lower."""
+    return "training (augmented images)" if max_shift or augment else "training"
 
-    Shifted images are harder than clean ones, so the training curve sits lower than it
-    would on clean images, and its gap to validation understates overfitting.
-    """
-    if not max_shift:
-        return "training"
-    return f"training (images shifted by up to {max_shift} px)"
+
+def plot_augmentations(X, generator, show):
+    """Eight validation digits, and each writer augmentation drawn once on them."""
+    x = X[:8].cpu() * dl_utils.MNIST_STD + dl_utils.MNIST_MEAN
+    rows = {"as stored": x, **{n: f(x, generator) for n, f in WRITER_AUGMENTS.items()}}
+    fig, axes = dl_utils.image_grid(len(rows), 8, (1.0, 1.1))
+    for r, (name, images) in enumerate(rows.items()):
+        for ax, image in zip(axes[r], images[:, 0]):
+            ax.imshow(image.clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_title(name, fontsize=8, loc="left")
+    fig.suptitle("Other writers' variations (--augment), drawn at random")
+    dl_utils.save_figure(fig, "06_augmentations.png", show)
 
 
 def finish(args, model, model_kwargs, loaders, device, result, path):
     """Test once, save, compare with the MLP, draw filters and feature maps."""
     dl_utils.section(f"Kept model: epoch {result['best_epoch']} (best validation accuracy)")
     metrics = dl_utils.report(model, loaders, device)
-    dl_utils.save_run_results(Path(__file__).name, args, device, result, metrics)
+    dl_utils.section("Other writers? Validation digits re-drawn, and cut to 8x8")
+    writers = writer_check(model, device)
+    dl_utils.save_run_results(Path(__file__).name, args, device, result, metrics, **writers)
     dl_utils.section("Saving")
-    dl_utils.save_kept_model(path, args, model, model_kwargs, result, metrics, device,
-                             defaults=vars(parse_args([])))
+    dl_utils.save_kept_model(path, args, model, model_kwargs, result, {**metrics, **writers},
+                             device, defaults=vars(parse_args([])))
     name = type(model).__name__
     dl_utils.plot_training_history(result["history"], f"06_training_history_{args.arch}.png",
                                    f"{name} on MNIST, lesson 6's recipe", args.show,
-                                   train_label=training_curve_label(args.max_shift))
+                                   train_label=training_curve_label(args.max_shift, args.augment))
     if args.arch == "cnn":
         dl_utils.section("CNN vs MLP")
         compare_with_mlp(metrics, result, dl_utils.count_parameters(model))
         dl_utils.section("Inside the CNN")
         plot_filters(model, args.show)
         plot_feature_maps(model, loaders[2].X[0], args.show)
+        plot_augmentations(loaders[1].X, torch.Generator().manual_seed(args.seed), args.show)
     if result["status"] == "interrupted":
         print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(path)}; "
               f"go on with --resume "

@@ -308,12 +308,13 @@ def train_over_seeds(configs, seeds, train_one, runs: list, describe) -> bool:
     return True
 
 
-def save_run_results(script, args, device, result, metrics=None) -> None:
+def save_run_results(script, args, device, result, metrics=None, **extra) -> None:
     """--results FILE of a training script: what one run measured, as JSON (make tables
-    reads it). Written for a diverged run too, which then has no test accuracy."""
+    reads it). Written for a diverged run too, which then has no test accuracy. `extra`:
+    more measurements (06: validation digits drawn and cut to 8x8)."""
     if getattr(args, "results", None):
         save_results(args.results, script, args, device, status=result["status"],
                      best_val_acc=result["best_val_acc"], best_epoch=result["best_epoch"],
                      train_seconds=result["train_seconds"], history=result["history"],
                      diverged=result["diverged"],
-                     test_acc=metrics["test_acc"] if metrics else None)
+                     test_acc=metrics["test_acc"] if metrics else None, **extra)

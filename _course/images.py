@@ -18,7 +18,8 @@ from _course.files import FriendlyError, display_path
 __all__ = [  # what dl_utils re-exports
     "MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "ImageTooLarge", "read_grayscale", "to_grayscale",
     "IMAGE_SUFFIXES", "class_folders", "readable", "scan_image_folder", "keep_preparable",
-    "read_digit_folder", "CANVAS", "draw_like_a_canvas", "write_digit_pngs",
+    "read_digit_folder", "uci_8x8", "counts_to_image", "CANVAS", "draw_like_a_canvas",
+    "write_digit_pngs",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -174,6 +175,31 @@ def read_digit_folder(root: Path, prepare):
     if not images:
         raise FriendlyError(f"no image of {display_path(root)} could be prepared")
     return torch.from_numpy(np.stack(images)), torch.tensor(labels), paths
+
+
+def uci_8x8(digit: np.ndarray) -> np.ndarray:
+    """A 28x28 digit as the UCI handwritten digits were made (scikit-learn's load_digits):
+    binarized, its box scaled to fill 32x32 (aspect kept, centred), then the ink pixels
+    counted in 4x4 blocks: 8x8 counts, 0 to 16 (06 and benchmarks/writer_shift.py)."""
+    ink = digit >= 128
+    rows, cols = np.nonzero(ink)
+    if not len(rows):
+        return np.zeros((8, 8), dtype=np.int64)
+    box = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = box.shape
+    scale = 32 / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    big = np.asarray(Image.fromarray(box.astype(np.uint8) * 255).resize(
+        size, Image.Resampling.NEAREST)) >= 128
+    frame = np.zeros((32, 32), dtype=bool)
+    top, left = (32 - big.shape[0]) // 2, (32 - big.shape[1]) // 2
+    frame[top:top + big.shape[0], left:left + big.shape[1]] = big
+    return frame.reshape(8, 4, 8, 4).sum(axis=(1, 3))
+
+
+def counts_to_image(counts: np.ndarray) -> Image.Image:
+    """8x8 ink counts (0-16) as an 8-bit grey image, for the course's digit preparation."""
+    return Image.fromarray((np.asarray(counts) * (255 / 16)).round().astype(np.uint8))
 
 
 CANVAS = 280  # lesson 9's drawing pad, in pixels (10x MNIST's 28)

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,25 +47,10 @@ HALF = 5000  # MNIST's test file: writers of the first 5,000 differ from the las
 # ---- The sets, each as uint8 [N, 28, 28] digits prepared as the course prepares them --------
 def prepare_8x8(counts: np.ndarray) -> np.ndarray:
     """8x8 ink counts (0-16) -> 28x28 uint8, through the course's own preparation."""
-    image = Image.fromarray((counts * (255 / 16)).round().astype(np.uint8))
-    return dl_utils.digit_from_gray(image, "an 8x8 digit")
+    return dl_utils.digit_from_gray(dl_utils.counts_to_image(counts), "an 8x8 digit")
 
 
-def uci_pipeline(digit: np.ndarray) -> np.ndarray:
-    """An MNIST digit as UCI made its digits: binarized, its box scaled to fill 32x32
-    (aspect kept, centred), then the ink pixels counted in 4x4 blocks: 8x8, 0-16."""
-    ink = digit >= 128
-    rows, cols = np.nonzero(ink)
-    box = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    h, w = box.shape
-    scale = 32 / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    big = np.asarray(Image.fromarray(box.astype(np.uint8) * 255).resize(
-        size, Image.Resampling.NEAREST)) >= 128
-    frame = np.zeros((32, 32), dtype=bool)
-    top, left = (32 - big.shape[0]) // 2, (32 - big.shape[1]) // 2
-    frame[top:top + big.shape[0], left:left + big.shape[1]] = big
-    return frame.reshape(8, 4, 8, 4).sum(axis=(1, 3))
+uci_pipeline = dl_utils.uci_8x8  # MNIST's digits made the way UCI made its digits
 
 
 def other_writers():
