@@ -236,6 +236,8 @@ def parse_args(argv=None):
     parser.add_argument("--augment", nargs="*", choices=list(WRITER_AUGMENTS), default=AUGMENT,
                         help="other writers' variations added to the shifts; none: "
                              "--augment with no name (default: %(default)s)")
+    parser.add_argument("--writer-check", type=dl_utils.positive_int, default=WRITER_CHECK,
+                        help="validation digits writer_check uses (default: %(default)s)")
     parser.add_argument("--schedule", choices=["onecycle", "constant"], default=SCHEDULE,
                         help="learning-rate schedule; constant: --lr all along (default: "
                              "%(default)s)")
@@ -378,17 +380,16 @@ def main(argv=None):
                        f"{dl_utils.count_parameters(mlp):,} parameters)")
     if args.arch == "mlp":
         print("--arch mlp: lesson 3's MLP, trained below with this lesson's recipe.")
-
     dl_utils.section(f"Training: {args.epochs} epochs, Adam ({args.schedule} schedule, lr "
-                     f"{args.lr}), shifts of up to {args.max_shift} px")
+                     f"{args.lr}), shifts of up to {args.max_shift} px, "
+                     f"{' '.join(args.augment) or 'no other augmentation'}")
     optimizer, scheduler = make_optimizer(model, args, len(train_loader))
     # Resuming (lesson 3): the schedule's position and the shifts' generator are saved too
     start, save_state = dl_utils.resumable(Path(__file__).name, args, model, model_kwargs,
                                            optimizer, scheduler, train_loader.generator)
     result = dl_utils.fit(model, AugmentedLoader(train_loader, args.max_shift, args.augment),
-                          val_loader,
-                          optimizer, args.epochs, device, scheduler=scheduler, start=start,
-                          after_epoch=save_state, stop_after=args.stop_after_epoch)
+                          val_loader, optimizer, args.epochs, device, scheduler=scheduler,
+                          start=start, after_epoch=save_state, stop_after=args.stop_after_epoch)
     if result["status"] == "diverged":  # (--results: make tables counts diverged runs)
         dl_utils.save_run_results(Path(__file__).name, args, device, result)
     path = dl_utils.kept_model_path(args, result)
@@ -420,14 +421,13 @@ def finish(args, model, model_kwargs, loaders, device, result, path):
     dl_utils.section(f"Kept model: epoch {result['best_epoch']} (best validation accuracy)")
     metrics = dl_utils.report(model, loaders, device)
     dl_utils.section("Other writers? Validation digits re-drawn, and cut to 8x8")
-    writers = writer_check(model, device)
+    writers = writer_check(model, device, args.writer_check)
     dl_utils.save_run_results(Path(__file__).name, args, device, result, metrics, **writers)
     dl_utils.section("Saving")
     dl_utils.save_kept_model(path, args, model, model_kwargs, result, {**metrics, **writers},
                              device, defaults=vars(parse_args([])))
-    name = type(model).__name__
     dl_utils.plot_training_history(result["history"], f"06_training_history_{args.arch}.png",
-                                   f"{name} on MNIST, lesson 6's recipe", args.show,
+                                   f"{type(model).__name__} on MNIST, lesson 6's recipe", args.show,
                                    train_label=training_curve_label(args.max_shift, args.augment))
     if args.arch == "cnn":
         dl_utils.section("CNN vs MLP")
@@ -437,9 +437,9 @@ def finish(args, model, model_kwargs, loaders, device, result, path):
         plot_feature_maps(model, loaders[2].X[0], args.show)
         plot_augmentations(loaders[1].X, torch.Generator().manual_seed(args.seed), args.show)
     if result["status"] == "interrupted":
-        print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(path)}; "
-              f"go on with --resume "
-              f"{dl_utils.display_path(dl_utils.training_state_path(args.checkpoint))}")
+        state = dl_utils.display_path(dl_utils.training_state_path(args.checkpoint))
+        print(f"Interrupted: the best epoch so far is in {dl_utils.display_path(path)}; go on "
+              f"with --resume {state}")
         return 130
     print(f"\nNext: python 04_load_model.py --checkpoint {dl_utils.display_path(path)}")
     dl_utils.show_figures(args.show)

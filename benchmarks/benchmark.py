@@ -45,7 +45,7 @@ RESULTS_FILE = dl_utils.RESULTS_DIR / "benchmarks.json"
 QUICK_ARGS = {
     "03_train_mnist.py": ["--epochs", "1", "--subset", "2000"],
     "05_experiment_architectures.py": ["--epochs", "1", "--seeds", "1", "--subset", "1000"],
-    "06_convolutional_network.py": ["--epochs", "1", "--subset", "1000"],
+    "06_convolutional_network.py": ["--epochs", "1", "--subset", "1000", "--writer-check", "100"],
     "07_regularization.py": ["--epochs", "1", "--seeds", "2", "--subset", "300"],
     "07b_inside_the_remedies.py": ["--epochs", "1", "--subset", "300"],
     "07c_how_sure.py": ["--trials", "2000"],

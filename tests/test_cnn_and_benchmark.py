@@ -47,7 +47,8 @@ def test_random_shift_moves_each_image_within_bounds():
 def cnn_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("cnn") / "cnn.pt"
     result = run_script("06_convolutional_network.py", "--epochs", "1", "--subset", "1000",
-                        "--checkpoint", path, inline=True)
+                        "--writer-check", "200", "--augment", "affine", "elastic", "stroke",
+                        "blur", "--checkpoint", path, inline=True)
     assert result.returncode == 0, result.stderr
     return path, result.stdout
 
@@ -61,8 +62,13 @@ def test_06_smoke_run_prints_shapes_and_saves(cnn_checkpoint):
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint["model_class"] == "SmallCNN" and checkpoint["model_kwargs"] == {
         "channels": [16, 32], "hidden_size": 32}
-    for name in ("06_filters.png", "06_feature_maps.png", "06_training_history_cnn.png"):
+    for name in ("06_filters.png", "06_feature_maps.png", "06_training_history_cnn.png",
+                 "06_augmentations.png"):
         assert (OUTPUT_DIR / "figures" / name).exists()
+    metrics = checkpoint["metrics"]  # writer_check: validation digits re-drawn and at 8x8
+    assert 0 <= metrics["val_drawn_acc"] <= 1 and 0 <= metrics["val_8x8_acc"] <= 1
+    assert "re-drawn like the pad" in out and "cut to 8x8" in out
+    assert checkpoint["hparams"]["augment"] == ["affine", "elastic", "stroke", "blur"]
     benchmark_reads("06_convolutional_network.py", out)
 
 
@@ -185,3 +191,47 @@ def test_compare_runs_finds_a_changed_weight_and_ignores_times(tmp_path):
                tmp_path / "b" / "models" / "m.pt")
     result = subprocess.run(run, capture_output=True, text=True)
     assert result.returncode == 1 and "DIFFERENT WEIGHTS" in result.stdout
+
+
+def test_writer_augmentations_at_zero_strength_change_nothing():
+    """Each of 06's writer augmentations reduces to the identity when its strength is 0:
+    the warps sample where they should, the morphology and the blur do nothing extra."""
+    m = lesson("06_convolutional_network")
+    _, val, _ = dl_utils.load_mnist_data()
+    x = val.X[:32] * dl_utils.MNIST_STD + dl_utils.MNIST_MEAN
+    g = torch.Generator().manual_seed(0)
+    for name, out in (("affine", m.random_affine(x, g, degrees=0, scale=0, shear=0)),
+                      ("elastic", m.elastic(x, g, alpha=0)),
+                      ("stroke", m.stroke_width(x, g, amount=0)),
+                      ("blur", m.low_resolution(x, g, sizes=[28]))):
+        assert (out - x).abs().max() < 1e-5, name
+
+
+def test_writer_augmentations_are_seeded_plausible_and_per_image():
+    m = lesson("06_convolutional_network")
+    _, val, _ = dl_utils.load_mnist_data()
+    x = val.X[:64] * dl_utils.MNIST_STD + dl_utils.MNIST_MEAN
+    for name, augment in m.WRITER_AUGMENTS.items():
+        a = augment(x, torch.Generator().manual_seed(1))
+        b = augment(x, torch.Generator().manual_seed(1))
+        c = augment(x, torch.Generator().manual_seed(2))
+        assert torch.equal(a, b) and not torch.equal(a, c), name  # seeded: reproducible
+        assert a.shape == x.shape and a.min() > -0.05 and a.max() < 1.05, name
+        assert abs(a.mean() / x.mean() - 1) < 0.2, name  # the ink stays, roughly
+        changed = (a - x).flatten(1).abs().amax(1) > 1e-3
+        assert 0 < changed.sum() <= len(x), name
+    pick = m.stroke_width(x, torch.Generator().manual_seed(3), amount=1)  # full dilation/erosion
+    bold = torch.isclose(pick, torch.nn.functional.max_pool2d(x, 3, 1, 1)).flatten(1).all(1)
+    thin = torch.isclose(pick, -torch.nn.functional.max_pool2d(-x, 3, 1, 1)).flatten(1).all(1)
+    assert 10 < bold.sum() < 35 and 10 < thin.sum() < 35  # about a third each
+
+
+def test_augmented_loader_without_writer_augmentations_is_the_shifted_loader():
+    m = lesson("06_convolutional_network")
+    X, y = torch.randn(40, 1, 28, 28), torch.arange(40)
+    batches = []
+    for wrap in (lambda ld: m.ShiftedLoader(ld, 2), lambda ld: m.AugmentedLoader(ld, 2, [])):
+        loader = dl_utils.TensorLoader(X, y, 8, shuffle=True,
+                                       generator=torch.Generator().manual_seed(0))
+        batches.append([b for b, _ in wrap(loader)])
+    assert all(torch.equal(a, b) for a, b in zip(*batches))

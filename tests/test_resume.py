@@ -12,7 +12,7 @@ from conftest import OUTPUT_DIR, lesson, run_script
 import dl_utils
 
 QUICK_03 = ["--epochs", "3", "--subset", "2000"]
-QUICK_06 = ["--epochs", "2", "--subset", "500"]
+QUICK_06 = ["--epochs", "2", "--subset", "500", "--writer-check", "100"]
 
 
 def weights(path):

@@ -28,7 +28,7 @@ NUMBERED = re.compile(r"\d\d[a-z]?_\w+")
 RUNS = {
     "05_experiment_architectures.py": ["--epochs", "1", "--seeds", "1", "--subset", "500",
                                        "--results", "{out}/05.json"],
-    "06_convolutional_network.py": ["--epochs", "1", "--subset", "500",
+    "06_convolutional_network.py": ["--epochs", "1", "--subset", "500", "--writer-check", "100",
                                     "--results", "{out}/06.json"],
     "07_regularization.py": ["--epochs", "2", "--seeds", "2", "--subset", "200",
                              "--remedies", "dropout", "--results", "{out}/07.json"],
