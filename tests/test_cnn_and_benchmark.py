@@ -167,6 +167,25 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     lesson7 = tables.section_lesson7(runner, 2)
     assert "Chosen on validation" in lesson7 and "| 0-1 (the table above) |" in lesson7
     assert "With 4 sets of 2 seeds: every set chose" in lesson7  # (the same run, here)
+    assert "Chosen on validation: **shifts only**" in tables.section_writers(runner, 2)
+
+
+def test_the_writer_augmentation_is_chosen_by_its_intervals():
+    """Better for writers (Bonferroni interval above 0) and not worse on MNIST's
+    validation: chosen, the best writer mean among such rows; otherwise shifts only."""
+    t = lesson("benchmarks.tables")
+    up = {"n": 3, "mean": 0.01, "low": 0.002, "high": 0.02}
+    more = {"n": 3, "mean": 0.02, "low": 0.001, "high": 0.04}
+    flat = {"n": 3, "mean": 0.0, "low": -0.01, "high": 0.01}
+    down = {"n": 3, "mean": -0.01, "low": -0.02, "high": -0.001}
+    runs = [{"test_acc": 0.994}, {"test_acc": 0.995}, {"test_acc": 0.993}]
+    assert t.writer_verdict(up, flat) == "better for writers"
+    assert t.writer_verdict(up, down) == "better for writers, worse on MNIST"
+    assert t.writer_verdict(flat, flat) == "no clear difference"
+    found = {"blur": (up, flat, runs), "elastic": (more, down, runs), "affine": (flat, up, runs)}
+    assert "**--augment blur**" in t.writer_choice(found)  # elastic: worse on MNIST
+    assert "99.40 ± 0.06%" in t.writer_choice(found)
+    assert "**shifts only**" in t.writer_choice({"affine": (flat, up, runs)})
 
 
 def test_tables_refuse_quick_numbers_in_the_readme():
