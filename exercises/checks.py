@@ -39,7 +39,7 @@ LESSON_FILES = {"01": "ex01_tensors.py", "02": "ex02_data.py", "03": "ex03_train
                 "07b": "ex07b_remedies.py", "07c": "ex07c_how_sure.py",
                 "08": "ex08_own_images.py",
                 "08b": "ex08b_fine_tuning.py", "09": "ex09_serving.py",
-                "10": "ex10_distributed.py"}
+                "10": "ex10_distributed.py", "11": "ex11_sequences.py"}
 
 
 class NotYet(Exception):  # noqa: N818 (not an error: a hint for the learner)
@@ -1205,3 +1205,71 @@ def check_set_epoch(m, answers):
                  f"rank 0's first indices: {first[:5]} in epoch 1, {second[:5]} in epoch 2 "
                  "(the shuffle's seed is seed + epoch, and the epoch only changes through "
                  "set_epoch)", answers, "lesson 10's set_epoch demonstration")
+
+
+# ======================================================================== lesson 11
+@exercise("11.1", "code", "one step of a tanh RNN, run over the 28 rows")
+def check_rnn_step(m, answers):
+    torch.manual_seed(0)
+    rnn = nn.RNN(28, 16, batch_first=True, dtype=torch.float64)
+    X = torch.randn(4, 28, 28, dtype=torch.float64)
+    W_x, W_h = rnn.weight_ih_l0.detach().T, rnn.weight_hh_l0.detach().T
+    b = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()
+    expected = rnn(X)[0].detach()
+    h = torch.zeros(4, 16, dtype=torch.float64)
+    mistakes = {"apply tanh to the sum": lambda x, h: x @ W_x + h @ W_h + b,
+                "W_h as given, [hidden, hidden]: h @ W_h, not its transpose":
+                lambda x, h: torch.tanh(x @ W_x + h @ W_h.T + b)}
+    wrong = {hint: torch.zeros(4, 16, dtype=torch.float64) for hint in mistakes}
+    for t in range(28):
+        h = torch.as_tensor(call(m, "rnn_step", X[:, t].clone(), h.clone(), W_x, W_h, b),
+                            dtype=torch.float64)
+        wrong = {hint: f(X[:, t], wrong[hint]) for hint, f in mistakes.items()}
+        diagnose(f"the hidden state after row {t + 1}", h, expected[:, t], 1e-9, wrong,
+                 "h_t = tanh(x_t W_x + h_(t-1) W_h + b), with h_0 = 0")
+    return "28 steps equal nn.RNN's hidden states"
+
+
+@exercise("11.2", "code", "gradient clipping by hand: one norm for all gradients")
+def check_clipping(m, answers):
+    torch.manual_seed(0)
+    for scale, max_norm in ((10.0, 1.0), (0.01, 1.0), (3.0, 5.0)):
+        params = [nn.Parameter(torch.randn(s)) for s in ((4, 3), (3,), (2, 2))]
+        for p in params:
+            p.grad = torch.randn_like(p) * scale
+        grads = [p.grad.clone() for p in params]
+        total = nn.utils.clip_grad_norm_(params, max_norm)
+        got, got_total = call(m, "clip_by_total_norm", [g.clone() for g in grads], max_norm)
+        close("the total norm before clipping", got_total, total, 1e-5,
+              why=" (the square root of the sum of ALL squared entries, every tensor)")
+        per_tensor = [g * min(1.0, max_norm / g.norm().item()) for g in grads]
+        for k, (g, p) in enumerate(zip(got, params)):
+            diagnose(f"clipped gradient {k} (total norm {total.item():.3g}, max {max_norm:g})",
+                     g, p.grad, 1e-5, {"one factor for all the gradients, from their total "
+                                       "norm, not each tensor's own": per_tensor[k],
+                                       "leave the gradients as they are when the total is "
+                                       "under max_norm": grads[k] * max_norm / total},
+                     "scale every gradient by max_norm / total when total > max_norm")
+    return "equals torch.nn.utils.clip_grad_norm_, above and below the threshold"
+
+
+@exercise("11.3", "predict", "the gradient reaching the first row of a fresh tanh RNN",
+          answer="PREDICT_FIRST_STEP")
+def check_first_step(m, answers):
+    torch.manual_seed(0)
+    cell, head = nn.RNNCell(28, 64), nn.Linear(64, 10)
+    val = dl_utils.load_mnist_data()[1]
+    X, y = val.X[:256].reshape(256, 28, 28), val.y[:256]
+    h, states = torch.zeros(256, 64), []
+    for t in range(28):
+        h = cell(X[:, t], h)
+        h.retain_grad()
+        states.append(h)
+    F.cross_entropy(head(h), y).backward()
+    ratio = states[0].grad.norm().item() / states[-1].grad.norm().item()
+    options = {"A": "about the same", "B": "10 to 100 times smaller",
+               "C": "over 1,000 times smaller"}
+    measured = "A" if ratio > 0.1 else "B" if ratio > 1e-3 else "C"
+    return judge(m, "PREDICT_FIRST_STEP", options, measured,
+                 f"step 1 gets {ratio:.1e} of the gradient at step 28", answers,
+                 "python 11_sequences_and_rnns.py (section 3)")

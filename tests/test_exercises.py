@@ -12,7 +12,8 @@ from conftest import OUTPUT_DIR, ROOT, lesson
 sys.path.insert(0, str(ROOT / "exercises"))
 import checks  # noqa: E402
 
-LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "07c", "08", "08b", "09", "10"]
+LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "07c", "08", "08b", "09", "10",
+           "11"]
 
 
 def check(*args, timeout=600):
@@ -105,6 +106,14 @@ MISTAKES = [  # (exercise, file, the right line, a plausible wrong one, words of
      "Bonferroni would not"),
     ("07c.3-order", "ex07c_how_sure.py", "    return reject",
      "    return sorted(reject, reverse=True)", "ORIGINAL order"),
+    ("11.1", "ex11_sequences.py", "return torch.tanh(x_t @ W_x + h @ W_h + b)",
+     "return x_t @ W_x + h @ W_h + b", "apply tanh"),
+    ("11.1-transpose", "ex11_sequences.py", "h @ W_h + b)", "h @ W_h.T + b)",
+     "not its transpose"),
+    ("11.2", "ex11_sequences.py", "grads = [g * (max_norm / total) for g in grads]",
+     "grads = [g * (max_norm / g.norm()) for g in grads]", "not each tensor's own"),
+    ("11.2-always", "ex11_sequences.py", "    if total > max_norm:", "    if True:",
+     "under max_norm"),
     ("08b.1", "ex08b_fine_tuning.py", "        p.requires_grad = name.startswith(prefix)",
      "        if not name.startswith(prefix):\n            p.requires_grad = False",
      "an earlier call froze it"),
