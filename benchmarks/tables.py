@@ -64,7 +64,8 @@ LESSON6_ROWS = [[], ["--max-shift", "0"], ["--schedule", "constant"],
 # every row names its --augment, so the table does not depend on 06's default
 WRITER_REFERENCE = ["--augment"]  # shifts only
 WRITER_ROWS = [["--augment", "affine"], ["--augment", "elastic"], ["--augment", "stroke"],
-               ["--augment", "blur"], ["--augment", "affine", "elastic", "stroke", "blur"]]
+               ["--augment", "blur"], ["--augment", "affine", "elastic", "stroke", "blur"],
+               ["--augment", "affine", "blur"]]  # (the two best alone in a one-seed pilot)
 # 07's remedies at other strengths than its defaults (dropout 0.5, weight decay 1, shift 1)
 LESSON7_SWEEP = [["--remedies", "dropout", "--dropout", "0.1", "--no-test"],
                  ["--remedies", "dropout", "--dropout", "0.2", "--no-test"],
