@@ -26,8 +26,8 @@ Contents, in lesson order:
     Figures (03, 04) ........ plot_training_history, plot_confident_mistakes
     A training script (03) .. setup, introduce, report, save_kept_model
     Resuming (03) ........... save_training_state, resume_training, resumable
-    Your own digit (04, 08) . digit_from_gray, center_by_mass, prepare_digit,
-                              looks_like_mnist, export_mnist_pngs
+    Your own digit (04, 08) . digit_from_gray, center_by_mass, looks_like_mnist,
+                              export_mnist_pngs
     Checkpoints (03, 04) .... save_checkpoint, load_checkpoint (weights only, never code)
     The plumbing ............ re-exported from _course (the last block of this file)
 
@@ -60,7 +60,7 @@ from _course.cli import GracefulStop, print_table, prose, section
 from _course.figures import setup_figures
 from _course.files import (DATA_DIR, MNIST_FILES, ROOT, FriendlyError, atomic_path,
                            display_path, prepare_mnist, read_idx)
-from _course.images import read_grayscale, write_digit_pngs
+from _course.images import write_digit_pngs
 from _course.stats import format_accuracy, t_975
 
 
@@ -869,11 +869,6 @@ def center_by_mass(small: np.ndarray) -> np.ndarray:
     frame = np.zeros((28, 28), dtype=np.float32)
     frame[top:top + h, left:left + w] = small
     return frame.clip(0, 255).astype(np.uint8)
-
-
-def prepare_digit(path) -> np.ndarray:
-    """Any photo or drawing of one digit (a PNG or JPEG file) as MNIST's 28x28 uint8."""
-    return digit_from_gray(read_grayscale(path), path)
 
 
 def looks_like_mnist(image: Image.Image) -> bool:
