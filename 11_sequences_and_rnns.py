@@ -267,7 +267,7 @@ def plot_through_time(curves, show):
         ax.semilogy(range(1, 29), c, marker="o", markersize=3, label=name)
     ax.set_xlabel("time step t (row of the image)")
     ax.set_ylabel("||d loss / d h_t||")
-    ax.set_title("How much gradient reaches each step (fresh cells, one batch)")
+    ax.set_title("How much gradient reaches each step (256 validation digits)")
     ax.legend()
     dl_utils.save_figure(fig, "11_gradient_through_time.png", show)
 
