@@ -78,6 +78,10 @@ def test_quick_run_saves_a_model_that_04_and_09_use(tmp_path):
     _, _, X, _ = dl_utils.load_mnist_tensors()
     answer = lesson("09_serve_digits").predict(served, X[0].numpy())
     assert 0 <= answer[0]["prediction"] <= 9 and abs(sum(answer[0]["probabilities"]) - 1) < 1e-4
+    checked = run_script("09_serve_digits.py", "--self-check", "--requests", "3", "--drawn",
+                         "20", "--models-dir", tmp_path, inline=True)
+    assert checked.returncode == 0, checked.stderr
+    assert "SequenceRNN" in checked.stdout and "sequence_gru.pt" in checked.stdout
 
 
 def test_clipping_is_measured_on_the_same_seeds():

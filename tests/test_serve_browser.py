@@ -89,3 +89,30 @@ def test_a_drawing_saved_with_its_label_lands_in_lesson_8s_folder(served_models_
     finally:
         driver.quit()
         stop()
+
+
+def test_the_page_shows_lesson_11s_recurrent_network_beside_the_others(served_models_dir,
+                                                                        tmp_path):
+    """Every checkpoint in the folder gets a card, lesson 11's SequenceRNN included."""
+    import shutil
+
+    from conftest import lesson
+
+    import dl_utils
+    shutil.copy(served_models_dir / "mlp.pt", tmp_path / "mlp.pt")
+    model = lesson("11_sequences_and_rnns").SequenceRNN("gru", 16)
+    dl_utils.save_checkpoint(tmp_path / "sequence_gru.pt", model,
+                             {"cell": "gru", "hidden_size": 16, "order": None})
+    stop, url = browser.serve(tmp_path)
+    driver = browser.start_browser()
+    try:
+        driver.get(url)
+        browser.draw(driver, "1")
+        shown = browser.predictions(driver)
+        assert set(shown) == {f"{tmp_path.name}/mlp.pt",
+                              f"{tmp_path.name}/sequence_gru.pt"}, shown
+        names = [e.text for e in driver.find_elements("css selector", ".model h2")]
+        assert "SequenceRNN" in names
+    finally:
+        driver.quit()
+        stop()
