@@ -287,10 +287,11 @@ def confirm_writers(runner, found):
         "cannot also confirm it): one question, at 95%.", "",
         markdown(["--augment", "val acc %", "re-drawn %", "8x8 %"], rows), "",
         f"Writer score, leader minus shifts only: {interval(w)}; MNIST validation: "
-        f"{interval(v)}. " + (f"Confirmed: lesson 6's default becomes **--augment {leader}**."
-                             if chosen else "Not confirmed: lesson 6 keeps **shifts only**.")
-        + f" Its MNIST test accuracy over these seeds, reported once: "
-        f"**{points(*test)}%**."])
+        f"{interval(v)}. " + (f"Confirmed on fresh seeds: **--augment {leader}** reads "
+                             "the writer stand-ins better." if chosen else
+                             "Not confirmed: shifts only stays the choice.")
+        + f" MNIST test accuracy of {'the leader' if chosen else 'shifts only'} over these "
+        f"seeds, reported once: **{points(*test)}%**."])
 
 
 def writer_verdict(w, v):
