@@ -177,6 +177,6 @@ def test_a_syntax_error_an_exception_and_an_endless_loop_are_lines_of_the_report
 
 
 def test_unknown_lessons_are_one_line():
-    result = check("11")
+    result = check("13")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "unknown lesson" in result.stderr
