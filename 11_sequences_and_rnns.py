@@ -164,26 +164,6 @@ def train(model, loaders, args, epochs, device, verbose=True):
     return result
 
 
-def compare_with_course(metrics, result, model):
-    """Lessons 3's MLP and 6's CNN (their saved checkpoints) beside this network."""
-    rows = []
-    for name, path in (("MLP (03)", dl_utils.MODELS_DIR / "simple_nn.pt"),
-                       ("CNN (06)", dl_utils.MODELS_DIR / "cnn.pt")):
-        if path.exists():
-            other, checkpoint = dl_utils.load_checkpoint(path)
-            m = checkpoint.get("metrics", {})
-            rows.append([name, f"{dl_utils.count_parameters(other):,}",
-                         f"{100 * m.get('validation_acc', float('nan')):.2f}",
-                         f"{100 * m.get('test_acc', float('nan')):.2f}",
-                         f"{m.get('train_seconds', float('nan')):.0f}"])
-    rows.append([f"{type(model.rnn).__name__} (11)", f"{dl_utils.count_parameters(model):,}",
-                 f"{100 * metrics['validation_acc']:.2f}", f"{100 * metrics['test_acc']:.2f}",
-                 f"{result['train_seconds']:.0f}"])
-    dl_utils.print_table(["model", "parameters", "val acc %", "test acc %", "training s"], rows)
-    print("(One run each, with its own recipe: a fair judgement would pair seeds, as lesson 5 "
-          "does; the README's tables do it for the MLP and the CNN.)")
-
-
 # ---- The lesson ----------------------------------------------------------------------------
 def parse_args(argv=None):
     parser = dl_utils.make_parser(__doc__)
@@ -211,13 +191,6 @@ def shapes(model, X):
         ["hidden states", list(states.shape), "h_1 ... h_28, one per row read"],
         ["last state", list(states[:, -1].shape), "has read all 28 rows"],
         ["scores", list(model.head(states[:, -1]).shape), "10 classes"]])
-
-
-def by_hand_section():
-    diffs = check_against_torch()
-    dl_utils.print_table(["compared with nn.RNN (float64)", "largest difference", "match"],
-                         [[k, f"{v:.1e}", "yes" if v < 1e-10 else "NO"] for k, v in diffs.items()])
-    return all(v < 1e-10 for v in diffs.values())
 
 
 def through_time_section(X, y, args):
@@ -335,7 +308,7 @@ def main(argv=None):
     print(f"{type(model.rnn).__name__}({args.hidden_size}): "
           f"{dl_utils.count_parameters(model):,} parameters")
     dl_utils.section("2. A recurrent cell by hand, against nn.RNN")
-    if not by_hand_section():
+    if not dl_utils.match_table(check_against_torch(), "compared with nn.RNN (float64)"):
         raise dl_utils.FriendlyError("the hand-written RNN differs from nn.RNN: see the table")
     dl_utils.section("3. Why plain RNNs struggle: the gradient through time")
     val = loaders[1]
@@ -349,7 +322,10 @@ def main(argv=None):
     dl_utils.set_seed(args.seed)  # the same start whatever sections 2-3 drew
     result = train(model, loaders, args, args.epochs, device)
     metrics = dl_utils.report(model, loaders, device)
-    compare_with_course(metrics, result, model)
+    dl_utils.compare_with_course(  # the other lessons' saved models, as they recorded them
+        dl_utils.MODELS_DIR, f"{type(model.rnn).__name__} (11)", dl_utils.count_parameters(model),
+        metrics, result["train_seconds"], "(One run each, with its own recipe: a fair judgement "
+        "pairs seeds, as the README's architectures table does.)")
     name, trained = type(model.rnn).__name__, copy.deepcopy(model).cpu()
     curves[f"{name}, trained"] = gradient_through_time(trained.rnn, trained.head, X, y)
     explain_trained(curves, name)

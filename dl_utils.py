@@ -979,6 +979,7 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
 # course. What each module of _course/ is for: its first paragraph.
 # --------------------------------------------------------------------------------------
 from _course.checkpoints import *  # noqa: E402, F403
+from _course.checks import *  # noqa: E402, F403
 from _course.cli import *  # noqa: E402, F403
 from _course.figures import *  # noqa: E402, F403
 from _course.files import *  # noqa: E402, F403

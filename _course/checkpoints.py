@@ -26,6 +26,7 @@ __all__ = [  # what dl_utils re-exports
     "read_training_state", "STATE_ENTRIES", "check_state_entries", "CheckpointError",
     "first_detail", "read_checkpoint", "rng_states", "restore_rng_states", "LESSON_MODULE",
     "model_class", "largest_difference", "first_step_size", "print_resume_proof",
+    "COURSE_MODELS", "compare_with_course",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -129,6 +130,34 @@ def read_checkpoint(path: Path) -> dict:
     if not (isinstance(checkpoint, dict) and "model_state_dict" in checkpoint):
         raise CheckpointError(f"{path} is not a checkpoint of this course (no model_state_dict)")
     return checkpoint
+
+
+COURSE_MODELS = {"MLP (03)": "simple_nn.pt", "CNN (06)": "cnn.pt",
+                 "GRU (11)": "sequence_gru.pt", "ViT (12)": "vit.pt"}
+
+
+def compare_with_course(models_dir, name, parameters, metrics, seconds, note):
+    """Lessons 11 and 12: the course's saved models (as their checkpoints recorded them:
+    parameters, validation and test accuracy, training seconds) beside the one just
+    trained, `name`. A missing or unreadable checkpoint is left out of the table."""
+    rows = []
+    for label, file in COURSE_MODELS.items():
+        try:
+            checkpoint = read_checkpoint(Path(models_dir) / file) if label != name else None
+        except CheckpointError:
+            continue
+        if checkpoint is not None:
+            m = checkpoint.get("metrics", {})
+            size = sum(t.numel() for t in checkpoint["model_state_dict"].values()
+                       if t.is_floating_point())  # (weights; not a buffer like 11's order)
+            rows.append([label, size, m.get("validation_acc"), m.get("test_acc"),
+                         m.get("train_seconds")])
+    rows.append([name, parameters, metrics["validation_acc"], metrics["test_acc"], seconds])
+    print_table(["model", "parameters", "val acc %", "test acc %", "training s"],
+                [[r[0], f"{r[1]:,}", *(f"{100 * v:.2f}" if v is not None else "?"
+                                       for v in r[2:4]),
+                  f"{r[4]:.0f}" if r[4] is not None else "?"] for r in rows])
+    print(note)
 
 
 def rng_states(generator) -> dict:
