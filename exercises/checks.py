@@ -39,7 +39,8 @@ LESSON_FILES = {"01": "ex01_tensors.py", "02": "ex02_data.py", "03": "ex03_train
                 "07b": "ex07b_remedies.py", "07c": "ex07c_how_sure.py",
                 "08": "ex08_own_images.py",
                 "08b": "ex08b_fine_tuning.py", "09": "ex09_serving.py",
-                "10": "ex10_distributed.py", "11": "ex11_sequences.py"}
+                "10": "ex10_distributed.py", "11": "ex11_sequences.py",
+                "12": "ex12_attention.py"}
 
 
 class NotYet(Exception):  # noqa: N818 (not an error: a hint for the learner)
@@ -1273,3 +1274,74 @@ def check_first_step(m, answers):
     return judge(m, "PREDICT_FIRST_STEP", options, measured,
                  f"step 1 gets {ratio:.1e} of the gradient at step 28", answers,
                  "python 11_sequences_and_rnns.py (section 3)")
+
+
+# ======================================================================== lesson 12
+@exercise("12.1", "code", "attention with a mask, against F.scaled_dot_product_attention")
+def check_masked_attention(m, answers):
+    torch.manual_seed(0)
+    Q, K, V = (torch.randn(2, 3, 9, 8, dtype=torch.float64) for _ in range(3))
+    eye = torch.eye(9, dtype=torch.bool)
+    for name, mask in (("a causal mask (torch.tril)", torch.ones(9, 9, dtype=torch.bool).tril()),
+                       ("a random mask", (torch.rand(9, 9) > 0.5) | eye)):
+        expected = F.scaled_dot_product_attention(Q, K, V, attn_mask=mask)
+        raw = Q @ K.transpose(-2, -1)
+        scaled = raw / math.sqrt(8)
+        mistakes = {
+            "divide the scores by sqrt(d), d = Q.shape[-1]":
+                raw.masked_fill(~mask, float("-inf")).softmax(-1) @ V,
+            "forbidden keys need weight 0: apply the mask before the softmax, not after":
+                scaled.softmax(-1).masked_fill(~mask, 0) @ V,
+            "use the mask: a forbidden key must get no weight":
+                F.scaled_dot_product_attention(Q, K, V)}
+        got = torch.as_tensor(call(m, "masked_attention", Q.clone(), K.clone(), V.clone(),
+                                   mask.clone()), dtype=torch.float64)
+        inverted = scaled.masked_fill(mask, float("-inf")).softmax(-1) @ V  # (a row: nan)
+        if got.shape == inverted.shape and torch.allclose(got, inverted, equal_nan=True):
+            raise NotYet(f"the output with {name}: the mask says where a query MAY look: fill "
+                         "the scores where it is False (~mask); here a query that may look "
+                         "everywhere was given no key at all, and its softmax is nan")
+        diagnose(f"the output with {name}", got, expected, 1e-9, mistakes,
+                 "softmax over the keys (the last axis) of Q K^T / sqrt(d), -inf where masked")
+    return "equals F.scaled_dot_product_attention with a causal and a random mask"
+
+
+@exercise("12.2", "code", "a digit cut into tiles, in reading order")
+def check_patchify(m, answers):
+    X = torch.randn(3, 1, 28, 28)
+    for patch in (7, 4):
+        n = 28 // patch
+        expected = torch.stack([X[:, 0, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch]
+                                .reshape(3, -1) for r in range(n) for c in range(n)], dim=1)
+        columns_first = torch.stack([X[:, 0, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch]
+                                     .reshape(3, -1) for c in range(n) for r in range(n)], dim=1)
+        mistakes = {"X.reshape alone cuts runs of pixels across rows: reshape to [N, n, patch, "
+                    "n, patch] and permute before flattening": X.reshape(3, n * n, patch * patch),
+                    "reading order: the top row of tiles left to right first": columns_first}
+        got = call(m, "patchify", X.clone(), patch)
+        diagnose(f"patchify(X, {patch})", got, expected, 0, mistakes,
+                 f"tile k = the patch x patch square at tile row k // {n}, tile column k % {n}")
+    return "16 tiles of 7x7 and 49 of 4x4, in reading order"
+
+
+@exercise("12.3", "predict", "a Transformer without positions reads shuffled tiles",
+          answer="PREDICT_SHUFFLED")
+def check_shuffled(m, answers):
+    torch.manual_seed(0)
+    embed, cls, head = nn.Linear(49, 32), torch.randn(1, 1, 32), nn.Linear(32, 10)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True, norm_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    X = dl_utils.load_mnist_data()[1].X[:100]
+    tiles = X.reshape(100, 4, 7, 4, 7).permute(0, 1, 3, 2, 4).reshape(100, 16, 49)
+
+    def scores(t):
+        with torch.no_grad():
+            return head(encoder(torch.cat([cls.expand(100, -1, -1), embed(t)], 1))[:, 0])
+    a, b = scores(tiles), scores(tiles[:, torch.randperm(16)])
+    gap = (a - b).abs().max().item()
+    measured = "A" if gap < 1e-4 else "B" if gap < 0.5 * a.std().item() else "C"
+    options = {"A": "the same (up to rounding)", "B": "close, but visibly different",
+               "C": "unrelated"}
+    return judge(m, "PREDICT_SHUFFLED", options, measured,
+                 f"the largest change of any score: {gap:.1e}", answers,
+                 "python 12_attention_and_transformers.py (section 5)")

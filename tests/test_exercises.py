@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "exercises"))
 import checks  # noqa: E402
 
 LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "07c", "08", "08b", "09", "10",
-           "11"]
+           "11", "12"]
 
 
 def check(*args, timeout=600):
@@ -114,6 +114,12 @@ MISTAKES = [  # (exercise, file, the right line, a plausible wrong one, words of
      "grads = [g * (max_norm / g.norm()) for g in grads]", "not each tensor's own"),
     ("11.2-always", "ex11_sequences.py", "    if total > max_norm:", "    if True:",
      "under max_norm"),
+    ("12.1", "ex12_attention.py", "scores.masked_fill(~mask, float(\"-inf\"))",
+     "scores.masked_fill(mask, float(\"-inf\"))", "MAY look"),
+    ("12.1-scale", "ex12_attention.py", " / math.sqrt(Q.shape[-1])", "", "sqrt(d)"),
+    ("12.2", "ex12_attention.py", ".permute(0, 1, 3, 2, 4)", "", "permute before flattening"),
+    ("12.2-columns", "ex12_attention.py", ".permute(0, 1, 3, 2, 4)", ".permute(0, 3, 1, 2, 4)",
+     "left to right first"),
     ("08b.1", "ex08b_fine_tuning.py", "        p.requires_grad = name.startswith(prefix)",
      "        if not name.startswith(prefix):\n            p.requires_grad = False",
      "an earlier call froze it"),

@@ -91,9 +91,9 @@ def test_a_drawing_saved_with_its_label_lands_in_lesson_8s_folder(served_models_
         stop()
 
 
-def test_the_page_shows_lesson_11s_recurrent_network_beside_the_others(served_models_dir,
-                                                                        tmp_path):
-    """Every checkpoint in the folder gets a card, lesson 11's SequenceRNN included."""
+def test_the_page_shows_lessons_11_and_12_beside_the_others(served_models_dir, tmp_path):
+    """Every checkpoint in the folder gets a card: lesson 11's SequenceRNN and lesson 12's
+    ViT included."""
     import shutil
 
     from conftest import lesson
@@ -103,16 +103,19 @@ def test_the_page_shows_lesson_11s_recurrent_network_beside_the_others(served_mo
     model = lesson("11_sequences_and_rnns").SequenceRNN("gru", 16)
     dl_utils.save_checkpoint(tmp_path / "sequence_gru.pt", model,
                              {"cell": "gru", "hidden_size": 16, "order": None})
+    vit_kwargs = {"dim": 32, "depth": 1, "heads": 2, "mlp_size": 32}
+    dl_utils.save_checkpoint(tmp_path / "vit.pt",
+                             lesson("12_attention_and_transformers").ViT(**vit_kwargs), vit_kwargs)
     stop, url = browser.serve(tmp_path)
     driver = browser.start_browser()
     try:
         driver.get(url)
         browser.draw(driver, "1")
         shown = browser.predictions(driver)
-        assert set(shown) == {f"{tmp_path.name}/mlp.pt",
-                              f"{tmp_path.name}/sequence_gru.pt"}, shown
+        assert set(shown) == {f"{tmp_path.name}/{name}.pt"
+                              for name in ("mlp", "sequence_gru", "vit")}, shown
         names = [e.text for e in driver.find_elements("css selector", ".model h2")]
-        assert "SequenceRNN" in names
+        assert "SequenceRNN" in names and "ViT" in names
     finally:
         driver.quit()
         stop()
