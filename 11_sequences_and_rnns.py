@@ -177,6 +177,7 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
                         help="where to save the kept model (default: "
                              f"{dl_utils.display_path(CHECKPOINT)})")
+    dl_utils.add_results_arg(parser)  # make tables reads it
     dl_utils.add_common_args(parser, seed=SEED)
     return parser.parse_args(argv)
 
@@ -337,6 +338,8 @@ def main(argv=None):
     dl_utils.section("Saving")
     dl_utils.save_kept_model(Path(args.checkpoint), args, model, model_kwargs, result,
                              metrics, device)
+    dl_utils.save_run_results(Path(__file__).name, args, device, result, metrics,
+                              parameters=dl_utils.count_parameters(model))  # (make tables)
     print(f"\nNext: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}")
     dl_utils.show_figures(args.show)
     return 0

@@ -246,8 +246,8 @@ def small_run(kind, n, args, device, positions=True):
 
 
 def make_model(args, positions=True):
-    kwargs = {"patch": args.patch, "dim": args.dim, "depth": args.depth, "heads": args.heads,
-              "mlp_size": args.mlp_size, **({} if positions else {"positions": False})}
+    kwargs = dict(patch=args.patch, dim=args.dim, depth=args.depth, heads=args.heads,
+                  mlp_size=args.mlp_size, **({} if positions else {"positions": False}))
     return ViT(**kwargs), kwargs
 
 
@@ -413,6 +413,7 @@ def main(argv=None):
     model, model_kwargs = make_model(args)
     model.to(device)  # (a module moves in place)
     tokens_section(model, loaders[0].X[:args.batch_size])
+    model_size = dl_utils.count_parameters(model)
     dl_utils.section("2. Attention by hand, against PyTorch's")
     if not dl_utils.match_table(check_against_torch(), "compared (float64)"):
         raise dl_utils.FriendlyError("the hand-written attention differs: see the table")
@@ -423,9 +424,8 @@ def main(argv=None):
                    args.epochs, device)
     metrics = dl_utils.report(model, loaders, device)
     dl_utils.compare_with_course(  # the other lessons' saved models, as they recorded them
-        dl_utils.MODELS_DIR, "ViT (12)", dl_utils.count_parameters(model), metrics,
-        result["train_seconds"], "(One run each, its own recipe and budget: section 6 "
-        "compares at equal budget, the README's architectures table over seeds.)")
+        dl_utils.MODELS_DIR, "ViT (12)", model_size, metrics, result["train_seconds"],
+        "(One run each, its own recipe: section 6 compares at equal steps, the README over seeds.)")
     dl_utils.section("5. What position embeddings do: the tiles shuffled")
     runs = {(kind, POSITIONS_N): small_run("ViT", POSITIONS_N, args, device, kind == "ViT")
             for kind in ("ViT", "blind")}  # ("blind": no position embeddings)
@@ -439,8 +439,8 @@ def main(argv=None):
     dl_utils.section("Saving")
     dl_utils.save_kept_model(Path(args.checkpoint), args, model, model_kwargs, result,
                              metrics, device)
-    dl_utils.save_run_results(Path(__file__).name, args, device, result, metrics,
-                              positions_gain=d["mean"], sizes=sizes)  # (for make tables)
+    dl_utils.save_run_results(Path(__file__).name, args, device, result, metrics, sizes=sizes,
+                              positions_gain=d["mean"], parameters=model_size)
     print(f"\nNext: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}")
     dl_utils.show_figures(args.show)
     return 0

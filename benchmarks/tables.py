@@ -11,6 +11,8 @@ Test accuracy appears only for the defaults, as the reported figure. Sections:
     lesson7   07's remedies for overfitting (its own table, with its own seeds), and the
               strength of each remedy
     fair      CNN vs MLP with the same recipe (06 --arch mlp)
+    architectures   the MLP, CNN, GRU and ViT (03, 06, 11, 12), each with its defaults
+    vit_sizes the ViT against the CNN at equal steps on 1,000 / 5,000 / 55,000 images (12)
     claims    the original tutorial's claims, one measurement each, with a verdict
 Results go to results/tables.json (reused: a command line already run, with the lesson
 file unchanged since, is not run again), markdown to stdout, and with --update-readme
@@ -43,13 +45,14 @@ from benchmarks.benchmark import markdown, update_readme  # noqa: E402
 
 points, verdict, interval = dl_utils.points, dl_utils.interval_verdict, dl_utils.interval
 SCRIPTS = {"03": "03_train_mnist.py", "05": "05_experiment_architectures.py",
-           "06": "06_convolutional_network.py", "07": "07_regularization.py"}
+           "06": "06_convolutional_network.py", "07": "07_regularization.py",
+           "11": "11_sequences_and_rnns.py", "12": "12_attention_and_transformers.py"}
 
 # ---- Settings (each has a command-line flag; -h lists them) ----
 NUM_SEEDS = 3  # the fewest that give a standard error; more = narrower intervals, slower
 RESULTS_FILE = dl_utils.RESULTS_DIR / "tables.json"
 SECTIONS = ["lesson3", "lesson5", "lesson7", "claims", "fair", "lesson6",
-            "writers"]  # CNNs last
+            "writers", "architectures", "vit_sizes"]  # CNNs, then RNN and ViT, last
 QUICK = ["--epochs", "1", "--subset", "300"]  # --quick: appended to every row (wins)
 QUICK_07 = ["--seeds", "2"]  # --quick: lesson 7 with 2 seeds
 TARGET_ACC = 0.97  # "time to reach": the first epoch whose validation accuracy passes this
@@ -121,7 +124,8 @@ class Runner:
 
     def argv(self, script, flags):
         quick = (QUICK + (QUICK_07 if script == "07" else [])
-                 + (["--writer-check", "100"] if script == "06" else [])) if self.quick else []
+                 + (["--writer-check", "100"] if script == "06" else [])
+                 + (["--small-steps", "8"] if script == "12" else [])) if self.quick else []
         return [*flags, *quick, "--device", "cpu"]
 
     def run(self, script, flags):
@@ -598,11 +602,73 @@ def plot_long_run(runs):
 
 
 # --------------------------------------------------------------------------------------
+# The course's four networks, and the ViT against the CNN by data size (lessons 11, 12)
+# --------------------------------------------------------------------------------------
+ARCH_ROWS = [("MLP (lesson 3)", "03"), ("CNN (lesson 6)", "06"), ("GRU (lesson 11)", "11"),
+             ("ViT (lesson 12)", "12")]  # each with its own defaults; the CNN is the reference
+VIT_SIZES = ["1000", "5000", "55000"]
+
+
+def parameters_of(script, run):
+    """A run's parameter count: 11 and 12 record theirs; 03's and 06's are dl_utils'."""
+    if "parameters" in run:
+        return run["parameters"]
+    model = dl_utils.SimpleNN() if script == "03" else dl_utils.SmallCNN()  # their defaults
+    return dl_utils.count_parameters(model)
+
+
+def section_architectures(runner, seeds):
+    """Each network with its lesson's default recipe, the same seeds, paired by seed
+    against the CNN on validation; test reported, once per row."""
+    found = {name: (script, runner.seeds(script, [], seeds)) for name, script in ARCH_ROWS}
+    cnn = found["CNN (lesson 6)"][1]
+    rows, words = [], {}
+    for name, (script, runs) in found.items():
+        cell, d = diff_cell(runs, cnn)
+        words[name] = verdict(d, "reads better than", "reads worse than", "ties with")
+        rows.append([name, f"`{SCRIPTS[script]}`", f"{parameters_of(script, runs[0]):,}",
+                     val_cell(runs), "" if runs is cnn else cell,
+                     points(*dl_utils.mean_se(r["test_acc"] for r in runs)),
+                     f"{mean_of(runs, 'train_seconds'):.0f}"])
+    said = "; ".join(f"the {name.split()[0]} {words[name]} the CNN" for name in found
+                     if found[name][1] is not cnn)
+    return "\n".join([markdown(["network", "command", "parameters", "best val acc %",
+                                "minus the CNN [95% interval]", "test acc % (reported)",
+                                "training s"], rows), "",
+                      f"On validation, paired by seed: {said}. Each row is its lesson's own "
+                      "recipe and budget (epochs, batch, schedule), so this compares the "
+                      "lessons as they stand, not the architectures at equal cost: "
+                      "`vit_sizes` below does that for the ViT and the CNN."])
+
+
+def section_vit_sizes(runner, seeds):
+    """12's section 6 at three sizes, over seeds: CNN minus ViT, paired by seed."""
+    runs = runner.seeds("12", ["--sizes", *VIT_SIZES, "--epochs", "1"], seeds)
+    rows, won = [], {}
+    for n in VIT_SIZES:
+        cnn = [r["sizes"][n]["cnn_val_acc"] for r in runs]
+        vit = [r["sizes"][n]["vit_val_acc"] for r in runs]
+        d = dl_utils.paired_difference(cnn, vit)
+        won[n] = verdict(d, "the CNN", "the ViT", "neither")
+        rows.append([f"{int(n):,}", points(*dl_utils.mean_se(cnn)), points(*dl_utils.mean_se(vit)),
+                     interval(d), won[n]])
+    steps = runs[0]["settings"]["small_steps"]
+    return "\n".join([markdown(["training images", "CNN val acc %", "ViT val acc %",
+                                "CNN minus ViT [95% interval]", "reads better"], rows), "",
+                      f"Each network: {steps} steps of {runs[0]['settings']['batch_size']} "
+                      "images (AdamW, one-cycle, lesson 6's shifts), whatever the training "
+                      "set's size; the best of 4 looks at validation is kept. "
+                      "`12_attention_and_transformers.py --sizes 1000 5000 55000` runs one "
+                      "seed of it."])
+
+
+# --------------------------------------------------------------------------------------
 # Putting it together
 # --------------------------------------------------------------------------------------
 SECTION_FUNCTIONS = {"lesson3": section_lesson3, "lesson5": section_lesson5,
                      "lesson6": section_lesson6, "lesson7": section_lesson7,
                      "fair": section_fair, "writers": section_writers,
+                     "architectures": section_architectures, "vit_sizes": section_vit_sizes,
                      "claims": section_claims}
 
 

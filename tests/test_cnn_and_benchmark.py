@@ -154,7 +154,9 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
         return json.loads(out.read_text())
     monkeypatch.setattr(runner, "run_lesson", in_this_process)
     real = {"03": runner.run("03", ["--seed", "0"]), "05": runner.run("05", ["--seeds", "2"]),
-            "06": runner.run("06", ["--seed", "0"]), "07": runner.run("07", [])}
+            "06": runner.run("06", ["--seed", "0"]), "07": runner.run("07", []),
+            "11": runner.run("11", ["--seed", "0"]),
+            "12": runner.run("12", ["--sizes", *tables.VIT_SIZES, "--epochs", "1", "--seed", "0"])}
     assert real["03"]["status"] == "completed" and len(real["03"]["history"]["val_acc"]) == 1
     assert {r["arch"] for r in real["05"]["runs"]} == set(tables.ARCHS)
     assert real["07"]["table"]["rows"] and real["07"]["settings"]["seeds"] == 2
@@ -168,6 +170,9 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     assert "Chosen on validation" in lesson7 and "| 0-1 (the table above) |" in lesson7
     assert "With 4 sets of 2 seeds: every set chose" in lesson7  # (the same run, here)
     assert "Chosen on validation: **shifts only**" in tables.section_writers(runner, 2)
+    assert "| ViT (lesson 12) | `12_attention_and_transformers.py` | 139,018 |" in \
+        tables.section_architectures(runner, 2)
+    assert "| 55,000 |" in tables.section_vit_sizes(runner, 2)
 
 
 def test_the_writer_augmentation_is_chosen_by_its_intervals():
