@@ -604,8 +604,9 @@ def plot_long_run(runs):
 # --------------------------------------------------------------------------------------
 # The course's four networks, and the ViT against the CNN by data size (lessons 11, 12)
 # --------------------------------------------------------------------------------------
-ARCH_ROWS = [("MLP (lesson 3)", "03"), ("CNN (lesson 6)", "06"), ("GRU (lesson 11)", "11"),
-             ("ViT (lesson 12)", "12")]  # each with its own defaults; the CNN is the reference
+ARCH_ROWS = [("MLP (lesson 3)", "03", []), ("CNN (lesson 6)", "06", ["--augment"]),
+             ("GRU (lesson 11)", "11", []), ("ViT (lesson 12)", "12", [])]  # their defaults
+# (06's `--augment` with no names is its default, shifts only: the writers section's runs)
 VIT_SIZES = ["1000", "5000", "55000"]
 
 
@@ -620,18 +621,20 @@ def parameters_of(script, run):
 def section_architectures(runner, seeds):
     """Each network with its lesson's default recipe, the same seeds, paired by seed
     against the CNN on validation; test reported, once per row."""
-    found = {name: (script, runner.seeds(script, [], seeds)) for name, script in ARCH_ROWS}
-    cnn = found["CNN (lesson 6)"][1]
+    found = {name: (script, flags, runner.seeds(script, flags, seeds))
+             for name, script, flags in ARCH_ROWS}
+    cnn = found["CNN (lesson 6)"][2]
     rows, words = [], {}
-    for name, (script, runs) in found.items():
+    for name, (script, flags, runs) in found.items():
         cell, d = diff_cell(runs, cnn)
         words[name] = verdict(d, "reads better than", "reads worse than", "ties with")
-        rows.append([name, f"`{SCRIPTS[script]}`", f"{parameters_of(script, runs[0]):,}",
+        rows.append([name, f"`{' '.join([SCRIPTS[script], *flags])}`",
+                     f"{parameters_of(script, runs[0]):,}",
                      val_cell(runs), "" if runs is cnn else cell,
                      points(*dl_utils.mean_se(r["test_acc"] for r in runs)),
                      f"{mean_of(runs, 'train_seconds'):.0f}"])
     said = "; ".join(f"the {name.split()[0]} {words[name]} the CNN" for name in found
-                     if found[name][1] is not cnn)
+                     if found[name][2] is not cnn)
     return "\n".join([markdown(["network", "command", "parameters", "best val acc %",
                                 "minus the CNN [95% interval]", "test acc % (reported)",
                                 "training s"], rows), "",

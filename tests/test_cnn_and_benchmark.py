@@ -170,8 +170,9 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     assert "Chosen on validation" in lesson7 and "| 0-1 (the table above) |" in lesson7
     assert "With 4 sets of 2 seeds: every set chose" in lesson7  # (the same run, here)
     assert "Chosen on validation: **shifts only**" in tables.section_writers(runner, 2)
-    assert "| ViT (lesson 12) | `12_attention_and_transformers.py` | 139,018 |" in \
-        tables.section_architectures(runner, 2)
+    architectures = tables.section_architectures(runner, 2)
+    assert "| ViT (lesson 12) | `12_attention_and_transformers.py` | 139,018 |" in architectures
+    assert "| CNN (lesson 6) | `06_convolutional_network.py --augment` | 55,338 |" in architectures
     assert "| 55,000 |" in tables.section_vit_sizes(runner, 2)
 
 
