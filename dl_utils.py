@@ -8,9 +8,10 @@ that the two stay equal (the pattern of d2l's `d2l` library).
 
 This file holds what the lessons teach, in lesson order. The plumbing they also need
 (paths and files, command lines and printing, figures without a screen, statistics
-machinery, image files from strangers, checks of a saved state, torchrun, the web
-server) lives in the package _course/, which no lesson teaches and you need not read;
-the block at the end of this file re-exports it, so lessons still write dl_utils.X.
+machinery, image files from strangers, checks of a saved state, hand-written code
+compared with PyTorch's, torchrun, the web server) lives in the package _course/,
+which no lesson teaches and you need not read; the block at the end of this file
+re-exports it, so lessons still write dl_utils.X.
 
 Contents, in lesson order:
     Device and seeds (03) ... get_device, set_seed

@@ -53,6 +53,8 @@ QUICK_ARGS = {
     "08b_fine_tuning.py": ["--per-class", "5", "--epochs", "1"],
     "09_serve_digits.py": ["--self-check", "--requests", "5", "--drawn", "50"],
     "10_distributed_training.py": ["--epochs", "1", "--subset", "2000", "--proof-steps", "10"],
+    "11_sequences_and_rnns.py": ["--epochs", "1", "--subset", "1000"],
+    "12_attention_and_transformers.py": ["--epochs", "1", "--subset", "1000", "--small-steps", "8"],
 }
 QUICK_BATCHES = 50  # --quick: batches per pipeline instead of whole epochs
 

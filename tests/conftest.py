@@ -97,6 +97,25 @@ def served_models_dir(tmp_path_factory):
     return folder
 
 
+def lessons_4_and_9_use(ckpt, described: str, class_name: str) -> None:
+    """Lesson 4 loads a lesson's checkpoint (printing how it was built), and lesson 9
+    serves it: loaded, asked in-process, and through its --self-check."""
+    import dl_utils
+
+    loaded = run_script("04_load_model.py", "--checkpoint", ckpt, inline=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert described in loaded.stdout
+    served = lesson("09_serve_digits").load_models(ckpt.parent, "cpu")
+    assert [m["name"] for m in served] == [class_name]
+    _, _, X, _ = dl_utils.load_mnist_tensors()
+    answer = lesson("09_serve_digits").predict(served, X[0].numpy())
+    assert 0 <= answer[0]["prediction"] <= 9 and abs(sum(answer[0]["probabilities"]) - 1) < 1e-4
+    checked = run_script("09_serve_digits.py", "--self-check", "--requests", "3", "--drawn",
+                         "20", "--models-dir", ckpt.parent, inline=True)
+    assert checked.returncode == 0, checked.stderr
+    assert class_name in checked.stdout and ckpt.name in checked.stdout
+
+
 def benchmark_reads(script: str, stdout: str) -> str:
     """What `make bench` reads from a lesson's output (its result column); never "?"."""
     found = lesson("benchmarks.benchmark").accuracy_of(script, stdout)

@@ -6,7 +6,7 @@ what it claims, and lessons 4 and 9 use the lesson's checkpoint."""
 import math
 
 import torch
-from conftest import benchmark_reads, lesson, run_script
+from conftest import benchmark_reads, lesson, lessons_4_and_9_use, run_script
 
 import dl_utils
 
@@ -99,18 +99,7 @@ def test_quick_run_saves_a_model_that_04_and_09_use(tmp_path):
     assert "[128, 16, 49]" in out and "[128, 17, 64]" in out and "139,018 parameters" in out
     assert "NO" not in out.split("2. Attention by hand")[1].split("3-4.")[0]
     benchmark_reads("12_attention_and_transformers.py", out)
-    loaded = run_script("04_load_model.py", "--checkpoint", ckpt, inline=True)
-    assert loaded.returncode == 0, loaded.stderr
-    assert "ViT(patch=7, dim=64, depth=4, heads=4, mlp_size=128)" in loaded.stdout
-    served = lesson("09_serve_digits").load_models(tmp_path, "cpu")
-    assert [m["name"] for m in served] == ["ViT"]
-    _, _, X, _ = dl_utils.load_mnist_tensors()
-    answer = lesson("09_serve_digits").predict(served, X[0].numpy())
-    assert 0 <= answer[0]["prediction"] <= 9 and abs(sum(answer[0]["probabilities"]) - 1) < 1e-4
-    checked = run_script("09_serve_digits.py", "--self-check", "--requests", "3", "--drawn",
-                         "20", "--models-dir", tmp_path, inline=True)
-    assert checked.returncode == 0, checked.stderr
-    assert "ViT" in checked.stdout and "vit.pt" in checked.stdout
+    lessons_4_and_9_use(ckpt, "ViT(patch=7, dim=64, depth=4, heads=4, mlp_size=128)", "ViT")
 
 
 def test_heads_must_divide_the_width():

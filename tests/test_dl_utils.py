@@ -389,3 +389,27 @@ def test_input_scalings_and_label_noise():
     y = torch.arange(10).repeat(100)
     noisy = dl_utils.flip_labels(y, 0.2, torch.Generator().manual_seed(0))
     assert (noisy != y).sum() == 200 and torch.equal(y, torch.arange(10).repeat(100))
+
+
+def test_the_course_models_table_reads_checkpoints_and_skips_bad_ones(tmp_path, capsys):
+    """Lessons 11 and 12 print the other lessons' saved models from their checkpoints:
+    weights only (a buffer such as 11's row order is not a parameter), a damaged file
+    left out, the model just trained last and never read from a file."""
+    model = dl_utils.SmallCNN()
+    dl_utils.save_checkpoint(tmp_path / "cnn.pt", model, {},
+                             metrics={"validation_acc": 0.99, "test_acc": 0.985,
+                                      "train_seconds": 60.0})
+    (tmp_path / "simple_nn.pt").write_bytes(b"not a checkpoint")
+    dl_utils.compare_with_course(tmp_path, "ViT (12)", 1234, {"validation_acc": 0.9,
+                                                             "test_acc": 0.8}, 5.0, "(note)")
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith(("CNN", "ViT", "MLP"))]
+    assert lines[0].split() == ["CNN", "(06)", "55,338", "99.00", "98.50", "60"]
+    assert lines[1].split() == ["ViT", "(12)", "1,234", "90.00", "80.00", "5"]
+    assert len(lines) == 2 and out.rstrip().endswith("(note)")
+
+
+def test_the_match_table_says_no_above_the_tolerance(capsys):
+    assert dl_utils.match_table({"a": 1e-12, "b": 2e-11}, "compared")
+    assert not dl_utils.match_table({"a": 1e-12, "b": 1e-3}, "compared")
+    assert capsys.readouterr().out.count("NO") == 1

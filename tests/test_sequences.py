@@ -3,9 +3,7 @@ measured through time are the layer's own, the rows' order travels with the mode
 lesson runs, and lessons 4 and 9 use its checkpoint."""
 
 import torch
-from conftest import benchmark_reads, lesson, run_script
-
-import dl_utils
+from conftest import benchmark_reads, lesson, lessons_4_and_9_use, run_script
 
 
 def m11():
@@ -70,18 +68,7 @@ def test_quick_run_saves_a_model_that_04_and_09_use(tmp_path):
     assert "[128, 28, 28]" in out and "[128, 28, 80]" in out and "27,210 parameters" in out
     assert "NO" not in out.split("2. A recurrent cell by hand")[1].split("3. Why")[0]
     benchmark_reads("11_sequences_and_rnns.py", out)
-    loaded = run_script("04_load_model.py", "--checkpoint", ckpt, inline=True)
-    assert loaded.returncode == 0, loaded.stderr
-    assert "SequenceRNN(cell=gru, hidden_size=80, order=None)" in loaded.stdout
-    served = lesson("09_serve_digits").load_models(tmp_path, "cpu")
-    assert [m["name"] for m in served] == ["SequenceRNN"]
-    _, _, X, _ = dl_utils.load_mnist_tensors()
-    answer = lesson("09_serve_digits").predict(served, X[0].numpy())
-    assert 0 <= answer[0]["prediction"] <= 9 and abs(sum(answer[0]["probabilities"]) - 1) < 1e-4
-    checked = run_script("09_serve_digits.py", "--self-check", "--requests", "3", "--drawn",
-                         "20", "--models-dir", tmp_path, inline=True)
-    assert checked.returncode == 0, checked.stderr
-    assert "SequenceRNN" in checked.stdout and "sequence_gru.pt" in checked.stdout
+    lessons_4_and_9_use(ckpt, "SequenceRNN(cell=gru, hidden_size=80, order=None)", "SequenceRNN")
 
 
 def test_clipping_is_measured_on_the_same_seeds():
