@@ -662,14 +662,14 @@ def section_vit_sizes(runner, seeds):
     full_steps = full[0]["settings"]["epochs"] * -(-55_000 // full[0]["settings"]["batch_size"])
     short = dl_utils.mean_se(r["sizes"][VIT_SIZES[-1]]["vit_val_acc"] for r in runs)[0]
     long = dl_utils.mean_se(r["best_val_acc"] for r in full)[0]
-    unfinished = (f"On all 55,000 images the ViT reaches {100 * short:.2f}% in these {steps} "
+    unfinished = (f"On all 55,000 images the ViT reaches {100 * short:.2f}% in these {steps:,} "
                   f"steps and {100 * long:.2f}% in its default {full_steps:,}: at this budget "
-                  "it has not finished learning, so the table measures what each network "
-                  "learns in a few hundred steps, and the ViT's slower start is part of what "
-                  "it shows. " if long - short > 0.01 else "")
+                  f"it has not finished learning, so the table measures what each network "
+                  f"learns in {steps:,} steps, and the ViT's slower start is part of what it "
+                  "shows. " if long - short > 0.01 else "")
     return "\n".join([markdown(["training images", "CNN val acc %", "ViT val acc %",
                                 "CNN minus ViT [95% interval]", "reads better"], rows), "",
-                      f"Each network: {steps} steps of {batch} images (AdamW, one-cycle, "
+                      f"Each network: {steps:,} steps of {batch} images (AdamW, one-cycle, "
                       "lesson 6's shifts), whatever the training set's size; the best of 4 "
                       f"looks at validation is kept. {unfinished}"
                       f"`12_attention_and_transformers.py --sizes 1000 5000 55000 --small-steps "
