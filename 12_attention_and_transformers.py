@@ -12,13 +12,13 @@ tiles of 7x7 pixels: a Vision Transformer (ViT, Dosovitskiy et al. 2020).
     3. a Vision Transformer written out, every shape printed once
     4. trained to the course's standard: validation keeps the epoch, test once
     5. what position embeddings do: the patches shuffled
-    6. inductive bias: the ViT against lesson 6's CNN on 1,000 and 5,000 images
+    6. inductive bias: the ViT against lesson 6's CNN on 1,000 images, equal steps
     7. where the class token looks; which network to use
 
 Run it:
     python 12_attention_and_transformers.py                  # the README's results
     python 12_attention_and_transformers.py --patch 4        # 49 tokens of 4x4: slower
-    python 12_attention_and_transformers.py --sizes 1000 5000 55000   # the full comparison
+    python 12_attention_and_transformers.py --sizes 1000 5000 55000 --small-steps 1280  # README
 Then: python 04_load_model.py --checkpoint models/vit.pt
 Exercises: exercises/ex12_attention.py, checked by python exercises/check.py 12
 """
