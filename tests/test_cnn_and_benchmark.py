@@ -161,7 +161,14 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     assert {r["arch"] for r in real["05"]["runs"]} == set(tables.ARCHS)
     assert real["07"]["table"]["rows"] and real["07"]["settings"]["seeds"] == 2
     # The sections, rendered from these real records (one per lesson, for every row):
-    monkeypatch.setattr(runner, "run_lesson", lambda script, argv: real[script])
+    scored = tmp_path / "scored"  # the recipe section scores each run's kept model
+    dl_utils.save_checkpoint(scored / "cnn.pt", dl_utils.SmallCNN(), {})
+    _, _, X, y = dl_utils.load_mnist_tensors()
+    monkeypatch.setattr(tables, "_WRITER_SETS", {name: (X[:40], y[:40]) for name in
+                                                 [*tables.RECIPE_TEST_SETS, "MNIST at 8x8"]},
+                        raising=False)  # (the real sets take seconds to make)
+    monkeypatch.setattr(runner, "run_lesson", lambda script, argv, score=None:
+                        {**real[script], **(score(scored) if score else {})})
     for name, section in tables.SECTION_FUNCTIONS.items():
         text = section(runner, 2)
         assert text.startswith("|") and "nan" not in text.replace("nan]", ""), name
@@ -174,6 +181,9 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     assert "| ViT (lesson 12) | `12_attention_and_transformers.py` | 139,018 |" in architectures
     assert "| CNN (lesson 6) | `06_convolutional_network.py --augment` | 55,338 |" in architectures
     assert "| 55,000 |" in tables.section_vit_sizes(runner, 2)
+    recipe = tables.section_recipe(runner, 2)
+    assert "| `--channels 16 32 --augment` | 55,338 |" in recipe  # (the scored checkpoint's)
+    assert "| second minus first [95%] |" in recipe and "keeps its old recipe" in recipe
 
 
 def test_the_writer_augmentation_is_chosen_by_its_intervals():
@@ -192,6 +202,23 @@ def test_the_writer_augmentation_is_chosen_by_its_intervals():
     assert "**--augment blur**" in t.writer_choice(found)  # elastic: worse on MNIST
     assert "99.40 ± 0.06%" in t.writer_choice(found)
     assert "**shifts only**" in t.writer_choice({"affine": (flat, up, runs)})
+
+
+def test_the_recipe_is_chosen_on_validation_and_the_test_sets_only_reported():
+    """The wider recipe is taken only if the writer score rises and MNIST's validation does
+    not fall (95% paired intervals); the test sets are then reported against the goals."""
+    t = lesson("benchmarks.tables")
+    up = {"n": 5, "mean": 0.01, "low": 0.002, "high": 0.02}
+    flat = {"n": 5, "mean": 0.0, "low": -0.01, "high": 0.01}
+    down = {"n": 5, "mean": -0.01, "low": -0.02, "high": -0.001}
+    new = [{"test_sets": {"MNIST test": 0.9945, "scikit-learn digits": 0.9650}}] * 5
+    d = {"writer score %": up, "val acc %": flat, "first 5,000 %": up}
+    text = t.recipe_verdict(d, new)
+    assert "`--channels 32 64 --augment blur` is the recipe for lesson 6's default" in text
+    assert "MNIST test 99.45% (at or above" in text and "96.50% (the goal is 97%: not" in text
+    assert "5,000 (its harder writers, writer_shift.py) better than before" in text
+    for worse in ({**d, "val acc %": down}, {**d, "writer score %": flat}):
+        assert "keeps its old recipe" in t.recipe_verdict(worse, new)
 
 
 def test_tables_refuse_quick_numbers_in_the_readme():
