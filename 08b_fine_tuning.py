@@ -240,7 +240,7 @@ def starting_cnn(args, device):
         return model, checkpoint.get("model_kwargs", {}), "lesson 6's trained CNN"
     print(f"No {dl_utils.display_path(args.cnn)}: fine-tuning a freshly initialized CNN "
           "instead (run 06_convolutional_network.py first for the real thing).")
-    kwargs = {"channels": [16, 32], "hidden_size": 32}  # lesson 6's defaults
+    kwargs = {"channels": [32, 64], "hidden_size": 32}  # lesson 6's defaults
     return dl_utils.SmallCNN(**kwargs).to(device), kwargs, "a fresh CNN"
 
 

@@ -239,8 +239,8 @@ def small_run(kind, n, args, device, positions=True):
     train_loader, val_loader, _ = dl_utils.load_mnist_data(
         args.batch_size, subset=n, device=device, generator=generator)
     steps = Rounds(dl_utils.ShiftedLoader(train_loader, MAX_SHIFT), args.small_steps // ROUNDS)
-    model = (dl_utils.SmallCNN() if kind == "CNN" else
-             make_model(args, positions=positions)[0]).to(device)
+    model = (dl_utils.SmallCNN(channels=(16, 32)) if kind == "CNN"  # 06's width until 2026-12
+             else make_model(args, positions=positions)[0]).to(device)  # (the README's table)
     result = train(model, steps, val_loader, args, ROUNDS, device, verbose=False)
     return model, result, correct_on(model, val_loader, device)
 

@@ -333,7 +333,7 @@ class SmallCNN(nn.Module):
     """Two convolution blocks and a small classifier: the CNN of 06_convolutional_network.py,
     where every layer is explained. Lesson 8 fine-tunes this copy (tests/test_sync.py)."""
 
-    def __init__(self, channels=(16, 32), hidden_size=32, num_classes=10):
+    def __init__(self, channels=(32, 64), hidden_size=32, num_classes=10):
         super().__init__()
         c1, c2 = channels
         self.block1 = nn.Sequential(nn.Conv2d(1, c1, kernel_size=3, padding=1), nn.ReLU(),

@@ -397,6 +397,8 @@ def report(record):
         parts += ["", f"The test suite (`make test` without its install and lint): "
                   f"**{suite:.0f} s**, {suite / run:.2f}x the time of `make run` measured "
                   "in the same session."]
+    if record.get("model_sizes"):
+        parts += ["", sizes_sentence(record["model_sizes"])]
     return "\n".join(parts)
 
 
@@ -418,6 +420,28 @@ def path_times(record):
         f"(Reading time: its words at {WORDS_PER_MINUTE} a minute, a careful pace for code "
         f"with comments; then add the output. Run time: `make run` on {record['date'][:10]}, "
         f"{record['hardware']['cpu']}, {record['make_run_seconds']:.0f} s for all of them.)"])
+
+
+def model_sizes(models_dir):
+    """Lesson 3's MLP and lesson 6's CNN as make run saved them: parameters, their bytes as
+    float32, and the file on disk (the weights plus the metadata of lesson 4's checkpoint)."""
+    sizes = {}
+    for name in ("simple_nn.pt", "cnn.pt"):
+        path = Path(models_dir) / name
+        if path.exists():
+            count = dl_utils.count_parameters(dl_utils.load_checkpoint(path)[0])
+            sizes[name] = {"parameters": count, "float32_kb": count * 4 / 1000,
+                           "file_kb": path.stat().st_size / 1000}
+    return sizes
+
+
+def sizes_sentence(sizes):
+    """The model sizes, as one sentence (nothing when make run saved neither model)."""
+    said = {"simple_nn.pt": "the MLP of lesson 3", "cnn.pt": "the CNN of lesson 6"}
+    parts = [f"{said[name]} has {s['parameters']:,} parameters, {s['float32_kb']:.0f} KB as "
+             f"float32 (`models/{name}`: {s['file_kb']:.0f} KB on disk, metadata included)"
+             for name, s in sizes.items()]
+    return f"Model sizes: {'; '.join(parts)}." if parts else ""
 
 
 def update_readme(text, readme=ROOT / "README.md", start=README_START, end=README_END):
@@ -464,7 +488,7 @@ def measure(args):
               "pipelines": pipelines, "lessons": lessons, "make_run_seconds": total,
               "lesson03_breakdown": parts, "loader_workers": workers,
               "distributed": distributed, "test_suite_seconds": suite,
-              "writers_markdown": writers}
+              "writers_markdown": writers, "model_sizes": model_sizes(dl_utils.MODELS_DIR)}
     path = Path(args.results)
     with dl_utils.atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2))

@@ -64,8 +64,9 @@ ARCHS = ["TwoLayerNN", "ThreeLayerNN", "TanhNN"]  # 05's contenders; the first i
 LESSON3_ROWS = [[], ["--lr", "0.01"], ["--lr", "0.0001"], ["--batch-size", "32"],
                 ["--batch-size", "256"], ["--hidden-size", "32"], ["--hidden-size", "512"],
                 ["--epochs", "30"]]
-LESSON6_ROWS = [[], ["--max-shift", "0"], ["--schedule", "constant"],
-                ["--schedule", "constant", "--lr", "0.001"], ["--hidden-size", "0"]]
+LESSON6_ROWS = [[], ["--max-shift", "0"], ["--augment"], ["--channels", "16", "32"],
+                ["--schedule", "constant"], ["--schedule", "constant", "--lr", "0.001"],
+                ["--hidden-size", "0"]]  # (`--augment` with no names: without the blur)
 # 06's writer augmentations (issue 30): each alone, then all four, on top of the shifts;
 # every row names its --augment and the width, so the table does not depend on 06's defaults
 WRITER_WIDTH = ["--channels", "16", "32"]  # 06's width when this table chose (until 2026-12)
@@ -676,9 +677,9 @@ def plot_long_run(runs):
 # --------------------------------------------------------------------------------------
 # The course's four networks, and the ViT against the CNN by data size (lessons 11, 12)
 # --------------------------------------------------------------------------------------
-ARCH_ROWS = [("MLP (lesson 3)", "03", []), ("CNN (lesson 6)", "06", ["--augment"]),
+ARCH_ROWS = [("MLP (lesson 3)", "03", []), ("CNN (lesson 6)", "06", []),
              ("GRU (lesson 11)", "11", []), ("ViT (lesson 12)", "12", [])]  # their defaults
-# (06's `--augment` with no names is its default, shifts only: the writers section's runs)
+# (06's defaults are the lesson6 section's first row: one set of runs serves both)
 VIT_SIZES = ["1000", "5000", "55000"]
 VIT_STEPS = "1280"  # each network's steps at every size: 4x the lesson's quick look (320)
 

@@ -645,9 +645,11 @@ def check_cnn_size(m, answers):
     options = {"A": "fewer parameters than SimpleNN", "B": "about as many",
                "C": "more parameters than SimpleNN"}
     measured = "A" if cnn < 0.8 * mlp else "C" if cnn > 1.25 * mlp else "B"
+    head = dl_utils.count_parameters(dl_utils.SmallCNN().classifier)
     return judge(m, "PREDICT_CNN_SIZE", options, measured,
-                 f"SmallCNN {cnn:,} parameters, SimpleNN {mlp:,}: a filter reuses its "
-                 "weights at every position", answers,
+                 f"SmallCNN {cnn:,} parameters, SimpleNN {mlp:,}; a filter reuses its "
+                 f"weights at every position, so {head / cnn:.0%} of the CNN's are in its "
+                 "classifier", answers,
                  "dl_utils.count_parameters(dl_utils.SmallCNN()), or read lesson 6's output")
 
 

@@ -29,7 +29,7 @@ def conv_output_size(n, kernel, stride, padding):
 
 
 # ---- 06.3 predict --------------------------------------------------------------------------
-# Lesson 6's SmallCNN (two convolutions, 16 and 32 filters, then a small classifier)
+# Lesson 6's SmallCNN (two convolutions, 32 and 64 filters, then a small classifier)
 # against lesson 3's SimpleNN (784-128-10). The CNN has...
 #   "A": fewer parameters   "B": about as many   "C": more parameters
 PREDICT_CNN_SIZE = None  # TODO: "A", "B" or "C"

@@ -15,14 +15,15 @@ def test_cnn_layer_shapes_and_size():
     m = lesson("06_convolutional_network")
     model = m.SmallCNN()
     X = torch.randn(2, 1, 28, 28)
-    assert model.block1(X).shape == (2, 16, 14, 14)
-    assert model.block2(model.block1(X)).shape == (2, 32, 7, 7)
+    assert model.block1(X).shape == (2, 32, 14, 14)
+    assert model.block2(model.block1(X)).shape == (2, 64, 7, 7)
     assert model.classifier[:2](model.block2(model.block1(X))).shape == (2, 32)
     assert model(X).shape == (2, 10)
-    convs = (1 * 9 + 1) * 16 + (16 * 9 + 1) * 32
-    expected = convs + (32 * 7 * 7 + 1) * 32 + (32 + 1) * 10
-    assert dl_utils.count_parameters(model) == expected == 55_338 < 101_770
-    assert dl_utils.count_parameters(m.SmallCNN(hidden_size=0)) == convs + 32 * 49 * 10 + 10
+    convs = (1 * 9 + 1) * 32 + (32 * 9 + 1) * 64
+    expected = convs + (64 * 7 * 7 + 1) * 32 + (32 + 1) * 10
+    assert dl_utils.count_parameters(model) == expected == 119_530  # the MLP: 101,770
+    assert dl_utils.count_parameters(m.SmallCNN(hidden_size=0)) == convs + 64 * 49 * 10 + 10
+    assert dl_utils.count_parameters(m.SmallCNN((16, 32))) == 55_338  # 06 until 2026-12
 
 
 def test_random_shift_moves_each_image_within_bounds():
@@ -55,13 +56,13 @@ def cnn_checkpoint(tmp_path_factory):
 
 def test_06_smoke_run_prints_shapes_and_saves(cnn_checkpoint):
     path, out = cnn_checkpoint
-    for shape in ("[64, 16, 28, 28]", "[64, 16, 14, 14]", "[64, 32, 7, 7]", "[64, 1568]",
+    for shape in ("[64, 32, 28, 28]", "[64, 32, 14, 14]", "[64, 64, 7, 7]", "[64, 3136]",
                   "[64, 32]", "[64, 10]"):
         assert shape in out
-    assert "55,338 trainable parameters" in out
+    assert "119,530 trainable parameters" in out
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint["model_class"] == "SmallCNN" and checkpoint["model_kwargs"] == {
-        "channels": [16, 32], "hidden_size": 32}
+        "channels": [32, 64], "hidden_size": 32}
     for name in ("06_filters.png", "06_feature_maps.png", "06_training_history_cnn.png",
                  "06_augmentations.png"):
         assert (OUTPUT_DIR / "figures" / name).exists()
@@ -76,7 +77,7 @@ def test_04_loads_and_evaluates_the_cnn(cnn_checkpoint, tmp_path):
     path, _ = cnn_checkpoint
     result = run_script("04_load_model.py", "--checkpoint", path, inline=True)
     assert result.returncode == 0, result.stderr
-    assert "SmallCNN(channels=[16, 32], hidden_size=32) defined in 06_convolutional_network.py" \
+    assert "SmallCNN(channels=[32, 64], hidden_size=32) defined in 06_convolutional_network.py" \
         in result.stdout
     assert "identical" in result.stdout
     digit = tmp_path / "digit.png"
@@ -110,6 +111,17 @@ def test_benchmark_quick_mode(tmp_path):
     assert "lesson 10: processes" in result.stdout and "lesson 8: DataLoader" in result.stdout
     path_table = lesson("benchmarks.benchmark").path_times(record)
     assert "| `01_tensors_and_autograd.py` |" in path_table and "minutes to read" in path_table
+
+
+def test_benchmark_states_the_model_sizes_it_finds(tmp_path):
+    bench = lesson("benchmarks.benchmark")
+    assert bench.model_sizes(tmp_path) == {} and bench.sizes_sentence({}) == ""
+    dl_utils.save_checkpoint(tmp_path / "cnn.pt", dl_utils.SmallCNN(), {})
+    sizes = bench.model_sizes(tmp_path)
+    assert list(sizes) == ["cnn.pt"] and sizes["cnn.pt"]["float32_kb"] == 119_530 * 4 / 1000
+    assert sizes["cnn.pt"]["file_kb"] > sizes["cnn.pt"]["float32_kb"]  # plus the metadata
+    assert bench.sizes_sentence(sizes).startswith(
+        "Model sizes: the CNN of lesson 6 has 119,530 parameters, 478 KB as float32")
 
 
 def test_benchmark_refuses_a_partial_make_run_and_unknown_lessons():
@@ -162,7 +174,8 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     assert real["07"]["table"]["rows"] and real["07"]["settings"]["seeds"] == 2
     # The sections, rendered from these real records (one per lesson, for every row):
     scored = tmp_path / "scored"  # the recipe section scores each run's kept model
-    dl_utils.save_checkpoint(scored / "cnn.pt", dl_utils.SmallCNN(), {})
+    dl_utils.save_checkpoint(scored / "cnn.pt", dl_utils.SmallCNN((16, 32)),
+                             {"channels": [16, 32]})
     _, _, X, y = dl_utils.load_mnist_tensors()
     monkeypatch.setattr(tables, "_WRITER_SETS", {name: (X[:40], y[:40]) for name in
                                                  [*tables.RECIPE_TEST_SETS, "MNIST at 8x8"]},
@@ -179,7 +192,7 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     assert "Chosen on validation: **shifts only**" in tables.section_writers(runner, 2)
     architectures = tables.section_architectures(runner, 2)
     assert "| ViT (lesson 12) | `12_attention_and_transformers.py` | 139,018 |" in architectures
-    assert "| CNN (lesson 6) | `06_convolutional_network.py --augment` | 55,338 |" in architectures
+    assert "| CNN (lesson 6) | `06_convolutional_network.py` | 119,530 |" in architectures
     assert "| 55,000 |" in tables.section_vit_sizes(runner, 2)
     recipe = tables.section_recipe(runner, 2)
     assert "| `--channels 16 32 --augment` | 55,338 |" in recipe  # (the scored checkpoint's)

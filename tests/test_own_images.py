@@ -142,7 +142,7 @@ def test_stratified_split_is_disjoint_complete_and_balanced():
 
 
 def test_quick_runs_export_check_and_fine_tune_headless(tmp_path):
-    cnn = dl_utils.save_checkpoint(tmp_path / "cnn.pt", dl_utils.SmallCNN(),  # untrained
+    cnn = dl_utils.save_checkpoint(tmp_path / "cnn.pt", dl_utils.SmallCNN((16, 32)),  # untrained
                                    {"channels": [16, 32]})
     result = run_script("08_your_own_images.py", "--per-class", "6", "--cnn", cnn, inline=True)
     assert result.returncode == 0, result.stderr
