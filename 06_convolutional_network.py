@@ -35,6 +35,7 @@ MAX_SHIFT = 2  # augmentation: shift each training image by up to 2 pixels (0 = 
 AUGMENT = ["blur"]  # other writers' variations on the shifts (WRITER_AUGMENTS); [] = none
 WRITER_CHECK = 2000  # validation digits re-drawn and cut to 8x8 to judge them (writer_check)
 SCHEDULE = "onecycle"  # the lr rises, then falls to ~0 (make_optimizer); or "constant"
+MEMORY_FORMAT = "channels_last"  # how a batch lies in memory on the CPU (main); or "contiguous"
 SEED = 0
 ARCH = "cnn"  # or "mlp": lesson 3's MLP trained with this lesson's recipe (a fair match)
 CHECKPOINT = dl_utils.MODELS_DIR / "cnn.pt"
@@ -242,6 +243,9 @@ def parse_args(argv=None):
     parser.add_argument("--schedule", choices=["onecycle", "constant"], default=SCHEDULE,
                         help="learning-rate schedule; constant: --lr all along (default: "
                              "%(default)s)")
+    parser.add_argument("--memory-format", choices=["channels_last", "contiguous"],
+                        default=MEMORY_FORMAT, help="the CPU's layout of the feature maps: "
+                        "the same numbers, another speed (default: %(default)s)")
     parser.add_argument("--arch", choices=["cnn", "mlp"], default=ARCH,
                         help="cnn, or mlp: lesson 3's SimpleNN with this lesson's recipe, to "
                              "see what the structure alone is worth (default: %(default)s)")
@@ -307,7 +311,7 @@ def compare_with_mlp(metrics, result, n_params):
                           "training time", "epochs"],
                          [[name, f"{p:,}", dl_utils.format_accuracy(acc, 10_000), f"{sec:.1f} s",
                            epochs] for name, p, acc, sec, epochs in rows])
-    print(mlp_settings_note(mlp.get("changed_settings")))
+    print(dl_utils.changed_settings_note(mlp.get("changed_settings")))
     dl_utils.prose(f"""
         Test errors: MLP {round((1 - mlp_acc) * 10000)}, CNN {round((1 - cnn_acc) * 10000)}
         per 10,000 images; the CNN has {n_params / mlp_params:.0%} of the MLP's parameters
@@ -320,18 +324,6 @@ def compare_with_mlp(metrics, result, n_params):
             The CNN also had augmentation and a learning-rate schedule, which the MLP did
             not: this table alone cannot say how much of the gap the structure earns. The
             README's CNN-vs-MLP table (`make tables`) gives the MLP the same recipe.""")
-
-
-def mlp_settings_note(changed):
-    """Which settings the saved MLP was trained with, where they differ from 03's defaults
-    (03 records them in the checkpoint as "changed_settings")."""
-    if changed is None:
-        return "(The saved MLP does not say how it was trained: run 03 again to compare.)"
-    changed = {k: v for k, v in changed.items() if k not in ("device", "seed")}
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
-    return (f"(Careful: the saved MLP was trained with {flags}, not 03's defaults; run "
-            "`python 03_train_mnist.py` for a fair comparison.)" if changed else
-            "(The MLP is the one 03 trains with its default settings.)")
 
 
 def plot_filters(model, show):
@@ -375,6 +367,13 @@ def main(argv=None):
     train_loader, val_loader, _ = loaders
     model, model_kwargs = build_model(args)
     model = model.to(device)
+    # A cost, not a concept: [N, C, H, W] feature maps are stored map by map ("contiguous")
+    # unless told otherwise. channels_last stores each pixel's C channels side by side
+    # instead: the same shapes and numbers, but the CPU's convolution kernels (oneDNN) run
+    # faster on it; `make bench` measures by how much. On the CPU only: GPUs choose their own
+    # layout, and Apple's MPS backend has had convolution bugs with this one.
+    if device.type == "cpu" and args.memory_format == "channels_last":
+        model = model.to(memory_format=torch.channels_last)  # the inputs follow the weights
     mlp = dl_utils.SimpleNN(**MLP_KWARGS)
     dl_utils.introduce(model, train_loader, f"(lesson 3's MLP: "
                        f"{dl_utils.count_parameters(mlp):,} parameters)")

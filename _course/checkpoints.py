@@ -26,7 +26,7 @@ __all__ = [  # what dl_utils re-exports
     "read_training_state", "STATE_ENTRIES", "check_state_entries", "CheckpointError",
     "first_detail", "read_checkpoint", "rng_states", "restore_rng_states", "LESSON_MODULE",
     "model_class", "largest_difference", "first_step_size", "print_resume_proof",
-    "COURSE_MODELS", "compare_with_course",
+    "COURSE_MODELS", "compare_with_course", "changed_settings_note",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -158,6 +158,18 @@ def compare_with_course(models_dir, name, parameters, metrics, seconds, note):
                                        for v in r[2:4]),
                   f"{r[4]:.0f}" if r[4] is not None else "?"] for r in rows])
     print(note)
+
+
+def changed_settings_note(changed, script="03_train_mnist.py"):
+    """Lesson 6: which settings a saved model was trained with, where they differ from its
+    script's defaults (03 records them in the checkpoint as "changed_settings")."""
+    if changed is None:
+        return f"(The saved model does not say how it was trained: run {script} again.)"
+    changed = {k: v for k, v in changed.items() if k not in ("device", "seed")}
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
+    return (f"(Careful: the saved model was trained with {flags}, not its defaults; run "
+            f"`python {script}` for a fair comparison.)" if changed else
+            f"(The saved model is the one {script} trains with its default settings.)")
 
 
 def rng_states(generator) -> dict:

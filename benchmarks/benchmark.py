@@ -7,8 +7,9 @@ Measurements in one run:
    repository's loaders (decoded and normalized once, batches sliced from memory).
 2. `make run` end to end: the wall time of every numbered lesson with its default
    settings, and the accuracy it reached; where lesson 3's time goes.
-3. Lesson 8's DataLoader with 0 and 2 worker processes (small PNGs, larger JPEGs), and
-   lesson 10 with 1 and 2 processes: seconds per epoch.
+3. Lesson 8's DataLoader with 0 and 2 worker processes (small PNGs, larger JPEGs),
+   lesson 10 with 1 and 2 processes: seconds per epoch; lesson 6's training step with
+   its feature maps stored contiguous and channels_last.
 4. The test suite's time, beside make run's (its budget: no longer than make run).
 It prints markdown tables (the README's "Expected results" come from them) and writes
 results/benchmarks.json with the hardware.
@@ -230,6 +231,32 @@ def distributed_timing(quick):
     return runs
 
 
+def memory_formats(quick, rounds=5):
+    """Lesson 6's CNN (dl_utils' copy, 06's defaults): milliseconds per training step
+    (batch 64, Adam) with contiguous and with channels_last weights, the two alternated
+    so that both see the same machine; the median round of each."""
+    train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
+    X, y = dl_utils.normalize(train_X[:64]), train_y[:64]
+    steps = 5 if quick else 60
+    formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    times = {name: [] for name in formats}
+    for _ in range(1 if quick else rounds):
+        for name in times:
+            torch.manual_seed(0)
+            model = dl_utils.SmallCNN().to(memory_format=formats[name])
+            optimizer = torch.optim.Adam(model.parameters())
+            for step in range(steps + 10):  # 10 warm-up steps: oneDNN prepares its kernels
+                if step == 10:
+                    start = time.perf_counter()
+                loss = torch.nn.functional.cross_entropy(model(X), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            times[name].append(1000 * (time.perf_counter() - start) / steps)
+    ms = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+    return {**ms, "ratio": ms["contiguous"] / ms["channels_last"]}
+
+
 def test_suite_seconds():
     """`make test`'s suite (pytest -n auto), timed: its budget is make run's time."""
     start = time.perf_counter()
@@ -350,6 +377,18 @@ def distributed_result(output):
     return f"DDP vs one process: weights within {proof[1]}" if proof else "?"
 
 
+MAKE_RUN_BUDGET = 600  # seconds: the course's promise, every lesson within 10 minutes
+
+
+def budget_sentence(seconds, quick=False):
+    """make run's time against the course's budget, said either way."""
+    if quick:
+        return "(--quick: the budget of `make run` is not judged on tiny settings.)"
+    verdict = "within" if seconds <= MAKE_RUN_BUDGET else "**over**"
+    return (f"`make run` took {seconds:.0f} s, {seconds / MAKE_RUN_BUDGET:.0%} of the course's "
+            f"10-minute budget: {verdict} it on this machine, this time.")
+
+
 def markdown(headers, rows):
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
@@ -371,6 +410,7 @@ def report(record):
                        "training images/s"],
                       [[r["pipeline"], f"{r['prepare_s']:.2f}", f"{r['images_per_s']:,.0f}"]
                        for r in pipelines["rows"]]), "",
+             budget_sentence(record["make_run_seconds"], record["quick"]), "",
              f"Training throughput: **{pipelines['ratio']:.1f}x** in favour of decoding once."]
     if record["lesson03_breakdown"]:
         parts += ["", markdown(["where 03_train_mnist.py spends its time", "seconds"],
@@ -392,6 +432,12 @@ def report(record):
                   f"the time of one per epoch on these {hw['cpu_cores']} cores (no extra "
                   f"hardware to gain, and every step waits for an all-reduce); their training "
                   f"losses agree to {same:.1g}."]
+    if record.get("memory_formats"):
+        m = record["memory_formats"]
+        parts += ["", f"Lesson 6's CNN, one training step (batch 64, Adam): "
+                  f"{m['contiguous']:.1f} ms with contiguous feature maps, "
+                  f"{m['channels_last']:.1f} ms with channels_last (06's default on the CPU): "
+                  f"**{m['ratio']:.2f}x** as fast, alternated in one run."]
     if record.get("test_suite_seconds"):
         suite, run = record["test_suite_seconds"], record["make_run_seconds"]
         parts += ["", f"The test suite (`make test` without its install and lint): "
@@ -473,6 +519,7 @@ def measure(args):
     dl_utils.section("3. Lesson 8's DataLoader workers, lesson 10's processes")
     workers = loader_workers(5 if args.quick else 50)
     distributed = distributed_timing(args.quick)
+    layouts = memory_formats(args.quick)
     writers = None
     if not args.quick:  # the models `make run` just trained, on other writers' digits
         dl_utils.section("3b. Other writers: the trained models on test sets of other hands")
@@ -487,7 +534,7 @@ def measure(args):
               "quick": args.quick, "hardware": dl_utils.hardware_info(device),
               "pipelines": pipelines, "lessons": lessons, "make_run_seconds": total,
               "lesson03_breakdown": parts, "loader_workers": workers,
-              "distributed": distributed, "test_suite_seconds": suite,
+              "distributed": distributed, "memory_formats": layouts, "test_suite_seconds": suite,
               "writers_markdown": writers, "model_sizes": model_sizes(dl_utils.MODELS_DIR)}
     path = Path(args.results)
     with dl_utils.atomic_path(path) as tmp:

@@ -44,6 +44,24 @@ def test_random_shift_moves_each_image_within_bounds():
     assert torch.equal(m.random_shift(X, 0), X)
 
 
+def test_channels_last_changes_the_layout_not_the_numbers():
+    """06's memory format: the same outputs and gradients as the default layout (to float
+    rounding), with the feature maps really stored channel by channel inside each pixel."""
+    m = lesson("06_convolutional_network")
+    torch.manual_seed(0)
+    plain = m.SmallCNN()
+    fast = m.SmallCNN().to(memory_format=torch.channels_last)
+    fast.load_state_dict(plain.state_dict())
+    X, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    assert fast.block1(X).is_contiguous(memory_format=torch.channels_last)
+    assert not plain.block1(X).is_contiguous(memory_format=torch.channels_last)
+    for model in (plain, fast):
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+    assert torch.allclose(plain(X), fast(X), atol=1e-5)
+    for p, q in zip(plain.parameters(), fast.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def cnn_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("cnn") / "cnn.pt"
@@ -106,6 +124,9 @@ def test_benchmark_quick_mode(tmp_path):
     assert all(row["images_per_s"] > 0 for row in record["pipelines"]["rows"])
     assert [r["images"] for r in record["loader_workers"]] == ["28x28 PNG", "280x280 JPEG"]
     assert [r["processes"] for r in record["distributed"]] == [1, 2]
+    layouts = record["memory_formats"]
+    assert layouts["contiguous"] > 0 and layouts["channels_last"] > 0 and layouts["ratio"] > 0
+    assert "channels_last (06's default on the CPU)" in result.stdout
     assert record["hardware"]["cpu_cores"] >= 1
     assert "| **make run** (all, in order) |" in result.stdout and "(--quick" in result.stdout
     assert "lesson 10: processes" in result.stdout and "lesson 8: DataLoader" in result.stdout
@@ -122,6 +143,13 @@ def test_benchmark_states_the_model_sizes_it_finds(tmp_path):
     assert sizes["cnn.pt"]["file_kb"] > sizes["cnn.pt"]["float32_kb"]  # plus the metadata
     assert bench.sizes_sentence(sizes).startswith(
         "Model sizes: the CNN of lesson 6 has 119,530 parameters, 478 KB as float32")
+
+
+def test_benchmark_judges_make_run_against_its_budget():
+    say = lesson("benchmarks.benchmark").budget_sentence
+    assert "within it" in say(540) and "90%" in say(540)
+    assert "**over** it" in say(703) and "117%" in say(703)
+    assert "not judged" in say(30, quick=True)
 
 
 def test_benchmark_refuses_a_partial_make_run_and_unknown_lessons():

@@ -51,6 +51,16 @@ def test_01_runs_and_every_gradient_matches():
 # ---------------------------------------------------------------------------- 02
 
 
+def test_02_pixel_stats_by_counting_equal_the_direct_computation():
+    X = torch.randint(0, 256, (50, 28, 28), generator=torch.Generator().manual_seed(0),
+                      dtype=torch.uint8)
+    X[:10] = 0  # MNIST-like: many background pixels
+    pixels = X.double() / 255
+    mean, std = lesson("02_load_mnist").pixel_stats(X)
+    assert mean == pytest.approx(pixels.mean().item(), abs=1e-12)
+    assert std == pytest.approx(pixels.std().item(), abs=1e-12)
+
+
 def test_02_runs_headless_and_computes_the_normalization_constants():
     result = run_script("02_load_mnist.py", "--num-suspects", "2", inline=True)
     assert result.returncode == 0, result.stderr

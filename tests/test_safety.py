@@ -186,7 +186,7 @@ def test_augmentation_draws_from_the_seeded_generator():
 
 def test_06_names_non_default_settings_of_the_mlp_it_compares_with(tmp_path):
     """03 records which settings it changed; 06 names them without importing 03."""
-    note = lesson("06_convolutional_network").mlp_settings_note
+    note = dl_utils.changed_settings_note  # (06 prints it)
     assert "default settings" in note({})
     assert "does not say" in note(None)
     quick = note({"epochs": 1, "subset": 5000, "seed": 3})
