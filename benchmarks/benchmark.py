@@ -56,6 +56,7 @@ QUICK_ARGS = {
     "10_distributed_training.py": ["--epochs", "1", "--subset", "2000", "--proof-steps", "10"],
     "11_sequences_and_rnns.py": ["--epochs", "1", "--subset", "1000"],
     "12_attention_and_transformers.py": ["--epochs", "1", "--subset", "1000", "--small-steps", "8"],
+    "13_ensembles.py": ["--writer-check", "100"],
 }
 QUICK_BATCHES = 50  # --quick: batches per pipeline instead of whole epochs
 
@@ -329,7 +330,8 @@ def accuracy_of(script, output):
                 rf"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+([\d.]+{SEED_ERROR}?)\s+± [\d.]+\s",
                 rf"^(.+): test accuracy ([\d.]+{SEED_ERROR}?)% \(mean",
                 r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%",
-                r"^(after fine-tuning)\s+([\d.]+)%"]  # 08b, on the folder's held-out half
+                r"^(after fine-tuning)\s+([\d.]+)%",  # 08b, on the folder's held-out half
+                r"^(the chosen ensemble)\s+\d+\s+([\d.]+)%"]  # 13, on the test set
     # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen remedies;
     # 08: the CNN on the exported folder)
     if script.startswith("07b"):

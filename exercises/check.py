@@ -49,7 +49,7 @@ STARTUP_LIMIT = 300  # seconds for the child to import torch and the checks (~3 
 MEMORY_LIMIT = 4  # GB beyond start-up: the checks need well under 1 GB
 OUTPUT_SHOWN = 12  # lines of an exercise's own output shown under it (the last ones)
 LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "07c", "08", "08b", "09",
-           "10", "11", "12"]  # checks.py's
+           "10", "11", "12", "13"]  # checks.py's
 PREFIX = "dl-exercises-"  # temporary folders: PREFIX + the checker's pid + "-" + random
 
 

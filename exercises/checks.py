@@ -40,7 +40,7 @@ LESSON_FILES = {"01": "ex01_tensors.py", "02": "ex02_data.py", "03": "ex03_train
                 "08": "ex08_own_images.py",
                 "08b": "ex08b_fine_tuning.py", "09": "ex09_serving.py",
                 "10": "ex10_distributed.py", "11": "ex11_sequences.py",
-                "12": "ex12_attention.py"}
+                "12": "ex12_attention.py", "13": "ex13_ensembles.py"}
 
 
 class NotYet(Exception):  # noqa: N818 (not an error: a hint for the learner)
@@ -1347,3 +1347,54 @@ def check_shuffled(m, answers):
     return judge(m, "PREDICT_SHUFFLED", options, measured,
                  f"the largest change of any score: {gap:.1e}", answers,
                  "python 12_attention_and_transformers.py (section 5)")
+
+
+# ======================================================================== lesson 13
+@exercise("13.1", "code", "an ensemble's averaged probabilities, returned as logits")
+def check_average_probabilities(m, answers):
+    g = torch.Generator().manual_seed(0)
+    for members, scale in ((3, 3.0), (1, 1.0), (5, 40.0)):  # 40: a confident member's logits
+        logits = (torch.randn(members, 20, 10, generator=g, dtype=torch.float64) * scale)
+        probs = logits.softmax(dim=-1).mean(dim=0)  # the reference: averaged probabilities
+        got = call(m, "average_probabilities", logits.clone())
+        mistakes = {"that averages the logits, not the probabilities: softmax each member "
+                    "first": logits.mean(dim=0),
+                    "return the LOG of the averaged probabilities (softmax of it must give "
+                    "them back)": probs,
+                    "average over the members (dim 0), not over the classes":
+                    logits.softmax(dim=-1).mean(dim=-1)}
+        diagnose(f"average_probabilities of {members} members", got, probs.log(), 1e-6,
+                 mistakes, "log(mean over members of softmax(member's logits))")
+        close("softmax of your result", torch.as_tensor(got).softmax(dim=-1), probs, 1e-6)
+    return "log of the averaged probabilities, for 1, 3 and 5 members"
+
+
+@exercise("13.2", "predict", "a majority of three independent networks at 99% each",
+          answer="PREDICT_MAJORITY_OF_THREE")
+def check_majority_of_three(m, answers):
+    g = torch.Generator().manual_seed(0)
+    right = torch.rand(200_000, 3, generator=g) >= 0.01  # each member: wrong 1% of the time
+    rate = (right.sum(dim=1) >= 2).float().mean().item()
+    measured = "A" if rate < 0.9925 else "B" if rate < 0.9985 else "C"
+    options = {"A": "99% (no better than one)", "B": "99.5%", "C": "99.97%"}
+    return judge(m, "PREDICT_MAJORITY_OF_THREE", options, measured,
+                 f"{100 * rate:.3f}% of 200,000 simulated digits (0.99^3 + 3 x 0.99^2 x "
+                 "0.01 = 99.970%); real networks share their errors, so they gain less",
+                 answers, "lesson 13's table of shared errors (python 13_ensembles.py)")
+
+
+@exercise("13.3", "code", "the errors two members share, by broadcasting")
+def check_shared_errors(m, answers):
+    g = torch.Generator().manual_seed(0)
+    wrong = torch.rand(4, 300, generator=g) < 0.2
+    expected = torch.tensor([[int((wrong[i] & wrong[j]).sum()) for j in range(4)]
+                             for i in range(4)])
+    union = torch.tensor([[int((wrong[i] | wrong[j]).sum()) for j in range(4)]
+                          for i in range(4)])
+    got = call(m, "shared_errors", wrong.clone())
+    diagnose("shared_errors", got, expected, 0,
+             {"that counts digits EITHER member misreads (|): both, use &": union,
+              "entry [i, j] counts digits, so sum over the digits (the last dimension)":
+              expected.sum()},
+             "entry [i, j] = (wrong[i] & wrong[j]).sum()")
+    return "a 4x4 table of shared errors; the diagonal is each member's own"

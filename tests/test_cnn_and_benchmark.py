@@ -208,6 +208,9 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     monkeypatch.setattr(tables, "_WRITER_SETS", {name: (X[:40], y[:40]) for name in
                                                  [*tables.RECIPE_TEST_SETS, "MNIST at 8x8"]},
                         raising=False)  # (the real sets take seconds to make)
+    monkeypatch.setattr(tables, "_ENSEMBLE_SETS", {name: (X[:40], y[:40]) for name in
+                                                   ["val", "val re-drawn", "val 8x8",
+                                                    *tables.RECIPE_TEST_SETS]}, raising=False)
     monkeypatch.setattr(runner, "run_lesson", lambda script, argv, score=None:
                         {**real[script], **(score(scored) if score else {})})
     for name, section in tables.SECTION_FUNCTIONS.items():
@@ -225,6 +228,10 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     recipe = tables.section_recipe(runner, 2)
     assert "| `--channels 16 32 --augment` | 55,338 |" in recipe  # (the scored checkpoint's)
     assert "| second minus first [95%] |" in recipe and "keeps its old recipe" in recipe
+    ensemble = tables.section_ensemble(runner, 2)  # 4 copies of one CNN: nothing to gain
+    assert "| 2 CNNs averaged (2 ensembles) |" in ensemble and "nothing is chosen" in ensemble
+    assert sorted(p.name for p in tables.ensemble_dir().glob("*.pt")) == [
+        f"cnn_seed{s}.pt" for s in tables.ENSEMBLE_SEEDS[:4]]  # kept for lesson 13
 
 
 def test_the_writer_augmentation_is_chosen_by_its_intervals():

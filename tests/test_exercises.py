@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "exercises"))
 import checks  # noqa: E402
 
 LESSONS = ["01", "02", "03", "04", "05", "06", "07", "07b", "07c", "08", "08b", "09", "10",
-           "11", "12"]
+           "11", "12", "13"]
 
 
 def check(*args, timeout=600):
@@ -132,6 +132,11 @@ MISTAKES = [  # (exercise, file, the right line, a plausible wrong one, words of
     ("08b.2-seed", "ex08b_fine_tuning.py",
      "torch.randperm(len(y_old), generator=generator)[:n_old]",
      "torch.randperm(len(y_old))[:n_old]", "the generator you are given"),
+    ("13.1", "ex13_ensembles.py", "    return torch.logsumexp(logits.log_softmax(dim=-1), dim=0)",
+     "    return logits.mean(dim=0)\n    return torch.logsumexp(logits.log_softmax(dim=-1), dim=0)",
+     "averages the logits"),
+    ("13.3", "ex13_ensembles.py", "(wrong[:, None, :] & wrong[None, :, :])",
+     "(wrong[:, None, :] | wrong[None, :, :])", "EITHER member"),
     ("09.1-answer", "ex09_serving.py", '["models"][0]["prediction"]', '["models"][0]',
      '{"image": "data:image/png;base64,..."} as JSON'),  # (once printed with a stray })
 ]
@@ -183,6 +188,6 @@ def test_a_syntax_error_an_exception_and_an_endless_loop_are_lines_of_the_report
 
 
 def test_unknown_lessons_are_one_line():
-    result = check("13")
+    result = check("14")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "unknown lesson" in result.stderr

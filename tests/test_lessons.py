@@ -112,7 +112,7 @@ def test_05_rejects_unknown_architectures(capsys):
                                   "05_experiment_architectures", "06_convolutional_network",
                                   "07_regularization", "07c_how_sure", "08_your_own_images",
                                   "08b_fine_tuning",
-                                  "09_serve_digits", "10_distributed_training"])
+                                  "09_serve_digits", "10_distributed_training", "13_ensembles"])
 def test_help_lists_defaults(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         lesson(name).parse_args(["-h"])

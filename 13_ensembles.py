@@ -1,0 +1,332 @@
+"""Lesson 13: several networks that vote: an ensemble, chosen on validation.
+
+Two networks trained on the same digits still misread different ones: change the seed or
+the architecture and the mistakes move. Average their probabilities, and a digit that one
+network misreads with little confidence is outvoted by the others. That is an ensemble,
+the oldest dependable way to buy accuracy (and the usual winner of competitions), paid
+for by running every member on every input. This lesson trains nothing: it reads the
+networks that lessons 3, 6, 11 and 12 saved, and
+    1. scores each on validation: MNIST's own digits, and lesson 6's stand-ins for other
+       writers (the same digits re-drawn like lesson 9's pad, and cut to 8x8);
+    2. counts where they disagree: an ensemble can only fix what not every member gets wrong;
+    3. combines them three ways: averaged probabilities, averaged logits, a majority vote;
+    4. chooses the members on validation (every subset is tried), then reports the choice
+       on the test set once, against its best member, paired on the same digits;
+    5. saves the ensemble as one checkpoint, which lesson 4 loads and lesson 9 serves.
+
+Run it (after lessons 3, 6, 11 and 12; `make run` runs them first):
+    python 13_ensembles.py                                        # the course's networks
+    python 13_ensembles.py --members models/cnn.pt models/vit.pt  # any checkpoints
+Lesson 6's CNN with other seeds (about 2 minutes each on a laptop), then their ensemble:
+the README's "Several networks" table measures this over 12 seeds (`make tables`):
+    python 06_convolutional_network.py --seed 1 --checkpoint models/cnn_seed1.pt  # and 2
+    python 13_ensembles.py --members models/cnn.pt models/cnn_seed1.pt models/cnn_seed2.pt
+Then: python 04_load_model.py --checkpoint models/ensemble.pt, or python 09_serve_digits.py
+Exercises: exercises/ex13_ensembles.py, checked by python exercises/check.py 13
+"""
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import dl_utils
+
+# ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
+MEMBERS = [dl_utils.MODELS_DIR / name for name in  # lessons 6, 11, 12 and 3
+           ("cnn.pt", "sequence_gru.pt", "vit.pt", "simple_nn.pt")]
+CHOOSE_ON = "all"  # what picks the members: MNIST's validation digits, the writer
+# stand-ins, or the mean of all three sets ("all": the page's users are other writers)
+WRITER_CHECK = 2000  # validation digits re-drawn and cut to 8x8, as lesson 6 judges them
+MAX_MEMBERS = 8  # every subset is tried: 2^8 - 1 = 255 ensembles at most
+CHECKPOINT = dl_utils.MODELS_DIR / "ensemble.pt"
+
+
+class Ensemble(nn.Module):
+    """Several trained networks as one: each member's logits -> probabilities, averaged.
+
+    Why average probabilities rather than logits: each network's logits live on a scale of
+    its own (a confident CNN's reach +-20, another network's +-8), so in a sum of logits
+    the loudest member decides; probabilities share one scale, 0 to 1, summing to 1.
+    forward returns the LOG of the averaged probabilities: softmax(log p) = p, so lesson
+    4, lesson 9 and the cross-entropy loss read it exactly as any network's logits.
+    members: how to rebuild each network, {"model_module", "model_class", "model_kwargs"},
+    as a checkpoint records it; the ensemble's checkpoint holds these and every member's
+    weights (a state_dict: "members.0.block1.0.weight", ...), still no code.
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(  # (nn.ModuleList: the members' weights are ours)
+            dl_utils.model_class(m, dl_utils, dl_utils.import_lesson)(**m["model_kwargs"])
+            for m in members)
+
+    def forward(self, x):  # every member runs: n members cost n times one network
+        probs = torch.stack([m(x).softmax(dim=1) for m in self.members]).mean(dim=0)
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()  # (log 0 would be -inf)
+
+
+# ---- 1. The members, scored on validation -------------------------------------------------
+def load_members(paths, device):
+    """Each checkpoint's network in eval mode, with what rebuilds it."""
+    if len(paths) > MAX_MEMBERS or len(set(paths)) < len(paths):
+        raise dl_utils.FriendlyError(f"--members: 1 to {MAX_MEMBERS} different checkpoints")
+    members = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise dl_utils.FriendlyError(
+                f"no checkpoint at {dl_utils.display_path(path)}: run the lesson that trains "
+                "it first (`make run` trains every default member)")
+        model, checkpoint = dl_utils.load_checkpoint(path, device=device)
+        if isinstance(model, Ensemble):
+            raise dl_utils.FriendlyError(f"{dl_utils.display_path(path)} is an ensemble "
+                                         "already: give its members instead")
+        recipe = {k: checkpoint[k] for k in ("model_module", "model_class", "model_kwargs")}
+        members.append({"name": path.name, "model": model.eval(), "recipe": recipe})
+    return members
+
+
+def validation_sets(n):
+    """Lesson 6's writer check: validation digits as stored (all 5,000), and the first n
+    re-drawn like lesson 9's pad and cut to 8x8 as the UCI digits were made, each
+    prepared the way lesson 4 prepares any digit. Choices are made on these; never on test."""
+    train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
+    idx = dl_utils.train_val_split(len(train_y))[1]
+    digits, rng = train_X[idx[:n]].numpy(), np.random.default_rng(0)  # (lesson 6's pen)
+    drawn = [dl_utils.digit_from_gray(dl_utils.draw_like_a_canvas(d, rng).convert("L"))
+             for d in digits]
+    at_8x8 = [dl_utils.digit_from_gray(dl_utils.counts_to_image(dl_utils.uci_8x8(d)))
+              for d in digits]
+    return {"validation": (train_X[idx], train_y[idx]),
+            "re-drawn": (torch.from_numpy(np.stack(drawn)), train_y[idx[:n]]),
+            "8x8": (torch.from_numpy(np.stack(at_8x8)), train_y[idx[:n]])}
+
+
+def logits_of(model, X, device):
+    """A network's logits [N, 10] for uint8 digits [N, 28, 28], 1,000 at a time."""
+    with torch.inference_mode():  # no autograd records: inference only
+        return torch.cat([model(dl_utils.normalize(b).to(device)).cpu() for b in X.split(1000)])
+
+
+def accuracy(logits, y) -> float:
+    return (logits.argmax(dim=1) == y).float().mean().item()
+
+
+def score_members(members, sets, device):
+    """Every member's logits on every set, once (each combination below reuses them)."""
+    for i, m in enumerate(members):
+        m["logits"] = {name: logits_of(m["model"], X, device) for name, (X, _) in sets.items()}
+        if i == 0:
+            print("Logits per member and set, e.g. "
+                  + ", ".join(f"{k} {list(v.shape)}" for k, v in m["logits"].items()))
+    dl_utils.print_table(
+        ["member", "model", "parameters", *(f"{name} %" for name in sets)],
+        [[m["name"], m["recipe"]["model_class"], f"{dl_utils.count_parameters(m['model']):,}",
+          *(f"{100 * accuracy(m['logits'][n], y):.2f}" for n, (_, y) in sets.items())]
+         for m in members])
+
+
+# ---- 2. Where they disagree ----------------------------------------------------------------
+def shared_errors(members, y):
+    """Validation digits each pair misreads together (diagonal: a member's own errors)."""
+    wrong = torch.stack([m["logits"]["validation"].argmax(dim=1) != y for m in members])
+    shared = (wrong[:, None] & wrong[None, :]).sum(dim=-1)  # [members, members]
+    dl_utils.print_table(["errors shared", *(m["name"] for m in members)],
+                         [[m["name"], *(f"{int(c):,}" for c in row)]
+                          for m, row in zip(members, shared)])
+    every, some = int(wrong.all(dim=0).sum()), int(wrong.any(dim=0).sum())
+    dl_utils.prose(f"""
+        Of {len(y):,} validation digits, {some:,} are misread by at least one member and
+        {every:,} by every one. No way of combining these members can fix those {every}:
+        the best any combination could do (the "oracle", right whenever one member is) is
+        {100 * (1 - every / len(y)):.2f}%. An ensemble gains where errors differ, and
+        members that share most of their errors (off the diagonal) add little.""")
+
+
+def plot_disagreements(members, X, y, show, n=12):
+    """Validation digits the members answer differently, each member's answer drawn."""
+    answers = torch.stack([m["logits"]["validation"].argmax(dim=1) for m in members])
+    mixed = (answers != answers[0]).any(dim=0).nonzero().flatten()[:n]
+    vote = combine(stacked(members, "validation"), "probabilities").argmax(dim=1)
+    fig, axes = dl_utils.image_grid(1, max(1, len(mixed)), (1.1, 1.5))
+    for ax, i in zip(axes.flat, mixed.tolist()):
+        ax.imshow(X[i], cmap="gray")
+        ax.set_title(f"{''.join(map(str, answers[:, i].tolist()))} -> {vote[i]}\n"
+                     f"(true {y[i]})", fontsize=8, color="green" if vote[i] == y[i] else "red")
+    fig.suptitle(f"Members' answers ({', '.join(m['name'] for m in members)}), "
+                 "then all of them averaged", fontsize=9, y=1.12)
+    dl_utils.save_figure(fig, "13_disagreements.png", show)
+
+
+# ---- 3. Three ways to combine them ------------------------------------------------------------
+def combine(logits, how):
+    """Members' logits [members, N, 10] -> one [N, 10] score per digit (argmax = answer)."""
+    if how == "probabilities":  # what Ensemble.forward does
+        return logits.softmax(dim=-1).mean(dim=0).clamp_min(1e-38).log()
+    if how == "logits":  # each member weighted by the scale of its logits
+        return logits.mean(dim=0)
+    votes = F.one_hot(logits.argmax(dim=-1), 10).sum(dim=0).float()  # "vote": one each
+    return votes + 0.5 * logits.softmax(dim=-1).mean(dim=0)  # (a tie: probabilities decide)
+
+
+def stacked(members, name, chosen=None):
+    chosen = range(len(members)) if chosen is None else chosen
+    return torch.stack([members[i]["logits"][name] for i in chosen])
+
+
+def combinations_table(members, sets):
+    rows = [[how, *(f"{100 * accuracy(combine(stacked(members, n), how), y):.2f}"
+                    for n, (_, y) in sets.items())]
+            for how in ("probabilities", "logits", "vote")]
+    dl_utils.print_table([f"all {len(members)} members, averaged", *(f"{n} %" for n in sets)],
+                         rows)
+    dl_utils.prose("""
+        Averaged probabilities are the usual choice, and what Ensemble.forward does. A
+        vote throws away how sure each member was (a 51% and a 99% answer count the same);
+        averaged logits let the member with the largest logits speak loudest.""")
+
+
+# ---- 4. Choosing the members, on validation ----------------------------------------------
+def criterion(scores, choose_on):
+    """The number the choice maximizes (CHOOSE_ON): accuracies on the validation sets."""
+    writers = (scores["re-drawn"] + scores["8x8"]) / 2
+    return {"mnist": scores["validation"], "writers": writers,
+            "all": (scores["validation"] + 2 * writers) / 3}[choose_on]
+
+
+def every_subset(members, sets, choose_on):
+    """[(criterion, -size, member indices, {set: accuracy})] for every non-empty subset,
+    best first; on a tie, the one with fewer members (it costs less to run)."""
+    found = []
+    for k in range(1, len(members) + 1):
+        for chosen in itertools.combinations(range(len(members)), k):
+            scores = {name: accuracy(combine(stacked(members, name, chosen), "probabilities"), y)
+                      for name, (_, y) in sets.items()}
+            found.append((criterion(scores, choose_on), -k, chosen, scores))
+    return sorted(found, key=lambda f: f[:2], reverse=True)
+
+
+def subsets_table(members, found, choose_on, rows=6):
+    names = lambda chosen: " + ".join(members[i]["name"] for i in chosen)  # noqa: E731
+    dl_utils.print_table(
+        ["members (averaged probabilities)", *(f"{n} %" for n in found[0][3]), f"{choose_on} %"],
+        [[names(c), *(f"{100 * a:.2f}" for a in s.values()), f"{100 * score:.2f}"]
+         for score, _, c, s in found[:rows]])
+    best_single = next(f for f in found if f[1] == -1)
+    dl_utils.prose(f"""
+        The best {min(rows, len(found))} of {len(found)} subsets, by {choose_on!r} (-h:
+        --choose-on). Chosen on validation: {names(found[0][2])}; the best single member
+        is {names(best_single[2])}. Picked as the best of {len(found)} on these same
+        digits, the chosen subset's validation numbers are a little optimistic (lesson 7c's
+        selection bias): the test set, which chose nothing, has the last word.""")
+    return found[0][2], best_single[2][0]
+
+
+# ---- 5. The test set, once ------------------------------------------------------------------
+def test_once(members, chosen, best, device):
+    """The chosen ensemble against its best single member on the same 10,000 test digits."""
+    _, _, X, y = dl_utils.load_mnist_tensors()
+    logits = {i: logits_of(members[i]["model"], X, device) for i in {*chosen, best}}
+    right = {"ensemble": combine(torch.stack([logits[i] for i in chosen]), "probabilities")
+             .argmax(dim=1) == y, "best": logits[best].argmax(dim=1) == y}
+    acc = {k: v.float().mean().item() for k, v in right.items()}
+    dl_utils.print_table(["on the test set", "members", "accuracy (95% interval)"],
+                         [["the chosen ensemble", len(chosen), dl_utils.format_accuracy(
+                             acc["ensemble"], len(y))],
+                          [members[best]["name"], 1, dl_utils.format_accuracy(acc["best"],
+                                                                              len(y))]])
+    d = dl_utils.paired_difference(right["ensemble"].float().tolist(),
+                                   right["best"].float().tolist())
+    fixed = int((right["ensemble"] & ~right["best"]).sum())
+    broken = int((~right["ensemble"] & right["best"]).sum())
+    said = dl_utils.interval_verdict(d, "reads the test digits better than",
+                                     "reads them worse than", "cannot be told apart from")
+    dl_utils.prose(f"""
+        Paired on the same digits: the ensemble reads {fixed} digits right that
+        {members[best]['name']} misreads, and misreads {broken} that it reads right. The
+        difference, {dl_utils.interval(d)} points (95% interval over the digits): the
+        chosen ensemble {said} its best member. The interval counts the digits' luck, not
+        the members': other seeds give other members (the README's table varies them).""")
+    return {"test_acc": acc["ensemble"], "best_member_test_acc": acc["best"]}
+
+
+# ---- 6. One checkpoint for lessons 4 and 9 -------------------------------------------------
+def save_ensemble(path, members, chosen, metrics, X):
+    """The chosen members as one Ensemble, saved, loaded back, and compared on X."""
+    recipes = [members[i]["recipe"] for i in chosen]
+    ensemble = Ensemble(recipes).eval()
+    for slot, i in zip(ensemble.members, chosen):  # each member's weights, copied in
+        slot.load_state_dict(members[i]["model"].state_dict())
+    dl_utils.save_checkpoint(path, ensemble, {"members": recipes}, metrics=metrics,
+                             member_files=[members[i]["name"] for i in chosen],
+                             trained_on="its members' training data (MNIST's training "
+                                        "split, unless a member's checkpoint says more)")
+    again, _ = dl_utils.load_checkpoint(path)
+    with torch.inference_mode():
+        inputs = dl_utils.normalize(X)
+        gap = (again.eval()(inputs) - ensemble(inputs)).abs().max().item()
+    dl_utils.prose(f"""
+        Saved {dl_utils.display_path(path)} ({path.stat().st_size / 1000:.0f} KB: {len(chosen)}
+        members' weights and how to rebuild each). Loaded back, its outputs on {len(X)}
+        digits differ from the ensemble's by at most {gap:.1g}.""")
+
+
+def parse_args(argv=None):
+    parser = dl_utils.make_parser(__doc__)
+    parser.add_argument("--members", nargs="+", default=[str(p) for p in MEMBERS],
+                        metavar="CHECKPOINT", help="the networks to combine (default: "
+                        + " ".join(dl_utils.display_path(p) for p in MEMBERS) + ")")
+    parser.add_argument("--choose-on", choices=["mnist", "writers", "all"], default=CHOOSE_ON,
+                        help="what picks the members: MNIST's validation digits, the writer "
+                             "stand-ins (re-drawn, 8x8), or the mean of the three "
+                             "(default: %(default)s)")
+    parser.add_argument("--writer-check", type=dl_utils.positive_int, default=WRITER_CHECK,
+                        help="validation digits re-drawn and cut to 8x8 (default: %(default)s)")
+    parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
+                        help="where to save the chosen ensemble (default: "
+                             f"{dl_utils.display_path(CHECKPOINT)})")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                        help="where the networks run; auto = CUDA, then MPS, then CPU "
+                             "(default: %(default)s)")
+    parser.add_argument("--show", action="store_true",
+                        help="also open the figure in a window when a display exists; it is "
+                             "always saved as PNG under figures/")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dl_utils.setup_figures(args.show)
+    dl_utils.section("Setup")
+    device = dl_utils.get_device(args.device)
+    members = load_members(args.members, device)
+    sets = validation_sets(args.writer_check)
+    print(f"{len(members)} members; validation digits: "
+          + ", ".join(f"{len(y):,} {name}" for name, (_, y) in sets.items()))
+    dl_utils.section("1. Each member alone, on validation")
+    score_members(members, sets, device)
+    dl_utils.section("2. Where they disagree")
+    shared_errors(members, sets["validation"][1])
+    plot_disagreements(members, *sets["validation"], args.show)
+    dl_utils.section("3. Three ways to combine them")
+    combinations_table(members, sets)
+    dl_utils.section("4. Choosing the members, on validation")
+    chosen, best = subsets_table(members, every_subset(members, sets, args.choose_on),
+                                 args.choose_on)
+    dl_utils.section("5. The chosen ensemble on the test set, once")
+    if len(chosen) == 1:
+        print("No ensemble beat the best single network on validation: the choice is one.")
+    metrics = test_once(members, chosen, best, device)
+    dl_utils.section("Saving")
+    save_ensemble(Path(args.checkpoint), members, chosen, metrics, sets["validation"][0][:100])
+    print(f"Next: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}"
+          ", or python 09_serve_digits.py (it serves every checkpoint in models/)")
+    dl_utils.show_figures(args.show)
+    return 0
+
+
+if __name__ == "__main__":
+    dl_utils.run_main(main)
