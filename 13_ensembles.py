@@ -26,6 +26,7 @@ Exercises: exercises/ex13_ensembles.py, checked by python exercises/check.py 13
 """
 
 import itertools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +61,19 @@ class Ensemble(nn.Module):
 
     def __init__(self, members):
         super().__init__()
-        self.members = nn.ModuleList(  # (nn.ModuleList: the members' weights are ours)
+        # nn.ModuleList, not a Python list: the members' parameters become the ensemble's
+        # own, so state_dict(), .to(device) and .eval() reach them (a plain list hides
+        # them). Each class is the one its checkpoint names, imported from the lesson that
+        # defines it, as dl_utils.load_checkpoint does.
+        self.members = nn.ModuleList(
             dl_utils.model_class(m, dl_utils, dl_utils.import_lesson)(**m["model_kwargs"])
             for m in members)
 
     def forward(self, x):  # every member runs: n members cost n times one network
         probs = torch.stack([m(x).softmax(dim=1) for m in self.members]).mean(dim=0)
-        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()  # (log 0 would be -inf)
+        # (a probability rounded to 0 would give log 0 = -inf: the smallest float instead;
+        # exercise 13.1 computes the same without ever rounding to 0, with logsumexp)
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
 
 
 # ---- 1. The members, scored on validation -------------------------------------------------
@@ -150,12 +157,13 @@ def plot_disagreements(members, X, y, show, n=12):
     """Validation digits the members answer differently, each member's answer drawn."""
     answers = torch.stack([m["logits"]["validation"].argmax(dim=1) for m in members])
     mixed = (answers != answers[0]).any(dim=0).nonzero().flatten()[:n]
-    vote = combine(stacked(members, "validation"), "probabilities").argmax(dim=1)
+    averaged = combine(stacked(members, "validation"), "probabilities").argmax(dim=1)
     fig, axes = dl_utils.image_grid(1, max(1, len(mixed)), (1.1, 1.5))
     for ax, i in zip(axes.flat, mixed.tolist()):
         ax.imshow(X[i], cmap="gray")
-        ax.set_title(f"{''.join(map(str, answers[:, i].tolist()))} -> {vote[i]}\n"
-                     f"(true {y[i]})", fontsize=8, color="green" if vote[i] == y[i] else "red")
+        ax.set_title(f"{''.join(map(str, answers[:, i].tolist()))} -> {averaged[i]}\n"
+                     f"(true {y[i]})", fontsize=8,
+                     color="green" if averaged[i] == y[i] else "red")
     fig.suptitle(f"Members' answers ({', '.join(m['name'] for m in members)}), "
                  "then all of them averaged", fontsize=9, y=1.12)
     dl_utils.save_figure(fig, "13_disagreements.png", show)
@@ -178,15 +186,20 @@ def stacked(members, name, chosen=None):
 
 
 def combinations_table(members, sets):
-    rows = [[how, *(f"{100 * accuracy(combine(stacked(members, n), how), y):.2f}"
-                    for n, (_, y) in sets.items())]
-            for how in ("probabilities", "logits", "vote")]
-    dl_utils.print_table([f"all {len(members)} members, averaged", *(f"{n} %" for n in sets)],
-                         rows)
-    dl_utils.prose("""
-        Averaged probabilities are the usual choice, and what Ensemble.forward does. A
-        vote throws away how sure each member was (a 51% and a 99% answer count the same);
-        averaged logits let the member with the largest logits speak loudest.""")
+    found = {how: [accuracy(combine(stacked(members, n), how), y) for n, (_, y) in sets.items()]
+             for how in ("probabilities", "logits", "vote")}
+    dl_utils.print_table([f"all {len(members)} members, combined", *(f"{n} %" for n in sets)],
+                         [[how, *(f"{100 * a:.2f}" for a in accs)] for how, accs in found.items()])
+    best = max(found, key=lambda how: sum(found[how]))
+    kept = "" if best == "probabilities" else (
+        " The ensemble below still averages probabilities: that rule was fixed before "
+        "looking, and one more choice made on these digits would flatter them further.")
+    dl_utils.prose(f"""
+        A vote throws away how sure each member was (a 51% and a 99% answer count the
+        same); averaged logits let the member with the largest logits speak loudest;
+        averaged probabilities, the usual choice and what Ensemble.forward does, weigh
+        every member's confidence on one scale. Here the best mean over the three sets
+        of validation digits is that of the {best}.{kept}""")
 
 
 # ---- 4. Choosing the members, on validation ----------------------------------------------
@@ -229,6 +242,11 @@ def subsets_table(members, found, choose_on, rows=6):
 def test_once(members, chosen, best, device):
     """The chosen ensemble against its best single member on the same 10,000 test digits."""
     _, _, X, y = dl_utils.load_mnist_tensors()
+    if chosen == (best,):  # one network won: there is nothing to pair it with
+        acc = accuracy(logits_of(members[best]["model"], X, device), y)
+        print(f"No ensemble beat the best single network on validation: {members[best]['name']}"
+              f" alone, on the test set: {dl_utils.format_accuracy(acc, len(y))}")
+        return {"test_acc": acc, "best_member_test_acc": acc}
     logits = {i: logits_of(members[i]["model"], X, device) for i in {*chosen, best}}
     right = {"ensemble": combine(torch.stack([logits[i] for i in chosen]), "probabilities")
              .argmax(dim=1) == y, "best": logits[best].argmax(dim=1) == y}
@@ -288,8 +306,10 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
                         help="where to save the chosen ensemble (default: "
                              f"{dl_utils.display_path(CHECKPOINT)})")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
-                        help="where the networks run; auto = CUDA, then MPS, then CPU "
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                        default=os.environ.get("DL_DEVICE", "auto"),
+                        help="where the networks run; auto = CUDA, then MPS, then CPU. Also "
+                             "settable with the DL_DEVICE environment variable "
                              "(default: %(default)s)")
     parser.add_argument("--show", action="store_true",
                         help="also open the figure in a window when a display exists; it is "
@@ -317,8 +337,6 @@ def main(argv=None):
     chosen, best = subsets_table(members, every_subset(members, sets, args.choose_on),
                                  args.choose_on)
     dl_utils.section("5. The chosen ensemble on the test set, once")
-    if len(chosen) == 1:
-        print("No ensemble beat the best single network on validation: the choice is one.")
     metrics = test_once(members, chosen, best, device)
     dl_utils.section("Saving")
     save_ensemble(Path(args.checkpoint), members, chosen, metrics, sets["validation"][0][:100])

@@ -331,7 +331,8 @@ def accuracy_of(script, output):
                 rf"^(.+): test accuracy ([\d.]+{SEED_ERROR}?)% \(mean",
                 r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%",
                 r"^(after fine-tuning)\s+([\d.]+)%",  # 08b, on the folder's held-out half
-                r"^(the chosen ensemble)\s+\d+\s+([\d.]+)%"]  # 13, on the test set
+                r"^(the chosen ensemble)\s+\d+\s+([\d.]+)%",  # 13, on the test set
+                r"^No ensemble beat .*?: (\S+ alone), on the test set: ([\d.]+)%"]
     # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen remedies;
     # 08: the CNN on the exported folder)
     if script.startswith("07b"):

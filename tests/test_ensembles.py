@@ -3,6 +3,8 @@
 members behave as the lesson says, and the saved ensemble is one weights-only checkpoint
 that lessons 4 and 9 use; a missing or unsuitable member is one line."""
 
+import re
+
 import torch
 from conftest import benchmark_reads, lesson, lessons_4_and_9_use, run_script
 
@@ -92,3 +94,21 @@ def test_13_refuses_missing_repeated_and_ensemble_members_in_one_line(tmp_path):
         result = run_script("13_ensembles.py", "--members", *members, inline=True)
         assert result.returncode != 0 and said in result.stderr, result.stderr
         assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+
+
+def test_the_test_set_pairing_counts_what_the_ensemble_fixed_and_broke(capsys):
+    torch.manual_seed(0)
+    members = [{"name": f"m{i}.pt", "model": dl_utils.SimpleNN(hidden_size=8).eval()}
+               for i in range(2)]
+    found = m13().test_once(members, (0, 1), 0, "cpu")
+    said = capsys.readouterr().out
+    fixed, broken = (int(w) for w in re.search(
+        r"reads (\d+) digits right that m0.pt misreads, and misreads (\d+)", " ".join(
+            said.split())).groups())
+    assert abs(found["test_acc"] - found["best_member_test_acc"]
+               - (fixed - broken) / 10_000) < 1e-9  # the counts are the difference
+    assert "the chosen ensemble" in said and benchmark_reads("13_ensembles.py", said)
+    alone = m13().test_once(members, (0,), 0, "cpu")
+    said = capsys.readouterr().out
+    assert "No ensemble beat" in said and alone["test_acc"] == found["best_member_test_acc"]
+    assert benchmark_reads("13_ensembles.py", said) == f"m0.pt alone {100 * alone['test_acc']:.2f}%"
