@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from _course.files import FriendlyError, display_path
 
 __all__ = [  # what dl_utils re-exports
     "MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "ImageTooLarge", "read_grayscale", "to_grayscale",
     "IMAGE_SUFFIXES", "class_folders", "readable", "scan_image_folder", "keep_preparable",
-    "read_digit_folder", "uci_8x8", "counts_to_image", "CANVAS", "draw_like_a_canvas",
+    "read_digit_folder", "uci_8x8", "counts_to_image", "CANVAS", "thicken", "draw_like_a_canvas",
     "write_digit_pngs",
 ]
 
@@ -205,6 +205,22 @@ def counts_to_image(counts: np.ndarray) -> Image.Image:
 CANVAS = 280  # lesson 9's drawing pad, in pixels (10x MNIST's 28)
 
 
+def thicken(ink: np.ndarray, width: int) -> np.ndarray:
+    """Each pixel the brightest in the width x width square around it (a dilation: every
+    stroke grows by width // 2 pixels each way). Pillow's MaxFilter(width) gives the same
+    pixels, but reads all width^2 neighbours of every pixel; a square's maximum is the
+    maximum along rows, then along columns: 2 x width reads, 6x as fast at width 9."""
+    r, (h, w) = width // 2, ink.shape
+    padded = np.pad(ink, r)  # zeros outside: never brighter than the edge pixel already read
+    rows = padded[:, :w].copy()
+    for i in range(1, width):
+        np.maximum(rows, padded[:, i:i + w], out=rows)
+    out = rows[:h].copy()
+    for i in range(1, width):
+        np.maximum(out, rows[i:i + h], out=out)
+    return out
+
+
 def draw_like_a_canvas(digit: np.ndarray, rng, slant: float = 0) -> Image.Image:
     """An MNIST digit as someone would draw it on lesson 9's pad (08 and 09 use it).
 
@@ -219,10 +235,9 @@ def draw_like_a_canvas(digit: np.ndarray, rng, slant: float = 0) -> Image.Image:
     if slant:
         upright = upright.rotate(slant, resample=Image.Resampling.BILINEAR)
     big = upright.resize((size, size), Image.Resampling.BILINEAR)
-    ink = Image.fromarray(((np.asarray(big) > 100) * 255).astype(np.uint8))
+    ink = ((np.asarray(big) > 100) * 255).astype(np.uint8)
     width = int(rng.choice([1, 3, 5, 7, 9]))  # how much thicker than MNIST's own strokes
-    if width > 1:
-        ink = ink.filter(ImageFilter.MaxFilter(width))
+    ink = Image.fromarray(thicken(ink, width))
     pad = Image.new("L", (CANVAS, CANVAS), 255)
     x, y = (int(v) for v in rng.integers(0, CANVAS - size + 1, size=2))
     pad.paste(0, (x, y, x + size, y + size), mask=ink)

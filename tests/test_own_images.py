@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import OUTPUT_DIR, benchmark_reads, lesson, run_script
-from PIL import Image
+from PIL import Image, ImageFilter
 from torchvision.datasets import ImageFolder
 
 import dl_utils
@@ -123,6 +123,15 @@ def test_sixteen_bit_and_transparent_images_become_8_bit_grey():
     rgba.putpixel((1, 1), (0, 0, 0, 255))
     grey = np.asarray(to_gray(rgba))
     assert grey[0, 0] == 255 and grey[1, 1] == 0
+
+
+@pytest.mark.parametrize("width", [1, 3, 5, 9])
+def test_thicken_equals_pillows_max_filter_even_where_ink_touches_the_edge(width):
+    rng = np.random.default_rng(width)
+    ink = ((rng.random((37, 53)) < 0.05) * 255).astype(np.uint8)
+    ink[0, 0] = ink[-1, 10] = ink[20, -1] = 255  # strokes at the border and in a corner
+    expected = np.asarray(Image.fromarray(ink).filter(ImageFilter.MaxFilter(width)))
+    assert np.array_equal(dl_utils.thicken(ink, width), expected)
 
 
 def test_digit_labels_follow_folder_names_when_digits_are_missing():
