@@ -230,8 +230,23 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     assert "| second minus first [95%] |" in recipe and "keeps its old recipe" in recipe
     ensemble = tables.section_ensemble(runner, 2)  # 4 copies of one CNN: nothing to gain
     assert "| 2 CNNs averaged (2 ensembles) |" in ensemble and "nothing is chosen" in ensemble
-    assert sorted(p.name for p in tables.ensemble_dir().glob("*.pt")) == [
-        f"cnn_seed{s}.pt" for s in tables.ENSEMBLE_SEEDS[:4]]  # kept for lesson 13
+    sizes = tables.section_ensemble_size(runner, 2)  # copies again: ties go to the smaller
+    assert "| 2 CNNs (2 ensembles) |" in sizes and "Chosen on validation: **1 CNN**" in sizes
+    assert "| 1 + 1 with `--augment affine blur` (2 ensembles) |" in sizes
+    assert sorted(p.name for p in tables.ensemble_dir().glob("*.pt")) == sorted(
+        [f"cnn_seed{s}.pt" for s in tables.ENSEMBLE_SEEDS[:4]]
+        + [f"cnn_affine_blur_seed{s}.pt" for s in tables.MIXED_SEEDS[:2]])  # for lesson 13
+
+
+def test_the_ensemble_size_is_the_best_writer_score_not_worse_on_mnist():
+    t = lesson("benchmarks.tables")
+
+    def sizes(**found):  # size: (val, writer) of each of its ensembles
+        return {int(k[1:]): [{"val acc %": v, "writer score %": w} for v, w in e]
+                for k, e in found.items()}
+    assert t.choose_size(sizes(k1=[(0.99, 0.98)], k2=[(0.992, 0.985)], k3=[(0.98, 0.99)])) == 2
+    assert t.choose_size(sizes(k1=[(0.99, 0.98)], k2=[(0.99, 0.99)], k4=[(0.99, 0.99)])) == 2
+    assert t.choose_size(sizes(k1=[(0.99, 0.98)], k2=[(0.985, 0.99), (0.99, 0.99)])) == 1
 
 
 def test_the_writer_augmentation_is_chosen_by_its_intervals():
