@@ -906,7 +906,7 @@ ARCH_ROWS = [("MLP (lesson 3)", "03", []), ("CNN (lesson 6)", "06", []),
              ("GRU (lesson 11)", "11", []), ("ViT (lesson 12)", "12", [])]  # their defaults
 # (06's defaults are the lesson6 section's first row: one set of runs serves both)
 VIT_SIZES = ["1000", "5000", "55000"]
-VIT_STEPS = "1280"  # each network's steps at every size: 4x the lesson's quick look (320)
+VIT_STEPS = "1280"  # each network's steps at every size: 8x the lesson's quick look (160)
 
 
 def parameters_of(script, run):
