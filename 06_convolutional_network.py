@@ -15,10 +15,10 @@ Then: python 04_load_model.py --checkpoint models/cnn.pt
 Exercises: exercises/ex06_cnn.py, checked by python exercises/check.py 06
 """
 
+import argparse
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ LR = 3e-3  # the PEAK learning rate of the one-cycle schedule (it starts 25x low
 NUM_EPOCHS = 10  # with the schedule, the last epochs fine-tune at a tiny learning rate
 CHANNELS = (32, 64)  # filters in blocks 1 and 2: more = more features, slower
 CNN_HIDDEN = 32  # hidden units of the classifier (0 = none): cheap extra capacity
+BATCH_NORM = False  # batch norm in each block (conv_block); --batch-norm turns it on
 MAX_SHIFT = 2  # augmentation: shift each training image by up to 2 pixels (0 = off)
 AUGMENT = ["blur"]  # other writers' variations on the shifts (WRITER_AUGMENTS); [] = none
 WRITER_CHECK = 2000  # validation digits re-drawn and cut to 8x8 to judge them (writer_check)
@@ -43,6 +44,20 @@ MLP_CHECKPOINT = dl_utils.MODELS_DIR / "mlp_cnn_recipe.pt"  # --arch mlp: never 
 MLP_KWARGS = {"hidden_size": 128}  # --arch mlp: lesson 3's default SimpleNN
 MLP_FROM_03 = dl_utils.MODELS_DIR / "simple_nn.pt"  # what 03 saved, to compare with
 BACKGROUND = (0 - dl_utils.MNIST_MEAN) / dl_utils.MNIST_STD  # a black pixel, normalized
+
+
+def conv_block(c_in, c_out, batch_norm):
+    """A 3x3 convolution (padding=1 keeps the size), [batch norm], ReLU, 2x2 max pooling.
+
+    Batch norm (lesson 7 takes it apart, on an MLP) standardizes each feature map over the
+    batch and all positions, then scales and shifts it by two learned numbers per map: the
+    next layer sees inputs on a steady scale whatever the weights before it do, which makes
+    large learning rates safer; its shift makes the convolution's bias redundant. Training
+    uses the batch's statistics, eval() running averages (lesson 4). Two more passes over
+    every map: whether it pays here, the README's lesson 6 table says (--batch-norm)."""
+    conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not batch_norm)
+    norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
+    return nn.Sequential(conv, *norm, nn.ReLU(), nn.MaxPool2d(2))
 
 
 class SmallCNN(nn.Module):
@@ -62,25 +77,15 @@ class SmallCNN(nn.Module):
     non-linearly ("a loop on top AND a stroke below"); hidden_size=0 removes it.
     """
 
-    def __init__(self, channels=CHANNELS, hidden_size=CNN_HIDDEN, num_classes=10):
+    def __init__(self, channels=CHANNELS, hidden_size=CNN_HIDDEN, batch_norm=False,
+                 num_classes=10):
         super().__init__()
         c1, c2 = channels
-        self.block1 = nn.Sequential(  # [N, 1, 28, 28] -> [N, c1, 14, 14]
-            nn.Conv2d(1, c1, kernel_size=3, padding=1),  # padding=1 keeps 28x28
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.block2 = nn.Sequential(  # [N, c1, 14, 14] -> [N, c2, 7, 7]
-            nn.Conv2d(c1, c2, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        if hidden_size:  # [N, c2, 7, 7] -> [N, c2*49] -> [N, hidden] -> [N, 10]
-            self.classifier = nn.Sequential(
-                nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden_size), nn.ReLU(),
-                nn.Linear(hidden_size, num_classes))
-        else:  # straight from the feature maps to the 10 scores
-            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 7 * 7, num_classes))
+        self.block1 = conv_block(1, c1, batch_norm)  # [N, 1, 28, 28] -> [N, c1, 14, 14]
+        self.block2 = conv_block(c1, c2, batch_norm)  # [N, c1, 14, 14] -> [N, c2, 7, 7]
+        hidden = [nn.Linear(c2 * 7 * 7, hidden_size), nn.ReLU()] if hidden_size else []
+        self.classifier = nn.Sequential(  # [N, c2, 7, 7] -> [N, c2*49] -> [N, hidden] -> [N, 10]
+            nn.Flatten(), *hidden, nn.Linear(hidden_size or c2 * 7 * 7, num_classes))
 
     def forward(self, x):
         return self.classifier(self.block2(self.block1(x)))
@@ -205,20 +210,14 @@ class AugmentedLoader(ShiftedLoader):
 
 
 def writer_check(model, device, n=WRITER_CHECK):
-    """The kept model on the first n validation digits as stored, re-drawn like lesson 9's
-    pad, and cut to 8x8 as the UCI digits were made (binarized, boxed in 32x32, ink counted
-    in 4x4 blocks), prepared as lesson 4 prepares any digit. Augmentation is chosen here."""
+    """The kept model on n validation digits as stored, re-drawn like lesson 9's pad and cut
+    to 8x8 like the UCI digits (dl_utils.writer_stand_ins): augmentation is chosen here."""
     train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
     idx = dl_utils.train_val_split(len(train_y))[1][:n]
-    digits, rng = train_X[idx].numpy(), np.random.default_rng(0)
-    sets = {"as stored": digits,
-            "re-drawn like the pad": [dl_utils.digit_from_gray(
-                dl_utils.draw_like_a_canvas(d, rng).convert("L")) for d in digits],
-            "cut to 8x8": [dl_utils.digit_from_gray(dl_utils.counts_to_image(dl_utils.uci_8x8(d)))
-                           for d in digits]}
-    acc = {name: dl_utils.evaluate_model(model, dl_utils.TensorLoader(dl_utils.normalize(
-        torch.from_numpy(np.stack(X))).to(device), train_y[idx].to(device), 1000), device)[1]
-        for name, X in sets.items()}
+    sets = dl_utils.writer_stand_ins(train_X[idx], train_y[idx], dl_utils.digit_from_gray)
+    acc = {name: dl_utils.evaluate_model(model, dl_utils.TensorLoader(
+        dl_utils.normalize(X).to(device), y.to(device), 1000), device)[1]
+        for name, (X, y) in sets.items()}
     dl_utils.print_table([f"{n:,} validation digits", "accuracy (95% interval)"],
                          [[name, dl_utils.format_accuracy(a, n)] for name, a in acc.items()])
     return {"val_drawn_acc": acc["re-drawn like the pad"], "val_8x8_acc": acc["cut to 8x8"]}
@@ -232,6 +231,8 @@ def parse_args(argv=None):
                         help=f"filters in the two blocks (default: {CHANNELS[0]} {CHANNELS[1]})")
     parser.add_argument("--hidden-size", type=int, default=CNN_HIDDEN,
                         help="hidden units in the classifier, 0 for none (default: %(default)s)")
+    parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=BATCH_NORM,
+                        help="batch norm in each block (conv_block) (default: %(default)s)")
     parser.add_argument("--max-shift", type=int, choices=range(0, 5), default=MAX_SHIFT,
                         help="augmentation: random shift of training images in pixels, "
                              "0 to turn it off (default: %(default)s)")
@@ -241,8 +242,7 @@ def parse_args(argv=None):
     parser.add_argument("--writer-check", type=dl_utils.positive_int, default=WRITER_CHECK,
                         help="validation digits writer_check uses (default: %(default)s)")
     parser.add_argument("--schedule", choices=["onecycle", "constant"], default=SCHEDULE,
-                        help="learning-rate schedule; constant: --lr all along (default: "
-                             "%(default)s)")
+                        help="the lr schedule; constant: --lr throughout (default: %(default)s)")
     parser.add_argument("--memory-format", choices=["channels_last", "contiguous"],
                         default=MEMORY_FORMAT, help="the CPU's layout of the feature maps: "
                         "the same numbers, another speed (default: %(default)s)")
@@ -268,7 +268,8 @@ def build_model(args):
     """The model --arch asks for, and the arguments that rebuild it from a checkpoint."""
     if args.arch == "mlp":
         return dl_utils.SimpleNN(**MLP_KWARGS), MLP_KWARGS  # dl_utils' copy of 03's MLP
-    model_kwargs = {"channels": list(args.channels), "hidden_size": args.hidden_size}
+    model_kwargs = {"channels": list(args.channels), "hidden_size": args.hidden_size,
+                    "batch_norm": args.batch_norm}
     return SmallCNN(**model_kwargs), model_kwargs
 
 

@@ -103,6 +103,14 @@ def fine_tune(model, loader, args, device):
               "fine-tuning images, shifted)")
 
 
+def keep_statistics(batch_norm, inputs):
+    """Run before every forward pass of a frozen batch norm layer: eval mode, even while
+    the model trains. requires_grad=False freezes its scale and shift, but in training
+    mode it would still normalize with each batch's statistics and overwrite its running
+    averages (no gradient involved): a "frozen" block would drift to the new images."""
+    batch_norm.training = False
+
+
 def trainable(model, train_only):
     """The parameters fine-tuning may move. "all": every weight. "classifier": the
     convolution blocks are frozen (requires_grad=False: autograd computes no gradient
@@ -112,6 +120,9 @@ def trainable(model, train_only):
     assumed: python 08b_fine_tuning.py --train-only classifier."""
     for name, p in model.named_parameters():
         p.requires_grad = train_only == "all" or name.startswith("classifier.")
+    for module in model.modules():  # a frozen block's batch norm (lesson 6) keeps MNIST's
+        if train_only != "all" and isinstance(module, nn.BatchNorm2d):  # statistics too
+            module.register_forward_pre_hook(keep_statistics)
     chosen = [p for p in model.parameters() if p.requires_grad]
     if not chosen:
         raise dl_utils.FriendlyError(f"--train-only {train_only}: this model has no "

@@ -29,7 +29,6 @@ import itertools
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -98,18 +97,14 @@ def load_members(paths, device):
 
 def validation_sets(n):
     """Lesson 6's writer check: validation digits as stored (all 5,000), and the first n
-    re-drawn like lesson 9's pad and cut to 8x8 as the UCI digits were made, each
-    prepared the way lesson 4 prepares any digit. Choices are made on these; never on test."""
+    re-drawn like lesson 9's pad and cut to 8x8 as the UCI digits were made
+    (dl_utils.writer_stand_ins). Choices are made on these; never on test digits."""
     train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
     idx = dl_utils.train_val_split(len(train_y))[1]
-    digits, rng = train_X[idx[:n]].numpy(), np.random.default_rng(0)  # (lesson 6's pen)
-    drawn = [dl_utils.digit_from_gray(dl_utils.draw_like_a_canvas(d, rng).convert("L"))
-             for d in digits]
-    at_8x8 = [dl_utils.digit_from_gray(dl_utils.counts_to_image(dl_utils.uci_8x8(d)))
-              for d in digits]
+    stand_ins = dl_utils.writer_stand_ins(train_X[idx[:n]], train_y[idx[:n]],
+                                          dl_utils.digit_from_gray)
     return {"validation": (train_X[idx], train_y[idx]),
-            "re-drawn": (torch.from_numpy(np.stack(drawn)), train_y[idx[:n]]),
-            "8x8": (torch.from_numpy(np.stack(at_8x8)), train_y[idx[:n]])}
+            "re-drawn": stand_ins["re-drawn like the pad"], "8x8": stand_ins["cut to 8x8"]}
 
 
 def logits_of(model, X, device):

@@ -18,7 +18,7 @@ Contents, in lesson order:
     Data (02) ............... load_mnist_data (train / validation / test), TensorLoader,
                               normalize, train_val_split, flip_labels
     Augmentation (06) ....... random_shift, ShiftedLoader
-    Shared models ........... SimpleNN (03), SmallCNN (06), layer_sizes
+    Shared models ........... SimpleNN (03), SmallCNN and conv_block (06), layer_sizes
     The training loop (03) .. train_steps, train_epoch, fit, keep_if_best, DivergenceError
     Evaluation (03-07) ...... evaluate_model, predict_all, confusion_matrix, honest_score;
                               how sure a number is: accuracy_se, mean_se,
@@ -329,23 +329,26 @@ class SimpleNN(nn.Module):
         return self.fc2(self.activation(self.fc1(self.flatten(x))))
 
 
+def conv_block(c_in, c_out, batch_norm=False):
+    """3x3 convolution, [batch norm], ReLU, 2x2 max pooling: lesson 6's block (explained there)."""
+    conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not batch_norm)
+    norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
+    return nn.Sequential(conv, *norm, nn.ReLU(), nn.MaxPool2d(2))
+
+
 class SmallCNN(nn.Module):
     """Two convolution blocks and a small classifier: the CNN of 06_convolutional_network.py,
-    where every layer is explained. Lesson 8 fine-tunes this copy (tests/test_sync.py)."""
+    where every layer is explained. Lesson 8 fine-tunes this copy (tests/test_sync.py).
+    batch_norm is off unless asked for: checkpoints saved before it existed do not name it."""
 
-    def __init__(self, channels=(32, 64), hidden_size=32, num_classes=10):
+    def __init__(self, channels=(32, 64), hidden_size=32, batch_norm=False, num_classes=10):
         super().__init__()
         c1, c2 = channels
-        self.block1 = nn.Sequential(nn.Conv2d(1, c1, kernel_size=3, padding=1), nn.ReLU(),
-                                    nn.MaxPool2d(2))
-        self.block2 = nn.Sequential(nn.Conv2d(c1, c2, kernel_size=3, padding=1), nn.ReLU(),
-                                    nn.MaxPool2d(2))
-        if hidden_size:
-            self.classifier = nn.Sequential(
-                nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden_size), nn.ReLU(),
-                nn.Linear(hidden_size, num_classes))
-        else:
-            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 7 * 7, num_classes))
+        self.block1 = conv_block(1, c1, batch_norm)  # [N, 1, 28, 28] -> [N, c1, 14, 14]
+        self.block2 = conv_block(c1, c2, batch_norm)  # -> [N, c2, 7, 7]
+        hidden = [nn.Linear(c2 * 7 * 7, hidden_size), nn.ReLU()] if hidden_size else []
+        self.classifier = nn.Sequential(
+            nn.Flatten(), *hidden, nn.Linear(hidden_size or c2 * 7 * 7, num_classes))
 
     def forward(self, x):
         return self.classifier(self.block2(self.block1(x)))

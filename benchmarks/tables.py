@@ -72,7 +72,7 @@ LESSON3_ROWS = [[], ["--lr", "0.01"], ["--lr", "0.0001"], ["--batch-size", "32"]
                 ["--epochs", "30"]]
 LESSON6_ROWS = [[], ["--max-shift", "0"], ["--augment"], ["--channels", "16", "32"],
                 ["--schedule", "constant"], ["--schedule", "constant", "--lr", "0.001"],
-                ["--hidden-size", "0"]]  # (`--augment` with no names: without the blur)
+                ["--hidden-size", "0"], ["--batch-norm"]]  # (`--augment` alone: no blur)
 # 06's writer augmentations (issue 30): each alone, then all four, on top of the shifts;
 # every row names its --augment and the width, so the table does not depend on 06's defaults
 WRITER_WIDTH = ["--channels", "16", "32"]  # 06's width when this table chose (until 2026-12)
@@ -451,20 +451,16 @@ def ensemble_sets(quick):
     global _ENSEMBLE_SETS
     if "_ENSEMBLE_SETS" in globals():
         return _ENSEMBLE_SETS
-    import numpy as np
-
     from benchmarks import writer_shift
     n = 100 if quick else writer_shift.DRAWN
     train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
     idx = dl_utils.train_val_split(len(train_y))[1]
-    digits, rng = train_X[idx[:n]].numpy(), np.random.default_rng(0)  # (06's pen and digits)
-    drawn = [dl_utils.digit_from_gray(dl_utils.draw_like_a_canvas(d, rng).convert("L"))
-             for d in digits]
-    at_8x8 = [writer_shift.prepare_8x8(dl_utils.uci_8x8(d)) for d in digits]
+    stand_ins = dl_utils.writer_stand_ins(train_X[idx[:n]], train_y[idx[:n]],
+                                          dl_utils.digit_from_gray)
     tests = writer_shift.test_sets(n, writer_shift.SEED)
     _ENSEMBLE_SETS = {"val": (train_X[idx], train_y[idx]),
-                      "val re-drawn": (torch.from_numpy(np.stack(drawn)), train_y[idx[:n]]),
-                      "val 8x8": (torch.from_numpy(np.stack(at_8x8)), train_y[idx[:n]]),
+                      "val re-drawn": stand_ins["re-drawn like the pad"],
+                      "val 8x8": stand_ins["cut to 8x8"],
                       **{name: tests[name] for name in RECIPE_TEST_SETS}}
     return _ENSEMBLE_SETS
 

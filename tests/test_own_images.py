@@ -276,3 +276,42 @@ def test_forgetting_is_judged_by_the_exact_coin_flip_test(fixed, broken, p):
     got = m08b().coin_flip_p(fixed, broken)
     assert got == pytest.approx(p, rel=0.01)
     assert got == m08b().coin_flip_p(broken, fixed)  # two-sided
+
+
+@pytest.mark.parametrize("train_only", ["classifier", "all"])
+def test_frozen_blocks_keep_their_batch_norm_statistics(train_only):
+    """08b --train-only classifier: a frozen block's batch norm (06's default CNN) stays in
+    eval mode while the model trains, so its running statistics stay MNIST's; with "all"
+    they follow the new images, as training mode does."""
+    m = lesson("08b_fine_tuning")
+    torch.manual_seed(0)
+    model = dl_utils.SmallCNN((4, 8), hidden_size=8, batch_norm=True)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    chosen = m.trainable(model, train_only)
+    model.train()
+    optimizer = torch.optim.SGD(chosen, lr=0.1)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(16, 1, 28, 28) * 3 + 1),
+                                             torch.randint(0, 10, (16,)))
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    same = [torch.equal(before[k], after[k]) for k in before]
+    assert all(same) if train_only == "classifier" else not any(same)
+    assert model.classifier[1].training  # the classifier still trains
+
+
+def test_writer_stand_ins_are_validation_digits_redrawn_and_cut_to_8x8():
+    """06's writer check and 13's choice read the same sets: the digits given (validation
+    digits there), re-drawn and cut to 8x8 as the helpers make them, the same twice."""
+    train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
+    idx = dl_utils.train_val_split(len(train_y))[1][:12]
+    sets = dl_utils.writer_stand_ins(train_X[idx], train_y[idx], dl_utils.digit_from_gray)
+    assert torch.equal(sets["as stored"][0], train_X[idx])
+    for X, y in sets.values():
+        assert X.shape == (12, 28, 28) and X.dtype == torch.uint8 and torch.equal(y, train_y[idx])
+    at_8x8 = dl_utils.digit_from_gray(dl_utils.counts_to_image(dl_utils.uci_8x8(
+        train_X[idx[0]].numpy())))
+    assert np.array_equal(sets["cut to 8x8"][0][0].numpy(), at_8x8)
+    assert not torch.equal(sets["re-drawn like the pad"][0], sets["as stored"][0])
+    again = dl_utils.writer_stand_ins(train_X[idx], train_y[idx], dl_utils.digit_from_gray)
+    assert all(torch.equal(again[k][0], sets[k][0]) for k in sets)

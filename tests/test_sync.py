@@ -78,7 +78,7 @@ def test_05_baseline_is_lesson_3s_simple_nn():
 
 def test_06_cnn_and_its_augmentation_equal_the_dl_utils_copies():
     m06 = lesson("06_convolutional_network")
-    for kwargs in ({}, {"channels": (8, 16), "hidden_size": 0}):
+    for kwargs in ({}, {"channels": (8, 16), "hidden_size": 0}, {"batch_norm": True}):
         torch.manual_seed(0)
         a = m06.SmallCNN(**kwargs)
         torch.manual_seed(0)
