@@ -394,7 +394,7 @@ def recipe_verdict(d, new):
     half = verdict(d["first 5,000 %"], "better than", "worse than", "not clearly different from")
     if not chosen:
         return ("On validation the wider recipe with blur is not clearly better for the "
-                "writer stand-ins without costing MNIST: lesson 6 keeps its old recipe.")
+                "writer stand-ins without costing MNIST: by this table's rule, the old recipe.")
     return (f"Chosen on validation (seeds {RECIPE_SEEDS[0]}-{RECIPE_SEEDS[-1]}, fresh): the "
             "writer score is higher and MNIST's validation accuracy no lower: "
             f"`{' '.join(list(RECIPES.values())[1])}` is the recipe for lesson 6's default. "
