@@ -68,6 +68,9 @@ def load_trained_model(path, device):
           f"{checkpoint.get('torch_version', '?')}")
     print(f"What the file holds: {', '.join(checkpoint)}")
     print(f"Trained on: {checkpoint.get('trained_on', 'not recorded (an older checkpoint)')}")
+    scaling = dl_utils.input_scaling(checkpoint, dl_utils.INPUT_SCALINGS)  # 03 --inputs
+    if scaling != "standardized":  # (load_checkpoint hooked a conversion in front of it)
+        print(f"Inputs: {scaling}; it is fed the standardized ones, converted back by a hook")
     training_state_note(path)
     rows = [[name, str(list(t.shape)), f"{t.numel():,}"]
             for name, t in checkpoint["model_state_dict"].items()]

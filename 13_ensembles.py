@@ -54,8 +54,9 @@ class Ensemble(nn.Module):
     forward returns the LOG of the averaged probabilities: softmax(log p) = p, so lesson
     4, lesson 9 and the cross-entropy loss read it exactly as any network's logits.
     members: how to rebuild each network, {"model_module", "model_class", "model_kwargs"},
-    as a checkpoint records it; the ensemble's checkpoint holds these and every member's
-    weights (a state_dict: "members.0.block1.0.weight", ...), still no code.
+    as a checkpoint records it, and "inputs", the pixel scaling it was trained on (03); the
+    ensemble's checkpoint holds these and every member's weights (a state_dict:
+    "members.0.block1.0.weight", ...), still no code.
     """
 
     def __init__(self, members):
@@ -64,9 +65,10 @@ class Ensemble(nn.Module):
         # own, so state_dict(), .to(device) and .eval() reach them (a plain list hides
         # them). Each class is the one its checkpoint names, imported from the lesson that
         # defines it, as dl_utils.load_checkpoint does.
-        self.members = nn.ModuleList(
-            dl_utils.model_class(m, dl_utils, dl_utils.import_lesson)(**m["model_kwargs"])
-            for m in members)
+        self.members = nn.ModuleList(dl_utils.inputs_as_trained(  # (03 --inputs: see there)
+            dl_utils.model_class(m, dl_utils, dl_utils.import_lesson)(**m["model_kwargs"]),
+            dl_utils.input_scaling(m, dl_utils.INPUT_SCALINGS), dl_utils.MNIST_MEAN,
+            dl_utils.MNIST_STD) for m in members)
 
     def forward(self, x):  # every member runs: n members cost n times one network
         probs = torch.stack([m(x).softmax(dim=1) for m in self.members]).mean(dim=0)
@@ -91,6 +93,7 @@ def load_members(paths, device):
             raise dl_utils.FriendlyError(f"{dl_utils.display_path(path)} is an ensemble "
                                          "already: give its members instead")
         recipe = {k: checkpoint[k] for k in ("model_module", "model_class", "model_kwargs")}
+        recipe["inputs"] = dl_utils.input_scaling(checkpoint, dl_utils.INPUT_SCALINGS)
         members.append({"name": path.name, "model": model.eval(), "recipe": recipe})
     return members
 

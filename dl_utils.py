@@ -55,8 +55,9 @@ from tqdm import tqdm
 
 # The plumbing the code below calls (lessons get all of it through the last block)
 from _course.checkpoints import (MAY_DIFFER, TRAINING_STATE, CheckpointError, first_detail,
-                                 model_class, read_checkpoint, read_training_state,
-                                 restore_rng_states, rng_states, training_state_path)
+                                 input_scaling, inputs_as_trained, model_class,
+                                 read_checkpoint, read_training_state, restore_rng_states,
+                                 rng_states, training_state_path)
 from _course.cli import GracefulStop, print_table, prose, section
 from _course.figures import setup_figures
 from _course.files import (DATA_DIR, MNIST_FILES, ROOT, FriendlyError, atomic_path,
@@ -177,10 +178,9 @@ def load_mnist_tensors(root: Path = DATA_DIR, files: dict = MNIST_FILES):
 def train_val_split(n: int, val_size: int = VAL_SIZE):
     """Indices (train, validation) of a fixed random split of the n training images.
 
-    Random, because the file's order could hide a pattern (e.g. writers grouped
-    together); fixed (SPLIT_SEED), so that every run and every script is judged on the
-    same validation images and results stay comparable.
-    """
+    Random, because the file's order could hide a pattern (e.g. writers grouped together);
+    fixed (SPLIT_SEED), so that every run and script is judged on the same validation
+    images and results stay comparable."""
     if not 0 < val_size < n:
         raise FriendlyError(f"val_size must be between 1 and {n - 1}, got {val_size}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
@@ -212,8 +212,7 @@ class TensorLoader:
     def __iter__(self):
         n = len(self.y)
         if self.shuffle:  # a new order every epoch: batches never repeat in lockstep
-            # Drawn on the CPU from our own generator, then moved: the same order on
-            # every device.
+            # (drawn on the CPU from our own generator: the same order on every device)
             order = torch.randperm(n, generator=self.generator).to(self.y.device)
             for i in range(0, n, self.batch_size):
                 idx = order[i:i + self.batch_size]
@@ -248,9 +247,9 @@ def load_mnist_data(batch_size=64, val_size=VAL_SIZE, subset=None, device="cpu",
     - test (10,000): looked at once, at the end, for an honest estimate of accuracy on
       new images. Choose with it and it is no longer a test.
     Training batches are shuffled so that each gradient step sees a mix of digits;
-    evaluation uses large batches (no gradients are stored, so memory is no issue).
-    subset keeps the first `subset` images of the (random) training split; label_noise
-    corrupts that fraction of the training labels (validation and test stay clean).
+    evaluation uses large batches (no gradients are stored, so memory is no issue). subset
+    keeps the first `subset` images of the (random) training split; label_noise corrupts
+    that fraction of the training labels (validation and test stay clean).
     """
     train_X, train_y, test_X, test_y = load_mnist_tensors(root, files)
     train_idx, val_idx = train_val_split(len(train_y), val_size)
@@ -949,13 +948,13 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     """Load a checkpoint; return (model, checkpoint dict).
 
     weights_only=True restricts torch.load to tensors and plain containers (dicts, lists,
-    numbers, strings): it is designed to refuse every other object, so that a file
-    cannot make it run code, as a full unpickle would. "Designed": its unpickler has had
-    bypasses (CVE-2025-32434, fixed in torch 2.6, the floor in requirements.txt), so keep
-    torch up to date and still load only files from sources you trust.
-    Given `model`, the weights are loaded into it (after checking it is the architecture
-    the file holds); otherwise the model is rebuilt from the class and arguments the file
-    records.
+    numbers, strings): it is designed to refuse every other object, so that a file cannot
+    make it run code, as a full unpickle would. "Designed": its unpickler has had bypasses
+    (CVE-2025-32434, fixed in torch 2.6, the floor in requirements.txt), so keep torch up
+    to date and still load only files from sources you trust. Given `model`, the weights
+    are loaded into it (after checking it is the architecture the file holds); otherwise
+    the model is rebuilt from the class and arguments the file records (one trained on
+    unit or raw pixels, 03 --inputs, gets a hook that converts standardized inputs).
     """
     path = Path(path)
     checkpoint = read_checkpoint(path)  # torch.load(path, weights_only=True), checked
@@ -967,6 +966,7 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
         except Exception as err:  # unknown or invalid constructor arguments
             raise CheckpointError(f"{path}: {cls.__name__}(**{kwargs}) cannot be built "
                                   f"({type(err).__name__}: {err})") from err
+        inputs_as_trained(model, input_scaling(checkpoint, INPUT_SCALINGS), MNIST_MEAN, MNIST_STD)
     elif type(model).__name__ != checkpoint.get("model_class"):
         raise CheckpointError(f"{path} holds a {checkpoint.get('model_class')}, "
                               f"not a {type(model).__name__}")

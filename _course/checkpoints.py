@@ -25,7 +25,8 @@ __all__ = [  # what dl_utils re-exports
     "TRAINING_STATE", "MAY_DIFFER", "training_state_path", "numpy_rng_state",
     "read_training_state", "STATE_ENTRIES", "check_state_entries", "CheckpointError",
     "first_detail", "read_checkpoint", "rng_states", "restore_rng_states", "LESSON_MODULE",
-    "model_class", "largest_difference", "first_step_size", "print_resume_proof",
+    "model_class", "input_scaling", "inputs_as_trained", "largest_difference",
+    "first_step_size", "print_resume_proof",
     "COURSE_MODELS", "compare_with_course", "changed_settings_note",
 ]
 
@@ -225,6 +226,39 @@ def model_class(checkpoint: dict, own, import_lesson) -> type:
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise CheckpointError(f"{module_name}.py defines no model class {class_name!r}")
     return cls
+
+
+def input_scaling(recipe: dict, scalings) -> str:
+    """The pixel scaling a model was trained on: what 03 --inputs recorded in a checkpoint's
+    settings, or an ensemble's member recipe (13) as "inputs"; standardized if neither."""
+    scaling = recipe.get("inputs", (recipe.get("hparams") or {}).get("inputs", "standardized"))
+    if scaling not in scalings:
+        raise CheckpointError(f"the model was trained on inputs scaled {scaling!r}, which "
+                              f"this course does not know (it knows {', '.join(scalings)})")
+    return scaling
+
+
+class InputsAsTrained:
+    """A forward pre-hook: runs before forward() and hands it x converted from the course's
+    standardized inputs back to the pixels the model was trained on (03 --inputs: unit,
+    x / 255; raw, the bytes). Every lesson feeds standardized batches; with this hook a
+    model trained on other ones still sees what it was trained on. A class, not a lambda,
+    so that the model stays picklable (04 pickles one to show why that is unsafe)."""
+
+    def __init__(self, scaling, mean, std):
+        self.scaling, self.mean, self.std = scaling, mean, std
+
+    def __call__(self, module, args):
+        x = args[0] * self.std + self.mean  # standardized -> unit: normalize() undone
+        return (x * 255 if self.scaling == "raw" else x, *args[1:])
+
+
+def inputs_as_trained(model, scaling, mean, std):
+    """The model, fed through InputsAsTrained unless it was trained on standardized inputs
+    (the weights, the class and the state_dict stay as they are)."""
+    if scaling != "standardized":
+        model.register_forward_pre_hook(InputsAsTrained(scaling, mean, std))
+    return model
 
 
 # ---- Measuring a resume (03 --check-resume) -------------------------------------------

@@ -278,6 +278,30 @@ def test_missing_and_truncated_checkpoints(saved, tmp_path):
         dl_utils.load_checkpoint(plain)
 
 
+@pytest.mark.parametrize("scaling", list(dl_utils.INPUT_SCALINGS))
+def test_a_model_trained_on_other_pixels_is_fed_standardized_ones_through_a_hook(
+        scaling, tmp_path):
+    """03 --inputs unit or raw: the loaded model, given what every lesson feeds it
+    (standardized pixels), computes what the trained one computed on its own pixels."""
+    torch.manual_seed(0)
+    model = dl_utils.SimpleNN(hidden_size=16)
+    path = dl_utils.save_checkpoint(tmp_path / "m.pt", model, {"hidden_size": 16},
+                                    hparams={"inputs": scaling})
+    loaded = dl_utils.load_checkpoint(path)[0]
+    X = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(loaded(dl_utils.normalize(X)),
+                              model(dl_utils.normalize(X, scaling)), atol=1e-4)
+        if scaling != "standardized":  # without the hook: another answer
+            assert not torch.allclose(model(dl_utils.normalize(X)), loaded(dl_utils.normalize(X)))
+    assert bool(loaded._forward_pre_hooks) == (scaling != "standardized")
+    torch.save(loaded, tmp_path / "whole.pt")  # still picklable (04 pickles what it loads)
+    torch.save({**torch.load(path, weights_only=True), "hparams": {"inputs": "cmyk"}},
+               tmp_path / "odd.pt")
+    with pytest.raises(dl_utils.CheckpointError, match="inputs scaled 'cmyk'"):
+        dl_utils.load_checkpoint(tmp_path / "odd.pt")
+
+
 def test_checkpoint_of_another_architecture_is_refused(saved):
     path, _ = saved
     train03 = lesson("03_train_mnist")

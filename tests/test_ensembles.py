@@ -41,6 +41,25 @@ def test_the_ensemble_outputs_the_log_of_its_members_averaged_probabilities():
                               expected, atol=1e-3)  # averaged logits: another ensemble
 
 
+def test_a_member_trained_on_raw_pixels_sees_raw_pixels_in_the_ensemble(tmp_path):
+    """13 records each member's input scaling (03 --inputs) in its recipe; the ensemble,
+    fed standardized inputs, gives that member the bytes it was trained on."""
+    torch.manual_seed(0)
+    raw = dl_utils.SimpleNN(hidden_size=8)
+    path = dl_utils.save_checkpoint(tmp_path / "raw.pt", raw, {"hidden_size": 8},
+                                    hparams={"inputs": "raw"})
+    members = m13().load_members([path], "cpu")
+    assert members[0]["recipe"]["inputs"] == "raw"
+    ensemble = m13().Ensemble([members[0]["recipe"]]).eval()
+    ensemble.load_state_dict({f"members.0.{k}": v for k, v in raw.state_dict().items()})
+    X = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = raw(dl_utils.normalize(X, "raw")).log_softmax(dim=1)
+        assert torch.allclose(ensemble(dl_utils.normalize(X)), expected, atol=1e-5)
+        assert torch.allclose(members[0]["model"](dl_utils.normalize(X)).log_softmax(dim=1),
+                              expected, atol=1e-5)
+
+
 def test_a_vote_counts_members_and_a_tie_goes_to_the_probabilities():
     # three members, one digit: two say 3 (barely), one says 5 (very sure)
     logits = torch.full((3, 1, 10), -10.0)

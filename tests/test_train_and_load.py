@@ -46,7 +46,7 @@ def test_04_reproduces_the_accuracy_03_reported(trained):
     benchmark_reads("04_load_model.py", result.stdout)
     saved = torch.load(path, weights_only=True)["metrics"]["test_acc"]
     assert f"reported at training  {round(saved * 10000):,} / 10,000" in result.stdout
-    assert "identical" in result.stdout
+    assert "Same weights, same data, eval mode: identical." in result.stdout
     assert "Trained on: MNIST's training split (never its validation or test images)" \
         in result.stdout
     # the whole-model route fails for the two reasons the lesson explains
@@ -244,3 +244,19 @@ def test_the_loss_and_accuracy_sentence_follows_the_numbers(acc, loss, says, nev
     text = lesson("03_train_mnist").best_epochs_explained(
         {"val_acc": acc, "val_loss": loss}, 5000)
     assert says in text and never not in text
+
+
+def test_04_feeds_a_model_trained_on_raw_pixels_what_it_was_trained_on(tmp_path):
+    """03 --inputs raw records its scaling; 04 (like 8, 9, 13 and the benchmarks, through
+    load_checkpoint) feeds the model standardized batches, converted back by a hook: the
+    accuracy it recomputes is the one 03 measured on raw bytes."""
+    path = tmp_path / "raw.pt"
+    result = run_script("03_train_mnist.py", *QUICK, "--inputs", "raw", "--checkpoint", path,
+                        inline=True)
+    assert result.returncode == 0, result.stderr
+    result = run_script("04_load_model.py", "--checkpoint", path, inline=True)
+    assert result.returncode == 0, result.stderr
+    saved = torch.load(path, weights_only=True)["metrics"]["test_acc"]
+    assert f"reported at training  {round(saved * 10000):,} / 10,000" in result.stdout
+    assert "Same weights, same data, eval mode: identical." in result.stdout
+    assert "Inputs: raw;" in result.stdout
