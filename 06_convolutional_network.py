@@ -47,34 +47,36 @@ BACKGROUND = (0 - dl_utils.MNIST_MEAN) / dl_utils.MNIST_STD  # a black pixel, no
 
 
 def conv_block(c_in, c_out, batch_norm):
-    """A 3x3 convolution (padding=1 keeps the size), [batch norm], ReLU, 2x2 max pooling.
+    """A 3x3 convolution (padding=1 keeps the size), [batch norm], 2x2 max pooling, ReLU.
 
     Batch norm (lesson 7 takes it apart, on an MLP) standardizes each feature map over the
     batch and all positions, then scales and shifts it by two learned numbers per map: the
     next layer sees inputs on a steady scale whatever the weights before it do, which makes
     large learning rates safer; its shift makes the convolution's bias redundant. Training
     uses the batch's statistics, eval() running averages (lesson 4). Two more passes over
-    every map: whether it pays here, the README's lesson 6 table says (--batch-norm)."""
+    every map: whether it pays here, the README's lesson 6 table says (--batch-norm).
+    ReLU usually comes before the pooling. After it, the numbers are the same (the largest
+    of four values, then ReLU, equals ReLU, then the largest: both are increasing; a test
+    checks outputs and gradients), and ReLU and its gradient touch a quarter as many values."""
     conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not batch_norm)
     norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
-    return nn.Sequential(conv, *norm, nn.ReLU(), nn.MaxPool2d(2))
+    return nn.Sequential(conv, *norm, nn.MaxPool2d(2), nn.ReLU())
 
 
 class SmallCNN(nn.Module):
     """Two convolution blocks and a small classifier (the script prints its size).
 
     A convolution slides a small filter (3x3 here) over the image and computes at every
-    position the same weighted sum of the 9 pixels under it. The same 9 weights serve
-    every position (weight sharing): 16 filters on a 28x28 image cost 16*9+16 = 160
-    parameters, where a fully connected layer to the same 16x28x28 outputs would need
-    about 10 million. Each filter becomes a detector (an edge, a stroke end, a curve);
-    its output, a "feature map", says where in the image that feature is.
-    Max pooling keeps the strongest response in each 2x2 patch: the map halves in size,
-    and a feature moved by a pixel mostly gives the same output (a little translation
-    invariance). The second block combines the first block's features into larger
-    ones (loops, crossings) over a wider area. The classifier reads the 64 maps of 7x7
-    positions through a small hidden layer, which lets it combine features
-    non-linearly ("a loop on top AND a stroke below"); hidden_size=0 removes it.
+    position the same weighted sum of the 9 pixels under it. The same 9 weights serve every
+    position (weight sharing): 16 filters on a 28x28 image cost 16*9+16 = 160 parameters,
+    where a fully connected layer to the same 16x28x28 outputs would need about 10 million.
+    Each filter becomes a detector (an edge, a stroke end, a curve); its output, a "feature
+    map", says where in the image that feature is. Max pooling keeps the strongest response
+    in each 2x2 patch: the map halves in size, and a feature moved by a pixel mostly gives
+    the same output (a little translation invariance). The second block combines the first
+    block's features into larger ones (loops, crossings) over a wider area. The classifier
+    reads the 64 maps of 7x7 positions through a small hidden layer, which lets it combine
+    features non-linearly ("a loop on top AND a stroke below"); hidden_size=0 removes it.
     """
 
     def __init__(self, channels=CHANNELS, hidden_size=CNN_HIDDEN, batch_norm=False,
@@ -229,7 +231,7 @@ def parse_args(argv=None):
     parser.add_argument("--channels", type=dl_utils.positive_int, nargs=2, default=CHANNELS,
                         metavar=("C1", "C2"),
                         help=f"filters in the two blocks (default: {CHANNELS[0]} {CHANNELS[1]})")
-    parser.add_argument("--hidden-size", type=int, default=CNN_HIDDEN,
+    parser.add_argument("--hidden-size", type=dl_utils.count, default=CNN_HIDDEN,
                         help="hidden units in the classifier, 0 for none (default: %(default)s)")
     parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=BATCH_NORM,
                         help="batch norm in each block (conv_block) (default: %(default)s)")
@@ -257,8 +259,6 @@ def parse_args(argv=None):
     dl_utils.add_results_arg(parser)
     dl_utils.add_common_args(parser, seed=SEED)
     args = parser.parse_args(argv)
-    if args.hidden_size < 0:
-        parser.error("--hidden-size must be 0 or more")
     if args.checkpoint is None:
         args.checkpoint = str(MLP_CHECKPOINT if args.arch == "mlp" else CHECKPOINT)
     return args

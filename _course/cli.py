@@ -27,7 +27,7 @@ from _course.files import OUTPUT_DIR, FriendlyError, atomic_path, display_path
 
 __all__ = [  # what dl_utils re-exports
     "hardware_info", "section", "prose", "format_table", "print_table", "kept_model_path",
-    "save_results", "add_resume_args", "positive_int", "positive_float", "fraction",
+    "save_results", "add_resume_args", "positive_int", "count", "positive_float", "fraction",
     "port_number", "check_port_free", "output_file", "make_parser", "add_common_args",
     "add_training_args", "add_results_arg", "run_main", "GracefulStop", "train_over_seeds",
     "save_run_results",
@@ -138,6 +138,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0 (where 0 means "none", e.g. no hidden layer)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 

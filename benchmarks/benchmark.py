@@ -9,7 +9,7 @@ Measurements in one run:
    settings, and the accuracy it reached; where lesson 3's time goes.
 3. Lesson 8's DataLoader with 0 and 2 worker processes (small PNGs, larger JPEGs),
    lesson 10 with 1 and 2 processes: seconds per epoch; lesson 6's training step with
-   its feature maps stored contiguous and channels_last.
+   its feature maps stored contiguous and channels_last, and with ReLU before pooling.
 4. The test suite's time, beside make run's (its budget: no longer than make run).
 It prints markdown tables (the README's "Expected results" come from them) and writes
 results/benchmarks.json with the hardware.
@@ -232,19 +232,31 @@ def distributed_timing(quick):
     return runs
 
 
+def relu_first(model):
+    """The CNN with the usual block order, ReLU before the pooling (06 pools first: the
+    same numbers, a test checks), to time what the order saves."""
+    for name in ("block1", "block2"):
+        *front, pool, relu = getattr(model, name)
+        setattr(model, name, torch.nn.Sequential(*front, relu, pool))
+    return model
+
+
 def memory_formats(quick, rounds=5):
     """Lesson 6's CNN (dl_utils' copy, 06's defaults): milliseconds per training step
-    (batch 64, Adam) with contiguous and with channels_last weights, the two alternated
-    so that both see the same machine; the median round of each."""
+    (batch 64, Adam) with contiguous and with channels_last weights, and channels_last
+    with ReLU before the pooling, alternated so that all see the same machine; the
+    median round of each."""
     train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
     X, y = dl_utils.normalize(train_X[:64]), train_y[:64]
     steps = 5 if quick else 60
-    formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-    times = {name: [] for name in formats}
+    variants = {"contiguous": lambda m: m, "channels_last": lambda m: m.to(
+        memory_format=torch.channels_last), "relu_first": lambda m: relu_first(m).to(
+        memory_format=torch.channels_last)}
+    times = {name: [] for name in variants}
     for _ in range(1 if quick else rounds):
-        for name in times:
+        for name, make in variants.items():
             torch.manual_seed(0)
-            model = dl_utils.SmallCNN().to(memory_format=formats[name])
+            model = make(dl_utils.SmallCNN())
             optimizer = torch.optim.Adam(model.parameters())
             for step in range(steps + 10):  # 10 warm-up steps: oneDNN prepares its kernels
                 if step == 10:
@@ -255,7 +267,8 @@ def memory_formats(quick, rounds=5):
                 optimizer.step()
             times[name].append(1000 * (time.perf_counter() - start) / steps)
     ms = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
-    return {**ms, "ratio": ms["contiguous"] / ms["channels_last"]}
+    return {**ms, "ratio": ms["contiguous"] / ms["channels_last"],
+            "order_ratio": ms["relu_first"] / ms["channels_last"]}
 
 
 def test_suite_seconds():
@@ -441,6 +454,10 @@ def report(record):
                   f"{m['contiguous']:.1f} ms with contiguous feature maps, "
                   f"{m['channels_last']:.1f} ms with channels_last (06's default on the CPU): "
                   f"**{m['ratio']:.2f}x** as fast, alternated in one run."]
+        if "relu_first" in m:  # (records before 2026-12-06 lack it)
+            parts[-1] += (f" With ReLU before the pooling, the usual order (06 pools first: "
+                          f"the same numbers), {m['relu_first']:.1f} ms: pooling first is "
+                          f"**{m['order_ratio']:.2f}x** as fast.")
     if record.get("test_suite_seconds"):
         suite, run = record["test_suite_seconds"], record["make_run_seconds"]
         parts += ["", f"The test suite (`make test` without its install and lint): "

@@ -45,6 +45,33 @@ def test_random_shift_moves_each_image_within_bounds():
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
+def test_relu_after_the_pooling_computes_what_relu_before_it_does(batch_norm):
+    """conv_block pools, then applies ReLU: the same outputs and gradients, bit for bit,
+    as the usual order (ReLU, then pool), here built by hand from the same layers, and
+    over several Adam steps (a tie or a negative patch would show in the gradients)."""
+    m = lesson("06_convolutional_network")
+    torch.manual_seed(0)
+    ours = m.SmallCNN(batch_norm=batch_norm)
+    usual = m.SmallCNN(batch_norm=batch_norm)
+    usual.load_state_dict(ours.state_dict())
+    for name in ("block1", "block2"):  # [conv, (norm,) pool, relu] -> [..., relu, pool]
+        *front, pool, relu = getattr(usual, name)
+        setattr(usual, name, torch.nn.Sequential(*front, relu, pool))
+    assert [type(x).__name__ for x in usual.block1][-2:] == ["ReLU", "MaxPool2d"]
+    steps = [torch.optim.Adam(model.parameters(), lr=3e-3) for model in (ours, usual)]
+    for _ in range(5):
+        X, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+        X[:4] = -X[:4].abs()  # some all-negative patches: ReLU's zero gradient, both ways
+        for model, optimizer in zip((ours, usual), steps):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(X), y).backward()
+            optimizer.step()
+        for p, q in zip(ours.parameters(), usual.parameters()):
+            assert torch.equal(p.grad, q.grad) and torch.equal(p, q)
+    assert torch.equal(ours.eval()(X), usual.eval()(X))
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
 def test_channels_last_changes_the_layout_not_the_numbers(batch_norm):
     """06's memory format: the same outputs and gradients as the default layout (to float
     rounding), with the feature maps really stored channel by channel inside each pixel."""
@@ -76,7 +103,7 @@ def test_batch_norm_blocks_and_older_checkpoints(tmp_path):
     torch.manual_seed(0)
     model = m.SmallCNN(batch_norm=True)
     assert [type(layer).__name__ for layer in model.block1] == [
-        "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] and model.block1[0].bias is None
+        "Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"] and model.block1[0].bias is None
     plain_convs = (1 * 9 + 1) * 32 + (32 * 9 + 1) * 64
     assert dl_utils.count_parameters(model) == 119_530 - plain_convs + 9 * 32 + 32 * 9 * 64 \
         + 2 * (32 + 64)  # two learned numbers per map
@@ -158,7 +185,11 @@ def test_benchmark_quick_mode(tmp_path):
     assert [r["processes"] for r in record["distributed"]] == [1, 2]
     layouts = record["memory_formats"]
     assert layouts["contiguous"] > 0 and layouts["channels_last"] > 0 and layouts["ratio"] > 0
+    assert layouts["relu_first"] > 0 and layouts["order_ratio"] > 0
     assert "channels_last (06's default on the CPU)" in result.stdout
+    assert "With ReLU before the pooling, the usual order" in result.stdout
+    model = lesson("benchmarks.benchmark").relu_first(dl_utils.SmallCNN())
+    assert [type(x).__name__ for x in model.block2] == ["Conv2d", "ReLU", "MaxPool2d"]
     assert record["hardware"]["cpu_cores"] >= 1
     assert "| **make run** (all, in order) |" in result.stdout and "(--quick" in result.stdout
     assert "lesson 10: processes" in result.stdout and "lesson 8: DataLoader" in result.stdout
@@ -383,3 +414,14 @@ def test_augmented_loader_without_writer_augmentations_is_the_shifted_loader():
                                        generator=torch.Generator().manual_seed(0))
         batches.append([b for b, _ in wrap(loader)])
     assert all(torch.equal(a, b) for a, b in zip(*batches))
+
+
+@pytest.mark.parametrize("value, ok", [("0", True), ("128", True), ("-1", False), ("x", False)])
+def test_06_hidden_size_is_zero_or_more(value, ok, capsys):
+    parse_args = lesson("06_convolutional_network").parse_args
+    if ok:
+        assert parse_args(["--hidden-size", value]).hidden_size == int(value)
+        return
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--hidden-size", value])
+    assert stop.value.code == 2 and "argument --hidden-size" in capsys.readouterr().err
