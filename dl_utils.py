@@ -329,10 +329,10 @@ class SimpleNN(nn.Module):
 
 
 def conv_block(c_in, c_out, batch_norm=False):
-    """3x3 convolution, [batch norm], 2x2 max pooling, ReLU: lesson 6's block (explained there)."""
+    """3x3 convolution, 2x2 max pooling, [batch norm], ReLU: lesson 6's block (explained there)."""
     conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not batch_norm)
     norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
-    return nn.Sequential(conv, *norm, nn.MaxPool2d(2), nn.ReLU())
+    return nn.Sequential(conv, nn.MaxPool2d(2), *norm, nn.ReLU())
 
 
 class SmallCNN(nn.Module):

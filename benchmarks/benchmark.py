@@ -9,7 +9,8 @@ Measurements in one run:
    settings, and the accuracy it reached; where lesson 3's time goes.
 3. Lesson 8's DataLoader with 0 and 2 worker processes (small PNGs, larger JPEGs),
    lesson 10 with 1 and 2 processes: seconds per epoch; lesson 6's training step with
-   its feature maps stored contiguous and channels_last, and with ReLU before pooling.
+   its feature maps stored contiguous and channels_last, with ReLU before pooling, and
+   with batch norm after the pooling (06 --batch-norm) and right after the convolution.
 4. The test suite's time, beside make run's (its budget: no longer than make run).
 It prints markdown tables (the README's "Expected results" come from them) and writes
 results/benchmarks.json with the hardware.
@@ -241,34 +242,50 @@ def relu_first(model):
     return model
 
 
+def norm_first(model):
+    """06 --batch-norm's CNN with batch norm in its usual place, right after the
+    convolution (06 puts it after the pooling, on a quarter of the values)."""
+    for name in ("block1", "block2"):
+        conv, pool, norm, relu = getattr(model, name)
+        setattr(model, name, torch.nn.Sequential(conv, norm, pool, relu))
+    return model
+
+
+# What memory_formats times: each builds lesson 6's CNN (dl_utils' copy) its own way
+LAST = torch.channels_last
+VARIANTS = {"contiguous": lambda: dl_utils.SmallCNN(),
+            "channels_last": lambda: dl_utils.SmallCNN().to(memory_format=LAST),
+            "relu_first": lambda: relu_first(dl_utils.SmallCNN()).to(memory_format=LAST),
+            "batch_norm": lambda: dl_utils.SmallCNN(batch_norm=True).to(memory_format=LAST),
+            "norm_first": lambda: norm_first(dl_utils.SmallCNN(batch_norm=True)).to(
+                memory_format=LAST)}
+
+
 def memory_formats(quick, rounds=5):
-    """Lesson 6's CNN (dl_utils' copy, 06's defaults): milliseconds per training step
-    (batch 64, Adam) with contiguous and with channels_last weights, and channels_last
-    with ReLU before the pooling, alternated so that all see the same machine; the
-    median round of each."""
+    """Lesson 6's CNN (06's defaults): milliseconds per training step (batch 64, Adam)
+    with contiguous and with channels_last feature maps, with ReLU before the pooling,
+    and with batch norm after the pooling (06 --batch-norm) and in its usual place
+    (VARIANTS), alternated so that all see the same machine; the median round of each."""
     train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
     X, y = dl_utils.normalize(train_X[:64]), train_y[:64]
     steps = 5 if quick else 60
-    variants = {"contiguous": lambda m: m, "channels_last": lambda m: m.to(
-        memory_format=torch.channels_last), "relu_first": lambda m: relu_first(m).to(
-        memory_format=torch.channels_last)}
-    times = {name: [] for name in variants}
+    times = {name: [] for name in VARIANTS}
     for _ in range(1 if quick else rounds):
-        for name, make in variants.items():
+        for name, make in VARIANTS.items():
             torch.manual_seed(0)
-            model = make(dl_utils.SmallCNN())
+            model = make()
             optimizer = torch.optim.Adam(model.parameters())
             for step in range(steps + 10):  # 10 warm-up steps: oneDNN prepares its kernels
                 if step == 10:
                     start = time.perf_counter()
-                loss = torch.nn.functional.cross_entropy(model(X), y)
                 optimizer.zero_grad()
-                loss.backward()
+                torch.nn.functional.cross_entropy(model(X), y).backward()
                 optimizer.step()
             times[name].append(1000 * (time.perf_counter() - start) / steps)
     ms = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
-    return {**ms, "ratio": ms["contiguous"] / ms["channels_last"],
-            "order_ratio": ms["relu_first"] / ms["channels_last"]}
+    last = ms["channels_last"]
+    return {**ms, "ratio": ms["contiguous"] / last, "order_ratio": ms["relu_first"] / last,
+            "norm_ratio": ms["batch_norm"] / last, "norm_first_ratio": ms["norm_first"] / last}
 
 
 def test_suite_seconds():
@@ -458,6 +475,11 @@ def report(record):
             parts[-1] += (f" With ReLU before the pooling, the usual order (06 pools first: "
                           f"the same numbers), {m['relu_first']:.1f} ms: pooling first is "
                           f"**{m['order_ratio']:.2f}x** as fast.")
+        if "norm_first" in m:  # (records before 2026-12-06 lack it)
+            parts[-1] += (f" Batch norm (06 --batch-norm) after the pooling: "
+                          f"{m['batch_norm']:.1f} ms, {m['norm_ratio']:.2f}x the step without "
+                          f"it; in its usual place, right after the convolution: "
+                          f"{m['norm_first']:.1f} ms, {m['norm_first_ratio']:.2f}x.")
     if record.get("test_suite_seconds"):
         suite, run = record["test_suite_seconds"], record["make_run_seconds"]
         parts += ["", f"The test suite (`make test` without its install and lint): "

@@ -44,19 +44,18 @@ def test_random_shift_moves_each_image_within_bounds():
     assert torch.equal(m.random_shift(X, 0), X)
 
 
-@pytest.mark.parametrize("batch_norm", [False, True])
-def test_relu_after_the_pooling_computes_what_relu_before_it_does(batch_norm):
+def test_relu_after_the_pooling_computes_what_relu_before_it_does():
     """conv_block pools, then applies ReLU: the same outputs and gradients, bit for bit,
     as the usual order (ReLU, then pool), here built by hand from the same layers, and
     over several Adam steps (a tie or a negative patch would show in the gradients)."""
     m = lesson("06_convolutional_network")
     torch.manual_seed(0)
-    ours = m.SmallCNN(batch_norm=batch_norm)
-    usual = m.SmallCNN(batch_norm=batch_norm)
+    ours = m.SmallCNN()
+    usual = m.SmallCNN()
     usual.load_state_dict(ours.state_dict())
-    for name in ("block1", "block2"):  # [conv, (norm,) pool, relu] -> [..., relu, pool]
-        *front, pool, relu = getattr(usual, name)
-        setattr(usual, name, torch.nn.Sequential(*front, relu, pool))
+    for name in ("block1", "block2"):  # [conv, pool, relu] -> [conv, relu, pool]
+        conv, pool, relu = getattr(usual, name)
+        setattr(usual, name, torch.nn.Sequential(conv, relu, pool))
     assert [type(x).__name__ for x in usual.block1][-2:] == ["ReLU", "MaxPool2d"]
     steps = [torch.optim.Adam(model.parameters(), lr=3e-3) for model in (ours, usual)]
     for _ in range(5):
@@ -103,7 +102,7 @@ def test_batch_norm_blocks_and_older_checkpoints(tmp_path):
     torch.manual_seed(0)
     model = m.SmallCNN(batch_norm=True)
     assert [type(layer).__name__ for layer in model.block1] == [
-        "Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"] and model.block1[0].bias is None
+        "Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"] and model.block1[0].bias is None
     plain_convs = (1 * 9 + 1) * 32 + (32 * 9 + 1) * 64
     assert dl_utils.count_parameters(model) == 119_530 - plain_convs + 9 * 32 + 32 * 9 * 64 \
         + 2 * (32 + 64)  # two learned numbers per map
@@ -186,10 +185,15 @@ def test_benchmark_quick_mode(tmp_path):
     layouts = record["memory_formats"]
     assert layouts["contiguous"] > 0 and layouts["channels_last"] > 0 and layouts["ratio"] > 0
     assert layouts["relu_first"] > 0 and layouts["order_ratio"] > 0
+    assert min(layouts[k] for k in ("batch_norm", "norm_first", "norm_ratio")) > 0
     assert "channels_last (06's default on the CPU)" in result.stdout
     assert "With ReLU before the pooling, the usual order" in result.stdout
     model = lesson("benchmarks.benchmark").relu_first(dl_utils.SmallCNN())
     assert [type(x).__name__ for x in model.block2] == ["Conv2d", "ReLU", "MaxPool2d"]
+    model = lesson("benchmarks.benchmark").norm_first(dl_utils.SmallCNN(batch_norm=True))
+    assert [type(x).__name__ for x in model.block2] == [
+        "Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"]
+    assert "in its usual place, right after the convolution" in result.stdout
     assert record["hardware"]["cpu_cores"] >= 1
     assert "| **make run** (all, in order) |" in result.stdout and "(--quick" in result.stdout
     assert "lesson 10: processes" in result.stdout and "lesson 8: DataLoader" in result.stdout

@@ -280,7 +280,7 @@ def test_forgetting_is_judged_by_the_exact_coin_flip_test(fixed, broken, p):
 
 @pytest.mark.parametrize("train_only", ["classifier", "all"])
 def test_frozen_blocks_keep_their_batch_norm_statistics(train_only):
-    """08b --train-only classifier: a frozen block's batch norm (06's default CNN) stays in
+    """08b --train-only classifier: a frozen block's batch norm (06 --batch-norm) stays in
     eval mode while the model trains, so its running statistics stay MNIST's; with "all"
     they follow the new images, as training mode does."""
     m = lesson("08b_fine_tuning")
