@@ -21,9 +21,10 @@ Test accuracy appears only for the defaults, as the reported figure. Sections:
     architectures   the MLP, CNN, GRU and ViT (03, 06, 11, 12), each with its defaults
     vit_sizes the ViT against the CNN at equal steps on 1,000 / 5,000 / 55,000 images (12)
     claims    the original tutorial's claims, one measurement each, with a verdict
-Results go to results/tables.json (reused: a command line already run, with the lesson
-file unchanged since, is not run again), markdown to stdout, and with --update-readme
-into the README between <!-- tables:SECTION:start --> and <!-- tables:SECTION:end -->.
+Results go to results/tables.json (reused: a command line already run, with the lesson,
+dl_utils.py and _course/ unchanged since, is not run again), markdown to stdout, and
+with --update-readme into the README between <!-- tables:SECTION:start --> and
+<!-- tables:SECTION:end -->.
 The lessons' own outputs (models, figures) go to a temporary folder: your files stay.
 
 Run it (it is not part of `make run`; the README says how long it took):
@@ -120,8 +121,14 @@ def parse_args(argv=None):
 # --------------------------------------------------------------------------------------
 # Measuring: one row = one lesson command line, run once per seed in its own process
 # --------------------------------------------------------------------------------------
-def file_hash(script):
-    return hashlib.sha256((ROOT / SCRIPTS[script]).read_bytes()).hexdigest()[:12]
+def file_hash(script, root=ROOT):
+    """What a cached run is valid for: the lesson file and the shared code every lesson
+    runs (dl_utils.py, _course/*.py). A change to either runs it again."""
+    files = [root / SCRIPTS[script], root / "dl_utils.py", *sorted((root / "_course").glob("*.py"))]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 class Runner:

@@ -429,3 +429,18 @@ def test_06_hidden_size_is_zero_or_more(value, ok, capsys):
     with pytest.raises(SystemExit) as stop:
         parse_args(["--hidden-size", value])
     assert stop.value.code == 2 and "argument --hidden-size" in capsys.readouterr().err
+
+
+def test_a_cached_table_run_is_redone_when_the_shared_code_changes(tmp_path):
+    """benchmarks/tables.py reuses a run only while the lesson, dl_utils.py and _course/
+    are what ran it: a change to the training loop in dl_utils changes every lesson's."""
+    file_hash = lesson("benchmarks.tables").file_hash
+    for name in ("06_convolutional_network.py", "dl_utils.py", "_course/cli.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(f"# {name}\n")
+    before = file_hash("06", tmp_path)
+    assert file_hash("06", tmp_path) == before
+    for name in ("dl_utils.py", "_course/cli.py", "06_convolutional_network.py"):
+        (tmp_path / name).write_text("# changed\n")
+        assert file_hash("06", tmp_path) != before
+        before = file_hash("06", tmp_path)
