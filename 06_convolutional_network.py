@@ -57,9 +57,9 @@ def conv_block(c_in, c_out, batch_norm):
     sees inputs on a steady scale whatever the weights before it do, which makes large learning
     rates safer; its shift makes the convolution's bias redundant. Training uses the batch's
     statistics, eval() running averages (lesson 4). Its usual place is right after the
-    convolution; after the pooling it too works on a quarter of the values (on the CPU,
-    measured: 1.6x the time per step there, nothing extra here). What it gains: the README's
-    lesson 6 table (--batch-norm)."""
+    convolution; after the pooling it too works on a quarter of the values (`make bench` times
+    a training step with it in each place). What it gains: the README's lesson 6 table
+    (--batch-norm)."""
     conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not batch_norm)
     norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
     return nn.Sequential(conv, nn.MaxPool2d(2), *norm, nn.ReLU())
