@@ -301,6 +301,8 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     sizes = tables.section_ensemble_size(runner, 2)  # copies again: ties go to the smaller
     assert "| 2 CNNs (2 ensembles) |" in sizes and "Chosen on validation: **1 CNN**" in sizes
     assert "| 1 + 1 with `--augment affine blur` (2 ensembles) |" in sizes
+    assert "| 1 CNN, the recipe before 2026-12 (`--channels 16 32 --augment`" in sizes
+    assert "| 1 CNN minus that one [95%, unpaired] |" in sizes
     assert sorted(p.name for p in tables.ensemble_dir().glob("*.pt")) == sorted(
         [f"cnn_seed{s}.pt" for s in tables.ENSEMBLE_SEEDS[:4]]
         + [f"cnn_affine_blur_seed{s}.pt" for s in tables.MIXED_SEEDS[:2]])  # for lesson 13
@@ -315,6 +317,27 @@ def test_the_ensemble_size_is_the_best_writer_score_not_worse_on_mnist():
     assert t.choose_size(sizes(k1=[(0.99, 0.98)], k2=[(0.992, 0.985)], k3=[(0.98, 0.99)])) == 2
     assert t.choose_size(sizes(k1=[(0.99, 0.98)], k2=[(0.99, 0.99)], k4=[(0.99, 0.99)])) == 2
     assert t.choose_size(sizes(k1=[(0.99, 0.98)], k2=[(0.985, 0.99), (0.99, 0.99)])) == 1
+
+
+def test_welchs_interval_matches_scipy_and_the_goals_sentence_follows_it():
+    """The chosen ensembles against the old recipe's runs share no seeds: Welch's interval,
+    checked against scipy's, and the sentence under the table follows its sign."""
+    t = lesson("benchmarks.tables")
+    stats = pytest.importorskip("scipy.stats")  # (scikit-learn, a requirement, needs scipy)
+    a, b = [0.9921, 0.9925], [0.9898, 0.9910, 0.9902, 0.9889, 0.9921]
+    ours = t.unpaired_difference(a, b)
+    theirs = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert ours["low"] == pytest.approx(theirs.low, abs=1e-6)
+    assert ours["high"] == pytest.approx(theirs.high, abs=1e-6)
+    assert ours["mean"] == pytest.approx(sum(a) / 2 - sum(b) / 5)
+    chosen = [{"MNIST test %": 0.9947, "scikit-learn digits %": 0.9719}]
+    up = {"n": 2, "mean": 0.002, "low": 0.001, "high": 0.003}
+    flat = {"n": 2, "mean": 0.002, "low": -0.001, "high": 0.005}
+    assert "first 5,000 (its harder writers) better than one CNN" in t.size_goals(
+        chosen, 6, {"first 5,000 %": up})
+    assert "not clearly different from one CNN of the recipe before 2026-12" in t.size_goals(
+        chosen, 6, {"first 5,000 %": flat})
+    assert "MNIST test 99.47% (at or above" in t.size_goals(chosen, 6, {"first 5,000 %": up})
 
 
 def test_the_writer_augmentation_is_chosen_by_its_intervals():
