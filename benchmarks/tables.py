@@ -307,6 +307,7 @@ def confirm_writers(runner, found):
     """The exploration's choice, or else its leader (writer_leader), against shifts only on
     fresh seeds: one pre-specified question, a 95% interval."""
     leader, chosen_before = writer_leader(found)
+    row = "choice" if chosen_before else "leader"
     if leader is None:
         return "No row to confirm: every augmentation cost MNIST's validation accuracy."
     runs = {name: [runner.run("06", [*WRITER_WIDTH, *flags, "--seed", str(s)])
@@ -321,16 +322,16 @@ def confirm_writers(runner, found):
              mean("val_drawn_acc", name), mean("val_8x8_acc", name)] for name in runs]
     test = dl_utils.mean_se(r["test_acc"] for r in runs[leader if chosen else "reference"])
     return "\n".join([
-        f"The {'choice' if chosen_before else 'leader'}, `--augment {leader}`, again on "
+        f"The {row}, `--augment {leader}`, again on "
         f"fresh seeds "
         f"{WRITER_CONFIRM_SEEDS[0]}-{WRITER_CONFIRM_SEEDS[-1]} (seeds 0-2 chose it, so they "
         "cannot also confirm it): one question, at 95%.", "",
         markdown(["--augment", "val acc %", "re-drawn %", "8x8 %"], rows), "",
-        f"Writer score, leader minus shifts only: {interval(w)}; MNIST validation: "
+        f"Writer score, {row} minus shifts only: {interval(w)}; MNIST validation: "
         f"{interval(v)}. " + (f"Confirmed on fresh seeds: **--augment {leader}** reads "
                              "the writer stand-ins better." if chosen else
                              "Not confirmed: shifts only stays the choice.")
-        + f" MNIST test accuracy of {'the leader' if chosen else 'shifts only'} over these "
+        + f" MNIST test accuracy of {'the ' + row if chosen else 'shifts only'} over these "
         f"seeds, reported once: **{points(*test)}%**."])
 
 
