@@ -45,6 +45,7 @@ import random
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ from _course.checkpoints import (MAY_DIFFER, TRAINING_STATE, CheckpointError, fi
                                  input_scaling, inputs_as_trained, model_class,
                                  read_checkpoint, read_training_state, restore_rng_states,
                                  rng_states, training_state_path)
-from _course.cli import GracefulStop, print_table, prose, section
+from _course.cli import GracefulStop, print_table, prose, script_defaults, section
 from _course.figures import setup_figures
 from _course.files import (DATA_DIR, MNIST_FILES, ROOT, FriendlyError, atomic_path,
                            display_path, prepare_mnist, read_idx)
@@ -222,13 +223,13 @@ class TensorLoader:
                 yield self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
 
 
-def flip_labels(y: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
-    """A copy of y with `fraction` of the labels replaced by a different, random digit.
+def flip_labels(y: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
+    """A copy of y with a `share` of the labels replaced by a different, random digit.
 
     Bad data on purpose: to measure what label noise costs (`03 --label-noise`).
     """
     y = y.clone()
-    flip = torch.randperm(len(y), generator=generator)[:round(fraction * len(y))]
+    flip = torch.randperm(len(y), generator=generator)[:round(share * len(y))]
     shift = torch.randint(1, 10, (len(flip),), generator=generator)  # 1-9: never the same
     y[flip] = (y[flip] + shift) % 10
     return y
@@ -646,6 +647,29 @@ def paired_against(runs, reference, key, names=None, other_key=None) -> dict:
             for name in names}
 
 
+def changed_predictions(before, after, y):
+    """Two models on the same images (their probabilities or logits, [N, 10]): how many
+    images went wrong -> right ("fixed") and right -> wrong ("broken"). Taught in 08b."""
+    ok_before = before.argmax(dim=1) == y
+    ok_after = after.argmax(dim=1) == y
+    fixed = int((~ok_before & ok_after).sum())
+    broken = int((ok_before & ~ok_after).sum())
+    return fixed, broken
+
+
+def coin_flip_p(fixed, broken) -> float:
+    """McNemar's exact test, the course's one test for two models on the same images
+    (taught in 08b): if the two models were equally good, each image that only one of
+    them reads right would be a fair coin flip between "fixed" and "broken"; the p-value
+    is the chance that fair coins split at least this unevenly (two-sided)."""
+    n = fixed + broken
+    if n == 0:
+        return 1.0
+    k = min(fixed, broken)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
 # --------------------------------------------------------------------------------------
 # Inspecting a model (03): its shapes and its size
 # --------------------------------------------------------------------------------------
@@ -653,27 +677,71 @@ def print_shapes(model: nn.Module, X: torch.Tensor) -> None:
     """Push one batch through `model` and print the shape after every layer.
 
     Forward hooks are functions PyTorch calls after a module runs; we use them to watch
-    the data flow without changing the model. Most shape bugs become obvious here.
+    the data flow without changing the model. Most shape bugs become obvious here: when a
+    layer fails (an edit changed a size that a later layer assumed), the rows it reached
+    are printed, then one line naming the layer and the two numbers that disagree.
     """
     rows = [["input", "", str(list(X.shape))]]
+    entered = []  # the layer now running, so that a failure can name it
+
+    def before(module, inputs, name):
+        entered.append((name, module, inputs))
 
     def record(module, inputs, output, name):
+        entered.pop()
         rows.append([name, type(module).__name__, str(list(output.shape))])
 
     # The innermost modules (those with no children): the layers that compute something.
     layers = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: record(mod, i, o, n))
-             for n, m in layers]
+    hooks = []
+    for name, layer in layers:
+        hooks.append(layer.register_forward_pre_hook(partial(_pre_hook, before, name)))
+        hooks.append(layer.register_forward_hook(partial(_post_hook, record, name)))
     was_training = model.training
     model.eval()  # so that batch norm does not update its statistics with this batch
     try:
         with torch.no_grad():
             model(X)
+    except RuntimeError as err:  # a shape mismatch, most often
+        print_table(["layer", "type", "output shape"], rows)
+        raise FriendlyError(shape_mismatch(entered, rows, err)) from err
     finally:
         model.train(was_training)
         for hook in hooks:
             hook.remove()
     print_table(["layer", "type", "output shape"], rows)
+
+
+def _pre_hook(before, name, module, inputs):
+    before(module, inputs, name)
+
+
+def _post_hook(record, name, module, inputs, output):
+    record(module, inputs, output, name)
+
+
+def shape_mismatch(entered, rows, err) -> str:
+    """One line for print_shapes: which layer failed, what it expected, what it got."""
+    if not entered:
+        return f"the model failed between its layers: {first_line(err)}"
+    name, layer, inputs = entered[-1]
+    got = list(inputs[0].shape) if inputs and torch.is_tensor(inputs[0]) else "?"
+    came_from = f" (the output of {rows[-1][0]})" if len(rows) > 1 else ""
+    if isinstance(layer, nn.Linear) and got != "?":
+        return (f"layer {name} (Linear) expects {layer.in_features:,} numbers per image "
+                f"but gets {got[-1]:,}, from a batch of shape {got}{came_from}: an "
+                f"edit upstream changed that size; set in_features={got[-1]} or change "
+                f"the edit back")
+    if isinstance(layer, nn.modules.conv._ConvNd) and got != "?" and len(got) > 1:
+        return (f"layer {name} ({type(layer).__name__}) expects {layer.in_channels} input "
+                f"channels but gets {got[1]}, shape {got}{came_from}: make in_channels "
+                f"match the layer before it")
+    return (f"layer {name} ({type(layer).__name__}) failed on input of shape "
+            f"{got}{came_from}: {first_line(err)}")
+
+
+def first_line(err) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -731,33 +799,135 @@ def report(model, loaders, device):
         n = len(loader.dataset)
         rows.append([split, f"{n:,}", f"{loss:.4f}", format_accuracy(acc, n)])
     print_table(["split", "images", "loss", "accuracy (95% interval)"], rows)
-    gap = 100 * (metrics["train_acc"] - metrics["test_acc"])
-    prose(f"""
+    prose("""
         (The interval is each split's own sampling error: where the accuracy on all
         images like these would lie, 95% of the time; dl_utils.wilson_interval and
-        accuracy_se say where it comes from.)
-        Train minus test accuracy: {gap:.2f} points. A model fits the images it was
-        trained on better than new ones; a large or growing gap is overfitting.""")
+        accuracy_se say where it comes from.)""")
+    print(gap_sentence(metrics["train_acc"], metrics["test_acc"]))
+    warn_if_below_baseline(metrics["validation_acc"], loaders[0], loaders[1])
     return metrics
+
+
+def gap_sentence(train_acc: float, test_acc: float) -> str:
+    """What the train-minus-test gap says, for the gap it is (overfitting shows as a
+    positive gap; a negative one happens when training images are harder, e.g.
+    augmented or with flipped labels, or by chance when the gap is small)."""
+    gap = 100 * (train_acc - test_acc)
+    head = f"Train minus test accuracy: {gap:+.2f} points."
+    if gap >= 0.5:
+        return (f"{head} The model fits the images it was trained on better than new "
+                f"ones; a large or growing gap is overfitting (lesson 7).")
+    if gap > -0.5:
+        return f"{head} Within half a point: no sign of overfitting."
+    return (f"{head} The training images read worse than new ones: they are harder "
+            f"(augmented, or with flipped labels), not a sign of overfitting.")
+
+
+def nearest_mean_accuracy(train_loader, val_loader) -> float | None:
+    """Lesson 2's baseline, which never trains: each image is read as the digit whose
+    mean training image is nearest. None when the loaders hold no tensors to average."""
+    while hasattr(train_loader, "loader"):  # ShiftedLoader and the like wrap one
+        train_loader = train_loader.loader
+    if not all(hasattr(loader, "X") for loader in (train_loader, val_loader)):
+        return None
+    X = train_loader.X.flatten(1).float()
+    y = train_loader.y
+    means = torch.stack([X[y == digit].mean(dim=0) for digit in range(10)])
+    distances = torch.cdist(val_loader.X.flatten(1).float(), means.to(X.device))
+    return (distances.argmin(dim=1) == val_loader.y).float().mean().item()
+
+
+def warn_if_below_baseline(val_acc: float, train_loader, val_loader) -> None:
+    """A trained network that reads fewer validation digits than a baseline with no
+    training is not a weak model but a broken loop (lesson 3's five steps: a missing
+    zero_grad or step, a swapped argument): say so loudly."""
+    baseline = nearest_mean_accuracy(train_loader, val_loader)
+    if baseline is None or val_acc >= baseline:
+        return
+    prose(f"""
+        WARNING: the trained network reads {100 * val_acc:.2f}% of the validation
+        digits, fewer than lesson 2's baseline that never trains ({100 * baseline:.2f}%,
+        the nearest mean image). Something in the training loop is broken: check the
+        five steps of lesson 3 (zero_grad, forward, loss, backward, step).""")
 
 
 def save_kept_model(path, args, model, model_kwargs, result, metrics, device, defaults=None):
     """The weights (state_dict), with the settings, metrics and history that produced them.
 
-    defaults: the script's default settings; the ones this run changed are recorded as
-    "changed_settings", so that a later lesson can say how a model was trained without
-    importing the script that trained it.
+    defaults: the script's default settings (by default those its command line was
+    parsed with); the ones this run changed are recorded as "changed_settings", so that a
+    later lesson can say how a model was trained without importing the script that
+    trained it. "Change a setting and run again" then shows both results side by side
+    (remember_defaults), and a run with other settings never silently replaces the
+    model trained with the defaults.
     """
-    hparams = {k: v for k, v in vars(args).items() if k not in ("show", "checkpoint", "results")}
-    changed = {k: v for k, v in hparams.items()
-               if defaults is not None and k in defaults and v != defaults[k]}
+    if defaults is None:
+        defaults = script_defaults()
+    hparams = {k: v for k, v in vars(args).items()
+               if k not in ("show", "checkpoint", "results")}
+    changed = {}
+    for key, value in hparams.items():
+        if key in defaults and value != defaults[key]:
+            changed[key] = value
+    path = Path(path)
+    remember_defaults(path, changed, metrics)
     save_checkpoint(path, model, model_kwargs, device=str(device), hparams=hparams,
                     changed_settings=changed,
                     metrics={**metrics, "best_epoch": result["best_epoch"],
                              "train_seconds": result["train_seconds"]},
                     history=result["history"])
-    print(f"Saved the kept model's weights (its state_dict, a dict of tensors: lesson 4) to "
-          f"{display_path(path)} ({path.stat().st_size / 1000:.0f} KB on disk)")
+    print(f"Saved the kept model's weights (its state_dict, a dict of tensors: lesson 4) "
+          f"to {display_path(path)} ({path.stat().st_size / 1000:.0f} KB on disk)")
+
+
+def defaults_copy_path(path: Path) -> Path:
+    """Where a run with other settings keeps the model trained with the defaults."""
+    return path.with_name(f"{path.stem}_defaults.pt")
+
+
+def flags_of(changed: dict) -> str:
+    """{'lr': 0.01, 'max_shift': 0} -> '--lr 0.01 --max-shift 0' (what a run changed)."""
+    parts = []
+    for key, value in changed.items():
+        if isinstance(value, (list, tuple)):
+            value = " ".join(str(v) for v in value)
+        parts.append(f"--{key.replace('_', '-')} {value}".rstrip())
+    return " ".join(parts)
+
+
+def remember_defaults(path: Path, changed: dict, metrics: dict) -> None:
+    """Before `path` is written: print the last run with the defaults beside this one,
+    and keep that run's model when this run changed a setting.
+
+    Validation accuracy is what is compared: comparing settings is a choice, and
+    choices are made on validation images (lesson 3), never on the test set.
+    Where a run was made (device, output files) is not a setting of the model."""
+    meant = {k: v for k, v in changed.items() if k not in MAY_DIFFER}
+    keep = defaults_copy_path(path)
+    last = None
+    for candidate in (path, keep):
+        try:
+            checkpoint = read_checkpoint(candidate)
+        except CheckpointError:
+            continue
+        was_changed = checkpoint.get("changed_settings")
+        earlier = {k: v for k, v in (was_changed or {}).items() if k not in MAY_DIFFER}
+        if was_changed is not None and not earlier and "metrics" in checkpoint:
+            last = (candidate, checkpoint)
+            break
+    now = 100 * metrics["validation_acc"]
+    if last is not None:
+        before = 100 * last[1]["metrics"]["validation_acc"]
+        this = f"this run ({flags_of(meant)})" if meant else "this run (the defaults)"
+        print(f"Validation accuracy, with the defaults last time: {before:.2f}%; "
+              f"{this}: {now:.2f}%")
+    if meant and last is not None and last[0] == path:
+        with atomic_path(keep) as tmp:
+            tmp.write_bytes(path.read_bytes())
+        prose(f"""
+            {display_path(path)} held the model trained with the defaults; it is kept
+            in {display_path(keep)} (copy it back to use it again, or run the lesson
+            without flags), and {display_path(path)} now holds this run's model.""")
 
 
 # --------------------------------------------------------------------------------------
@@ -979,17 +1149,97 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
 
 
 # --------------------------------------------------------------------------------------
-# The plumbing, re-exported: lessons write dl_utils.X and import nothing else of the
-# course. What each module of _course/ is for: its first paragraph.
+# The plumbing, re-exported by name: lessons write dl_utils.X and import nothing else of
+# the course. Each name below is used by a lesson, an exercise, a benchmark or a test
+# (tests/test_dl_utils.py checks that every dl_utils.X they use is named in this file).
+# What each module of _course/ is for: its first paragraph.
 # --------------------------------------------------------------------------------------
-from _course.checkpoints import *  # noqa: E402, F403
-from _course.checks import *  # noqa: E402, F403
-from _course.cli import *  # noqa: E402, F403
-from _course.figures import *  # noqa: E402, F403
-from _course.files import *  # noqa: E402, F403
-from _course.images import *  # noqa: E402, F403
-from _course.launch import *  # noqa: E402, F403
-from _course.stats import *  # noqa: E402, F403
+# Checkpoints and training states, checked before use (lessons 3b, 4, 8, 9)
+from _course.checkpoints import (
+    changed_settings_note,
+    compare_with_course,
+    first_step_size,
+    print_resume_proof,
+)
+
+# Hand-written code compared with PyTorch's (lessons 11, 12)
+from _course.checks import match_table, output_and_gradient_gaps
+
+# The command line, printed tables, one-line errors, Ctrl-C (every lesson)
+from _course.cli import (
+    add_common_args,
+    add_results_arg,
+    add_resume_args,
+    add_training_args,
+    count,
+    did_you_mean,
+    format_table,
+    fraction,
+    hardware_info,
+    kept_model_path,
+    make_parser,
+    output_file,
+    port_number,
+    positive_float,
+    positive_int,
+    run_main,
+    save_results,
+    save_run_results,
+    train_over_seeds,
+)
+
+# Figures without a screen (every lesson that draws)
+from _course.figures import (
+    image_grid,
+    plot_confident_mistakes,
+    plot_curves_by_name,
+    plot_training_history,
+    save_figure,
+    show_figures,
+)
+
+# Where files go (models/, figures/, results/, or under $DL_OUTPUT_DIR)
+from _course.files import FIGURES_DIR, MODELS_DIR, OUTPUT_DIR, RESULTS_DIR
+
+# Image files from strangers, drawn digits, other writers (lessons 8, 8b, 9, 6b, 13)
+from _course.images import (
+    CANVAS,
+    ImageTooLarge,
+    counts_to_image,
+    draw_like_a_canvas,
+    keep_preparable,
+    read_digit_folder,
+    read_grayscale,
+    scan_image_folder,
+    thicken,
+    to_grayscale,
+    uci_8x8,
+    writer_stand_ins,
+)
+
+# Several processes (lesson 10's torchrun)
+from _course.launch import (
+    add_launch_args,
+    ddp_bucket_count,
+    exit_now,
+    launch,
+    leave_when_gone,
+    peak_memory_mb,
+    torchrun,
+    torchrun_command,
+    torchrun_failure,
+)
+
+# Intervals and verdicts (lessons 5, 7, 7c)
+from _course.stats import (
+    bonferroni,
+    correction_price,
+    interval,
+    interval_verdict,
+    points,
+    t_quantile,
+    wilson_interval,
+)
 
 
 def __getattr__(name: str):

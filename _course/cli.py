@@ -9,6 +9,7 @@ say; hardware_info and save_results record what produced a measurement.
 
 import argparse
 import datetime
+import difflib
 import json
 import math
 import os
@@ -28,7 +29,8 @@ from _course.files import OUTPUT_DIR, FriendlyError, atomic_path, display_path
 __all__ = [  # what dl_utils re-exports
     "hardware_info", "section", "prose", "format_table", "print_table", "kept_model_path",
     "save_results", "add_resume_args", "positive_int", "count", "positive_float", "fraction",
-    "port_number", "check_port_free", "output_file", "make_parser", "add_common_args",
+    "port_number", "check_port_free", "output_file", "make_parser", "CourseParser",
+    "script_defaults", "did_you_mean", "add_common_args",
     "add_training_args", "add_results_arg", "run_main", "GracefulStop", "train_over_seeds",
     "save_run_results",
 ]
@@ -71,8 +73,9 @@ def format_table(headers: list[str], rows: list[list]) -> str:
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
 
-    def is_number(text):  # 1,234 or 97.73% or 0.15 s or 97.73% ± 0.15
-        return bool(re.fullmatch(r"[-+]?[\d,.]+\s*[%a-zA-Z]*( ± [\d.]+)?", text))
+    def is_number(text):  # 1,234 or 97.73% or 0.15 s or 12 KB or 97.73% ± 0.15; a unit
+        # of at most 3 letters, so that a phrase like "10 classes" stays text
+        return bool(re.fullmatch(r"[-+]?[\d,.]+\s*[%a-zA-Z]{0,3}( ± [\d.]+)?", text))
 
     def line(row):
         return "  ".join(c.rjust(w) if is_number(c) else c.ljust(w)
@@ -86,6 +89,17 @@ def print_table(headers: list[str], rows: list[list]) -> None:
     print(format_table(headers, rows))
 
 
+def lr_advice(lr: float) -> str:
+    """What to try after a run diverged at learning rate `lr`: the script's default when
+    that is smaller (it is known to work), else a tenth of `lr`. Dividing by ten from
+    --lr 10 takes three failed runs to reach a rate that trains (the first-time
+    learner's report); the default takes one."""
+    default = script_defaults().get("lr")
+    if isinstance(default, float) and default < lr:
+        return f"try the default, --lr {default:g}, or leave --lr out"
+    return f"try a smaller learning rate, e.g. --lr {lr / 10:g}"
+
+
 def kept_model_path(args, result):
     """Where the kept model goes after fit(); None when there is nothing to keep.
 
@@ -94,8 +108,8 @@ def kept_model_path(args, result):
     """
     if result["status"] == "diverged":
         raise FriendlyError(
-            f"training diverged with lr {args.lr}: {result['diverged']} (guessing scores "
-            f"{math.log(10):.2f}); try a smaller learning rate, e.g. --lr {args.lr / 10:g}. "
+            f"training diverged with lr {args.lr}: {result['diverged']} (a network that "
+            f"guesses at random has loss {math.log(10):.2f}); {lr_advice(args.lr)}. "
             f"Nothing was saved; {display_path(args.checkpoint)} is unchanged")
     if result["best_epoch"] == 0:
         print("Stopped before the first epoch ended: nothing to keep, nothing saved.")
@@ -201,11 +215,61 @@ def output_file(text: str) -> str:
     return str(path)
 
 
+class CourseParser(argparse.ArgumentParser):
+    """argparse, with two things a beginner needs: a misspelled flag gets "did you
+    mean"; and the defaults of the last parse are remembered (script_defaults), so
+    that a run can say which settings it changed without the script passing them."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        global _SCRIPT_DEFAULTS
+        parsed, extras = super().parse_known_args(args, namespace)
+        _SCRIPT_DEFAULTS = {a.dest: a.default for a in self._actions
+                            if a.dest != "help" and a.default is not argparse.SUPPRESS}
+        return parsed, extras
+
+    def error(self, message):
+        """Unknown flags: name the closest real ones (difflib), then argparse's usual
+        error (usage and exit code 2)."""
+        hints = []
+        for word in re.findall(r"(?<![\w-])(--?[\w-]+)", message):
+            if "unrecognized arguments" in message:
+                hint = did_you_mean(word, self._option_string_actions)
+                if hint:
+                    hints.append(hint)
+        if hints:
+            message = f"{message} ({'; '.join(hints)})"
+        super().error(message)
+
+
+_SCRIPT_DEFAULTS: dict = {}
+
+
+def script_defaults() -> dict:
+    """The defaults of the script's last parsed command line ({dest: default})."""
+    return dict(_SCRIPT_DEFAULTS)
+
+
+def did_you_mean(flag: str, options) -> str | None:
+    """'did you mean --lr?' for --learning-rate, --lr=0.1's cousins and typos, or None.
+
+    Two ways to be close: the same letters give or take a few (difflib's ratio), or
+    the same words in another order or shortened (--learning-rate: --lr is its
+    initials)."""
+    name = flag.split("=")[0]
+    longs = [o for o in options if o.startswith("--")]
+    close = difflib.get_close_matches(name, longs, n=2, cutoff=0.6)
+    if not close:
+        words = name.lstrip("-").split("-")
+        initials = "--" + "".join(w[0] for w in words if w)
+        close = [o for o in longs if o == initials]
+    if not close:
+        return None
+    return f"did you mean {' or '.join(close)}?"
+
+
 def make_parser(doc: str) -> argparse.ArgumentParser:
     """A parser whose -h shows the script's docstring and every default."""
-    return argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    return CourseParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_common_args(parser: argparse.ArgumentParser, seed: int = 0) -> None:

@@ -437,3 +437,125 @@ def test_the_match_table_says_no_above_the_tolerance(capsys):
     assert dl_utils.match_table({"a": 1e-12, "b": 2e-11}, "compared")
     assert not dl_utils.match_table({"a": 1e-12, "b": 1e-3}, "compared")
     assert capsys.readouterr().out.count("NO") == 1
+
+
+# ------------------------------------------------------- a beginner's edit meets a message
+def test_a_misspelled_flag_gets_did_you_mean(capsys):
+    parser = dl_utils.make_parser("doc")
+    dl_utils.add_training_args(parser, batch_size=64, lr=1e-3, num_epochs=3)
+    for typo, meant in (("--learning-rate", "--lr"), ("--batchsize", "--batch-size"),
+                        ("--epohcs", "--epochs")):
+        with pytest.raises(SystemExit) as stop:
+            parser.parse_args([typo, "3"])
+        assert stop.value.code == 2
+        assert f"did you mean {meant}?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--zzz"])
+    assert "did you mean" not in capsys.readouterr().err  # nothing close: no guess
+
+
+def test_a_diverged_run_is_told_to_try_the_default_rate(tmp_path):
+    parser = dl_utils.make_parser("doc")
+    dl_utils.add_training_args(parser, batch_size=64, lr=1e-3, num_epochs=3)
+    result = {"status": "diverged", "diverged": "loss nan at batch 3"}
+    for lr, advice in (("10", "--lr 0.001"), ("0.0005", "--lr 5e-05")):
+        args = parser.parse_args(["--lr", lr])
+        args.checkpoint = tmp_path / "m.pt"
+        with pytest.raises(dl_utils.FriendlyError) as err:
+            dl_utils.kept_model_path(args, result)
+        assert advice in str(err.value) and "guesses at random has loss 2.30" in str(err.value)
+
+
+def test_print_shapes_names_the_layer_and_the_numbers_after_an_edit(capsys):
+    edited = nn.Sequential(nn.Conv2d(1, 8, kernel_size=5, padding=1), nn.ReLU(),
+                           nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 10))
+    with pytest.raises(dl_utils.FriendlyError) as err:
+        dl_utils.print_shapes(edited, torch.zeros(2, 1, 28, 28))
+    printed = capsys.readouterr().out
+    assert "[2, 8, 13, 13]" in printed and "[2, 1352]" in printed  # the rows it reached
+    assert "layer 4 (Linear) expects 1,568" in str(err.value) and "gets 1,352" in str(err.value)
+    channels = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(4, 8, 3))
+    with pytest.raises(dl_utils.FriendlyError) as err:
+        dl_utils.print_shapes(channels, torch.zeros(2, 1, 28, 28))
+    assert "expects 4 input channels but gets 8" in str(err.value)
+    dl_utils.print_shapes(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
+                          torch.zeros(2, 1, 28, 28))  # a model that works prints all rows
+    assert "[2, 10]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("train, test, says", [
+    (0.99, 0.97, "overfitting (lesson 7)"), (0.981, 0.979, "no sign of overfitting"),
+    (0.97, 0.99, "harder")])
+def test_the_gap_sentence_follows_the_gap(train, test, says):
+    assert says in dl_utils.gap_sentence(train, test)
+
+
+def test_a_network_below_the_no_training_baseline_is_called_broken(capsys):
+    g = torch.Generator().manual_seed(0)
+    X = 0.1 * torch.randn(400, 1, 28, 28, generator=g)
+    y = torch.arange(400) % 10
+    X[:, 0, 0, :10] += 3 * nn.functional.one_hot(y, 10).float()  # easy for nearest mean
+    train = dl_utils.TensorLoader(X[:300], y[:300], 50)
+    val = dl_utils.TensorLoader(X[300:], y[300:], 50)
+    baseline = dl_utils.nearest_mean_accuracy(dl_utils.ShiftedLoader(train, 0), val)
+    assert baseline > 0.9
+    dl_utils.warn_if_below_baseline(baseline + 0.01, train, val)
+    assert capsys.readouterr().out == ""
+    dl_utils.warn_if_below_baseline(0.48, train, val)
+    assert "training loop is broken" in capsys.readouterr().out
+
+
+def test_a_run_with_other_settings_keeps_the_defaults_model_and_compares(tmp_path, capsys):
+    parser = dl_utils.make_parser("doc")
+    dl_utils.add_training_args(parser, batch_size=64, lr=1e-3, num_epochs=3)
+    path = tmp_path / "m.pt"
+    result = {"best_epoch": 1, "train_seconds": 1.0, "history": {}}
+
+    def save(argv, val_acc, weight):
+        args = parser.parse_args(argv)
+        model = nn.Linear(2, 2)
+        nn.init.constant_(model.weight, weight)
+        dl_utils.save_kept_model(path, args, model, {}, result, {"validation_acc": val_acc},
+                                 "cpu")
+        return capsys.readouterr().out
+
+    assert "last time" not in save([], 0.9772, 1.0)  # the first run: nothing to compare
+    out = save(["--lr", "0.01"], 0.9523, 2.0)
+    assert "with the defaults last time: 97.72%; this run (--lr 0.01): 95.23%" in out
+    kept = dl_utils.defaults_copy_path(path)
+    assert dl_utils.read_checkpoint(kept)["model_state_dict"]["weight"][0, 0] == 1.0
+    assert dl_utils.read_checkpoint(path)["model_state_dict"]["weight"][0, 0] == 2.0
+    out = save(["--lr", "0.1"], 0.90, 3.0)  # the kept copy still answers, unchanged
+    assert "last time: 97.72%; this run (--lr 0.1): 90.00%" in out
+    assert dl_utils.read_checkpoint(kept)["model_state_dict"]["weight"][0, 0] == 1.0
+    out = save([], 0.9772, 1.0)
+    assert "last time: 97.72%; this run (the defaults): 97.72%" in out
+
+
+def test_every_dl_utils_name_the_course_uses_is_named_in_dl_utils():
+    """A learner who greps dl_utils.py for dl_utils.X finds X: no star imports."""
+    import ast
+    import re
+    root = Path(__file__).resolve().parent.parent
+    source = (root / "dl_utils.py").read_text()
+    assert "import *" not in source
+    named = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            named.add(node.name)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                named.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            named.update((a.asname or a.name).split(".")[0] for a in node.names)
+    named.add("serving")  # imported on first use by __getattr__
+    used = {}
+    for path in root.glob("**/*.py"):
+        if ".venv" in path.parts or path.name == "dl_utils.py" or "_course" in path.parts:
+            continue
+        for name in re.findall(r"\bdl_utils\.([A-Za-z_]\w*)", path.read_text()):
+            used.setdefault(name, path.name)
+    used.pop("py", None)  # "dl_utils.py" in prose
+    used.pop("X", None)  # "dl_utils.X" in prose
+    missing = {name: file for name, file in used.items() if name not in named}
+    assert not missing, f"used but not named in dl_utils.py: {missing}"

@@ -144,3 +144,15 @@ def test_03_fit_and_dl_utils_fit_resume_alike():
     (s1, s2, h1, w1), (t1, t2, h2, w2) = results
     assert (s1, s2) == (t1, t2) == ("interrupted", "completed") and h1 == h2 and len(h1) == 3
     assert all(torch.equal(a, b) for a, b in zip(w1, w2))
+
+
+def test_08b_coin_flip_and_changed_predictions_are_dl_utils_copies():
+    m08b = lesson("08b_fine_tuning")
+    for fixed, broken in ((0, 0), (0, 4), (3, 9), (21, 0), (40, 37)):
+        assert m08b.coin_flip_p(fixed, broken) == dl_utils.coin_flip_p(fixed, broken)
+    g = torch.Generator().manual_seed(0)
+    before, after = torch.randn(200, 10, generator=g), torch.randn(200, 10, generator=g)
+    y = torch.randint(0, 10, (200,), generator=g)
+    assert m08b.changed_predictions(before, after, y) == dl_utils.changed_predictions(
+        before, after, y)
+    assert dl_utils.coin_flip_p(0, 4) == 0.125  # 2 / 2**4, by hand
