@@ -1114,6 +1114,23 @@ def import_lesson(name: str):
     return importlib.import_module(name)
 
 
+def build_model(recipe: dict) -> nn.Module:
+    """A fresh, untrained model from a recipe: the class a checkpoint names (resolved
+    safely: a file never chooses which code runs), its constructor arguments, and the
+    pixel scaling it was trained on (03 --inputs: a model trained on unit or raw pixels
+    gets a hook that converts the course's standardized inputs back). Lesson 13 builds
+    its members with it; load_checkpoint then fills in the weights."""
+    cls = model_class(recipe, sys.modules[__name__], import_lesson)
+    kwargs = recipe.get("model_kwargs", {})
+    try:
+        model = cls(**kwargs)
+    except Exception as err:  # unknown or invalid constructor arguments
+        raise CheckpointError(f"{cls.__name__}(**{kwargs}) cannot be built "
+                              f"({type(err).__name__}: {err})") from err
+    scaling = input_scaling(recipe, INPUT_SCALINGS)
+    return inputs_as_trained(model, scaling, MNIST_MEAN, MNIST_STD)
+
+
 def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     """Load a checkpoint; return (model, checkpoint dict).
 
@@ -1129,14 +1146,10 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     path = Path(path)
     checkpoint = read_checkpoint(path)  # torch.load(path, weights_only=True), checked
     if model is None:
-        cls = model_class(checkpoint, sys.modules[__name__], import_lesson)
-        kwargs = checkpoint.get("model_kwargs", {})
         try:
-            model = cls(**kwargs)
-        except Exception as err:  # unknown or invalid constructor arguments
-            raise CheckpointError(f"{path}: {cls.__name__}(**{kwargs}) cannot be built "
-                                  f"({type(err).__name__}: {err})") from err
-        inputs_as_trained(model, input_scaling(checkpoint, INPUT_SCALINGS), MNIST_MEAN, MNIST_STD)
+            model = build_model(checkpoint)
+        except CheckpointError as err:
+            raise CheckpointError(f"{path}: {err}") from err
     elif type(model).__name__ != checkpoint.get("model_class"):
         raise CheckpointError(f"{path} holds a {checkpoint.get('model_class')}, "
                               f"not a {type(model).__name__}")
@@ -1155,12 +1168,7 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
 # What each module of _course/ is for: its first paragraph.
 # --------------------------------------------------------------------------------------
 # Checkpoints and training states, checked before use (lessons 3b, 4, 8, 9)
-from _course.checkpoints import (
-    changed_settings_note,
-    compare_with_course,
-    first_step_size,
-    print_resume_proof,
-)
+from _course.checkpoints import first_step_size, print_resume_proof
 
 # Hand-written code compared with PyTorch's (lessons 11, 12)
 from _course.checks import match_table, output_and_gradient_gaps
@@ -1171,6 +1179,8 @@ from _course.cli import (
     add_results_arg,
     add_resume_args,
     add_training_args,
+    changed_settings_note,
+    compare_with_course,
     count,
     did_you_mean,
     format_table,

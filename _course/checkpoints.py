@@ -27,7 +27,6 @@ __all__ = [  # what dl_utils re-exports
     "first_detail", "read_checkpoint", "rng_states", "restore_rng_states", "LESSON_MODULE",
     "model_class", "input_scaling", "inputs_as_trained", "largest_difference",
     "first_step_size", "print_resume_proof",
-    "COURSE_MODELS", "compare_with_course", "changed_settings_note",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -131,46 +130,6 @@ def read_checkpoint(path: Path) -> dict:
     if not (isinstance(checkpoint, dict) and "model_state_dict" in checkpoint):
         raise CheckpointError(f"{path} is not a checkpoint of this course (no model_state_dict)")
     return checkpoint
-
-
-COURSE_MODELS = {"MLP (03)": "simple_nn.pt", "CNN (06)": "cnn.pt",
-                 "GRU (11)": "sequence_gru.pt", "ViT (12)": "vit.pt"}
-
-
-def compare_with_course(models_dir, name, parameters, metrics, seconds, note):
-    """Lessons 11 and 12: the course's saved models (as their checkpoints recorded them:
-    parameters, validation and test accuracy, training seconds) beside the one just
-    trained, `name`. A missing or unreadable checkpoint is left out of the table."""
-    rows = []
-    for label, file in COURSE_MODELS.items():
-        try:
-            checkpoint = read_checkpoint(Path(models_dir) / file) if label != name else None
-        except CheckpointError:
-            continue
-        if checkpoint is not None:
-            m = checkpoint.get("metrics", {})
-            size = sum(t.numel() for t in checkpoint["model_state_dict"].values()
-                       if t.is_floating_point())  # (weights; not a buffer like 11's order)
-            rows.append([label, size, m.get("validation_acc"), m.get("test_acc"),
-                         m.get("train_seconds")])
-    rows.append([name, parameters, metrics["validation_acc"], metrics["test_acc"], seconds])
-    print_table(["model", "parameters", "val acc %", "test acc %", "training s"],
-                [[r[0], f"{r[1]:,}", *(f"{100 * v:.2f}" if v is not None else "?"
-                                       for v in r[2:4]),
-                  f"{r[4]:.0f}" if r[4] is not None else "?"] for r in rows])
-    print(note)
-
-
-def changed_settings_note(changed, script="03_train_mnist.py"):
-    """Lesson 6: which settings a saved model was trained with, where they differ from its
-    script's defaults (03 records them in the checkpoint as "changed_settings")."""
-    if changed is None:
-        return f"(The saved model does not say how it was trained: run {script} again.)"
-    changed = {k: v for k, v in changed.items() if k not in ("device", "seed")}
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
-    return (f"(Careful: the saved model was trained with {flags}, not its defaults; run "
-            f"`python {script}` for a fair comparison.)" if changed else
-            f"(The saved model is the one {script} trains with its default settings.)")
 
 
 def rng_states(generator) -> dict:

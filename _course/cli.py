@@ -32,7 +32,8 @@ __all__ = [  # what dl_utils re-exports
     "port_number", "check_port_free", "output_file", "make_parser", "CourseParser",
     "script_defaults", "did_you_mean", "add_common_args",
     "add_training_args", "add_results_arg", "run_main", "GracefulStop", "train_over_seeds",
-    "save_run_results",
+    "save_run_results", "COURSE_MODELS", "compare_with_course",
+    "changed_settings_note",
 ]
 
 
@@ -118,6 +119,50 @@ def kept_model_path(args, result):
     if result["status"] == "interrupted":
         path = path.with_name(f"{path.stem}_interrupted.pt")
     return path
+
+
+# --------------------------------------------------------------------------------------
+# Tables that set a lesson's model beside the course's others
+# --------------------------------------------------------------------------------------
+COURSE_MODELS = {"MLP (03)": "simple_nn.pt", "CNN (06)": "cnn.pt",
+                 "GRU (11)": "sequence_gru.pt", "ViT (12)": "vit.pt"}
+
+
+def compare_with_course(models_dir, name, parameters, metrics, seconds, note):
+    """Lessons 11 and 12: the course's saved models (as their checkpoints recorded them:
+    parameters, validation and test accuracy, training seconds) beside the one just
+    trained, `name`. A missing or unreadable checkpoint is left out of the table."""
+    from _course.checkpoints import CheckpointError, read_checkpoint  # (it imports cli)
+    rows = []
+    for label, file in COURSE_MODELS.items():
+        try:
+            checkpoint = read_checkpoint(Path(models_dir) / file) if label != name else None
+        except CheckpointError:
+            continue
+        if checkpoint is not None:
+            m = checkpoint.get("metrics", {})
+            size = sum(t.numel() for t in checkpoint["model_state_dict"].values()
+                       if t.is_floating_point())  # (weights; not a buffer like 11's order)
+            rows.append([label, size, m.get("validation_acc"), m.get("test_acc"),
+                         m.get("train_seconds")])
+    rows.append([name, parameters, metrics["validation_acc"], metrics["test_acc"], seconds])
+    print_table(["model", "parameters", "val acc %", "test acc %", "training s"],
+                [[r[0], f"{r[1]:,}", *(f"{100 * v:.2f}" if v is not None else "?"
+                                       for v in r[2:4]),
+                  f"{r[4]:.0f}" if r[4] is not None else "?"] for r in rows])
+    print(note)
+
+
+def changed_settings_note(changed, script="03_train_mnist.py"):
+    """Lesson 6: which settings a saved model was trained with, where they differ from its
+    script's defaults (03 records them in the checkpoint as "changed_settings")."""
+    if changed is None:
+        return f"(The saved model does not say how it was trained: run {script} again.)"
+    changed = {k: v for k, v in changed.items() if k not in ("device", "seed")}
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
+    return (f"(Careful: the saved model was trained with {flags}, not its defaults; run "
+            f"`python {script}` for a fair comparison.)" if changed else
+            f"(The saved model is the one {script} trains with its default settings.)")
 
 
 def save_results(path, script: str, args, device, **record) -> None:
