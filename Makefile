@@ -18,7 +18,7 @@ help:  ## list the targets
 	@echo "make lint   ruff only"
 	@echo "make exercises  check your answers in exercises/ (python exercises/check.py 03: one lesson)"
 	@echo "make bench  measure speed and accuracy; writes results/benchmarks.json"
-	@echo "make tables regenerate the README's measured tables (3 seeds per row; slow)"
+	@echo "make tables regenerate the measured tables in docs/results.md (3 seeds per row; slow)"
 	@echo "make clean  remove generated output (figures, models, results, exported PNGs, caches); keeps the dataset"
 
 $(PY):

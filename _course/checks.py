@@ -28,5 +28,6 @@ def output_and_gradient_gaps(ours, theirs, wrt_ours, wrt_theirs):
 def match_table(diffs: dict, what: str, tolerance: float = 1e-10) -> bool:
     """Print {name: largest difference} with a yes/NO column; True if all match."""
     print_table([what, "largest difference", "match"],
-                [[k, f"{v:.1e}", "yes" if v < tolerance else "NO"] for k, v in diffs.items()])
+                [[k, f"{v:.1e}", "yes" if v < tolerance else "NO"]
+                 for k, v in diffs.items()])
     return all(v < tolerance for v in diffs.values())

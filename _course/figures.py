@@ -33,7 +33,8 @@ def setup_figures(show: bool) -> None:
 
 
 def image_grid(rows: int, cols: int, cell: tuple[float, float]):
-    """A figure of rows x cols small image panels (cell = inches per panel), frames off."""
+    """A figure of rows x cols small image panels (cell = inches per panel), frames
+    off."""
     fig, axes = plt.subplots(rows, cols, figsize=(cell[0] * cols, cell[1] * rows),
                              squeeze=False)
     for ax in axes.flat:
@@ -42,7 +43,8 @@ def image_grid(rows: int, cols: int, cell: tuple[float, float]):
 
 
 def save_figure(fig, name: str, show: bool = False) -> Path:
-    """Save `fig` as figures/<name> (atomically); keep it open only if it will be shown."""
+    """Save `fig` as figures/<name> (atomically); keep it open only if it will be
+    shown."""
     path = FIGURES_DIR / name
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
@@ -71,11 +73,13 @@ def plot_curves_by_name(runs, titles: dict, name: str, title: str, show=False) -
     over its seeds' runs); titles: {configuration name: panel title} (lesson 7)."""
     cols = min(4, len(titles))
     rows = -(-len(titles) // cols)  # ceiling division
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False,
-                             sharex=True, sharey=True, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows),
+                             squeeze=False, sharex=True, sharey=True,
+                             layout="constrained")
     for ax, (config, panel) in zip(axes.flat, titles.items()):
         histories = [r["history"] for r in runs if r["name"] == config]
-        for key, legend in (("train_acc", "training (as trained)"), ("val_acc", "validation")):
+        for key, legend in (("train_acc", "training (as trained)"),
+                            ("val_acc", "validation")):
             curve = torch.tensor([h[key] for h in histories]).mean(dim=0)
             ax.plot(range(1, len(curve) + 1), 100 * curve, label=legend)
         ax.set(title=panel, ylim=(80, 100.5))
@@ -89,14 +93,15 @@ def plot_curves_by_name(runs, titles: dict, name: str, title: str, show=False) -
     return save_figure(fig, name, show)
 
 
-def plot_confident_mistakes(images, probs, y, num, show, name="04_confident_mistakes.png",
-                            what="test"):
+def plot_confident_mistakes(images, probs, y, num, show,
+                            name="04_confident_mistakes.png", what="test"):
     """The wrong predictions the model was most sure of: bad labels or truly odd digits?
     (04 and 08 draw them.)"""
     confidence, pred = probs.max(dim=1)
     wrong = (pred != y).nonzero().flatten()
     order = wrong[confidence[wrong].argsort(descending=True)][:num]
-    print(f"{len(wrong)} mistakes in {len(y):,} {what} images; the {len(order)} most confident:")
+    print(f"{len(wrong)} mistakes in {len(y):,} {what} images; "
+          f"the {len(order)} most confident:")
     print_table([f"{what} index", "true", "predicted", "confidence"],
                 [[int(i), int(y[i]), int(pred[i]), f"{100 * confidence[i]:.1f}%"]
                  for i in order])
@@ -104,7 +109,8 @@ def plot_confident_mistakes(images, probs, y, num, show, name="04_confident_mist
     fig, axes = image_grid(max(1, math.ceil(len(order) / cols)), cols, (1.8, 2.1))
     for ax, i in zip(axes.flat, order):
         ax.imshow(images[i], cmap="gray")
-        ax.set_title(f"true {int(y[i])}, said {int(pred[i])}\n{100 * confidence[i]:.0f}% sure",
+        ax.set_title(f"true {int(y[i])}, said {int(pred[i])}\n"
+                     f"{100 * confidence[i]:.0f}% sure",
                      fontsize=8)
     fig.suptitle("Most confident mistakes")
     return save_figure(fig, name, show)
@@ -125,7 +131,8 @@ def plot_training_history(history: dict, name: str, title: str = "", show=False,
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (("train", train_label), ("val", "validation")):
         ax_loss.plot(epochs, history[f"{key}_loss"], marker="o", label=label)
-        ax_acc.plot(epochs, [100 * a for a in history[f"{key}_acc"]], marker="o", label=label)
+        ax_acc.plot(epochs, [100 * a for a in history[f"{key}_acc"]], marker="o",
+                    label=label)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for ax in (ax_loss, ax_acc):

@@ -16,10 +16,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from _course.files import FriendlyError, display_path
 
 __all__ = [  # what dl_utils re-exports
-    "MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "ImageTooLarge", "read_grayscale", "to_grayscale",
-    "IMAGE_SUFFIXES", "class_folders", "readable", "scan_image_folder", "keep_preparable",
-    "read_digit_folder", "uci_8x8", "counts_to_image", "CANVAS", "thicken", "draw_like_a_canvas",
-    "write_digit_pngs", "writer_stand_ins",
+    "MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "ImageTooLarge", "read_grayscale",
+    "to_grayscale", "IMAGE_SUFFIXES", "class_folders", "readable", "scan_image_folder",
+    "keep_preparable", "read_digit_folder", "uci_8x8", "counts_to_image", "CANVAS",
+    "thicken", "draw_like_a_canvas", "write_digit_pngs", "writer_stand_ins",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -34,16 +34,18 @@ IMAGE_FORMATS = ("PNG", "JPEG")
 
 
 class ImageTooLarge(FriendlyError):  # noqa: N818 (the name says what happened)
-    """An image with more pixels than we agree to decode (lesson 9 answers it with 413)."""
+    """An image with more pixels than we agree to decode (lesson 9 answers it with
+    413)."""
 
 
 def read_grayscale(path, name=None, max_pixels=MAX_IMAGE_PIXELS) -> Image.Image:
-    """Open a PNG or JPEG (a path or a file object) as 8-bit grey levels; one clear error
-    for anything unusable. `name`: how errors call it (default: the path).
+    """Open a PNG or JPEG (a path or a file object) as 8-bit grey levels; one clear
+    error for anything unusable. `name`: how errors call it (default: the path).
 
     The size is checked from the header, before the pixels are decoded: a 240-megapixel
     image would take gigabytes of memory (Pillow itself refuses such "decompression
-    bombs"). formats= makes Pillow refuse every other format without trying to decode it.
+    bombs"). formats= makes Pillow refuse every other format without trying to decode
+    it.
     """
     name = name or f"image {path}"
     try:
@@ -77,7 +79,8 @@ def to_grayscale(image: Image.Image) -> Image.Image:
         return Image.fromarray(np.asarray(image).round().clip(0, 255).astype(np.uint8))
     if "A" in image.mode or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("L")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"),
+                                     rgba).convert("L")
     return image.convert("L")
 
 
@@ -89,12 +92,13 @@ def class_folders(root: Path, max_classes: int) -> list[Path]:
     if not root.is_dir():
         problem = "is a file, not a folder" if root.exists() else "does not exist"
         raise FriendlyError(f"{root} {problem}: give a folder of class subfolders")
-    classes = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+    classes = sorted((p for p in root.iterdir()
+                      if p.is_dir() and not p.name.startswith(".")),
                      key=lambda p: p.name)
     if not classes:
         raise FriendlyError(
-            f"{root} has no class subfolders: put each class's images in a subfolder named "
-            "after the class (0/, 1/, ... 9/ for digits)")
+            f"{root} has no class subfolders: put each class's images in a subfolder "
+            "named after the class (0/, 1/, ... 9/ for digits)")
     if len(classes) > max_classes:
         raise FriendlyError(f"{root} has {len(classes)} class subfolders; the "
                             f"course's models have {max_classes} outputs")
@@ -102,11 +106,13 @@ def class_folders(root: Path, max_classes: int) -> list[Path]:
 
 
 def readable(path: Path) -> str | None:
-    """None if `path` is an image we can read, else why not (one line that names the file)."""
+    """None if `path` is an image we can read, else why not (one line that names the
+    file)."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         kind = path.suffix or "no extension"
         return f"{display_path(path)} is not an image file ({kind})"
-    try:  # decoded once in full: a truncated file fails here, not in the middle of an epoch
+    try:  # decoded once in full: a truncated file fails here, not in the middle of an
+        # epoch
         read_grayscale(path)
     except FriendlyError as err:  # unreadable, damaged, or too large
         return str(err)
@@ -114,7 +120,8 @@ def readable(path: Path) -> str | None:
 
 
 def scan_image_folder(root: Path, max_classes: int = 10):
-    """(class names, [(path, class index)]) of every readable image, warnings printed (08).
+    """(class names, [(path, class index)]) of every readable image, warnings printed
+    (08).
 
     A file that is not an image, or is damaged, is skipped with a warning that names it:
     one bad file should not stop a run over hundreds of good ones. An empty class
@@ -156,9 +163,10 @@ def keep_preparable(samples, transform):
 
 def read_digit_folder(root: Path, prepare):
     """A folder of digits (one subfolder per digit, lesson 8's format) decoded once into
-    memory (lesson 8b): (X uint8 [N, 28, 28], y int64 [N], paths). `prepare(image, name)`
-    turns a grey PIL image into a 28x28 uint8 array, or raises FriendlyError to have that
-    image skipped, by name. Class folders must be named 0 to 9: y is the digit."""
+    memory (lesson 8b): (X uint8 [N, 28, 28], y int64 [N], paths).
+    `prepare(image, name)` turns a grey PIL image into a 28x28 uint8 array, or raises
+    FriendlyError to have that image skipped, by name. Class folders must be named
+    0 to 9: y is the digit."""
     classes, samples = scan_image_folder(Path(root))
     if not all(len(name) == 1 and name.isdigit() for name in classes):
         raise FriendlyError(f"the class folders of {display_path(root)} are {classes}: "
@@ -178,9 +186,10 @@ def read_digit_folder(root: Path, prepare):
 
 
 def uci_8x8(digit: np.ndarray) -> np.ndarray:
-    """A 28x28 digit as the UCI handwritten digits were made (scikit-learn's load_digits):
-    binarized, its box scaled to fill 32x32 (aspect kept, centred), then the ink pixels
-    counted in 4x4 blocks: 8x8 counts, 0 to 16 (06 and benchmarks/writer_shift.py)."""
+    """A 28x28 digit as the UCI handwritten digits were made (scikit-learn's
+    load_digits): binarized, its box scaled to fill 32x32 (aspect kept, centred), then
+    the ink pixels counted in 4x4 blocks: 8x8 counts, 0 to 16 (06 and
+    benchmarks/writer_shift.py)."""
     ink = digit >= 128
     rows, cols = np.nonzero(ink)
     if not len(rows):
@@ -198,7 +207,8 @@ def uci_8x8(digit: np.ndarray) -> np.ndarray:
 
 
 def counts_to_image(counts: np.ndarray) -> Image.Image:
-    """8x8 ink counts (0-16) as an 8-bit grey image, for the course's digit preparation."""
+    """8x8 ink counts (0-16) as an 8-bit grey image, for the course's digit
+    preparation."""
     return Image.fromarray((np.asarray(counts) * (255 / 16)).round().astype(np.uint8))
 
 
@@ -207,11 +217,13 @@ CANVAS = 280  # lesson 9's drawing pad, in pixels (10x MNIST's 28)
 
 def thicken(ink: np.ndarray, width: int) -> np.ndarray:
     """Each pixel the brightest in the width x width square around it (a dilation: every
-    stroke grows by width // 2 pixels each way). Pillow's MaxFilter(width) gives the same
-    pixels, but reads all width^2 neighbours of every pixel; a square's maximum is the
-    maximum along rows, then along columns: 2 x width reads, 6x as fast at width 9."""
+    stroke grows by width // 2 pixels each way). Pillow's MaxFilter(width) gives the
+    same pixels, but reads all width^2 neighbours of every pixel; a square's maximum is
+    the maximum along rows, then along columns: 2 x width reads, 6x as fast at
+    width 9."""
     r, (h, w) = width // 2, ink.shape
-    padded = np.pad(ink, r)  # zeros outside: never brighter than the edge pixel already read
+    padded = np.pad(ink, r)  # zeros outside: never brighter than the edge pixel already
+    # read
     rows = padded[:, :w].copy()
     for i in range(1, width):
         np.maximum(rows, padded[:, i:i + w], out=rows)
@@ -225,10 +237,10 @@ def draw_like_a_canvas(digit: np.ndarray, rng, slant: float = 0) -> Image.Image:
     """An MNIST digit as someone would draw it on lesson 9's pad (08 and 09 use it).
 
     A pen draws solid strokes of one width, at any size, anywhere: so the digit is
-    turned by `slant` degrees (anticlockwise), scaled to a random size, made solid (on or
-    off, no soft grey), thickened by a random amount, pasted at a random place on a
-    280x280 pad, dark on white (one in five light on black). An RGBA image, as a canvas
-    gives it.
+    turned by `slant` degrees (anticlockwise), scaled to a random size, made solid (on
+    or off, no soft grey), thickened by a random amount, pasted at a random place on
+    a 280x280 pad, dark on white (one in five light on black). An RGBA image, as
+    a canvas gives it.
     """
     size = int(rng.integers(90, CANVAS + 1))  # the digit's 20x20 box becomes 64-200 px
     upright = Image.fromarray(digit)
@@ -236,7 +248,8 @@ def draw_like_a_canvas(digit: np.ndarray, rng, slant: float = 0) -> Image.Image:
         upright = upright.rotate(slant, resample=Image.Resampling.BILINEAR)
     big = upright.resize((size, size), Image.Resampling.BILINEAR)
     ink = ((np.asarray(big) > 100) * 255).astype(np.uint8)
-    width = int(rng.choice([1, 3, 5, 7, 9]))  # how much thicker than MNIST's own strokes
+    width = int(rng.choice([1, 3, 5, 7, 9]))  # how much thicker than MNIST's own
+    # strokes
     ink = Image.fromarray(thicken(ink, width))
     pad = Image.new("L", (CANVAS, CANVAS), 255)
     x, y = (int(v) for v in rng.integers(0, CANVAS - size + 1, size=2))
@@ -247,10 +260,10 @@ def draw_like_a_canvas(digit: np.ndarray, rng, slant: float = 0) -> Image.Image:
 
 
 def write_digit_pngs(folder, digits, slant=None) -> Path:
-    """(digit, index, 28x28 uint8) triples as <folder>/<digit>/<index>.png, as stored or,
-    with a `slant`, drawn on a pad turned by that many degrees (draw_like_a_canvas, the
-    same drawings every time). Written to a temporary folder renamed when complete: an
-    interrupted export is never taken for a finished one."""
+    """(digit, index, 28x28 uint8) triples as <folder>/<digit>/<index>.png, as stored
+    or, with a `slant`, drawn on a pad turned by that many degrees (draw_like_a_canvas,
+    the same drawings every time). Written to a temporary folder renamed when complete:
+    an interrupted export is never taken for a finished one."""
     folder = Path(folder)
     rng = np.random.default_rng(0)
     tmp = folder.with_name(folder.name + ".tmp")
@@ -268,15 +281,17 @@ def write_digit_pngs(folder, digits, slant=None) -> Path:
 
 
 def writer_stand_ins(digits: torch.Tensor, labels: torch.Tensor, prepare) -> dict:
-    """Other writers, stood in for by validation digits (lesson 6 chooses augmentation on
-    them, lesson 13 its ensemble; never on test digits): `digits` (uint8 [n, 28, 28]) as
-    stored, re-drawn the way lesson 9's pad draws, and cut to 8x8 as the UCI digits were
-    made (binarized, boxed in 32x32, ink counted in 4x4 blocks), the last two prepared by
-    `prepare` (lesson 4's dl_utils.digit_from_gray). {"as stored", "re-drawn like the pad",
-    "cut to 8x8"}: (uint8 digits, labels) each. The pen is seeded: the same sets each time."""
+    """Other writers, stood in for by validation digits (lesson 6 chooses augmentation
+    on them, lesson 13 its ensemble; never on test digits): `digits` (uint8 [n, 28, 28])
+    as stored, re-drawn the way lesson 9's pad draws, and cut to 8x8 as the UCI digits
+    were made (binarized, boxed in 32x32, ink counted in 4x4 blocks), the last two
+    prepared by `prepare` (lesson 4's dl_utils.digit_from_gray).
+    {"as stored", "re-drawn like the pad", "cut to 8x8"}: (uint8 digits, labels) each.
+    The pen is seeded: the same sets each time."""
     rng = np.random.default_rng(0)
     drawn = [prepare(draw_like_a_canvas(d, rng).convert("L")) for d in digits.numpy()]
-    at_8x8 = [prepare(counts_to_image(uci_8x8(d)), "an 8x8 digit") for d in digits.numpy()]
+    at_8x8 = [prepare(counts_to_image(uci_8x8(d)), "an 8x8 digit")
+              for d in digits.numpy()]
     return {"as stored": (digits, labels),
             "re-drawn like the pad": (torch.from_numpy(np.stack(drawn)), labels),
             "cut to 8x8": (torch.from_numpy(np.stack(at_8x8)), labels)}

@@ -1,9 +1,10 @@
 """Starting lesson 10's processes: torchrun, the machine's limits, one-line failures.
 
-Plumbing, not a lesson: lesson 10 teaches DDP; this module starts its processes. torchrun
-runs in the launcher's own process (one Python and torch start-up fewer), a count the
-machine cannot hold is refused before any process starts, workers leave when their
-launcher is gone, and a failed job becomes one line naming the failing process's error.
+Plumbing, not a lesson: lesson 10 teaches DDP; this module starts its processes.
+torchrun runs in the launcher's own process (one Python and torch start-up fewer),
+a count the machine cannot hold is refused before any process starts, workers leave when
+their launcher is gone, and a failed job becomes one line naming the failing process's
+error.
 """
 
 import os
@@ -22,7 +23,8 @@ from _course.files import FriendlyError
 __all__ = [  # what dl_utils re-exports
     "add_launch_args", "launch", "exit_now",
     "usable_cores", "available_memory_gb", "check_process_count", "peak_memory_mb",
-    "ddp_bucket_count", "torchrun_command", "torchrun", "leave_when_gone", "torchrun_failure",
+    "ddp_bucket_count", "torchrun_command", "torchrun", "leave_when_gone",
+    "torchrun_failure",
 ]
 
 
@@ -50,56 +52,63 @@ def available_memory_gb() -> float | None:
         return None
 
 
-def check_process_count(nproc: int, per_process_gb: float, on_cpu: bool, force: bool) -> None:
-    """Before starting nproc processes (lesson 10): refuse in one line a count whose memory
-    would exceed what is available (unless `force`), and warn when processes on the CPU
-    outnumber its cores."""
+def check_process_count(nproc: int, per_process_gb: float, on_cpu: bool,
+                        force: bool) -> None:
+    """Before starting nproc processes (lesson 10): refuse in one line a count whose
+    memory would exceed what is available (unless `force`), and warn when processes on
+    the CPU outnumber its cores."""
     available = available_memory_gb()
     needed = nproc * per_process_gb
     if available is not None and needed > available and not force:
         raise FriendlyError(
-            f"--nproc {nproc} would need about {needed:.0f} GB ({nproc} x {per_process_gb:g} GB "
-            f"per process: torch and the data, each in its own copy) and {available:.1f} GB "
-            "is available: use fewer processes, or add --force-nproc to start them anyway")
+            f"--nproc {nproc} would need about {needed:.0f} GB "
+            f"({nproc} x {per_process_gb:g} GB per process: torch and the data, each "
+            f"in its own copy) and {available:.1f} GB is available: use fewer "
+            "processes, or add --force-nproc to start them anyway")
     cores = usable_cores()
     if on_cpu and nproc > cores:
-        print(f"WARNING: {nproc} processes on {cores} cores: they take turns on the cores, "
-              f"so each step waits for the slowest and an epoch takes longer than with "
-              f"{cores}, not shorter.", flush=True)
+        print(f"WARNING: {nproc} processes on {cores} cores: they take turns on the "
+              "cores, so each step waits for the slowest and an epoch takes longer "
+              f"than with {cores}, not shorter.", flush=True)
 
 
 def peak_memory_mb() -> float | None:
-    """This process's peak resident memory in MB (10's workers report it); None on Windows."""
+    """This process's peak resident memory in MB (10's workers report it); None on
+    Windows."""
     try:
         import resource
     except ImportError:
         return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on
+    # macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def ddp_bucket_count(ddp) -> int:
-    """How many gradient buckets a DistributedDataParallel model made (lesson 10), from the
-    bucket sizes its logging data lists (a private API: 1 if it ever goes away)."""
+    """How many gradient buckets a DistributedDataParallel model made (lesson 10), from
+    the bucket sizes its logging data lists (a private API: 1 if it ever goes away)."""
     sizes = ddp._get_ddp_logging_data().get("bucket_sizes", "")
     return len(str(sizes).split(",")) if sizes else 1
 
 
 def torchrun_command(script: Path, nproc: int, port: int, script_args) -> list[str]:
-    """The torchrun command line for `script` (python -m torch.distributed.run is torchrun);
-    port 0: --standalone, one machine and a free port."""
+    """The torchrun command line for `script` (python -m torch.distributed.run is
+    torchrun); port 0: --standalone, one machine and a free port."""
     meet = (["--standalone"] if not port else
             ["--nnodes=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}"])
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", *meet,
-            str(Path(script).resolve()), *script_args]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
+            *meet, str(Path(script).resolve()), *script_args]
 
 
 def torchrun(script: Path, nproc: int, port: int, script_args) -> None:
-    """Run `script` under torchrun with nproc processes (lesson 10), printing the command;
-    a failed job becomes one FriendlyError line that names the failing process's error."""
+    """Run `script` under torchrun with nproc processes (lesson 10), printing the
+    command; a failed job becomes one FriendlyError line that names the failing
+    process's error."""
     command = torchrun_command(script, nproc, port, script_args)
-    print("  torchrun " + " ".join(command[3:]).replace(str(Path(script).resolve()),
-                                                          Path(script).name), flush=True)
+    print("  torchrun "
+          + " ".join(command[3:]).replace(str(Path(script).resolve()),
+                                          Path(script).name),
+          flush=True)
     # torchrun's own main() runs in this process (the same as the command, without a
     # second Python and torch to start); the workers inherit the environment, and their
     # error output (file descriptor 2) goes to a file, read if the job fails.
@@ -156,7 +165,8 @@ def torchrun_failure(stderr: str, nproc: int) -> str:
     else the last exception it raised, else what torchrun's report says of it."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     ours = [ln[len("error: "):] for ln in lines if ln.startswith("error: ")]
-    raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt): ", ln)]
+    raised = [ln for ln in lines
+              if re.match(r"^[\w.]+(Error|Exception|Interrupt): ", ln)]
     report = [re.sub(r"\s+", " ", ln) for ln in lines
               if re.match(r"^(rank|exitcode|traceback)\s*:", ln)]
     why = ours[0] if ours else raised[-1] if raised else (
@@ -168,11 +178,11 @@ def add_launch_args(parser, per_process_gb: float) -> None:
     """Lesson 10's launch settings: where the processes meet, a rank to fail on purpose,
     and starting more processes than the machine's memory seems to hold."""
     parser.add_argument("--master-port", type=port_number, default=0,
-                        help="TCP port for the processes to meet on; 0 lets torchrun pick a "
-                             "free one (default: %(default)s)")
+                        help="TCP port for the processes to meet on; 0 lets torchrun "
+                             "pick a free one (default: %(default)s)")
     parser.add_argument("--crash-rank", type=int, default=None,
-                        help="make this rank fail after its first step, to watch the whole "
-                             "job stop with one message (default: none)")
+                        help="make this rank fail after its first step, to watch the "
+                             "whole job stop with one message (default: none)")
     parser.add_argument("--force-nproc", action="store_true",
                         help="start --nproc processes even if their estimated memory "
                              f"({per_process_gb:g} GB each) exceeds what is available")
@@ -181,7 +191,8 @@ def add_launch_args(parser, per_process_gb: float) -> None:
 def launch(script: Path, args, script_args, per_process_gb: float) -> None:
     """Run `script` under torchrun with args.nproc processes, after checking that the
     machine can hold them and that --master-port is free. Our --nproc is left out of the
-    arguments passed on: torchrun would read it as an abbreviation of --nproc-per-node."""
+    arguments passed on: torchrun would read it as an abbreviation of
+    --nproc-per-node."""
     gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") else 0
     check_process_count(args.nproc, per_process_gb, on_cpu=gpus < args.nproc,
                         force=args.force_nproc)

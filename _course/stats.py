@@ -20,10 +20,10 @@ def wilson_interval(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
     The standard error above is the normal approximation to the binomial count: fine
     when there are plenty of both mistakes and right answers, useless at the extremes
-    (at 100% it says "± 0", as if 250 right answers proved the model never errs). Wilson's
-    interval stays honest there: 250 right out of 250 gives [98.5%, 100%], close to the
-    "rule of three" (at most about 3/n of all images wrong, with one-sided 95%
-    confidence; this interval is two-sided, so a little wider).
+    (at 100% it says "± 0", as if 250 right answers proved the model never errs).
+    Wilson's interval stays honest there: 250 right out of 250 gives [98.5%, 100%],
+    close to the "rule of three" (at most about 3/n of all images wrong, with one-sided
+    95% confidence; this interval is two-sided, so a little wider).
     """
     centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n))
@@ -31,9 +31,10 @@ def wilson_interval(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def format_accuracy(acc: float, n: int) -> str:
-    """'97.73% (95%: 97.43-98.01)': an accuracy with its 95% Wilson interval, one kind of
-    interval for every accuracy the course prints. (acc ± 1.96 SE would do at 97.7% but
-    is too narrow with few mistakes: '100.00% ± 0' on 250 images; Wilson stays honest.)"""
+    """'97.73% (95%: 97.43-98.01)': an accuracy with its 95% Wilson interval, one kind
+    of interval for every accuracy the course prints. (acc ± 1.96 SE would do at 97.7%
+    but is too narrow with few mistakes: '100.00% ± 0' on 250 images; Wilson stays
+    honest.)"""
     low, high = wilson_interval(acc, n)
     return f"{100 * acc:.2f}% (95%: {100 * low:.2f}-{100 * high:.2f})"
 
@@ -48,11 +49,13 @@ def t_975(df: int) -> float:
 
 @functools.cache  # (each costs ~0.02 s of Python; few df are ever asked for)
 def t_quantile(q: float, df: int) -> float:
-    """Student's t, the q-quantile for df degrees of freedom, computed rather than tabled
-    (for any level, not just a printed table's): the density integrated by Simpson's rule
-    from 0, and the point where the area reaches q - 0.5 found by bisection. Agrees with
-    a printed t-table to its three decimals (tests/test_dl_utils.py)."""
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    """Student's t, the q-quantile for df degrees of freedom, computed rather than
+    tabled (for any level, not just a printed table's): the density integrated by
+    Simpson's rule from 0, and the point where the area reaches q - 0.5 found by
+    bisection. Agrees with a printed t-table to its three decimals
+    (tests/test_dl_utils.py)."""
+    c = (math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2))
+         / math.sqrt(df * math.pi))
 
     def area(x, steps=2000):  # from 0 to x under the density
         h = x / steps
@@ -74,12 +77,14 @@ def bonferroni(d: dict, comparisons: int, level: float = 0.95) -> dict:
     strict and the usual next step.
     """
     each = 1 - (1 - level) / comparisons
-    half = t_quantile(1 - (1 - each) / 2, d["n"] - 1) * d["se"] if d["n"] > 1 else math.nan
+    half = (t_quantile(1 - (1 - each) / 2, d["n"] - 1) * d["se"] if d["n"] > 1
+            else math.nan)
     return {**d, "low": d["mean"] - half, "high": d["mean"] + half, "level": each}
 
 
 def correction_price(seeds: int, verdicts: int) -> str:
-    """What Bonferroni's correction costs (07), in the t factor that multiplies the SE."""
+    """What Bonferroni's correction costs (07), in the t factor that multiplies the
+    SE."""
     if seeds < 2:
         return "With one seed there is no spread to measure, and no verdict."
     wide = [t_quantile(1 - 0.05 / verdicts / 2, k - 1) for k in (seeds, 8)]
@@ -90,7 +95,8 @@ def correction_price(seeds: int, verdicts: int) -> str:
 
 def interval_verdict(d: dict, better="better", worse="worse",
                      same="no difference the seeds can see") -> str:  # (05, 07, tables)
-    """The word for a paired_difference: its 95% interval lies above 0, below 0, or spans it."""
+    """The word for a paired_difference: its 95% interval lies above 0, below 0, or
+    spans it."""
     if d["n"] < 2:
         return "one seed: no verdict"
     return better if d["low"] > 0 else worse if d["high"] < 0 else same
@@ -105,7 +111,8 @@ def points(value, se=None):
         return text
     if se == 0:
         return f"{text} (every seed equal)"
-    return f"{text} ± {100 * se:.2f}" if 100 * se >= 0.005 else f"{text} ± {100 * se:.1g}"
+    return (f"{text} ± {100 * se:.2f}" if 100 * se >= 0.005
+            else f"{text} ± {100 * se:.1g}")
 
 
 def interval(d):

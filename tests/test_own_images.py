@@ -1,9 +1,10 @@
-"""Lessons 08 and 08b: files on disk to batches, bad files handled, the split honest, the
-lessons run.
+"""Lessons 08 and 08b: files on disk to batches, bad files handled, the split honest,
+the lessons run.
 
 Three proofs that used to sit in the lessons live here: 08's hand-written Dataset gives
 exactly torchvision's ImageFolder samples, the exported PNGs give exactly the in-memory
-tensors of the other lessons, and 08b's folder in memory is 08's Dataset, image for image.
+tensors of the other lessons, and 08b's folder in memory is 08's Dataset, image for
+image.
 """
 
 import os
@@ -38,7 +39,8 @@ def photo(digit_image: np.ndarray, size=(90, 70)) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """Classes 0, 1, 2 in mixed formats, a damaged file, a text file, an empty class 3."""
+    """Classes 0, 1, 2 in mixed formats, a damaged file, a text file, an empty
+    class 3."""
     root = tmp_path_factory.mktemp("digits")
     _, _, X, y = dl_utils.load_mnist_tensors()
     for digit in range(3):
@@ -48,14 +50,16 @@ def folder(tmp_path_factory):
             if k % 3 == 0:  # MNIST's own format
                 Image.fromarray(pixels).save(root / str(digit) / f"{k}.png")
             elif k % 3 == 1:  # an RGB photo
-                photo(pixels).convert("RGB").save(root / str(digit) / f"{k}.jpg", quality=95)
+                photo(pixels).convert("RGB").save(root / str(digit) / f"{k}.jpg",
+                                                  quality=95)
             else:  # a 16-bit grey photo
                 a = np.asarray(photo(pixels), dtype=np.uint16) * 257
                 Image.fromarray(a).save(root / str(digit) / f"{k}.png")
     (root / "1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     (root / "2" / "notes.txt").write_text("my digits")
     (root / "3").mkdir()
-    (root / ".ipynb_checkpoints").mkdir()  # hidden: not a class, for us or for ImageFolder
+    (root / ".ipynb_checkpoints").mkdir()  # hidden: not a class, for us or for
+    # ImageFolder
     Image.fromarray(X[0].numpy()).save(root / ".ipynb_checkpoints" / "x.png")
     return root
 
@@ -69,8 +73,9 @@ def test_scan_skips_bad_files_by_name_and_keeps_empty_classes(folder, capsys):
 
 
 class VisibleImageFolder(ImageFolder):
-    """ImageFolder without hidden folders (.ipynb_checkpoints), as dl_utils.scan_image_folder.
-    find_classes is one of ImageFolder's documented hooks."""
+    """ImageFolder without hidden folders (.ipynb_checkpoints), as
+    dl_utils.scan_image_folder. find_classes is one of ImageFolder's documented
+    hooks."""
 
     def find_classes(self, directory):
         classes = sorted(e.name for e in os.scandir(directory)
@@ -79,9 +84,11 @@ class VisibleImageFolder(ImageFolder):
 
 
 def same_as_imagefolder(folder, dataset, eval_t):
-    """torchvision's ImageFolder on the same files: (identical samples, ours, theirs)."""
+    """torchvision's ImageFolder on the same files: (identical samples, ours,
+    theirs)."""
     good = {str(path) for path, _ in dataset.samples}
-    reference = VisibleImageFolder(folder, transform=eval_t, loader=dl_utils.read_grayscale,
+    reference = VisibleImageFolder(folder, transform=eval_t,
+                                   loader=dl_utils.read_grayscale,
                                    is_valid_file=good.__contains__, allow_empty=True,
                                    target_transform=dataset.target_transform)
     position = {path: i for i, (path, _) in enumerate(reference.samples)}
@@ -103,7 +110,8 @@ def test_hand_written_dataset_equals_imagefolder(folder):
 
 
 def test_photos_and_16_bit_files_are_prepared_like_mnist(folder):
-    """Every format becomes a light digit on black that lesson 6's preparation can read."""
+    """Every format becomes a light digit on black that lesson 6's preparation can
+    read."""
     m = m08()
     classes, samples = dl_utils.scan_image_folder(folder)
     eval_t, _ = m.make_transforms()
@@ -111,13 +119,15 @@ def test_photos_and_16_bit_files_are_prepared_like_mnist(folder):
     for path, _ in samples:
         X = eval_t(dl_utils.read_grayscale(path))
         assert X.shape == (1, 28, 28)
-        assert X[0, 0, 0].item() == pytest.approx(background, abs=1e-5), path  # black corner
+        assert (X[0, 0, 0].item()
+                == pytest.approx(background, abs=1e-5)), path  # black corner
         assert X.max() > 2.0, path  # and some bright ink
 
 
 def test_sixteen_bit_and_transparent_images_become_8_bit_grey():
     to_gray = dl_utils.to_grayscale
-    sixteen = Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16))  # mid-grey, 16-bit
+    sixteen = Image.fromarray(
+        np.full((4, 4), 32896, dtype=np.uint16))  # mid-grey, 16-bit
     assert np.asarray(to_gray(sixteen)).max() == 128  # scaled, not clipped to 255
     rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))  # transparent: paper shows through
     rgba.putpixel((1, 1), (0, 0, 0, 255))
@@ -143,7 +153,8 @@ def test_digit_labels_follow_folder_names_when_digits_are_missing():
 def test_stratified_split_is_disjoint_complete_and_balanced():
     labels = [0] * 10 + [1] * 6 + [2] * 4 + [3] * 1
     first, rest = m08b().stratified_split(labels, 0.5, torch.Generator().manual_seed(0))
-    assert not set(first) & set(rest) and sorted(first + rest) == list(range(len(labels)))
+    assert (not set(first) & set(rest)
+            and sorted(first + rest) == list(range(len(labels))))
     for c, n in ((0, 10), (1, 6), (2, 4)):
         assert sum(labels[i] == c for i in first) == n // 2
     again = m08b().stratified_split(labels, 0.5, torch.Generator().manual_seed(0))
@@ -151,14 +162,17 @@ def test_stratified_split_is_disjoint_complete_and_balanced():
 
 
 def test_quick_runs_export_check_and_fine_tune_headless(tmp_path):
-    cnn = dl_utils.save_checkpoint(tmp_path / "cnn.pt", dl_utils.SmallCNN((16, 32)),  # untrained
+    cnn = dl_utils.save_checkpoint(tmp_path / "cnn.pt",
+                                   dl_utils.SmallCNN((16, 32)),  # untrained
                                    {"channels": [16, 32]})
-    result = run_script("08_your_own_images.py", "--per-class", "6", "--cnn", cnn, inline=True)
+    result = run_script("08_your_own_images.py", "--per-class", "6", "--cnn", cnn,
+                        inline=True)
     assert result.returncode == 0, result.stderr
     benchmark_reads("08_your_own_images.py", result.stdout)
     export = OUTPUT_DIR / "data" / "mnist_png" / "validation_6_per_digit_drawn_slant_30"
     assert (export / "9").is_dir()
-    assert Image.open(next((export / "9").iterdir())).size == (280, 280)  # drawn on a pad
+    assert (Image.open(next((export / "9").iterdir())).size
+            == (280, 280))  # drawn on a pad
     assert (OUTPUT_DIR / "figures" / "08_batch.png").read_bytes()[:4] == b"\x89PNG"
     assert "python 08b_fine_tuning.py" in result.stdout
     ckpt = tmp_path / "tuned.pt"
@@ -172,9 +186,10 @@ def test_quick_runs_export_check_and_fine_tune_headless(tmp_path):
     trained_on = checkpoint["trained_on"]
     assert "then 30 images of" in trained_on and "mnist_png" in trained_on
     said = " ".join(result.stdout.split())  # (prose wraps where the numbers put it)
-    assert re.search(r"Digits as MNIST stores them \(1,000 validation images, none in the "
-                     r"folder\):.* before,.* after; \d+ wrong to right, \d+ right to wrong "
-                     r"\(p = [\d.e-]+\): (it forgot|it got better|no change)", said)
+    assert re.search(r"Digits as MNIST stores them \(1,000 validation images, none in "
+                     r"the folder\):.* before,.* after; \d+ wrong to right, "
+                     r"\d+ right to wrong \(p = [\d.e-]+\): "
+                     r"(it forgot|it got better|no change)", said)
 
 
 def test_08b_holds_in_memory_exactly_what_08s_dataset_reads(folder):
@@ -212,20 +227,24 @@ def test_the_slanted_drawings_are_validation_digits_leaning_as_asked():
     rng = np.random.default_rng(0)
     digit = train_X[dl_utils.train_val_split(len(train_y))[1][0]].numpy()
     upright = dl_utils.draw_like_a_canvas(digit, rng, slant=0).convert("L")
-    slanted = dl_utils.draw_like_a_canvas(digit, np.random.default_rng(0), slant=30).convert("L")
+    slanted = dl_utils.draw_like_a_canvas(digit, np.random.default_rng(0),
+                                          slant=30).convert("L")
     assert upright.size == slanted.size == (280, 280)
     a = dl_utils.digit_from_gray(upright).astype(float)
     b = dl_utils.digit_from_gray(slanted).astype(float)
     paper = slanted.getpixel((0, 0))  # white, or black for light-on-dark drawings
-    straightened = dl_utils.digit_from_gray(slanted.rotate(-30, fillcolor=paper)).astype(float)
-    assert np.abs(a - straightened).mean() < np.abs(a - b).mean()  # it leaned, 30 degrees
+    straightened = dl_utils.digit_from_gray(
+        slanted.rotate(-30, fillcolor=paper)).astype(float)
+    assert (np.abs(a - straightened).mean()
+            < np.abs(a - b).mean())  # it leaned, 30 degrees
 
 
 def test_exported_folder_is_validation_images_equal_to_the_in_memory_tensors():
     """The PNG pipeline gives the in-memory lessons' numbers, and no exported image is a
     test image (lesson 8 fine-tunes on part of the folder)."""
     m = m08()
-    folder = dl_utils.export_mnist_pngs(OUTPUT_DIR / "data" / "mnist_png" / "check_3", 3)
+    folder = dl_utils.export_mnist_pngs(
+        OUTPUT_DIR / "data" / "mnist_png" / "check_3", 3)
     classes, samples = dl_utils.scan_image_folder(folder)
     dataset = m.hand_written_dataset(samples, classes, m.make_transforms()[0])
     same, ours, theirs = same_as_imagefolder(folder, dataset, m.make_transforms()[0])
@@ -268,8 +287,10 @@ def test_a_blank_photo_is_skipped_by_name_not_a_crash(tmp_path):
         assert "no digit found" in result.stdout
 
 
-@pytest.mark.parametrize("fixed, broken, p", [(0, 4, 0.125), (1, 7, 0.0703), (3, 11, 0.0574),
-                                              (0, 21, 9.5e-7), (5, 5, 1.0), (0, 0, 1.0)])
+@pytest.mark.parametrize("fixed, broken, p", [
+    (0, 4, 0.125), (1, 7, 0.0703), (3, 11, 0.0574),
+    (0, 21, 9.5e-7), (5, 5, 1.0), (0, 0, 1.0),
+])
 def test_forgetting_is_judged_by_the_exact_coin_flip_test(fixed, broken, p):
     """Review 1.8: the normal approximation called 0 against 4 'clear'; the exact test,
     the sum of binomial(n, 1/2) probabilities as extreme, does not."""
@@ -280,9 +301,9 @@ def test_forgetting_is_judged_by_the_exact_coin_flip_test(fixed, broken, p):
 
 @pytest.mark.parametrize("train_only", ["classifier", "all"])
 def test_frozen_blocks_keep_their_batch_norm_statistics(train_only):
-    """08b --train-only classifier: a frozen block's batch norm (06 --batch-norm) stays in
-    eval mode while the model trains, so its running statistics stay MNIST's; with "all"
-    they follow the new images, as training mode does."""
+    """08b --train-only classifier: a frozen block's batch norm (06 --batch-norm) stays
+    in eval mode while the model trains, so its running statistics stay MNIST's; with
+    "all" they follow the new images, as training mode does."""
     m = lesson("08b_fine_tuning")
     torch.manual_seed(0)
     model = dl_utils.SmallCNN((4, 8), hidden_size=8, batch_norm=True)
@@ -301,17 +322,21 @@ def test_frozen_blocks_keep_their_batch_norm_statistics(train_only):
 
 
 def test_writer_stand_ins_are_validation_digits_redrawn_and_cut_to_8x8():
-    """06's writer check and 13's choice read the same sets: the digits given (validation
-    digits there), re-drawn and cut to 8x8 as the helpers make them, the same twice."""
+    """06's writer check and 13's choice read the same sets: the digits given
+    (validation digits there), re-drawn and cut to 8x8 as the helpers make them, the
+    same twice."""
     train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
     idx = dl_utils.train_val_split(len(train_y))[1][:12]
-    sets = dl_utils.writer_stand_ins(train_X[idx], train_y[idx], dl_utils.digit_from_gray)
+    sets = dl_utils.writer_stand_ins(train_X[idx], train_y[idx],
+                                     dl_utils.digit_from_gray)
     assert torch.equal(sets["as stored"][0], train_X[idx])
     for X, y in sets.values():
-        assert X.shape == (12, 28, 28) and X.dtype == torch.uint8 and torch.equal(y, train_y[idx])
+        assert (X.shape == (12, 28, 28) and X.dtype == torch.uint8
+                and torch.equal(y, train_y[idx]))
     at_8x8 = dl_utils.digit_from_gray(dl_utils.counts_to_image(dl_utils.uci_8x8(
         train_X[idx[0]].numpy())))
     assert np.array_equal(sets["cut to 8x8"][0][0].numpy(), at_8x8)
     assert not torch.equal(sets["re-drawn like the pad"][0], sets["as stored"][0])
-    again = dl_utils.writer_stand_ins(train_X[idx], train_y[idx], dl_utils.digit_from_gray)
+    again = dl_utils.writer_stand_ins(train_X[idx], train_y[idx],
+                                      dl_utils.digit_from_gray)
     assert all(torch.equal(again[k][0], sets[k][0]) for k in sets)

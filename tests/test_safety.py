@@ -23,7 +23,8 @@ def checkpoint(tmp_path_factory):
     """A real checkpoint of 03, saved by dl_utils without training (fast)."""
     path = tmp_path_factory.mktemp("ckpt") / "simple_nn.pt"
     torch.manual_seed(0)
-    dl_utils.save_checkpoint(path, lesson("03_train_mnist").SimpleNN(), {"hidden_size": 128})
+    dl_utils.save_checkpoint(path, lesson("03_train_mnist").SimpleNN(),
+                             {"hidden_size": 128})
     return path
 
 
@@ -73,7 +74,8 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
                 + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+                     + chunk(b"IEND", b""))
     return path
 
 
@@ -81,8 +83,8 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
 def test_a_huge_image_is_one_clear_line(checkpoint, tmp_path, width, height):
     # 240 megapixels trips PIL's decompression-bomb guard; 64 megapixels our own limit
     image = png_header_only(tmp_path / "huge.png", width, height)
-    result = run_script("04_load_model.py", "--checkpoint", checkpoint, "--image", image,
-                        inline=True)
+    result = run_script("04_load_model.py", "--checkpoint", checkpoint,
+                        "--image", image, inline=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "is too large" in result.stderr
 
@@ -98,13 +100,16 @@ def test_an_output_dir_that_is_a_file_is_one_clear_line(tmp_path):
     assert not_a_folder.read_text() == "I am a file"
 
 
-@pytest.mark.parametrize("script, flag", [("03_train_mnist.py", "--checkpoint"),
-                                          ("06_convolutional_network.py", "--checkpoint"),
-                                          ("05_experiment_architectures.py", "--results")])
+@pytest.mark.parametrize("script, flag", [
+    ("03_train_mnist.py", "--checkpoint"),
+    ("06_convolutional_network.py", "--checkpoint"),
+    ("05_experiment_architectures.py", "--results"),
+])
 def test_output_paths_are_checked_before_any_work(tmp_path, script, flag):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    for bad, message in ((tmp_path, "is a folder"), (blocker / "model.pt", "is a file")):
+    for bad, message in ((tmp_path, "is a folder"),
+                         (blocker / "model.pt", "is a file")):
         result = run_script(script, flag, bad, inline=True)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert message in result.stderr.strip().splitlines()[-1]
@@ -124,10 +129,12 @@ def test_atomic_write_fsyncs_before_the_rename(tmp_path, monkeypatch):
     calls = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
-    monkeypatch.setattr(os, "replace", lambda a, b: calls.append("replace") or real_replace(a, b))
+    monkeypatch.setattr(os, "replace",
+                        lambda a, b: calls.append("replace") or real_replace(a, b))
     with dl_utils.atomic_path(tmp_path / "out.txt") as tmp:
         tmp.write_text("data")
-    assert calls == ["fsync", "replace"] and (tmp_path / "out.txt").read_text() == "data"
+    assert (calls == ["fsync", "replace"]
+            and (tmp_path / "out.txt").read_text() == "data")
 
 
 def test_requirement_floors_cover_the_apis_used():
@@ -158,8 +165,13 @@ def test_eval_mode_difference_is_measured_not_guessed(capsys):
     demo = lesson("04_load_model").eval_mode_demo
     X = torch.randn(8, 1, 28, 28)
     for layer in (nn.Dropout1d(0.5), nn.AlphaDropout(0.5), nn.BatchNorm1d(784)):
-        model = nn.Sequential(nn.Flatten(), nn.Unflatten(1, (1, 784)) if isinstance(
-            layer, nn.Dropout1d) else nn.Identity(), layer, nn.Flatten(), nn.Linear(784, 10))
+        model = nn.Sequential(
+            nn.Flatten(),
+            nn.Unflatten(1, (1, 784)) if isinstance(layer, nn.Dropout1d)
+            else nn.Identity(),
+            layer,
+            nn.Flatten(),
+            nn.Linear(784, 10))
         demo(model, X)
         assert "differ" in capsys.readouterr().out.split("Where it matters")[0], layer
     demo(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), X)
@@ -170,7 +182,8 @@ def test_a_cross_device_difference_is_not_called_a_changed_file():
     verdict = lesson("04_load_model").same_result_verdict
     assert "identical" in verdict(0.9773, 0.9773, 10_000, "cpu", "cpu")
     across = verdict(0.9772, 0.9773, 10_000, "cuda", torch.device("cpu"))
-    assert "Expected" in across and "1 of 10,000" in across and "DIFFERENT" not in across
+    assert ("Expected" in across and "1 of 10,000" in across
+            and "DIFFERENT" not in across)
     assert "DIFFERENT" in verdict(0.9772, 0.9773, 10_000, "cpu", "cpu")
 
 
@@ -190,7 +203,8 @@ def test_06_names_non_default_settings_of_the_mlp_it_compares_with(tmp_path):
     assert "default settings" in note({})
     assert "does not say" in note(None)
     quick = note({"epochs": 1, "subset": 5000, "seed": 3})
-    assert "--epochs 1 --subset 5000" in quick and "Careful" in quick and "seed" not in quick
+    assert ("--epochs 1 --subset 5000" in quick and "Careful" in quick
+            and "seed" not in quick)
     ckpt = tmp_path / "mlp.pt"
     result = run_script("03_train_mnist.py", "--epochs", "1", "--subset", "300",
                         "--checkpoint", ckpt, inline=True)
@@ -213,8 +227,10 @@ def test_the_training_loop_is_five_plain_steps():
     loader = dl_utils.TensorLoader(X, y, 8)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     before = model.fc1.weight.clone()
-    steps = list(train03.train_steps(model, loader, nn.CrossEntropyLoss(), optimizer, "cpu"))
-    assert len(steps) == 5 and not torch.equal(before, model.fc1.weight)  # one step per batch
+    steps = list(train03.train_steps(model, loader, nn.CrossEntropyLoss(), optimizer,
+                                     "cpu"))
+    assert (len(steps) == 5  # one step per batch
+            and not torch.equal(before, model.fc1.weight))
     import inspect
     body = inspect.getsource(train03.train_steps).split('"""')[-1].strip().splitlines()
     assert len(body) <= 15  # readable at a glance: nothing but the loop
@@ -223,9 +239,11 @@ def test_the_training_loop_is_five_plain_steps():
 
 
 def test_output_piped_into_head_stops_quietly():
-    """`python 01_tensors_and_autograd.py | head -1`: the reader leaves; no traceback."""
+    """`python 01_tensors_and_autograd.py | head -1`: the reader leaves; no
+    traceback."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "01_tensors_and_autograd.py")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=OUTPUT_DIR)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=OUTPUT_DIR)
     proc.stdout.readline()
     proc.stdout.close()  # as head does after its line
     stderr = proc.stderr.read().decode()
