@@ -19,8 +19,10 @@ Contents, in lesson order:
                               normalize, train_val_split, flip_labels
     Augmentation (06) ....... random_shift, ShiftedLoader
     Shared models ........... SimpleNN (03), SmallCNN and conv_block (06), layer_sizes
-    The training loop (03) .. train_steps, train_epoch, fit, keep_if_best, DivergenceError
-    Evaluation (03-07) ...... evaluate_model, predict_all, confusion_matrix, honest_score;
+    The training loop (03) .. train_steps, train_epoch, fit, keep_if_best,
+                              DivergenceError
+    Evaluation (03-07) ...... evaluate_model, predict_all, confusion_matrix,
+                              honest_score;
                               how sure a number is: accuracy_se, mean_se,
                               paired_difference, paired_against, summarize_runs
     Inspecting a model (03) . print_shapes, count_parameters, model_size_kb
@@ -29,7 +31,8 @@ Contents, in lesson order:
     Resuming (03) ........... save_training_state, resume_training, resumable
     Your own digit (04, 08) . digit_from_gray, center_by_mass, looks_like_mnist,
                               export_mnist_pngs
-    Checkpoints (03, 04) .... save_checkpoint, load_checkpoint (weights only, never code)
+    Checkpoints (03, 04) .... save_checkpoint, load_checkpoint (weights only, never
+                              code), build_model
     The plumbing ............ re-exported from _course (the last block of this file)
 
 Run the tests of this module with:  python -m pytest tests/test_dl_utils.py
@@ -55,10 +58,20 @@ from PIL import Image
 from tqdm import tqdm
 
 # The plumbing the code below calls (lessons get all of it through the last block)
-from _course.checkpoints import (MAY_DIFFER, TRAINING_STATE, CheckpointError, first_detail,
-                                 input_scaling, inputs_as_trained, model_class,
-                                 read_checkpoint, read_training_state, restore_rng_states,
-                                 rng_states, training_state_path)
+from _course.checkpoints import (
+    MAY_DIFFER,
+    TRAINING_STATE,
+    CheckpointError,
+    first_detail,
+    input_scaling,
+    inputs_as_trained,
+    model_class,
+    read_checkpoint,
+    read_training_state,
+    restore_rng_states,
+    rng_states,
+    training_state_path,
+)
 from _course.cli import GracefulStop, print_table, prose, script_defaults, section
 from _course.figures import setup_figures
 from _course.files import (DATA_DIR, MNIST_FILES, ROOT, FriendlyError, atomic_path,
@@ -86,13 +99,20 @@ def get_device(requested: str | None = None) -> torch.device:
     cuda_ok = torch.cuda.is_available()
     mps_ok = torch.backends.mps.is_available()
     if requested == "cuda" and not cuda_ok:
-        raise FriendlyError("--device cuda asked for, but PyTorch sees no CUDA GPU here")
+        raise FriendlyError(
+            "--device cuda asked for, but PyTorch sees no CUDA GPU here"
+        )
     if requested == "mps" and not mps_ok:
-        raise FriendlyError("--device mps asked for, but Apple's MPS is not available here")
+        raise FriendlyError(
+            "--device mps asked for, but Apple's MPS is not available here"
+        )
     if requested == "auto":
         requested = "cuda" if cuda_ok else "mps" if mps_ok else "cpu"
-        why = {"cuda": "a CUDA GPU is available", "mps": "Apple's Metal GPU is available",
-               "cpu": "no CUDA or MPS GPU found"}[requested]
+        why = {
+            "cuda": "a CUDA GPU is available",
+            "mps": "Apple's Metal GPU is available",
+            "cpu": "no CUDA or MPS GPU found",
+        }[requested]
     else:
         why = "asked for with --device or DL_DEVICE"
     device = torch.device(requested)
@@ -103,12 +123,13 @@ def get_device(requested: str | None = None) -> torch.device:
 
 
 def set_seed(seed: int) -> torch.Generator:
-    """Seed every random number generator we use; return a generator for the data's randomness.
+    """Seed every random number generator we use; return a generator for the data's
+    randomness.
 
-    torch.manual_seed seeds the CPU and every GPU; random and NumPy are seeded too in case
-    a learner's change uses them. The returned generator drives the loader's shuffling
-    (and 06's augmentation) on its own, so that adding a random call elsewhere does not
-    change the batch order.
+    torch.manual_seed seeds the CPU and every GPU; random and NumPy are seeded too in
+    case a learner's change uses them. The returned generator drives the loader's
+    shuffling (and 06's augmentation) on its own, so that adding a random call elsewhere
+    does not change the batch order.
 
     What "same seed, same result" really promises: bit-identical numbers with the same
     CPU instruction set (torch.backends.cpu.get_cpu_capability(): AVX2, AVX512...),
@@ -117,8 +138,8 @@ def set_seed(seed: int) -> torch.Generator:
     epochs on 5,000 images, here) or a GPU rounds some sums in another order; the last
     bits differ, and after thousands of training steps that grows into differences of a
     few tenths of a point in accuracy, as large as a change of seed. To compare with the
-    README's numbers, run with --device cpu. On a CUDA GPU, bit-identical reruns also need
-    torch.use_deterministic_algorithms(True) (slower), and that in turn needs the
+    README's numbers, run with --device cpu. On a CUDA GPU, bit-identical reruns also
+    need torch.use_deterministic_algorithms(True) (slower), and that in turn needs the
     environment variable CUBLAS_WORKSPACE_CONFIG=:4096:8, or cuBLAS raises an error.
     """
     random.seed(seed)
@@ -131,19 +152,19 @@ def set_seed(seed: int) -> torch.Generator:
 # Data: MNIST as normalized tensors in memory, split into train, validation and test
 # --------------------------------------------------------------------------------------
 # Mean and standard deviation of the pixels (scaled to [0, 1]) of the 60,000 images of
-# MNIST's official training file; 02_load_mnist.py recomputes them. Strictly, they should
-# come from our 55,000-image training split alone: the official file also holds the
-# 5,000 images we hold out for validation. 02 measures the difference (below 0.0001),
-# far too small to matter, and we keep the constants everyone uses.
-# Normalizing with them gives the inputs mean 0 and std 1, which keeps the first layer's
-# weighted sums in a range where gradients flow well. The range becomes about
-# [-0.42, 2.82] (0 -> -0.4242, 1 -> 2.8215), NOT [-1, 1]: MNIST is mostly black
-# background, so the mean sits close to 0.
+# MNIST's official training file; 02_load_mnist.py recomputes them. Strictly, they
+# should come from our 55,000-image training split alone: the official file also holds
+# the 5,000 images we hold out for validation. 02 measures the difference (below
+# 0.0001), far too small to matter, and we keep the constants everyone uses. Normalizing
+# with them gives the inputs mean 0 and std 1, which keeps the first layer's weighted
+# sums in a range where gradients flow well. The range becomes about [-0.42, 2.82] (0 ->
+# -0.4242, 1 -> 2.8215), NOT [-1, 1]: MNIST is mostly black background, so the mean sits
+# close to 0.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 VAL_SIZE = 5000  # validation images held out of the 60,000 training images
 SPLIT_SEED = 12345  # fixed: every script and every --seed sees the same validation set
-# How the pixels reach the network. "standardized" is the course's default; the other two
-# exist to measure what normalization is worth (03 --inputs, and `make tables`).
+# How the pixels reach the network. "standardized" is the course's default; the other
+# two exist to measure what normalization is worth (03 --inputs, and `make tables`).
 INPUT_SCALINGS = {
     "standardized": "(x / 255 - mean) / std: mean 0, std 1",
     "unit": "x / 255: in [0, 1], mean 0.13",
@@ -152,9 +173,12 @@ INPUT_SCALINGS = {
 
 
 def normalize(X_uint8: torch.Tensor, scaling: str = "standardized") -> torch.Tensor:
-    """uint8 [N, 28, 28] pixels -> float32 [N, 1, 28, 28] network inputs (1 = grey channel)."""
+    """uint8 [N, 28, 28] pixels -> float32 [N, 1, 28, 28] network inputs (1 = grey
+    channel)."""
     if scaling not in INPUT_SCALINGS:
-        raise FriendlyError(f"unknown input scaling {scaling!r}: use one of {list(INPUT_SCALINGS)}")
+        raise FriendlyError(
+            f"unknown input scaling {scaling!r}: use one of {list(INPUT_SCALINGS)}"
+        )
     X = X_uint8.float()
     if scaling != "raw":
         X = X / 255
@@ -164,24 +188,27 @@ def normalize(X_uint8: torch.Tensor, scaling: str = "standardized") -> torch.Ten
 
 
 def load_mnist_tensors(root: Path = DATA_DIR, files: dict = MNIST_FILES):
-    """The raw dataset as tensors: (train_X, train_y, test_X, test_y), X uint8 [N, 28, 28].
+    """The raw dataset as tensors: (train_X, train_y, test_X, test_y), X uint8 [N, 28,
+    28].
 
     MNIST's files store each pixel as one byte, 0 for the background and up to 255 for
     the ink. (Shown with a grey colour map, that is light ink on black.)
     """
     raw = prepare_mnist(root, files)
-    return (read_idx(raw / "train-images-idx3-ubyte"),
-            read_idx(raw / "train-labels-idx1-ubyte").long(),  # int64: what the loss wants
-            read_idx(raw / "t10k-images-idx3-ubyte"),
-            read_idx(raw / "t10k-labels-idx1-ubyte").long())
+    return (
+        read_idx(raw / "train-images-idx3-ubyte"),
+        read_idx(raw / "train-labels-idx1-ubyte").long(),  # int64: what the loss wants
+        read_idx(raw / "t10k-images-idx3-ubyte"),
+        read_idx(raw / "t10k-labels-idx1-ubyte").long(),
+    )
 
 
 def train_val_split(n: int, val_size: int = VAL_SIZE):
     """Indices (train, validation) of a fixed random split of the n training images.
 
-    Random, because the file's order could hide a pattern (e.g. writers grouped together);
-    fixed (SPLIT_SEED), so that every run and script is judged on the same validation
-    images and results stay comparable."""
+    Random, because the file's order could hide a pattern (e.g. writers grouped
+    together); fixed (SPLIT_SEED), so that every run and script is judged on the same
+    validation images and results stay comparable."""
     if not 0 < val_size < n:
         raise FriendlyError(f"val_size must be between 1 and {n - 1}, got {val_size}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
@@ -195,17 +222,18 @@ class TensorLoader:
     normalizes it, one sample at a time in Python, and collates 64 of them into a batch:
     several Python calls for each of 55,000 images, every epoch. All 70,000 MNIST images
     take about 220 MB as float32, which fits easily in memory, so we decode and
-    normalize them once; a batch is then a single indexing operation X[idx].
-    num_workers (background loading processes) is irrelevant here, hence absent: there
-    is no per-sample work left to parallelize, and on a 2-core machine workers would
-    steal the cores that train the model. On a GPU the tensors are moved there once, so
-    no batch ever has to cross the PCIe bus (the link between CPU memory and GPU memory).
+    normalize them once; a batch is then a single indexing operation X[idx]. num_workers
+    (background loading processes) is irrelevant here, hence absent: there is no
+    per-sample work left to parallelize, and on a 2-core machine workers would steal the
+    cores that train the model. On a GPU the tensors are moved there once, so no batch
+    ever has to cross the PCIe bus (the link between CPU memory and GPU memory).
     """
 
     def __init__(self, X, y, batch_size, shuffle=False, generator=None):
         self.X, self.y = X, y
         self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
-        self.dataset = torch.utils.data.TensorDataset(X, y)  # so len(loader.dataset) works
+        # so len(loader.dataset) works
+        self.dataset = torch.utils.data.TensorDataset(X, y)
 
     def __len__(self):  # number of batches, as for a DataLoader
         return math.ceil(len(self.y) / self.batch_size)
@@ -223,14 +251,17 @@ class TensorLoader:
                 yield self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
 
 
-def flip_labels(y: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
+def flip_labels(
+    y: torch.Tensor, share: float, generator: torch.Generator
+) -> torch.Tensor:
     """A copy of y with a `share` of the labels replaced by a different, random digit.
 
     Bad data on purpose: to measure what label noise costs (`03 --label-noise`).
     """
     y = y.clone()
     flip = torch.randperm(len(y), generator=generator)[:round(share * len(y))]
-    shift = torch.randint(1, 10, (len(flip),), generator=generator)  # 1-9: never the same
+    # 1-9: never the same
+    shift = torch.randint(1, 10, (len(flip),), generator=generator)
     y[flip] = (y[flip] + shift) % 10
     return y
 
@@ -248,9 +279,9 @@ def load_mnist_data(batch_size=64, val_size=VAL_SIZE, subset=None, device="cpu",
     - test (10,000): looked at once, at the end, for an honest estimate of accuracy on
       new images. Choose with it and it is no longer a test.
     Training batches are shuffled so that each gradient step sees a mix of digits;
-    evaluation uses large batches (no gradients are stored, so memory is no issue). subset
-    keeps the first `subset` images of the (random) training split; label_noise corrupts
-    that fraction of the training labels (validation and test stay clean).
+    evaluation uses large batches (no gradients are stored, so memory is no issue).
+    subset keeps the first `subset` images of the (random) training split; label_noise
+    corrupts that fraction of the training labels (validation and test stay clean).
     """
     train_X, train_y, test_X, test_y = load_mnist_tensors(root, files)
     train_idx, val_idx = train_val_split(len(train_y), val_size)
@@ -259,18 +290,28 @@ def load_mnist_data(batch_size=64, val_size=VAL_SIZE, subset=None, device="cpu",
     X, X_test = normalize(train_X, scaling), normalize(test_X, scaling)
     y_train = train_y[train_idx]
     if label_noise:  # its own generator: the batch order stays that of a clean run
-        y_train = flip_labels(y_train, label_noise, torch.Generator().manual_seed(SPLIT_SEED))
+        y_train = flip_labels(
+            y_train, label_noise, torch.Generator().manual_seed(SPLIT_SEED)
+        )
     # .to(device) once, here: from now on every batch is already where the model is.
     return (
-        TensorLoader(X[train_idx].to(device), y_train.to(device), batch_size, shuffle=True,
-                     generator=generator),
-        TensorLoader(X[val_idx].to(device), train_y[val_idx].to(device), eval_batch_size),
+        TensorLoader(
+            X[train_idx].to(device),
+            y_train.to(device),
+            batch_size,
+            shuffle=True,
+            generator=generator,
+        ),
+        TensorLoader(
+            X[val_idx].to(device), train_y[val_idx].to(device), eval_batch_size
+        ),
         TensorLoader(X_test.to(device), test_y.to(device), eval_batch_size),
     )
 
 
 # --------------------------------------------------------------------------------------
-# Augmentation: random shifts of the training images (taught in 06_convolutional_network.py)
+# Augmentation: random shifts of the training images (taught in
+# 06_convolutional_network.py)
 # --------------------------------------------------------------------------------------
 BACKGROUND = (0 - MNIST_MEAN) / MNIST_STD  # a black pixel, normalized
 
@@ -283,7 +324,8 @@ def random_shift(X, max_shift, generator=None):
     `generator`, drawn on the CPU: the same shifts on every device and every rerun.
     """
     n, _, h, w = X.shape
-    padded = nn.functional.pad(X, (max_shift,) * 4, value=BACKGROUND)  # [n, 1, h+2s, w+2s]
+    # [n, 1, h+2s, w+2s]
+    padded = nn.functional.pad(X, (max_shift,) * 4, value=BACKGROUND)
     offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
     shifted = torch.empty_like(X)
     for i, (dy, dx) in enumerate(offsets):  # dy = dx = max_shift: the image unmoved
@@ -330,18 +372,22 @@ class SimpleNN(nn.Module):
 
 
 def conv_block(c_in, c_out, batch_norm=False):
-    """3x3 convolution, 2x2 max pooling, [batch norm], ReLU: lesson 6's block (explained there)."""
+    """3x3 convolution, 2x2 max pooling, [batch norm], ReLU: lesson 6's block
+    (explained there)."""
     conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not batch_norm)
     norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
     return nn.Sequential(conv, nn.MaxPool2d(2), *norm, nn.ReLU())
 
 
 class SmallCNN(nn.Module):
-    """Two convolution blocks and a small classifier: the CNN of 06_convolutional_network.py,
-    where every layer is explained. Lesson 8 fine-tunes this copy (tests/test_sync.py).
-    batch_norm is off unless asked for: checkpoints saved before it existed do not name it."""
+    """Two convolution blocks and a small classifier: the CNN of
+    06_convolutional_network.py, where every layer is explained. Lesson 8 fine-tunes
+    this copy (tests/test_sync.py). batch_norm is off unless asked for: checkpoints
+    saved before it existed do not name it."""
 
-    def __init__(self, channels=(32, 64), hidden_size=32, batch_norm=False, num_classes=10):
+    def __init__(
+        self, channels=(32, 64), hidden_size=32, batch_norm=False, num_classes=10
+    ):
         super().__init__()
         c1, c2 = channels
         self.block1 = conv_block(1, c1, batch_norm)  # [N, 1, 28, 28] -> [N, c1, 14, 14]
@@ -358,7 +404,9 @@ def layer_sizes(model: nn.Module) -> str:
     """'784-128-10': the widths of a model's Linear layers, read from the model itself
     (so that a label can never disagree with the network it names)."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return "-".join(str(n) for n in [linears[0].in_features, *(m.out_features for m in linears)])
+    return "-".join(
+        str(n) for n in [linears[0].in_features, *(m.out_features for m in linears)]
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -371,7 +419,8 @@ MIN_IMAGES_TO_JUDGE = 64
 
 
 def train_steps(model, loader, loss_fn, optimizer, device):
-    """The five steps per batch, for every batch of one epoch (03 explains each line)."""
+    """The five steps per batch, for every batch of one epoch (03 explains each
+    line)."""
     model.train()
     for X, y in loader:
         X, y = X.to(device), y.to(device)
@@ -399,8 +448,9 @@ def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="trai
     """
     loss_sum, correct, n = 0.0, 0, 0
     batches = tqdm(loader, desc=desc, leave=False, disable=None)
-    for batch, (loss, y_hat, y) in enumerate(train_steps(model, batches, loss_fn, optimizer,
-                                                         device), start=1):
+    for batch, (loss, y_hat, y) in enumerate(
+        train_steps(model, batches, loss_fn, optimizer, device), start=1
+    ):
         if scheduler is not None:
             scheduler.step()
         batch_loss = loss.item()  # a CPU-GPU sync point: the price of stopping at once
@@ -409,7 +459,9 @@ def train_epoch(model, loader, loss_fn, optimizer, device, stop=None, desc="trai
         loss_sum += batch_loss * len(y)
         correct += (y_hat.argmax(dim=1) == y).sum().item()
         n += len(y)
-        if not math.isfinite(batch_loss) or (n >= MIN_IMAGES_TO_JUDGE and loss_sum / n > limit):
+        if not math.isfinite(batch_loss) or (
+            n >= MIN_IMAGES_TO_JUDGE and loss_sum / n > limit
+        ):
             raise DivergenceError(batch_loss, batch)
         if stop is not None and stop.requested:
             break
@@ -422,14 +474,17 @@ EPOCH_HEADER = (f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss
 
 def epoch_row(epoch, h, best):
     """One aligned table row per epoch; '*' marks a new best validation accuracy."""
-    return (f"{epoch:>5}  {h['train_loss'][-1]:>10.4f}  {100 * h['train_acc'][-1]:>8.2f}%  "
-            f"{h['val_loss'][-1]:>8.4f}  {100 * h['val_acc'][-1]:>6.2f}%  "
-            f"{h['seconds'][-1]:>7.2f}{'  *' if best else ''}")
+    return (
+        f"{epoch:>5}  {h['train_loss'][-1]:>10.4f}  {100 * h['train_acc'][-1]:>8.2f}%  "
+        f"{h['val_loss'][-1]:>8.4f}  {100 * h['val_acc'][-1]:>6.2f}%  "
+        f"{h['seconds'][-1]:>7.2f}{'  *' if best else ''}"
+    )
 
 
 def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=True,
         scheduler=None, extra_eval=None, start=None, after_epoch=None, stop_after=None):
-    """Train for num_epochs, keeping the epoch with the best validation accuracy (03's fit).
+    """Train for num_epochs, keeping the epoch with the best validation accuracy (03's
+    fit).
 
     Returns {status ('completed', 'interrupted' or 'diverged'), history, best_epoch,
     best_val_acc, train_seconds, diverged}; the model ends with the kept weights.
@@ -439,7 +494,9 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
     (07), a function model -> {name: number}, adds numbers to the history.
     """
     loss_fn = nn.CrossEntropyLoss()
-    history = {key: [] for key in ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")}
+    history = {
+        key: [] for key in ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+    }
     best = {"epoch": 0, "val_acc": -1.0, "state": None}
     if start:
         history, best = start["history"], start["best"]
@@ -450,8 +507,16 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
         for epoch in range(1 + (start["epoch"] if start else 0), num_epochs + 1):
             t0 = time.perf_counter()
             try:
-                train_loss, train_acc = train_epoch(model, train_loader, loss_fn, optimizer,
-                                                    device, stop, f"epoch {epoch}", scheduler)
+                train_loss, train_acc = train_epoch(
+                    model,
+                    train_loader,
+                    loss_fn,
+                    optimizer,
+                    device,
+                    stop,
+                    f"epoch {epoch}",
+                    scheduler,
+                )
             except DivergenceError as err:
                 status, diverged = "diverged", f"{err} of epoch {epoch}"
                 break
@@ -481,7 +546,8 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
 
 
 def keep_if_best(best, model, epoch, val_acc):
-    """Remember this epoch's weights if its validation accuracy beats every earlier one."""
+    """Remember this epoch's weights if its validation accuracy beats every earlier
+    one."""
     if val_acc <= best["val_acc"]:
         return False
     best.update(epoch=epoch, val_acc=val_acc, state=copy.deepcopy(model.state_dict()))
@@ -509,14 +575,16 @@ def evaluate_model(model: nn.Module, loader, device=None) -> tuple[float, float]
     n = 0
     with torch.no_grad():
         for X, y in loader:
-            X, y = X.to(device), y.to(device)  # no-op when the loader already lives there
+            # no-op when the loader already lives there
+            X, y = X.to(device), y.to(device)
             y_hat = model(X)
             loss_sum += nn.functional.cross_entropy(y_hat, y, reduction="sum")
             correct += (y_hat.argmax(dim=1) == y).sum()
             n += len(y)
     model.train(was_training)
-    # .item() copies a number from the device to Python: on a GPU that waits for all queued
-    # work to finish (a "sync point"), so we do it once at the end, not once per batch.
+    # .item() copies a number from the device to Python: on a GPU that waits for all
+    # queued work to finish (a "sync point"), so we do it once at the end, not once per
+    # batch.
     return loss_sum.item() / n, correct.item() / n
 
 
@@ -533,7 +601,8 @@ def predict_all(model, loader, device):
 
 
 def confusion_matrix(probs, y):
-    """10x10 counts: row = true digit, column = predicted digit; the diagonal is correct.
+    """10x10 counts: row = true digit, column = predicted digit; the diagonal is
+    correct.
 
     For every image i, index_put_ with accumulate=True adds 1 at row y[i], column
     pred[i], for all images at once (a Python loop over them would do the same).
@@ -548,8 +617,13 @@ def half_scorer(val_loader):
     """fit's extra_eval for honest_score: after each epoch, the accuracy on each half of
     the validation set (taught in 07_regularization.py)."""
     half = len(val_loader.y) // 2
-    halves = {name: TensorLoader(val_loader.X[s], val_loader.y[s], 1000)
-              for name, s in (("val_a_acc", slice(None, half)), ("val_b_acc", slice(half, None)))}
+    halves = {
+        name: TensorLoader(val_loader.X[s], val_loader.y[s], 1000)
+        for name, s in (
+            ("val_a_acc", slice(None, half)),
+            ("val_b_acc", slice(half, None)),
+        )
+    }
     return lambda model: {name: evaluate_model(model, loader)[1]
                           for name, loader in halves.items()}
 
@@ -564,7 +638,8 @@ def honest_score(history):
     B, then the other way round, and average the two ("two-fold cross-fitting").
     """
     a, b = history["val_a_acc"], history["val_b_acc"]
-    by_a, by_b = a.index(max(a)), b.index(max(b))  # the first best epoch, as fit() keeps
+    # the first best epoch, as fit() keeps
+    by_a, by_b = a.index(max(a)), b.index(max(b))
     return (b[by_a] + a[by_b]) / 2
 
 
@@ -575,17 +650,19 @@ def accuracy_se(acc: float, n: int) -> float:
     some probability p. Counting the successes among n independent flips gives a
     binomial count, whose standard deviation is sqrt(n p (1 - p)); divided by n, the
     accuracy's is sqrt(p (1 - p) / n). On 10,000 images that is 0.15 points at 97.8% and
-    0.08 at 99.4%. Two caveats. The flips are independent only if the images are: MNIST's
-    test digits come from writers the training set never saw, each writing many digits,
-    and one writer's digits succeed or fail together, so for "new writers" this SE is a
-    floor. And two independent test sets differ from each other by about sqrt(2) SE,
-    not SE, since each has its own error. Differences smaller than a few SE are noise.
+    0.08 at 99.4%. Two caveats. The flips are independent only if the images are:
+    MNIST's test digits come from writers the training set never saw, each writing many
+    digits, and one writer's digits succeed or fail together, so for "new writers" this
+    SE is a floor. And two independent test sets differ from each other by about sqrt(2)
+    SE, not SE, since each has its own error. Differences smaller than a few SE are
+    noise.
     """
     return math.sqrt(acc * (1 - acc) / n)
 
 
 def mean_se(values) -> tuple[float, float]:
-    """Mean over runs (seeds) and its standard error: sample standard deviation / sqrt(k).
+    """Mean over runs (seeds) and its standard error: sample standard deviation /
+    sqrt(k).
 
     The standard deviation says how much one run varies; the standard error, how far the
     mean of k runs is likely to be from the mean of infinitely many. With 3 runs both
@@ -608,13 +685,19 @@ def paired_difference(a, b) -> dict:
     diffs = [x - y for x, y in zip(a, b)]
     mean, se = mean_se(diffs)
     half = t_975(len(diffs) - 1) * se if len(diffs) > 1 else float("nan")
-    return {"mean": mean, "se": se, "low": mean - half, "high": mean + half, "n": len(diffs)}
+    return {
+        "mean": mean,
+        "se": se,
+        "low": mean - half,
+        "high": mean + half,
+        "n": len(diffs),
+    }
 
 
 def paired_by_seed(runs_a, runs_b, key, key_b=None) -> dict:
     """paired_difference of run[key] (run[key_b] for runs_b) between two lists of runs,
-    each run a dict with a "seed": the runs are matched by seed, and only seeds both have
-    count."""
+    each run a dict with a "seed": the runs are matched by seed, and only seeds both
+    have count."""
     a = {r["seed"]: r[key] for r in runs_a}
     b = {r["seed"]: r[key_b or key] for r in runs_b}
     seeds = sorted(set(a) & set(b))
@@ -640,16 +723,22 @@ def summarize_runs(runs, group: str, keys, constant=()) -> dict:
 
 
 def paired_against(runs, reference, key, names=None, other_key=None) -> dict:
-    """{name: paired_by_seed of run[key], name minus reference}, for every other name."""
+    """{name: paired_by_seed of run[key], name minus reference}, for every other
+    name."""
     names = names or dict.fromkeys(r["name"] for r in runs if r["name"] != reference)
     ref = [r for r in runs if r["name"] == reference]
-    return {name: paired_by_seed([r for r in runs if r["name"] == name], ref, key, other_key)
-            for name in names}
+    return {
+        name: paired_by_seed(
+            [r for r in runs if r["name"] == name], ref, key, other_key
+        )
+        for name in names
+    }
 
 
 def changed_predictions(before, after, y):
     """Two models on the same images (their probabilities or logits, [N, 10]): how many
-    images went wrong -> right ("fixed") and right -> wrong ("broken"). Taught in 08b."""
+    images went wrong -> right ("fixed") and right -> wrong ("broken"). Taught in
+    08b."""
     ok_before = before.argmax(dim=1) == y
     ok_after = after.argmax(dim=1) == y
     fixed = int((~ok_before & ok_after).sum())
@@ -677,9 +766,10 @@ def print_shapes(model: nn.Module, X: torch.Tensor) -> None:
     """Push one batch through `model` and print the shape after every layer.
 
     Forward hooks are functions PyTorch calls after a module runs; we use them to watch
-    the data flow without changing the model. Most shape bugs become obvious here: when a
-    layer fails (an edit changed a size that a later layer assumed), the rows it reached
-    are printed, then one line naming the layer and the two numbers that disagree.
+    the data flow without changing the model. Most shape bugs become obvious here: when
+    a layer fails (an edit changed a size that a later layer assumed), the rows it
+    reached are printed, then one line naming the layer and the two numbers that
+    disagree.
     """
     rows = [["input", "", str(list(X.shape))]]
     entered = []  # the layer now running, so that a failure can name it
@@ -728,14 +818,18 @@ def shape_mismatch(entered, rows, err) -> str:
     got = list(inputs[0].shape) if inputs and torch.is_tensor(inputs[0]) else "?"
     came_from = f" (the output of {rows[-1][0]})" if len(rows) > 1 else ""
     if isinstance(layer, nn.Linear) and got != "?":
-        return (f"layer {name} (Linear) expects {layer.in_features:,} numbers per image "
-                f"but gets {got[-1]:,}, from a batch of shape {got}{came_from}: an "
-                f"edit upstream changed that size; set in_features={got[-1]} or change "
-                f"the edit back")
+        return (
+            f"layer {name} (Linear) expects {layer.in_features:,} numbers per image "
+            f"but gets {got[-1]:,}, from a batch of shape {got}{came_from}: an "
+            f"edit upstream changed that size; set in_features={got[-1]} or change "
+            f"the edit back"
+        )
     if isinstance(layer, nn.modules.conv._ConvNd) and got != "?" and len(got) > 1:
-        return (f"layer {name} ({type(layer).__name__}) expects {layer.in_channels} input "
-                f"channels but gets {got[1]}, shape {got}{came_from}: make in_channels "
-                f"match the layer before it")
+        return (
+            f"layer {name} ({type(layer).__name__}) expects {layer.in_channels} input "
+            f"channels but gets {got[1]}, shape {got}{came_from}: make in_channels "
+            f"match the layer before it"
+        )
     return (f"layer {name} ({type(layer).__name__}) failed on input of shape "
             f"{got}{came_from}: {first_line(err)}")
 
@@ -768,13 +862,22 @@ def setup(args, scaling="standardized", label_noise=0.0):
     section("Setup")
     device = get_device(args.device)
     generator = set_seed(args.seed)
-    loaders = load_mnist_data(args.batch_size, subset=args.subset, device=device,
-                              generator=generator, scaling=scaling, label_noise=label_noise)
+    loaders = load_mnist_data(
+        args.batch_size,
+        subset=args.subset,
+        device=device,
+        generator=generator,
+        scaling=scaling,
+        label_noise=label_noise,
+    )
     train_loader, val_loader, test_loader = loaders
-    print(f"Images: {len(train_loader.dataset):,} train, {len(val_loader.dataset):,} "
-          f"validation, {len(test_loader.dataset):,} test; {len(train_loader)} batches of "
-          f"{args.batch_size} per epoch; inputs {scaling}"
-          + (f"; {label_noise:.0%} of the training labels flipped" if label_noise else ""))
+    print(
+        f"Images: {len(train_loader.dataset):,} train, {len(val_loader.dataset):,} "
+        f"validation, {len(test_loader.dataset):,} test; "
+        f"{len(train_loader)} batches of "
+        f"{args.batch_size} per epoch; inputs {scaling}"
+        + (f"; {label_noise:.0%} of the training labels flipped" if label_noise else "")
+    )
     return device, loaders
 
 
@@ -851,15 +954,18 @@ def warn_if_below_baseline(val_acc: float, train_loader, val_loader) -> None:
         five steps of lesson 3 (zero_grad, forward, loss, backward, step).""")
 
 
-def save_kept_model(path, args, model, model_kwargs, result, metrics, device, defaults=None):
-    """The weights (state_dict), with the settings, metrics and history that produced them.
+def save_kept_model(
+    path, args, model, model_kwargs, result, metrics, device, defaults=None
+):
+    """The weights (state_dict), with the settings, metrics and history that produced
+    them.
 
     defaults: the script's default settings (by default those its command line was
-    parsed with); the ones this run changed are recorded as "changed_settings", so that a
-    later lesson can say how a model was trained without importing the script that
+    parsed with); the ones this run changed are recorded as "changed_settings", so that
+    a later lesson can say how a model was trained without importing the script that
     trained it. "Change a setting and run again" then shows both results side by side
-    (remember_defaults), and a run with other settings never silently replaces the
-    model trained with the defaults.
+    (remember_defaults), and a run with other settings never silently replaces the model
+    trained with the defaults.
     """
     if defaults is None:
         defaults = script_defaults()
@@ -876,8 +982,10 @@ def save_kept_model(path, args, model, model_kwargs, result, metrics, device, de
                     metrics={**metrics, "best_epoch": result["best_epoch"],
                              "train_seconds": result["train_seconds"]},
                     history=result["history"])
-    print(f"Saved the kept model's weights (its state_dict, a dict of tensors: lesson 4) "
-          f"to {display_path(path)} ({path.stat().st_size / 1000:.0f} KB on disk)")
+    print(
+        f"Saved the kept model's weights (its state_dict, a dict of tensors: lesson 4) "
+        f"to {display_path(path)} ({path.stat().st_size / 1000:.0f} KB on disk)"
+    )
 
 
 def defaults_copy_path(path: Path) -> Path:
@@ -886,7 +994,8 @@ def defaults_copy_path(path: Path) -> Path:
 
 
 def flags_of(changed: dict) -> str:
-    """{'lr': 0.01, 'max_shift': 0} -> '--lr 0.01 --max-shift 0' (what a run changed)."""
+    """{'lr': 0.01, 'max_shift': 0} -> '--lr 0.01 --max-shift 0' (what a run
+    changed)."""
     parts = []
     for key, value in changed.items():
         if isinstance(value, (list, tuple)):
@@ -933,52 +1042,65 @@ def remember_defaults(path: Path, changed: dict, metrics: dict) -> None:
 # --------------------------------------------------------------------------------------
 # Resuming training (taught in 03_train_mnist.py; 06 and 10 resume the same way)
 # --------------------------------------------------------------------------------------
-# A checkpoint for inference holds the weights and how to rebuild the model: enough to use
-# it. A training state holds everything needed to go on as if the run had never stopped:
-# the weights, the optimizer's state (Adam's two running averages per weight, its step
-# count), the schedule's position, the epoch, the best epoch so far (its number, score
-# and weights), the history, the settings, and the state of every random generator
-# set_seed seeds (the loader's shuffles and 06's shifts; torch's own; CUDA's; Python's
-# `random` and NumPy's, which no lesson uses but a learner's change may). Only tensors,
-# numbers, strings and containers: it loads with weights_only=True like any checkpoint.
+# A checkpoint for inference holds the weights and how to rebuild the model: enough to
+# use it. A training state holds everything needed to go on as if the run had never
+# stopped: the weights, the optimizer's state (Adam's two running averages per weight,
+# its step count), the schedule's position, the epoch, the best epoch so far (its
+# number, score and weights), the history, the settings, and the state of every random
+# generator set_seed seeds (the loader's shuffles and 06's shifts; torch's own; CUDA's;
+# Python's `random` and NumPy's, which no lesson uses but a learner's change may). Only
+# tensors, numbers, strings and containers: it loads with weights_only=True like any
+# checkpoint.
 def save_training_state(path, script, args, model, model_kwargs, optimizer, scheduler,
                         generator, epoch, best, history) -> None:
-    """Everything needed to continue after `epoch`, written atomically: a kill during the
-    save leaves the previous state whole. (best None: a run that keeps its last epoch, as
-    10 does; generator None: no loader generator, as in 10, whose DistributedSampler
-    shuffles from the seed and the epoch alone.)"""
+    """Everything needed to continue after `epoch`, written atomically: a kill during
+    the save leaves the previous state whole. (best None: a run that keeps its last
+    epoch, as 10 does; generator None: no loader generator, as in 10, whose
+    DistributedSampler shuffles from the seed and the epoch alone.)"""
     best = best or {"epoch": epoch, "val_acc": None, "state": None}
     state = {
-        "kind": TRAINING_STATE, "script": script, "epoch": epoch,
-        "model_class": type(model).__name__, "model_kwargs": dict(model_kwargs),
+        "kind": TRAINING_STATE,
+        "script": script,
+        "epoch": epoch,
+        "model_class": type(model).__name__,
+        "model_kwargs": dict(model_kwargs),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "best": {"epoch": best["epoch"], "val_acc": best["val_acc"],
-                 "state": {k: v.cpu() for k, v in (best["state"] or {}).items()}},
+        "best": {
+            "epoch": best["epoch"],
+            "val_acc": best["val_acc"],
+            "state": {k: v.cpu() for k, v in (best["state"] or {}).items()},
+        },
         "history": history,
         "settings": {k: v for k, v in vars(args).items() if k not in MAY_DIFFER},
-        "rng": rng_states(generator),  # torch's, CUDA's, the loader's, Python's, NumPy's
-        "torch_version": str(torch.__version__)}
+        "rng": rng_states(
+            generator
+        ),  # torch's, CUDA's, the loader's, Python's, NumPy's
+        "torch_version": str(torch.__version__),
+    }
     with atomic_path(Path(path)) as tmp:
         torch.save(state, tmp)
 
 
 def resume_training(path, script, args, model, optimizer, scheduler, generator,
                     say=print) -> dict:
-    """Load a training state into the model, optimizer, schedule and generators built for
-    this run; return fit's `start` (the epoch done, the best so far, the history). (10:
-    no generator, since its sampler shuffles from the epoch; `say` prints on rank 0.)"""
+    """Load a training state into the model, optimizer, schedule and generators built
+    for this run; return fit's `start` (the epoch done, the best so far, the
+    history). (10: no generator, since its sampler shuffles from the epoch; `say`
+    prints on rank 0.)"""
     state = read_training_state(path, script, args, model)
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
-        restore_rng_states(state["rng"], generator)  # the next epoch's shuffle (and shifts)
+        # the next epoch's shuffle (and shifts)
+        restore_rng_states(state["rng"], generator)
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise FriendlyError(f"cannot resume from {display_path(path)}: {first_detail(err)}") \
-            from err
+        raise FriendlyError(
+            f"cannot resume from {display_path(path)}: {first_detail(err)}"
+        ) from err
     best = dict(state["best"], state=state["best"]["state"] or None)
     say(f"Resuming {display_path(path)}: {state['epoch']} of {args.epochs} epochs done"
         + (f", best so far epoch {best['epoch']} ({100 * best['val_acc']:.2f}% on "
@@ -998,8 +1120,19 @@ def resumable(script, args, model, model_kwargs, optimizer, scheduler, generator
           f"continue a stopped run with --resume {display_path(path)}")
 
     def after_epoch(epoch, best, history):
-        save_training_state(path, script, args, model, model_kwargs, optimizer, scheduler,
-                            generator, epoch, best, history)
+        save_training_state(
+            path,
+            script,
+            args,
+            model,
+            model_kwargs,
+            optimizer,
+            scheduler,
+            generator,
+            epoch,
+            best,
+            history,
+        )
     return start, after_epoch
 
 
@@ -1007,8 +1140,9 @@ def resumable(script, args, model, model_kwargs, optimizer, scheduler, generator
 # Your own digit, made to look like MNIST (taught in 04_load_model.py; 08 and 09 use it)
 # --------------------------------------------------------------------------------------
 def digit_from_gray(image: Image.Image, name="the image") -> np.ndarray:
-    """A grey image of one digit as a 28x28 MNIST-style uint8 array (04 explains each step):
-    ink light on black, cropped, scaled into a 20x20 box, centred by mass in 28x28."""
+    """A grey image of one digit as a 28x28 MNIST-style uint8 array (04 explains each
+    step): ink light on black, cropped, scaled into a 20x20 box, centred by mass in
+    28x28."""
     g = np.asarray(image, dtype=np.float32)
     border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
     if np.median(border) > 127:  # dark ink on light paper: invert to MNIST's convention
@@ -1022,13 +1156,17 @@ def digit_from_gray(image: Image.Image, name="the image") -> np.ndarray:
     crop = crop * (255 / crop.max())
     h, w = crop.shape
     scale = 20 / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL wants (width, height)
-    small = Image.fromarray(crop.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
+    # PIL wants (width, height)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = Image.fromarray(crop.astype(np.uint8)).resize(
+        size, Image.Resampling.LANCZOS
+    )
     return center_by_mass(np.asarray(small, dtype=np.float32))
 
 
 def center_by_mass(small: np.ndarray) -> np.ndarray:
-    """Paste a <=20x20 image into a 28x28 frame with its centre of mass at pixel (14, 14).
+    """Paste a <=20x20 image into a 28x28 frame with its centre of mass at pixel (14,
+    14).
 
     (14, 14) is where MNIST's own digits have theirs, on average to within 0.05 pixels
     (tests/test_train_and_load.py measures it on the 10,000 test images).
@@ -1045,8 +1183,9 @@ def center_by_mass(small: np.ndarray) -> np.ndarray:
 
 
 def looks_like_mnist(image: Image.Image) -> bool:
-    """28x28 with a dark border (all four sides): already in MNIST's format (taught in 08,
-    whose twin a test keeps equal; 08b decides with it which images to prepare)."""
+    """28x28 with a dark border (all four sides): already in MNIST's format (taught
+    in 08, whose twin a test keeps equal; 08b decides with it which images to
+    prepare)."""
     if image.size != (28, 28):
         return False
     g = torch.from_numpy(np.array(image.convert("L")))  # [28, 28] grey levels
@@ -1054,8 +1193,9 @@ def looks_like_mnist(image: Image.Image) -> bool:
 
 
 def export_mnist_pngs(folder: Path, per_class: int, slant: float | None = None) -> Path:
-    """The first `per_class` validation images of each digit as <folder>/<digit>/<index>.png:
-    as stored (28x28), or, with a `slant`, drawn on a pad turned by that many degrees.
+    """The first `per_class` validation images of each digit as
+    <folder>/<digit>/<index>.png: as stored (28x28), or, with a `slant`, drawn on a pad
+    turned by that many degrees.
 
     Lesson 8's default folder. Validation images, never test images: lesson 8 fine-tunes
     on part of the folder, and no image a lesson reports as test data may be trained on.
@@ -1069,7 +1209,9 @@ def export_mnist_pngs(folder: Path, per_class: int, slant: float | None = None) 
     val_idx = train_val_split(len(train_y))[1]
     picked = [(digit, i) for digit in range(10)
               for i in val_idx[train_y[val_idx] == digit][:per_class].tolist()]
-    return write_digit_pngs(folder, [(d, i, train_X[i].numpy()) for d, i in picked], slant)
+    return write_digit_pngs(
+        folder, [(d, i, train_X[i].numpy()) for d, i in picked], slant
+    )
 
 
 def to_pixels(X):
@@ -1084,9 +1226,9 @@ def save_checkpoint(path: Path, model: nn.Module, model_kwargs: dict, **info) ->
     """Save the weights plus what is needed to rebuild and judge the model.
 
     Saved: the state_dict (a dict of name -> tensor: weights only, no code), the class
-    and the constructor arguments that rebuild it, the torch version, what it was trained
-    on, and whatever the caller adds in `info` (hyperparameters, metrics, history).
-    Atomic: an interrupted save leaves the previous file intact.
+    and the constructor arguments that rebuild it, the torch version, what it was
+    trained on, and whatever the caller adds in `info` (hyperparameters, metrics,
+    history). Atomic: an interrupted save leaves the previous file intact.
     """
     cls = type(model)
     module = cls.__module__
@@ -1096,8 +1238,12 @@ def save_checkpoint(path: Path, model: nn.Module, model_kwargs: dict, **info) ->
         "model_class": cls.__name__,
         "model_module": module,
         "model_kwargs": dict(model_kwargs),
-        "model_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "torch_version": str(torch.__version__),  # a str subclass; plain str for weights_only
+        "model_state_dict": {
+            k: v.detach().cpu() for k, v in model.state_dict().items()
+        },
+        "torch_version": str(
+            torch.__version__
+        ),  # a str subclass; plain str for weights_only
         "trained_on": "MNIST's training split (never its validation or test images)",
         **info,  # (lesson 8's fine-tuned CNN says what else it was trained on)
     }
@@ -1134,14 +1280,15 @@ def build_model(recipe: dict) -> nn.Module:
 def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     """Load a checkpoint; return (model, checkpoint dict).
 
-    weights_only=True restricts torch.load to tensors and plain containers (dicts, lists,
-    numbers, strings): it is designed to refuse every other object, so that a file cannot
-    make it run code, as a full unpickle would. "Designed": its unpickler has had bypasses
-    (CVE-2025-32434, fixed in torch 2.6, the floor in requirements.txt), so keep torch up
-    to date and still load only files from sources you trust. Given `model`, the weights
-    are loaded into it (after checking it is the architecture the file holds); otherwise
-    the model is rebuilt from the class and arguments the file records (one trained on
-    unit or raw pixels, 03 --inputs, gets a hook that converts standardized inputs).
+    weights_only=True restricts torch.load to tensors and plain containers (dicts,
+    lists, numbers, strings): it is designed to refuse every other object, so that a
+    file cannot make it run code, as a full unpickle would. "Designed": its unpickler
+    has had bypasses (CVE-2025-32434, fixed in torch 2.6, the floor in
+    requirements.txt), so keep torch up to date and still load only files from sources
+    you trust. Given `model`, the weights are loaded into it (after checking it is the
+    architecture the file holds); otherwise the model is rebuilt from the class and
+    arguments the file records (one trained on unit or raw pixels, 03 --inputs, gets a
+    hook that converts standardized inputs).
     """
     path = Path(path)
     checkpoint = read_checkpoint(path)  # torch.load(path, weights_only=True), checked
@@ -1156,8 +1303,10 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     try:
         model.load_state_dict(checkpoint["model_state_dict"])
     except RuntimeError as err:  # shapes or names differ from the class's
-        raise CheckpointError(f"{path}: the saved weights do not fit {type(model).__name__} "
-                              f"({first_detail(err)})") from err
+        raise CheckpointError(
+            f"{path}: the saved weights do not fit {type(model).__name__} "
+            f"({first_detail(err)})"
+        ) from err
     return model.to(device), checkpoint
 
 

@@ -1,10 +1,10 @@
 """Running a script: its command line, its printed tables, one-line errors, Ctrl-C.
 
-Plumbing, not a lesson: every numbered lesson relies on it through dl_utils. The argparse
-types refuse a bad value before any work starts; run_main turns a FriendlyError into one
-line and exit code 1, and Ctrl-C into exit code 130; GracefulStop lets the training loop
-(03) finish its batch on Ctrl-C; section, prose and print_table print what the lessons
-say; hardware_info and save_results record what produced a measurement.
+Plumbing, not a lesson: every numbered lesson relies on it through dl_utils. The
+argparse types refuse a bad value before any work starts; run_main turns a FriendlyError
+into one line and exit code 1, and Ctrl-C into exit code 130; GracefulStop lets the
+training loop (03) finish its batch on Ctrl-C; section, prose and print_table print what
+the lessons say; hardware_info and save_results record what produced a measurement.
 """
 
 import argparse
@@ -27,12 +27,34 @@ import torch
 from _course.files import OUTPUT_DIR, FriendlyError, atomic_path, display_path
 
 __all__ = [  # what dl_utils re-exports
-    "hardware_info", "section", "prose", "format_table", "print_table", "kept_model_path",
-    "save_results", "add_resume_args", "positive_int", "count", "positive_float", "fraction",
-    "port_number", "check_port_free", "output_file", "make_parser", "CourseParser",
-    "script_defaults", "did_you_mean", "add_common_args",
-    "add_training_args", "add_results_arg", "run_main", "GracefulStop", "train_over_seeds",
-    "save_run_results", "COURSE_MODELS", "compare_with_course",
+    "hardware_info",
+    "section",
+    "prose",
+    "format_table",
+    "print_table",
+    "kept_model_path",
+    "save_results",
+    "add_resume_args",
+    "positive_int",
+    "count",
+    "positive_float",
+    "fraction",
+    "port_number",
+    "check_port_free",
+    "output_file",
+    "make_parser",
+    "CourseParser",
+    "script_defaults",
+    "did_you_mean",
+    "add_common_args",
+    "add_training_args",
+    "add_results_arg",
+    "run_main",
+    "GracefulStop",
+    "train_over_seeds",
+    "save_run_results",
+    "COURSE_MODELS",
+    "compare_with_course",
     "changed_settings_note",
 ]
 
@@ -60,7 +82,8 @@ def section(title: str) -> None:
 
 
 def prose(text: str, width: int = 88) -> None:
-    """Print a block of lesson text, written in the code as an indented triple-quoted string.
+    """Print a block of lesson text, written in the code as an indented triple-quoted
+    string.
 
     Each paragraph (separated by a blank line) is re-wrapped to `width` columns, so that
     numbers filled into an f-string do not leave ragged lines.
@@ -109,9 +132,11 @@ def kept_model_path(args, result):
     """
     if result["status"] == "diverged":
         raise FriendlyError(
-            f"training diverged with lr {args.lr}: {result['diverged']} (a network that "
+            f"training diverged with lr {args.lr}: {result['diverged']} "
+            f"(a network that "
             f"guesses at random has loss {math.log(10):.2f}); {lr_advice(args.lr)}. "
-            f"Nothing was saved; {display_path(args.checkpoint)} is unchanged")
+            f"Nothing was saved; {display_path(args.checkpoint)} is unchanged"
+        )
     if result["best_epoch"] == 0:
         print("Stopped before the first epoch ended: nothing to keep, nothing saved.")
         return None
@@ -136,16 +161,21 @@ def compare_with_course(models_dir, name, parameters, metrics, seconds, note):
     rows = []
     for label, file in COURSE_MODELS.items():
         try:
-            checkpoint = read_checkpoint(Path(models_dir) / file) if label != name else None
+            checkpoint = (
+                read_checkpoint(Path(models_dir) / file) if label != name else None
+            )
         except CheckpointError:
             continue
         if checkpoint is not None:
             m = checkpoint.get("metrics", {})
             size = sum(t.numel() for t in checkpoint["model_state_dict"].values()
-                       if t.is_floating_point())  # (weights; not a buffer like 11's order)
+                       # (weights; not a buffer like 11's order)
+                       if t.is_floating_point())
             rows.append([label, size, m.get("validation_acc"), m.get("test_acc"),
                          m.get("train_seconds")])
-    rows.append([name, parameters, metrics["validation_acc"], metrics["test_acc"], seconds])
+    rows.append(
+        [name, parameters, metrics["validation_acc"], metrics["test_acc"], seconds]
+    )
     print_table(["model", "parameters", "val acc %", "test acc %", "training s"],
                 [[r[0], f"{r[1]:,}", *(f"{100 * v:.2f}" if v is not None else "?"
                                        for v in r[2:4]),
@@ -154,24 +184,37 @@ def compare_with_course(models_dir, name, parameters, metrics, seconds, note):
 
 
 def changed_settings_note(changed, script="03_train_mnist.py"):
-    """Lesson 6: which settings a saved model was trained with, where they differ from its
-    script's defaults (03 records them in the checkpoint as "changed_settings")."""
+    """Lesson 6: which settings a saved model was trained with, where they differ
+    from its script's defaults (03 records them in the checkpoint as
+    "changed_settings")."""
     if changed is None:
         return f"(The saved model does not say how it was trained: run {script} again.)"
     changed = {k: v for k, v in changed.items() if k not in ("device", "seed")}
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
-    return (f"(Careful: the saved model was trained with {flags}, not its defaults; run "
-            f"`python {script}` for a fair comparison.)" if changed else
-            f"(The saved model is the one {script} trains with its default settings.)")
+    return (
+        f"(Careful: the saved model was trained with {flags}, not its defaults; run "
+        f"`python {script}` for a fair comparison.)"
+        if changed
+        else f"(The saved model is the one {script} trains with its default settings.)"
+    )
 
 
 def save_results(path, script: str, args, device, **record) -> None:
-    """A run's settings, hardware and numbers as JSON, written atomically (05, 07, tables)."""
-    record = {"script": script,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "settings": {k: v for k, v in vars(args).items()
-                           if k not in ("show", "results", "checkpoint")},
-              "hardware": hardware_info(device), **record}
+    """A run's settings, hardware and numbers as JSON, written atomically (05, 07,
+    tables)."""
+    record = {
+        "script": script,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "settings": {
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("show", "results", "checkpoint")
+        },
+        "hardware": hardware_info(device),
+        **record,
+    }
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
@@ -179,21 +222,32 @@ def save_results(path, script: str, args, device, **record) -> None:
 
 
 def add_resume_args(parser) -> None:
-    """--resume and --stop-after-epoch: the flags of a training script that can go on."""
-    parser.add_argument("--resume", default=None, metavar="PATH",
-                        help="continue the run whose training state is in PATH (written "
-                             "beside the checkpoint after every epoch), exactly where it "
-                             "stopped; the settings must be the same (default: none)")
-    parser.add_argument("--stop-after-epoch", type=positive_int, default=None, metavar="N",
-                        help="stop after epoch N as Ctrl-C would, keeping the training "
-                             "state to --resume from (default: never)")
+    """--resume and --stop-after-epoch: the flags of a training script that can go
+    on."""
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="PATH",
+        help="continue the run whose training state is in PATH (written "
+        "beside the checkpoint after every epoch), exactly where it "
+        "stopped; the settings must be the same (default: none)",
+    )
+    parser.add_argument(
+        "--stop-after-epoch",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop after epoch N as Ctrl-C would, keeping the training "
+        "state to --resume from (default: never)",
+    )
 
 
 # --------------------------------------------------------------------------------------
 # Command-line settings shared by the scripts
 # --------------------------------------------------------------------------------------
 def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (zero epochs or batches of 0 images make no sense)."""
+    """argparse type: an integer > 0 (zero epochs or batches of 0 images make no
+    sense)."""
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
@@ -209,7 +263,8 @@ def count(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0 (a learning rate of 0 never moves the weights)."""
+    """argparse type: a finite float > 0 (a learning rate of 0 never moves the
+    weights)."""
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
@@ -228,7 +283,9 @@ def port_number(text: str) -> int:
     """argparse type: a TCP port, 0 to 65535 (0: let the system pick a free one)."""
     value = int(text)
     if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text}")
+        raise argparse.ArgumentTypeError(
+            f"must be a port number from 0 to 65535, got {text}"
+        )
     return value
 
 
@@ -241,19 +298,24 @@ def check_port_free(port: int, flag: str) -> None:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as err:
-            raise FriendlyError(f"port {port} is in use ({err.strerror}): choose another "
-                                f"{flag}, or 0 to let the system pick a free one") from err
+            raise FriendlyError(
+                f"port {port} is in use ({err.strerror}): choose another "
+                f"{flag}, or 0 to let the system pick a free one"
+            ) from err
 
 
 def output_file(text: str) -> str:
-    """argparse type: a path a script may write a file to, checked before any work starts.
+    """argparse type: a path a script may write a file to, checked before any work
+    starts.
 
     Refused at once (not after ten minutes of training): a folder, or a path below an
     existing file.
     """
     path = Path(text).expanduser()
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name inside it")
+        raise argparse.ArgumentTypeError(
+            f"{text} is a folder; give a file name inside it"
+        )
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
@@ -314,7 +376,9 @@ def did_you_mean(flag: str, options) -> str | None:
 
 def make_parser(doc: str) -> argparse.ArgumentParser:
     """A parser whose -h shows the script's docstring and every default."""
-    return CourseParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return CourseParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def add_common_args(parser: argparse.ArgumentParser, seed: int = 0) -> None:
@@ -324,10 +388,14 @@ def add_common_args(parser: argparse.ArgumentParser, seed: int = 0) -> None:
                         help="where the tensors live; auto = CUDA, then MPS, then CPU. "
                              "Also settable with the DL_DEVICE environment variable "
                              "(default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=seed,
-                        help="seeds the initial weights and the batch order: the same seed "
-                             "gives the same result on the same machine, PyTorch build and "
-                             "device (default: %(default)s)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=seed,
+        help="seeds the initial weights and the batch order: the same seed "
+        "gives the same result on the same machine, PyTorch build and "
+        "device (default: %(default)s)",
+    )
     parser.add_argument("--show", action="store_true",
                         help="also open the figures in windows when a display exists; "
                              "they are always saved as PNG under figures/")
@@ -335,12 +403,20 @@ def add_common_args(parser: argparse.ArgumentParser, seed: int = 0) -> None:
 
 def add_training_args(parser, *, batch_size: int, lr: float, num_epochs: int) -> None:
     """--batch-size, --lr, --epochs, --subset: the knobs of every training script."""
-    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
-                        help="images per gradient step; smaller: noisier gradients but more "
-                             "updates per epoch (default: %(default)s)")
-    parser.add_argument("--lr", type=positive_float, default=lr,
-                        help="learning rate, the optimizer's step size; too large diverges "
-                             "(try 10), too small crawls (default: %(default)s)")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=batch_size,
+        help="images per gradient step; smaller: noisier gradients but more "
+        "updates per epoch (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=positive_float,
+        default=lr,
+        help="learning rate, the optimizer's step size; too large diverges "
+        "(try 10), too small crawls (default: %(default)s)",
+    )
     parser.add_argument("--epochs", type=positive_int, default=num_epochs,
                         help="passes over the training images (default: %(default)s)")
     parser.add_argument("--subset", type=positive_int, default=None,
@@ -351,20 +427,27 @@ def add_training_args(parser, *, batch_size: int, lr: float, num_epochs: int) ->
 def add_results_arg(parser, default=None) -> None:
     """--results FILE: where a script writes what it measured, as JSON."""
     shown = display_path(default) if default else "none"
-    parser.add_argument("--results", type=output_file, default=str(default) if default else None,
-                        help=f"write the measured numbers to this JSON file (default: {shown})")
+    parser.add_argument(
+        "--results",
+        type=output_file,
+        default=str(default) if default else None,
+        help=f"write the measured numbers to this JSON file (default: {shown})",
+    )
 
 
 # --------------------------------------------------------------------------------------
 # Running a script: one-line errors, Ctrl-C
 # --------------------------------------------------------------------------------------
 def run_main(main) -> None:
-    """Run a script's main(): a FriendlyError becomes one line on stderr and exit code 1,
-    Ctrl-C (outside the training loop, which handles it itself) exit code 130."""
+    """Run a script's main(): a FriendlyError becomes one line on stderr and exit
+    code 1, Ctrl-C (outside the training loop, which handles it itself) exit code
+    130."""
     try:
         if OUTPUT_DIR.exists() and not OUTPUT_DIR.is_dir():
-            raise FriendlyError(f"DL_OUTPUT_DIR={OUTPUT_DIR} is a file, not a folder: point it "
-                                "at a folder (it is created if missing), or unset it")
+            raise FriendlyError(
+                f"DL_OUTPUT_DIR={OUTPUT_DIR} is a file, not a folder: point it "
+                "at a folder (it is created if missing), or unset it"
+            )
         sys.exit(main())
     except FriendlyError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -373,12 +456,14 @@ def run_main(main) -> None:
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:  # `python lesson.py | head`: the reader left; stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's docs'
+        # (Python's docs'
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)  # recipe: no second error when Python flushes stdout at exit)
 
 
 class GracefulStop:
-    """Ctrl-C sets a flag that the training loop checks after each batch; a second aborts.
+    """Ctrl-C sets a flag that the training loop checks after each batch; a second
+    aborts.
 
     Without it, Ctrl-C raises KeyboardInterrupt wherever Python happens to be, possibly
     in the middle of an optimizer step, and the run's best epoch is lost. Signals can
@@ -430,8 +515,17 @@ def save_run_results(script, args, device, result, metrics=None, **extra) -> Non
     reads it). Written for a diverged run too, which then has no test accuracy. `extra`:
     more measurements (06: validation digits drawn and cut to 8x8)."""
     if getattr(args, "results", None):
-        save_results(args.results, script, args, device, status=result["status"],
-                     best_val_acc=result["best_val_acc"], best_epoch=result["best_epoch"],
-                     train_seconds=result["train_seconds"], history=result["history"],
-                     diverged=result["diverged"],
-                     test_acc=metrics["test_acc"] if metrics else None, **extra)
+        save_results(
+            args.results,
+            script,
+            args,
+            device,
+            status=result["status"],
+            best_val_acc=result["best_val_acc"],
+            best_epoch=result["best_epoch"],
+            train_seconds=result["train_seconds"],
+            history=result["history"],
+            diverged=result["diverged"],
+            test_acc=metrics["test_acc"] if metrics else None,
+            **extra,
+        )

@@ -1,4 +1,5 @@
-"""Shared test set-up: outputs go to a temporary folder, scripts run as learners run them."""
+"""Shared test set-up: outputs go to a temporary folder, scripts run as learners run
+them."""
 
 import atexit
 import contextlib
@@ -14,33 +15,38 @@ from pathlib import Path
 import pytest
 
 # Before dl_utils is imported anywhere: models, figures and results written by the tests
-# (and by the scripts they start) go to a temporary folder, never over the learner's own.
+# (and by the scripts they start) go to a temporary folder, never over the learner's
+# own.
 OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="dl-basics-tests-"))
 os.environ["DL_OUTPUT_DIR"] = str(OUTPUT_DIR)
 os.environ["DL_DEVICE"] = "cpu"  # tests and CI run on the CPU
 os.environ.pop("DISPLAY", None)  # headless, as on CI
 os.environ["MPLBACKEND"] = "agg"
-# make test spreads the suite over every core (pytest -n auto): one torch thread per test
-# worker (inherited by the lessons it starts) instead of every worker's torch using every
-# core, which oversubscribes them (measured: about 10% longer in all). A lesson's results
-# may differ in the last bits with another thread count, so a test compares runs made
-# under the same count.
+# make test spreads the suite over every core (pytest -n auto): one torch thread per
+# test worker (inherited by the lessons it starts) instead of every worker's torch using
+# every core, which oversubscribes them (measured: about 10% longer in all). A lesson's
+# results may differ in the last bits with another thread count, so a test compares runs
+# made under the same count.
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+    os.environ.setdefault(
+        "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers))
+    )
 atexit.register(shutil.rmtree, OUTPUT_DIR, ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def lesson(name: str):
-    """Import a numbered lesson (e.g. '03_train_mnist') as a module: main() does not run."""
+    """Import a numbered lesson (e.g. '03_train_mnist') as a module: main() does not
+    run."""
     return importlib.import_module(name)
 
 
 def run_script(script: str, *args: str, timeout: float = 300, cwd=None, env=None,
                inline=False):
-    """Run a lesson as a learner would, from another folder; return the CompletedProcess.
+    """Run a lesson as a learner would, from another folder; return the
+    CompletedProcess.
 
     inline=True runs the lesson's main() in this process instead, through the same
     dl_utils.run_main that `python script` uses (its one-line errors and exit codes),
@@ -70,26 +76,38 @@ def working_folder(path):
 
 
 def run_inline(script: str, argv: list[str], cwd) -> subprocess.CompletedProcess:
-    """`python script argv` as a function call: dl_utils.run_main(main), exit code kept."""
+    """`python script argv` as a function call: dl_utils.run_main(main), exit code
+    kept."""
     import dl_utils
 
     module = lesson(script.removesuffix(".py").replace("/", "."))
     out, err = io.StringIO(), io.StringIO()
     code, argv0 = 0, sys.argv
     sys.argv = [str(ROOT / script), *argv]  # what argparse names the program after
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), working_folder(cwd):
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        working_folder(cwd),
+    ):
         try:
             dl_utils.run_main(lambda: module.main(argv))
         except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            code = (
+                exit_.code
+                if isinstance(exit_.code, int)
+                else (0 if exit_.code is None else 1)
+            )
         finally:
             sys.argv = argv0
-    return subprocess.CompletedProcess([script, *argv], code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(
+        [script, *argv], code, out.getvalue(), err.getvalue()
+    )
 
 
 @pytest.fixture(scope="session")
 def served_models_dir(tmp_path_factory):
-    """A folder with one trained MLP (a quick run of lesson 3), for lesson 9's server."""
+    """A folder with one trained MLP (a quick run of lesson 3), for lesson 9's
+    server."""
     folder = tmp_path_factory.mktemp("served")
     result = run_script("03_train_mnist.py", "--subset", "20000", "--epochs", "2",
                         "--checkpoint", folder / "mlp.pt", inline=True)
@@ -109,9 +127,21 @@ def lessons_4_and_9_use(ckpt, described: str, class_name: str) -> None:
     assert [m["name"] for m in served] == [class_name]
     _, _, X, _ = dl_utils.load_mnist_tensors()
     answer = lesson("09_serve_digits").predict(served, X[0].numpy())
-    assert 0 <= answer[0]["prediction"] <= 9 and abs(sum(answer[0]["probabilities"]) - 1) < 1e-4
-    checked = run_script("09_serve_digits.py", "--self-check", "--requests", "3", "--drawn",
-                         "20", "--models-dir", ckpt.parent, inline=True)
+    assert (
+        0 <= answer[0]["prediction"] <= 9
+        and abs(sum(answer[0]["probabilities"]) - 1) < 1e-4
+    )
+    checked = run_script(
+        "09_serve_digits.py",
+        "--self-check",
+        "--requests",
+        "3",
+        "--drawn",
+        "20",
+        "--models-dir",
+        ckpt.parent,
+        inline=True,
+    )
     assert checked.returncode == 0, checked.stderr
     assert class_name in checked.stdout and ckpt.name in checked.stdout
 

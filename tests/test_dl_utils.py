@@ -15,13 +15,16 @@ from conftest import lesson
 import dl_utils
 from _course import files
 
-# ---------------------------------------------------------------------------- data files
+# --------------------------------------------------------------------------- data files
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int | None = None) -> bytes:
-    """An IDX file written independently of dl_utils: magic, big-endian dims, raw bytes."""
+    """An IDX file written independently of dl_utils: magic, big-endian dims, raw
+    bytes."""
     magic = magic if magic is not None else 0x0800 | array.ndim
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    header = magic.to_bytes(4, "big") + b"".join(
+        d.to_bytes(4, "big") for d in array.shape
+    )
     data = header + array.astype(np.uint8).tobytes()
     path.write_bytes(data)
     return data
@@ -72,7 +75,9 @@ def test_tiny_files_are_extracted_checked_and_read(tiny_mnist):
     root, raw, arrays, files = tiny_mnist
     X, y, Xt, yt = dl_utils.load_mnist_tensors(root, files)
     assert all((raw / name).exists() for name in files)  # extracted next to the .gz
-    assert torch.equal(X, torch.from_numpy(arrays["train-images-idx3-ubyte"].astype(np.uint8)))
+    assert torch.equal(
+        X, torch.from_numpy(arrays["train-images-idx3-ubyte"].astype(np.uint8))
+    )
     assert torch.equal(y, torch.from_numpy(arrays["train-labels-idx1-ubyte"]).long())
     assert Xt.shape == (10, 28, 28) and yt.shape == (10,)
 
@@ -82,15 +87,21 @@ def test_truncated_file_is_named_with_the_fix(tiny_mnist):
     dl_utils.prepare_mnist(root, files)
     path = raw / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(dl_utils.FriendlyError, match="images-idx3-ubyte is truncated.*delete it"):
+    with pytest.raises(
+        dl_utils.FriendlyError, match="images-idx3-ubyte is truncated.*delete it"
+    ):
         dl_utils.prepare_mnist(root, files)
 
 
 def test_wrong_magic_number_is_rejected(tiny_mnist):
     root, raw, arrays, files = tiny_mnist
     dl_utils.prepare_mnist(root, files)
-    write_idx(raw / "t10k-labels-idx1-ubyte", arrays["t10k-labels-idx1-ubyte"], magic=2051)
-    with pytest.raises(dl_utils.FriendlyError, match="t10k-labels-idx1-ubyte is not an MNIST"):
+    write_idx(
+        raw / "t10k-labels-idx1-ubyte", arrays["t10k-labels-idx1-ubyte"], magic=2051
+    )
+    with pytest.raises(
+        dl_utils.FriendlyError, match="t10k-labels-idx1-ubyte is not an MNIST"
+    ):
         dl_utils.prepare_mnist(root, files)
 
 
@@ -101,7 +112,9 @@ def test_altered_content_fails_the_md5_check(tiny_mnist):
     data = bytearray(path.read_bytes())
     data[-1] = (data[-1] + 1) % 10  # same size, valid header, one label changed
     path.write_bytes(bytes(data))
-    with pytest.raises(dl_utils.FriendlyError, match="train-labels-idx1-ubyte fails its md5"):
+    with pytest.raises(
+        dl_utils.FriendlyError, match="train-labels-idx1-ubyte fails its md5"
+    ):
         dl_utils.prepare_mnist(root, files)
 
 
@@ -118,17 +131,22 @@ def test_missing_files_and_failed_download_say_where_to_put_them(tmp_path, monke
     def offline(root):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(files, "download_mnist", offline)  # (prepare_mnist's own module)
-    with pytest.raises(dl_utils.FriendlyError, match="download failed.*train-images-idx3-ubyte.gz"):
+    # (prepare_mnist's own module)
+    monkeypatch.setattr(files, "download_mnist", offline)
+    with pytest.raises(
+        dl_utils.FriendlyError, match="download failed.*train-images-idx3-ubyte.gz"
+    ):
         dl_utils.prepare_mnist(tmp_path)
 
 
-# ---------------------------------------------------------------------------- loaders
+# ------------------------------------------------------------------------------ loaders
 
 
 @pytest.fixture(scope="module")
 def mnist():
-    return dl_utils.load_mnist_data(batch_size=64, generator=torch.Generator().manual_seed(0))
+    return dl_utils.load_mnist_data(
+        batch_size=64, generator=torch.Generator().manual_seed(0)
+    )
 
 
 def test_split_sizes_shapes_and_normalization(mnist):
@@ -136,7 +154,11 @@ def test_split_sizes_shapes_and_normalization(mnist):
     assert [len(d.dataset) for d in (train, val, test)] == [55_000, 5_000, 10_000]
     assert len(train) == math.ceil(55_000 / 64)
     X, y = next(iter(train))
-    assert X.shape == (64, 1, 28, 28) and X.dtype == torch.float32 and y.dtype == torch.int64
+    assert (
+        X.shape == (64, 1, 28, 28)
+        and X.dtype == torch.float32
+        and y.dtype == torch.int64
+    )
     # Normalized with the training statistics: mean ~0, std ~1, range ~[-0.42, 2.82]
     assert abs(train.X.mean().item()) < 0.01 and abs(train.X.std().item() - 1) < 0.01
     assert train.X.min().item() == pytest.approx(-0.1307 / 0.3081, abs=1e-5)
@@ -146,8 +168,12 @@ def test_split_sizes_shapes_and_normalization(mnist):
 def test_validation_is_disjoint_from_training(mnist):
     train, val, _ = mnist
     # Compare images by their bytes: MNIST has no duplicate images across these splits.
-    train_keys = {bytes(x.numpy()) for x in (train.X[:, 0] * 1000).round().to(torch.int32)}
-    val_keys = [bytes(x.numpy()) for x in (val.X[:200, 0] * 1000).round().to(torch.int32)]
+    train_keys = {
+        bytes(x.numpy()) for x in (train.X[:, 0] * 1000).round().to(torch.int32)
+    }
+    val_keys = [
+        bytes(x.numpy()) for x in (val.X[:200, 0] * 1000).round().to(torch.int32)
+    ]
     assert not any(k in train_keys for k in val_keys)
 
 
@@ -157,8 +183,12 @@ def test_shuffling_covers_every_image_once_and_is_seeded():
                                    generator=torch.Generator().manual_seed(1))
     epoch1 = torch.cat([b for _, b in loader])
     epoch2 = torch.cat([b for _, b in loader])
-    assert sorted(epoch1.tolist()) == list(range(10)) and not torch.equal(epoch1, epoch2)
-    again = dl_utils.TensorLoader(X, y, 3, shuffle=True, generator=torch.Generator().manual_seed(1))
+    assert sorted(epoch1.tolist()) == list(range(10)) and not torch.equal(
+        epoch1, epoch2
+    )
+    again = dl_utils.TensorLoader(
+        X, y, 3, shuffle=True, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(torch.cat([b for _, b in again]), epoch1)
     assert [len(b) for _, b in loader] == [3, 3, 3, 1]
 
@@ -168,7 +198,7 @@ def test_subset_limits_training_only():
     assert [len(d.dataset) for d in (train, val, test)] == [1000, 5000, 10000]
 
 
-# ---------------------------------------------------------------------------- device, seeds
+# ------------------------------------------------------------------------ device, seeds
 
 
 def test_get_device():
@@ -199,7 +229,7 @@ def test_same_seed_gives_identical_weights():
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-# ---------------------------------------------------------------------------- evaluation
+# --------------------------------------------------------------------------- evaluation
 
 
 def test_evaluate_model_matches_a_direct_computation():
@@ -222,7 +252,9 @@ def test_evaluate_model_matches_a_direct_computation():
 
 def test_count_parameters_and_size():
     model = lesson("03_train_mnist").SimpleNN()
-    assert dl_utils.count_parameters(model) == 784 * 128 + 128 + 128 * 10 + 10 == 101_770
+    assert (
+        dl_utils.count_parameters(model) == 784 * 128 + 128 + 128 * 10 + 10 == 101_770
+    )
     assert dl_utils.model_size_kb(model) == pytest.approx(101_770 * 4 / 1000)
     model.fc1.weight.requires_grad_(False)  # frozen weights are not trainable
     assert dl_utils.count_parameters(model) == 101_770 - 784 * 128
@@ -243,7 +275,7 @@ def test_plot_training_history_writes_a_png_headless():
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-# ---------------------------------------------------------------------------- checkpoints
+# -------------------------------------------------------------------------- checkpoints
 
 
 @pytest.fixture
@@ -258,8 +290,12 @@ def test_checkpoint_round_trip_rebuilds_the_model(saved):
     path, model = saved
     loaded, checkpoint = dl_utils.load_checkpoint(path)
     assert type(loaded).__name__ == "SimpleNN" and loaded.fc1.out_features == 32
-    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
-    assert checkpoint["metrics"] == {"test_acc": 0.5} and checkpoint["hparams"] == {"lr": 0.1}
+    assert all(
+        torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items()
+    )
+    assert checkpoint["metrics"] == {"test_acc": 0.5} and checkpoint["hparams"] == {
+        "lr": 0.1
+    }
     assert checkpoint["model_module"] == "03_train_mnist"
     assert checkpoint["torch_version"] == torch.__version__
 
@@ -274,7 +310,9 @@ def test_missing_and_truncated_checkpoints(saved, tmp_path):
         dl_utils.load_checkpoint(broken)
     plain = tmp_path / "plain.pt"
     torch.save({"fc1.weight": torch.zeros(2)}, plain)  # a bare state_dict
-    with pytest.raises(dl_utils.CheckpointError, match="not a checkpoint of this course"):
+    with pytest.raises(
+        dl_utils.CheckpointError, match="not a checkpoint of this course"
+    ):
         dl_utils.load_checkpoint(plain)
 
 
@@ -293,9 +331,12 @@ def test_a_model_trained_on_other_pixels_is_fed_standardized_ones_through_a_hook
         assert torch.allclose(loaded(dl_utils.normalize(X)),
                               model(dl_utils.normalize(X, scaling)), atol=1e-4)
         if scaling != "standardized":  # without the hook: another answer
-            assert not torch.allclose(model(dl_utils.normalize(X)), loaded(dl_utils.normalize(X)))
+            assert not torch.allclose(
+                model(dl_utils.normalize(X)), loaded(dl_utils.normalize(X))
+            )
     assert bool(loaded._forward_pre_hooks) == (scaling != "standardized")
-    torch.save(loaded, tmp_path / "whole.pt")  # still picklable (04 pickles what it loads)
+    # still picklable (04 pickles what it loads)
+    torch.save(loaded, tmp_path / "whole.pt")
     torch.save({**torch.load(path, weights_only=True), "hparams": {"inputs": "cmyk"}},
                tmp_path / "odd.pt")
     with pytest.raises(dl_utils.CheckpointError, match="inputs scaled 'cmyk'"):
@@ -307,7 +348,9 @@ def test_checkpoint_of_another_architecture_is_refused(saved):
     train03 = lesson("03_train_mnist")
     with pytest.raises(dl_utils.CheckpointError, match="do not fit SimpleNN"):
         dl_utils.load_checkpoint(path, model=train03.SimpleNN(hidden_size=128))
-    with pytest.raises(dl_utils.CheckpointError, match="holds a SimpleNN, not a Sequential"):
+    with pytest.raises(
+        dl_utils.CheckpointError, match="holds a SimpleNN, not a Sequential"
+    ):
         dl_utils.load_checkpoint(path, model=nn.Sequential(nn.Linear(2, 2)))
 
 
@@ -333,7 +376,8 @@ def test_interrupted_save_keeps_the_previous_file(saved, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         dl_utils.save_checkpoint(path, model, {"hidden_size": 32})
     assert path.read_bytes() == before
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    # no temporary file left
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 def test_show_without_a_display_says_so_and_returns(capsys):
@@ -349,7 +393,7 @@ def test_device_setting_comes_from_the_environment(monkeypatch):
     assert parser.parse_args(["--device", "cpu"]).device == "cpu"
 
 
-# ---------------------------------------------------------------------------- statistics
+# --------------------------------------------------------------------------- statistics
 
 
 def test_accuracy_standard_error_by_hand():
@@ -388,13 +432,29 @@ def test_mean_and_standard_error_by_hand():
     assert mean == 0.5 and math.isnan(se)  # one run: no spread to measure
 
 
-T_TABLE = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-           9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042, 40: 2.021, 120: 1.980}
+T_TABLE = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    15: 2.131,
+    20: 2.086,
+    30: 2.042,
+    40: 2.021,
+    120: 1.980,
+}
 
 
 def test_paired_difference_and_interval_by_hand():
     d = dl_utils.paired_difference([0.5, 0.6, 0.7], [0.4, 0.55, 0.6])
-    # differences 0.10, 0.05, 0.10: mean 0.083333, sd 0.028868, se 0.016667, t(2) = 4.303
+    # differences 0.10, 0.05, 0.10: mean 0.083333, sd 0.028868, se 0.016667, t(2) =
+    # 4.303
     assert d["mean"] == pytest.approx(0.0833333, abs=1e-6)
     assert d["se"] == pytest.approx(0.0166667, abs=1e-6)
     assert (d["low"], d["high"]) == (pytest.approx(0.011617, abs=1e-5),
@@ -402,14 +462,17 @@ def test_paired_difference_and_interval_by_hand():
     # a printed t-table, recomputed; df 30-120 was once tabled as 2.0 (below the truth)
     for df, value in T_TABLE.items():
         assert dl_utils.t_975(df) == pytest.approx(value, abs=6e-4)
-    assert dl_utils.t_quantile(0.995, 3) == pytest.approx(5.841, abs=6e-4)  # 99% two-sided
+    # 99% two-sided
+    assert dl_utils.t_quantile(0.995, 3) == pytest.approx(5.841, abs=6e-4)
 
 
 def test_input_scalings_and_label_noise():
     X = torch.tensor([[[0, 255]]], dtype=torch.uint8)
     assert dl_utils.normalize(X, "raw").flatten().tolist() == [0.0, 255.0]
     assert dl_utils.normalize(X, "unit").flatten().tolist() == [0.0, 1.0]
-    assert dl_utils.normalize(X).flatten().tolist() == pytest.approx([-0.4242, 2.8215], abs=1e-4)
+    assert dl_utils.normalize(X).flatten().tolist() == pytest.approx(
+        [-0.4242, 2.8215], abs=1e-4
+    )
     y = torch.arange(10).repeat(100)
     noisy = dl_utils.flip_labels(y, 0.2, torch.Generator().manual_seed(0))
     assert (noisy != y).sum() == 200 and torch.equal(y, torch.arange(10).repeat(100))
@@ -424,10 +487,18 @@ def test_the_course_models_table_reads_checkpoints_and_skips_bad_ones(tmp_path, 
                              metrics={"validation_acc": 0.99, "test_acc": 0.985,
                                       "train_seconds": 60.0})
     (tmp_path / "simple_nn.pt").write_bytes(b"not a checkpoint")
-    dl_utils.compare_with_course(tmp_path, "ViT (12)", 1234, {"validation_acc": 0.9,
-                                                             "test_acc": 0.8}, 5.0, "(note)")
+    dl_utils.compare_with_course(
+        tmp_path,
+        "ViT (12)",
+        1234,
+        {"validation_acc": 0.9, "test_acc": 0.8},
+        5.0,
+        "(note)",
+    )
     out = capsys.readouterr().out
-    lines = [line for line in out.splitlines() if line.startswith(("CNN", "ViT", "MLP"))]
+    lines = [
+        line for line in out.splitlines() if line.startswith(("CNN", "ViT", "MLP"))
+    ]
     assert lines[0].split() == ["CNN", "(06)", "119,530", "99.00", "98.50", "60"]
     assert lines[1].split() == ["ViT", "(12)", "1,234", "90.00", "80.00", "5"]
     assert len(lines) == 2 and out.rstrip().endswith("(note)")
@@ -439,7 +510,7 @@ def test_the_match_table_says_no_above_the_tolerance(capsys):
     assert capsys.readouterr().out.count("NO") == 1
 
 
-# ------------------------------------------------------- a beginner's edit meets a message
+# ---------------------------------------------------- a beginner's edit meets a message
 def test_a_misspelled_flag_gets_did_you_mean(capsys):
     parser = dl_utils.make_parser("doc")
     dl_utils.add_training_args(parser, batch_size=64, lr=1e-3, num_epochs=3)
@@ -463,7 +534,9 @@ def test_a_diverged_run_is_told_to_try_the_default_rate(tmp_path):
         args.checkpoint = tmp_path / "m.pt"
         with pytest.raises(dl_utils.FriendlyError) as err:
             dl_utils.kept_model_path(args, result)
-        assert advice in str(err.value) and "guesses at random has loss 2.30" in str(err.value)
+        assert advice in str(err.value) and "guesses at random has loss 2.30" in str(
+            err.value
+        )
 
 
 def test_print_shapes_names_the_layer_and_the_numbers_after_an_edit(capsys):
@@ -473,13 +546,16 @@ def test_print_shapes_names_the_layer_and_the_numbers_after_an_edit(capsys):
         dl_utils.print_shapes(edited, torch.zeros(2, 1, 28, 28))
     printed = capsys.readouterr().out
     assert "[2, 8, 13, 13]" in printed and "[2, 1352]" in printed  # the rows it reached
-    assert "layer 4 (Linear) expects 1,568" in str(err.value) and "gets 1,352" in str(err.value)
+    assert "layer 4 (Linear) expects 1,568" in str(err.value) and "gets 1,352" in str(
+        err.value
+    )
     channels = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(4, 8, 3))
     with pytest.raises(dl_utils.FriendlyError) as err:
         dl_utils.print_shapes(channels, torch.zeros(2, 1, 28, 28))
     assert "expects 4 input channels but gets 8" in str(err.value)
     dl_utils.print_shapes(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
-                          torch.zeros(2, 1, 28, 28))  # a model that works prints all rows
+                          # a model that works prints all rows
+                          torch.zeros(2, 1, 28, 28))
     assert "[2, 10]" in capsys.readouterr().out
 
 
@@ -505,7 +581,9 @@ def test_a_network_below_the_no_training_baseline_is_called_broken(capsys):
     assert "training loop is broken" in capsys.readouterr().out
 
 
-def test_a_run_with_other_settings_keeps_the_defaults_model_and_compares(tmp_path, capsys):
+def test_a_run_with_other_settings_keeps_the_defaults_model_and_compares(
+    tmp_path, capsys
+):
     parser = dl_utils.make_parser("doc")
     dl_utils.add_training_args(parser, batch_size=64, lr=1e-3, num_epochs=3)
     path = tmp_path / "m.pt"
@@ -515,8 +593,9 @@ def test_a_run_with_other_settings_keeps_the_defaults_model_and_compares(tmp_pat
         args = parser.parse_args(argv)
         model = nn.Linear(2, 2)
         nn.init.constant_(model.weight, weight)
-        dl_utils.save_kept_model(path, args, model, {}, result, {"validation_acc": val_acc},
-                                 "cpu")
+        dl_utils.save_kept_model(
+            path, args, model, {}, result, {"validation_acc": val_acc}, "cpu"
+        )
         return capsys.readouterr().out
 
     assert "last time" not in save([], 0.9772, 1.0)  # the first run: nothing to compare
@@ -551,7 +630,11 @@ def test_every_dl_utils_name_the_course_uses_is_named_in_dl_utils():
     named.add("serving")  # imported on first use by __getattr__
     used = {}
     for path in root.glob("**/*.py"):
-        if ".venv" in path.parts or path.name == "dl_utils.py" or "_course" in path.parts:
+        if (
+            ".venv" in path.parts
+            or path.name == "dl_utils.py"
+            or "_course" in path.parts
+        ):
             continue
         for name in re.findall(r"\bdl_utils\.([A-Za-z_]\w*)", path.read_text()):
             used.setdefault(name, path.name)

@@ -16,8 +16,9 @@ def test_01_hand_gradients_equal_autograd(seed):
     loss, cache = m.forward(X, y, p)
     # the loss itself, against PyTorch's own cross-entropy
     logits = torch.relu(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
-    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(),
-                                        abs=1e-12)
+    assert loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y).item(), abs=1e-12
+    )
     hand = m.backward_by_hand(y, p, cache)
     auto = m.backward_by_autograd(X, y, p)
     for name in p:
@@ -64,11 +65,18 @@ def test_02_pixel_stats_by_counting_equal_the_direct_computation():
 def test_02_runs_headless_and_computes_the_normalization_constants():
     result = run_script("02_load_mnist.py", "--num-suspects", "2", inline=True)
     assert result.returncode == 0, result.stderr
-    assert "hello world" in result.stdout and "250 writers" in result.stdout  # what MNIST is
+    # what MNIST is
+    assert "hello world" in result.stdout and "250 writers" in result.stdout
     benchmark_reads("02_load_mnist.py", result.stdout)
     assert "Computed: mean 0.1307, std 0.3081" in result.stdout
     assert "-0.4242..2.8215" in result.stdout
-    for name in ("samples", "class_balance", "mean_digits", "pixel_histogram", "suspects"):
+    for name in (
+        "samples",
+        "class_balance",
+        "mean_digits",
+        "pixel_histogram",
+        "suspects",
+    ):
         png = OUTPUT_DIR / "figures" / f"02_{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG", name
 
@@ -81,13 +89,24 @@ def test_05_architectures_have_the_documented_sizes():
     sizes = {name: sum(p.numel() for p in cls().parameters())
              for name, cls in m.ARCHITECTURES.items()}
     assert sizes == {"TwoLayerNN": 101_770, "ThreeLayerNN": 235_146, "TanhNN": 101_770}
-    assert isinstance(m.TanhNN().activation, torch.nn.Tanh)  # (test_sync: TwoLayerNN = 03's)
+    # (test_sync: TwoLayerNN = 03's)
+    assert isinstance(m.TanhNN().activation, torch.nn.Tanh)
 
 
 def test_05_quick_run_writes_results_for_all_three(tmp_path):
     path = tmp_path / "architectures.json"
-    result = run_script("05_experiment_architectures.py", "--epochs", "1", "--seeds", "1",
-                        "--subset", "2000", "--results", path, inline=True)
+    result = run_script(
+        "05_experiment_architectures.py",
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--subset",
+        "2000",
+        "--results",
+        path,
+        inline=True,
+    )
     assert result.returncode == 0, result.stderr
     benchmark_reads("05_experiment_architectures.py", result.stdout)
     record = json.loads(path.read_text())
@@ -108,11 +127,23 @@ def test_05_rejects_unknown_architectures(capsys):
     assert "invalid choice: 'ResNet'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["01_tensors_and_autograd", "02_load_mnist", "04_load_model",
-                                  "05_experiment_architectures", "06_convolutional_network",
-                                  "07_regularization", "07c_how_sure", "08_your_own_images",
-                                  "08b_fine_tuning",
-                                  "09_serve_digits", "10_distributed_training", "13_ensembles"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "01_tensors_and_autograd",
+        "02_load_mnist",
+        "04_load_model",
+        "05_experiment_architectures",
+        "06_convolutional_network",
+        "07_regularization",
+        "07c_how_sure",
+        "08_your_own_images",
+        "08b_fine_tuning",
+        "09_serve_digits",
+        "10_distributed_training",
+        "13_ensembles",
+    ],
+)
 def test_help_lists_defaults(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         lesson(name).parse_args(["-h"])
