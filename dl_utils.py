@@ -28,7 +28,7 @@ Contents, in lesson order:
     Inspecting a model (03) . print_shapes, count_parameters, model_size_kb
     Figures (03, 04) ........ plot_training_history, plot_confident_mistakes
     A training script (03) .. setup, introduce, report, save_kept_model
-    Resuming (03) ........... save_training_state, resume_training, resumable
+    Resuming (03b) .......... save_training_state, resume_training, resumable
     Your own digit (04, 08) . digit_from_gray, center_by_mass, looks_like_mnist,
                               export_mnist_pngs
     Checkpoints (03, 04) .... save_checkpoint, load_checkpoint (weights only, never
@@ -410,9 +410,10 @@ def layer_sizes(model: nn.Module) -> str:
 
 
 # --------------------------------------------------------------------------------------
-# The training loop (taught in 03_train_mnist.py; this copy serves lessons 5 to 10)
+# The training loop (taught in 03_train_mnist.py as a plain loop; this copy adds what
+# 03b_training_that_survives.py teaches: divergence, Ctrl-C, resuming)
 # --------------------------------------------------------------------------------------
-# Divergence (03 explains it): NaN/inf, or the epoch's running average loss reaching 10x
+# Divergence (03b explains it): NaN/inf, or the epoch's running average loss reaching 10x
 # where the epoch started (and at least 10 ln 10), judged once 64 images have been seen.
 DIVERGED_LOSS = 10 * math.log(10)
 MIN_IMAGES_TO_JUDGE = 64
@@ -488,7 +489,7 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
 
     Returns {status ('completed', 'interrupted' or 'diverged'), history, best_epoch,
     best_val_acc, train_seconds, diverged}; the model ends with the kept weights.
-    Hooks that 03 explains: start (resume_training's), after_epoch(epoch, best, history)
+    Hooks that 03b explains: start (resume_training's), after_epoch(epoch, best, history)
     (saves the training state), stop_after (an epoch to stop after, as Ctrl-C would).
     Two that 03 does without: scheduler (06) is stepped after every batch; extra_eval
     (07), a function model -> {name: number}, adds numbers to the history.
@@ -907,7 +908,9 @@ def report(model, loaders, device):
         images like these would lie, 95% of the time; dl_utils.wilson_interval and
         accuracy_se say where it comes from.)""")
     print(gap_sentence(metrics["train_acc"], metrics["test_acc"]))
-    warn_if_below_baseline(metrics["validation_acc"], loaders[0], loaders[1])
+    warn_if_below_baseline(
+        metrics["validation_acc"], loaders[0], loaders[1], metrics["train_loss"]
+    )
     return metrics
 
 
@@ -940,18 +943,30 @@ def nearest_mean_accuracy(train_loader, val_loader) -> float | None:
     return (distances.argmin(dim=1) == val_loader.y).float().mean().item()
 
 
-def warn_if_below_baseline(val_acc: float, train_loader, val_loader) -> None:
+def warn_if_below_baseline(
+    val_acc: float, train_loader, val_loader, train_loss: float | None = None
+) -> None:
     """A trained network that reads fewer validation digits than a baseline with no
-    training is not a weak model but a broken loop (lesson 3's five steps: a missing
-    zero_grad or step, a swapped argument): say so loudly."""
+    training is not a weak model but a broken run: a broken loop (lesson 3's five steps:
+    a missing zero_grad or step, a swapped argument), or a learning rate so large that
+    the loss exploded, which shows as a training loss above guessing's: say which."""
     baseline = nearest_mean_accuracy(train_loader, val_loader)
     if baseline is None or val_acc >= baseline:
         return
     prose(f"""
         WARNING: the trained network reads {100 * val_acc:.2f}% of the validation
         digits, fewer than lesson 2's baseline that never trains ({100 * baseline:.2f}%,
-        the nearest mean image). Something in the training loop is broken: check the
-        five steps of lesson 3 (zero_grad, forward, loss, backward, step).""")
+        the nearest mean image). Something in this run is broken.""")
+    guessing = math.log(10)  # the loss of a network that spreads 10% on every digit
+    if train_loss is not None and not train_loss < guessing:
+        prose(f"""
+            Its training loss, {train_loss:.3g}, is no better than guessing's
+            ({guessing:.2f}): the learning rate is most likely too large (try the
+            default; lesson 3b stops such a run at the first exploding batch).""")
+    else:
+        prose("""
+            Check the five steps of lesson 3's loop (zero_grad, forward, loss,
+            backward, step).""")
 
 
 def save_kept_model(
@@ -1040,7 +1055,8 @@ def remember_defaults(path: Path, changed: dict, metrics: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Resuming training (taught in 03_train_mnist.py; 06 and 10 resume the same way)
+# Resuming training (taught in 03b_training_that_survives.py; 06 and 10 resume the
+# same way)
 # --------------------------------------------------------------------------------------
 # A checkpoint for inference holds the weights and how to rebuild the model: enough to
 # use it. A training state holds everything needed to go on as if the run had never

@@ -275,7 +275,7 @@ def inputs_as_trained(model, scaling, mean, std):
     return model
 
 
-# ---- Measuring a resume (03 --check-resume) ------------------------------------------
+# ---- Measuring a resume (03b --check-resume) -----------------------------------------
 def largest_difference(a: dict, b: dict) -> float:
     """The largest difference between two state dicts (weights, or the optimizer's state
     per parameter); a number one of them lacks counts as 0 there."""
@@ -311,7 +311,7 @@ def first_step_size(model, optimizer, loader, lr, make_optimizer) -> float:
 
 
 def print_resume_proof(never: dict, rows: dict) -> dict:
-    """03 --check-resume's table: each run's weights and optimizer state after the last
+    """03b --check-resume's table: each run's weights and optimizer state after the last
     epoch against the run never stopped, its validation accuracy and first step; returns
     {row: [weights' largest difference, optimizer's]}."""
     gaps = {what: [largest_difference(never["final"][part], r["final"][part])

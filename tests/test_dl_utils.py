@@ -577,8 +577,12 @@ def test_a_network_below_the_no_training_baseline_is_called_broken(capsys):
     assert baseline > 0.9
     dl_utils.warn_if_below_baseline(baseline + 0.01, train, val)
     assert capsys.readouterr().out == ""
-    dl_utils.warn_if_below_baseline(0.48, train, val)
-    assert "training loop is broken" in capsys.readouterr().out
+    dl_utils.warn_if_below_baseline(0.48, train, val, train_loss=0.9)
+    out = capsys.readouterr().out
+    assert "is broken" in out and "five steps" in out
+    dl_utils.warn_if_below_baseline(0.16, train, val, train_loss=1e4)
+    out = capsys.readouterr().out
+    assert "is broken" in out and "rate is most\nlikely too large" in out
 
 
 def test_a_run_with_other_settings_keeps_the_defaults_model_and_compares(

@@ -1,4 +1,5 @@
-"""Each idea lives twice: in the lesson that teaches it, and in dl_utils for later lessons.
+"""Each idea lives twice: in the lesson that teaches it, and in dl_utils for later
+lessons.
 
 A lesson never imports another lesson, so that an edit a learner makes in one changes no
 other (tests/test_standalone.py proves it). The price is a copy, as in d2l's library:
@@ -17,10 +18,13 @@ import dl_utils
 
 
 def toy_loaders(n=256, seed=0):
-    """Random 'images' with learnable labels: enough to take a few real training steps."""
+    """Random 'images' with learnable labels: enough to take a few real training
+    steps."""
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, 1, 28, 28, generator=g)
-    y = (X[:, 0, 10:18, 10:18].mean(dim=(1, 2)) > 0).long() + 2 * (X[:, 0, 0, :].mean(1) > 0)
+    y = (X[:, 0, 10:18, 10:18].mean(dim=(1, 2)) > 0).long() + 2 * (
+        X[:, 0, 0, :].mean(1) > 0
+    )
     train = dl_utils.TensorLoader(X[:192], y[:192], 32, shuffle=True,
                                   generator=torch.Generator().manual_seed(seed))
     return train, dl_utils.TensorLoader(X[192:], y[192:], 64)
@@ -32,7 +36,8 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 
 
 def trained(make_model, fit, scheduler=None, epochs=3):
-    """A model made with seed 0 and trained by `fit` on the toy data; (model, result)."""
+    """A model made with seed 0 and trained by `fit` on the toy data; (model,
+    result)."""
     torch.manual_seed(0)
     model = make_model()
     train, val = toy_loaders()
@@ -53,19 +58,6 @@ def test_03_simple_nn_and_fit_equal_the_dl_utils_copies(hidden):
     assert (r1["best_epoch"], r1["status"]) == (r2["best_epoch"], r2["status"])
     X = torch.randn(5, 1, 28, 28)
     assert torch.equal(ours(X), theirs(X))
-
-
-def test_03_train_steps_are_dl_utils_train_steps():
-    m03 = lesson("03_train_mnist")
-    losses = []
-    for steps in (m03.train_steps, dl_utils.train_steps):
-        torch.manual_seed(0)
-        model = dl_utils.SimpleNN()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        train, _ = toy_loaders()
-        losses.append([loss.item() for loss, _, _ in steps(model, train, nn.CrossEntropyLoss(),
-                                                           optimizer, "cpu")])
-    assert losses[0] == losses[1] and len(losses[0]) == 6
 
 
 def test_05_baseline_is_lesson_3s_simple_nn():
@@ -94,8 +86,9 @@ def test_06_cnn_and_its_augmentation_equal_the_dl_utils_copies():
 
 
 def test_06_training_with_shifts_and_schedule_equals_dl_utils():
-    """06's recipe (its ShiftedLoader, a one-cycle schedule) through dl_utils.fit, against
-    the same with dl_utils' ShiftedLoader: the lesson's copy is what later lessons use."""
+    """06's recipe (its ShiftedLoader, a one-cycle schedule) through dl_utils.fit,
+    against the same with dl_utils' ShiftedLoader: the lesson's copy is what later
+    lessons use."""
     m06 = lesson("06_convolutional_network")
     results = []
     for loader_cls in (m06.ShiftedLoader, dl_utils.ShiftedLoader):
@@ -103,10 +96,19 @@ def test_06_training_with_shifts_and_schedule_equals_dl_utils():
         model = dl_utils.SmallCNN(channels=(4, 8), hidden_size=8)
         train, val = toy_loaders()
         optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, epochs=2,
-                                                        steps_per_epoch=len(train))
-        dl_utils.fit(model, loader_cls(train, 1), val, optimizer, 2, "cpu", verbose=False,
-                     scheduler=scheduler)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=3e-3, epochs=2, steps_per_epoch=len(train)
+        )
+        dl_utils.fit(
+            model,
+            loader_cls(train, 1),
+            val,
+            optimizer,
+            2,
+            "cpu",
+            verbose=False,
+            scheduler=scheduler,
+        )
         results.append(model)
     assert same_weights(*results)
 
@@ -119,31 +121,11 @@ def test_04_digit_preparation_equals_the_dl_utils_copy():
         digit = X[i].numpy()
         size = int(rng.integers(40, 200))
         photo = Image.fromarray(255 - digit).resize((size, size + 13))  # dark on light
-        assert np.array_equal(m04.digit_from_gray(photo), dl_utils.digit_from_gray(photo))
+        assert np.array_equal(
+            m04.digit_from_gray(photo), dl_utils.digit_from_gray(photo)
+        )
         small = np.asarray(Image.fromarray(digit).resize((17, 20)), dtype=np.float32)
         assert np.array_equal(m04.center_by_mass(small), dl_utils.center_by_mass(small))
-
-
-def test_03_fit_and_dl_utils_fit_resume_alike():
-    """The resuming hooks (start, after_epoch, stop_after) behave the same in both copies."""
-    m03 = lesson("03_train_mnist")
-    results = []
-    for fit in (m03.fit, dl_utils.fit):
-        torch.manual_seed(0)
-        model = dl_utils.SimpleNN(hidden_size=16)
-        train, val = toy_loaders()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        saved = []
-        first = fit(model, train, val, optimizer, 3, "cpu", verbose=False, stop_after=1,
-                    after_epoch=lambda e, best, h, saved=saved: saved.append((e, best, h)))
-        epoch, best, history = saved[-1]
-        second = fit(model, train, val, optimizer, 3, "cpu", verbose=False,
-                     start={"epoch": epoch, "best": best, "history": history})
-        results.append((first["status"], second["status"], second["history"]["val_acc"],
-                        [p.detach().clone() for p in model.parameters()]))
-    (s1, s2, h1, w1), (t1, t2, h2, w2) = results
-    assert (s1, s2) == (t1, t2) == ("interrupted", "completed") and h1 == h2 and len(h1) == 3
-    assert all(torch.equal(a, b) for a, b in zip(w1, w2))
 
 
 def test_08b_coin_flip_and_changed_predictions_are_dl_utils_copies():
