@@ -413,8 +413,9 @@ def layer_sizes(model: nn.Module) -> str:
 # The training loop (taught in 03_train_mnist.py as a plain loop; this copy adds what
 # 03b_training_that_survives.py teaches: divergence, Ctrl-C, resuming)
 # --------------------------------------------------------------------------------------
-# Divergence (03b explains it): NaN/inf, or the epoch's running average loss reaching 10x
-# where the epoch started (and at least 10 ln 10), judged once 64 images have been seen.
+# Divergence (03b explains it): NaN/inf, or the epoch's running average loss reaching
+# 10x where the epoch started (and at least 10 ln 10), judged once 64 images have been
+# seen.
 DIVERGED_LOSS = 10 * math.log(10)
 MIN_IMAGES_TO_JUDGE = 64
 
@@ -488,8 +489,8 @@ def fit(model, train_loader, val_loader, optimizer, num_epochs, device, verbose=
     fit).
 
     Returns {status ('completed', 'interrupted' or 'diverged'), history, best_epoch,
-    best_val_acc, train_seconds, diverged}; the model ends with the kept weights.
-    Hooks that 03b explains: start (resume_training's), after_epoch(epoch, best, history)
+    best_val_acc, train_seconds, diverged}; the model ends with the kept weights. Hooks
+    that 03b explains: start (resume_training's), after_epoch(epoch, best, history)
     (saves the training state), stop_after (an epoch to stop after, as Ctrl-C would).
     Two that 03 does without: scheduler (06) is stepped after every batch; extra_eval
     (07), a function model -> {name: number}, adds numbers to the history.

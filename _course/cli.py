@@ -3,8 +3,8 @@
 Plumbing, not a lesson: every numbered lesson relies on it through dl_utils. The
 argparse types refuse a bad value before any work starts; run_main turns a FriendlyError
 into one line and exit code 1, and Ctrl-C into exit code 130; GracefulStop lets the
-training loop (03b) finish its batch on Ctrl-C; section, prose and print_table print what
-the lessons say; hardware_info and save_results record what produced a measurement.
+training loop (03b) finish its batch on Ctrl-C; section, prose and print_table print
+what the lessons say; hardware_info and save_results record what produced a measurement.
 """
 
 import argparse
