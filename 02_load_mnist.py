@@ -95,7 +95,7 @@ def plot_samples(X, y, per_digit, show):
         idx = (y == digit).nonzero().flatten()
         pick = idx[torch.randperm(len(idx), generator=g)[:per_digit]]
         for row, i in enumerate(pick):
-            axes[row, digit].imshow(X[i], cmap="gray")
+            axes[row, digit].imshow(X[i].numpy(), cmap="gray")
             axes[row, digit].axis("off")
         axes[0, digit].set_title(str(digit))
     fig.suptitle("Random training examples of each digit: "
@@ -121,7 +121,8 @@ def class_balance(splits, show):
     fig, ax = plt.subplots(figsize=(8, 3.5))
     width = 0.27
     for k, (name, c) in enumerate(counts.items()):
-        ax.bar(np.arange(10) + (k - 1) * width, 100 * c / c.sum(), width, label=name)
+        share = (100 * c / c.sum()).numpy()  # matplotlib takes NumPy arrays, not tensors
+        ax.bar(np.arange(10) + (k - 1) * width, share, width, label=name)
     ax.set(xticks=range(10), xlabel="digit", ylabel="% of the split",
            title="Class balance: every digit is about 10% of every split")
     ax.legend()
@@ -133,7 +134,7 @@ def mean_digits_and_histogram(X, y, show):
     means = torch.stack([X[y == d].float().mean(dim=0) for d in range(10)])
     fig, axes = plt.subplots(1, 10, figsize=(10, 1.4))
     for d, ax in enumerate(axes):
-        ax.imshow(means[d], cmap="gray")
+        ax.imshow(means[d].numpy(), cmap="gray")
         ax.set_title(str(d))
         ax.axis("off")
     fig.suptitle("Mean image of each digit (training set)")
@@ -237,7 +238,7 @@ def nearest_mean_baseline(splits, means, num_suspects, show):
     cols = min(8, num_suspects)
     fig, axes = dl_utils.image_grid(math.ceil(num_suspects / cols), cols, (1.6, 1.9))
     for ax, i in zip(axes.flat, worst):
-        ax.imshow(X[i], cmap="gray")
+        ax.imshow(X[i].numpy(), cmap="gray")
         ax.set_title(f"label {int(y[i])}\nlooks like {int(other.indices[i])}",
                      fontsize=8)
     fig.suptitle("Training images farthest from their own class mean: "
