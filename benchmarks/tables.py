@@ -1,4 +1,4 @@
-"""Regenerate every measured table of the README, the way the course says to measure.
+"""Regenerate every measured table of docs/results.md, as the course says to measure.
 
 Each row is a command line of a lesson (`03 --lr 0.01`: one setting changed from the
 defaults), run as a learner would run it (a separate process writing --results FILE),
@@ -7,28 +7,30 @@ seeds, and the seed-by-seed paired difference from the defaults with its 95% int
 Test accuracy appears only for the defaults, as the reported figure. Sections:
     lesson3   the knobs of 03 (learning rate, batch size, hidden size, epochs)
     lesson5   05's architecture comparison
-    lesson6   the knobs of 06 (augmentation, schedule, hidden layer)
+    lesson6   the knobs of 06 (shifts, width, schedule, hidden layer)
     lesson7   07's remedies for overfitting (its own table, with its own seeds), and the
               strength of each remedy
     fair      CNN vs MLP with the same recipe (06 --arch mlp)
-    writers   06's augmentations for other writers, each alone and together
-    recipe    06's old recipe against the wider one with blur, on fresh seeds, with the
-              test sets of benchmarks/writer_shift.py reported once
-    ensemble  06's CNNs averaged in groups of 3 against their own members, on fresh
+    writers   06b's augmentations for other writers, each alone and together
+    recipe    06b: lesson 6's old recipe (16 and 32 filters, shifts only) against the
+              wider one with blur, on fresh seeds, with the test sets of
+              benchmarks/writer_shift.py reported once
+    ensemble  06b's CNNs averaged in groups of 3 against their own members, on fresh
               seeds (their checkpoints are kept in results/ensemble/), the same test sets
     ensemble_size   ensembles of 1 to 6 of those CNNs, and ones with a member trained with
               other augmentation, chosen on validation; the choice's test sets once
     architectures   the MLP, CNN, GRU and ViT (03, 06, 11, 12), each with its defaults
-    vit_sizes the ViT against the CNN at equal steps on 1,000 / 5,000 / 55,000 images (12)
+    vit_sizes the ViT against the CNN at equal steps on 1,000 / 5,000 / 55,000 images
+              (12b)
     claims    the original tutorial's claims, one measurement each, with a verdict
 Results go to results/tables.json (reused: a command line already run, with the lesson,
 dl_utils.py and _course/ unchanged since, is not run again), markdown to stdout, and
-with --update-readme into the README between <!-- tables:SECTION:start --> and
+with --update-docs into docs/results.md between <!-- tables:SECTION:start --> and
 <!-- tables:SECTION:end -->.
 The lessons' own outputs (models, figures) go to a temporary folder: your files stay.
 
-Run it (it is not part of `make run`; the README says how long it took):
-    make tables                                  # everything, 3 seeds, writes the README
+Run it (it is not part of `make run`; each table says how long its runs took):
+    make tables                                  # everything, 3 seeds, writes the docs
     python benchmarks/tables.py --only claims    # one section
     python benchmarks/tables.py --quick          # tiny runs: checks the machinery (tests)
 """
@@ -50,12 +52,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import dl_utils  # noqa: E402
-from benchmarks.benchmark import markdown, update_readme  # noqa: E402
+from benchmarks.benchmark import RESULTS_DOC, markdown, update_block  # noqa: E402
 
 points, verdict, interval = dl_utils.points, dl_utils.interval_verdict, dl_utils.interval
 SCRIPTS = {"03": "03_train_mnist.py", "05": "05_experiment_architectures.py",
-           "06": "06_convolutional_network.py", "07": "07_regularization.py",
-           "11": "11_sequences_and_rnns.py", "12": "12_attention_and_transformers.py"}
+           "06": "06_convolutional_network.py", "06b": "06b_other_writers.py",
+           "07": "07_regularization.py",
+           "11": "11_sequences_and_rnns.py", "12": "12_attention_and_transformers.py",
+           "12b": "12b_inductive_bias.py"}
 
 # ---- Settings (each has a command-line flag; -h lists them) ----
 NUM_SEEDS = 3  # the fewest that give a standard error; more = narrower intervals, slower
@@ -64,6 +68,7 @@ SECTIONS = ["lesson3", "lesson5", "lesson7", "claims", "fair", "lesson6",
             "writers", "recipe", "ensemble", "ensemble_size", "architectures",
             "vit_sizes"]  # the CNNs, then the RNN and the ViT, last
 QUICK = ["--epochs", "1", "--subset", "300"]  # --quick: appended to every row (wins)
+QUICK_12B = ["--small-steps", "8"]  # --quick: 12b has no epochs, only short runs
 QUICK_07 = ["--seeds", "2"]  # --quick: lesson 7 with 2 seeds
 TARGET_ACC = 0.97  # "time to reach": the first epoch whose validation accuracy passes this
 ARCHS = ["TwoLayerNN", "ThreeLayerNN", "TanhNN"]  # 05's contenders; the first is its baseline
@@ -72,13 +77,14 @@ LESSON3_EPOCHS = "10"  # 05 trains 5 epochs (make run's budget); it is also meas
 LESSON3_ROWS = [[], ["--lr", "0.01"], ["--lr", "0.0001"], ["--batch-size", "32"],
                 ["--batch-size", "256"], ["--hidden-size", "32"], ["--hidden-size", "512"],
                 ["--epochs", "30"]]
-LESSON6_ROWS = [[], ["--max-shift", "0"], ["--augment"], ["--channels", "16", "32"],
+LESSON6_ROWS = [[], ["--max-shift", "0"], ["--channels", "16", "32"],
                 ["--schedule", "constant"], ["--schedule", "constant", "--lr", "0.001"],
-                ["--hidden-size", "0"], ["--batch-norm"]]  # (`--augment` alone: no blur)
-# 06's writer augmentations (issue 30): each alone, then all four, on top of the shifts;
-# every row names its --augment and the width, so the table does not depend on 06's defaults
-WRITER_WIDTH = ["--channels", "16", "32"]  # 06's width when this table chose (until 2026-12)
-WRITER_REFERENCE = ["--augment"]  # shifts only
+                ["--hidden-size", "0"]]
+# 06b's writer augmentations (issue 30): each alone, then all four, on top of the
+# shifts; every row names its --augment and the width: the table does not depend on
+# 06b's defaults
+WRITER_WIDTH = ["--channels", "16", "32"]  # lesson 6's width when this table first ran
+WRITER_REFERENCE = ["--augment", "none"]  # shifts only
 WRITER_ROWS = [["--augment", "affine"], ["--augment", "elastic"], ["--augment", "stroke"],
                ["--augment", "blur"], ["--augment", "affine", "elastic", "stroke", "blur"],
                ["--augment", "affine", "blur"]]  # (the two best alone in a one-seed pilot)
@@ -107,9 +113,11 @@ def parse_args(argv=None):
                         help="seeds per row (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="2 seeds, 1 epoch on 300 images per row: checks that everything "
-                             "runs (numbers mean nothing; never written to the README)")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="write each section's table into README.md between its markers")
+                             "runs (numbers mean nothing; never written to the docs)")
+    parser.add_argument("--update-docs", "--update-readme", action="store_true",
+                        dest="update_docs",
+                        help="write each section's table into docs/results.md between "
+                             "its markers (--update-readme: its former name)")
     parser.add_argument("--results", type=dl_utils.output_file, default=str(RESULTS_FILE),
                         help="measurements are kept (and reused) here "
                              f"(default: {dl_utils.display_path(RESULTS_FILE)})")
@@ -142,9 +150,12 @@ class Runner:
         self.hashes = {script: file_hash(script) for script in SCRIPTS}
 
     def argv(self, script, flags):
-        quick = (QUICK + (QUICK_07 if script == "07" else [])
-                 + (["--writer-check", "100"] if script == "06" else [])
-                 + (["--small-steps", "8"] if script == "12" else [])) if self.quick else []
+        quick = []
+        if self.quick and script == "12b":
+            quick = QUICK_12B
+        elif self.quick:
+            quick = (QUICK + (QUICK_07 if script == "07" else [])
+                     + (["--writer-check", "100"] if script == "06b" else []))
         return [*flags, *quick, "--device", "cpu"]
 
     def run(self, script, flags, score=None):
@@ -187,7 +198,7 @@ class Runner:
             tmp.write_text(json.dumps(self.runs))
 
     def seeds(self, script, flags, num_seeds):
-        """03 or 06: the row's runs, one per seed."""
+        """One lesson's row: its runs, one per seed (--seed)."""
         return [self.run(script, [*flags, "--seed", str(seed)]) for seed in range(num_seeds)]
 
     def archs(self, flags, num_seeds):
@@ -269,14 +280,15 @@ def writer_score(runs):
 
 
 def section_writers(runner, seeds):
-    """06 with each writer augmentation against shifts only, judged on validation: the
+    """06b with each writer augmentation against shifts only, judged on validation: the
     writer score (re-drawn, 8x8) with Bonferroni's intervals, MNIST's validation alongside."""
-    reference = runner.seeds("06", [*WRITER_WIDTH, *WRITER_REFERENCE], seeds)
+    reference = runner.seeds("06b", [*WRITER_WIDTH, *WRITER_REFERENCE], seeds)
     rows, found = [], {}
     for flags in [WRITER_REFERENCE, *WRITER_ROWS]:
         runs = (reference if flags is WRITER_REFERENCE else
-                runner.seeds("06", [*WRITER_WIDTH, *flags], seeds))
-        cells = [f"`{' '.join(flags[1:]) or '(shifts only)'}`",
+                runner.seeds("06b", [*WRITER_WIDTH, *flags], seeds))
+        name = "(shifts only)" if flags is WRITER_REFERENCE else " ".join(flags[1:])
+        cells = [f"`{name}`",
                  *(points(*dl_utils.mean_se(r[key] for r in runs))
                    for key in ("best_val_acc", "val_drawn_acc", "val_8x8_acc"))]
         if flags is WRITER_REFERENCE:
@@ -310,7 +322,7 @@ def confirm_writers(runner, found):
     row = "choice" if chosen_before else "leader"
     if leader is None:
         return "No row to confirm: every augmentation cost MNIST's validation accuracy."
-    runs = {name: [runner.run("06", [*WRITER_WIDTH, *flags, "--seed", str(s)])
+    runs = {name: [runner.run("06b", [*WRITER_WIDTH, *flags, "--seed", str(s)])
                    for s in WRITER_CONFIRM_SEEDS]
             for name, flags in (("reference", WRITER_REFERENCE),
                                 (leader, ["--augment", *leader.split()]))}
@@ -355,17 +367,18 @@ def writer_choice(found):
     runs = good[best][2]
     test, test_se = dl_utils.mean_se(r["test_acc"] for r in runs)
     return (f"The writer score is the mean of the re-drawn and 8x8 accuracies (2,000 "
-            f"validation digits each, lesson 6's writer_check); its intervals are widened for "
-            f"{len(found)} verdicts at once (lesson 7c). Chosen on validation: **--augment "
-            f"{best}**, the best writer mean among the rows better for writers and not worse "
-            f"on MNIST. Its MNIST test accuracy, reported once: **{points(test, test_se)}%** "
-            f"(mean ± SE over {len(runs)} seeds).")
+            f"validation digits each, lesson 6b's writer check); its intervals are "
+            f"widened for {len(found)} verdicts at once (lesson 7c). Chosen on "
+            f"validation: **--augment {best}**, the best writer mean among the rows "
+            f"better for writers and not worse on MNIST. Its MNIST test accuracy, "
+            f"reported once: **{points(test, test_se)}%** (mean ± SE over {len(runs)} "
+            f"seeds).")
 
 
-# 06's recipe for other writers (issue 30): the writers section confirmed blur but left
+# 06b's recipe for other writers (issue 30): the writers section confirmed blur but left
 # MNIST's test under 99.4%; a one-seed pilot on validation (seed 0) found twice the filters
-# kept both. Both recipes are spelled out, so the table does not depend on 06's defaults.
-OLD_RECIPE = ["--channels", "16", "32", "--augment"]  # 06 until 2026-12: shifts only
+# kept both. Both recipes are spelled out: the table does not depend on 06b's defaults.
+OLD_RECIPE = ["--channels", "16", "32", "--augment", "none"]  # lesson 6's first recipe
 RECIPES = {"16 32, shifts only": OLD_RECIPE,
            "32 64, blur": ["--channels", "32", "64", "--augment", "blur"]}
 RECIPE_SEEDS = [8, 9, 10, 11, 12]  # fresh: seeds 0-7 chose blur and the width
@@ -386,10 +399,10 @@ def score_test_sets(models_dir):
 
 
 def section_recipe(runner, seeds):
-    """Lesson 6's old recipe against the candidate on fresh seeds (`seeds` is not used):
-    chosen on validation (the writer score up, MNIST's validation not down), then every
-    test set reported once, paired by seed."""
-    found = {name: [runner.run("06", [*flags, "--seed", str(s)], score=score_test_sets)
+    """Lesson 6's old recipe against the candidate on fresh seeds (`seeds` is not used),
+    both run by 06b: chosen on validation (the writer score up, MNIST's validation not
+    down), then every test set reported once, paired by seed."""
+    found = {name: [runner.run("06b", [*flags, "--seed", str(s)], score=score_test_sets)
                     for s in RECIPE_SEEDS] for name, flags in RECIPES.items()}
     old, new = found.values()
     columns = {"val acc %": val_of, "writer score %": writer_score,
@@ -400,7 +413,7 @@ def section_recipe(runner, seeds):
              f"{mean_of(runs, 'train_seconds'):.0f}"] for name, runs in found.items()]
     d = {c: dl_utils.paired_difference(f(new), f(old)) for c, f in columns.items()}
     rows.append(["second minus first [95%]", "", *(interval(x) for x in d.values()), ""])
-    table = markdown(["06 with", "parameters", *columns, "training s"], rows)
+    table = markdown(["06b with", "parameters", *columns, "training s"], rows)
     return "\n".join([table, "", recipe_verdict(d, new)])
 
 
@@ -415,7 +428,8 @@ def recipe_verdict(d, new):
                 "writer stand-ins without costing MNIST: by this table's rule, the old recipe.")
     return (f"Chosen on validation (seeds {RECIPE_SEEDS[0]}-{RECIPE_SEEDS[-1]}, fresh): the "
             "writer score is higher and MNIST's validation accuracy no lower: "
-            f"`{' '.join(list(RECIPES.values())[1])}` is the recipe for lesson 6's default. "
+            f"`{' '.join(list(RECIPES.values())[1])}` is the recipe for lesson 6b's "
+            "default. "
             "The test sets, reported once: "
             f"MNIST test {100 * test:.2f}% ({'at or above' if test >= 0.994 else 'under'} "
             f"the course's 99.4%); MNIST's first 5,000 (its harder writers, writer_shift.py) "
@@ -424,8 +438,11 @@ def recipe_verdict(d, new):
 
 
 # Averaging several networks (issue 30): each seed's CNN makes its own mistakes; the mean
-# of their probabilities keeps what they agree on. Members are lesson 6's defaults with
-# fresh seeds (0-12 chose its recipe), kept as checkpoints under results/ensemble/.
+# of their probabilities keeps what they agree on. Members are lesson 6b's defaults (the
+# recipe for other writers) with fresh seeds (0-12 chose that recipe), kept as
+# checkpoints under results/ensemble/.
+MEMBER_SCRIPT = "06b"  # it saves its kept model as cnn_writers.pt
+MEMBER_FILE = "cnn_writers.pt"
 ENSEMBLE_SEEDS = list(range(13, 25))  # 12 runs: 4 ensembles of 3, each judged on its own
 ENSEMBLE_SIZE = 3  # members per ensemble: 3x the training and 3x the prediction cost
 
@@ -441,31 +458,34 @@ def member_path(seed, flags=()):
 
 
 def keep_checkpoint(seed, flags=()):
-    """A score hook: copies the run's cnn.pt out of its temporary folder (atomically)."""
+    """A score hook: copies the run's kept model out of its temporary folder
+    (atomically)."""
     def keep(models_dir):
         target = member_path(seed, flags)
         target.parent.mkdir(parents=True, exist_ok=True)
         with dl_utils.atomic_path(target) as tmp:
-            tmp.write_bytes((Path(models_dir) / "cnn.pt").read_bytes())
+            tmp.write_bytes((Path(models_dir) / MEMBER_FILE).read_bytes())
         return {"kept": target.name}
     return keep
 
 
 def ensemble_members(runner, seeds, extra=()):
-    """Lesson 6 (its defaults, or with `extra` flags) once per seed, each checkpoint kept
-    (rerun if it was deleted); (runs, each member's probabilities on ensemble_sets)."""
+    """Lesson 6b (its defaults, or with `extra` flags) once per seed, each checkpoint
+    kept (rerun if it was deleted); (runs, each member's probabilities on
+    ensemble_sets)."""
     runs, sets = [], ensemble_sets(runner.quick)
     for s in seeds:
         flags = [*extra, "--seed", str(s)]
         if not member_path(s, extra).exists():
-            runner.runs.pop(runner.key("06", flags, scored=True), None)
-        runs.append(runner.run("06", flags, score=keep_checkpoint(s, extra)))
+            runner.runs.pop(runner.key(MEMBER_SCRIPT, flags, scored=True), None)
+        runs.append(runner.run(MEMBER_SCRIPT, flags, score=keep_checkpoint(s, extra)))
     return runs, [probabilities(member_path(s, extra), sets) for s in seeds]
 
 
 def ensemble_sets(quick):
-    """{name: (uint8 digits, labels)}: 06's validation checks (writer_check: all 5,000 as
-    stored, the first 2,000 re-drawn and cut to 8x8), then writer_shift.py's test sets."""
+    """{name: (uint8 digits, labels)}: 06b's validation checks (its writer check: all
+    5,000 as stored, the first 2,000 re-drawn and cut to 8x8), then writer_shift.py's
+    test sets."""
     global _ENSEMBLE_SETS
     if "_ENSEMBLE_SETS" in globals():
         return _ENSEMBLE_SETS
@@ -501,8 +521,9 @@ def ensemble_scores(group, sets):
 
 
 def section_ensemble(runner, seeds):
-    """Groups of lesson 6's CNNs, their probabilities averaged, against their own members
-    (paired by group): chosen on validation, then the test sets reported once."""
+    """Groups of lesson 6b's CNNs, their probabilities averaged, against their own
+    members (paired by group): chosen on validation, then the test sets reported
+    once."""
     size = 2 if runner.quick else ENSEMBLE_SIZE
     member_seeds = ENSEMBLE_SEEDS[:2 * size] if runner.quick else ENSEMBLE_SEEDS
     runs, probs = ensemble_members(runner, member_seeds)
@@ -521,17 +542,17 @@ def section_ensemble(runner, seeds):
              *(points(*dl_utils.mean_se(e[c] for e in ensembles)) for c in columns)],
             ["ensemble minus its members [95%]", *(interval(d[c]) for c in columns)]]
     cost = mean_of(runs, "train_seconds")
-    return "\n".join([markdown(["06 (its defaults)", *columns], rows), "",
+    return "\n".join([markdown(["06b (its defaults)", *columns], rows), "",
                       ensemble_verdict(d, ensembles, size, len(groups), cost)])
 
 
 def ensemble_verdict(d, ensembles, size, groups, cost):
     """The choice on validation, then the test sets against the issue's goals, computed."""
     seeds = f"seeds {ENSEMBLE_SEEDS[0]}-{ENSEMBLE_SEEDS[0] + size * groups - 1}"
-    how = (f"Each ensemble averages the probabilities of {size} CNNs trained alone with lesson "
-           f"6's defaults ({seeds}, fresh; one CNN trained in {cost:.0f} s here, so an "
-           f"ensemble costs {size}x that to train and {size}x to run), and is paired with its "
-           "own members. ")
+    how = (f"Each ensemble averages the probabilities of {size} CNNs trained alone "
+           f"with lesson 6b's defaults ({seeds}, fresh; one CNN trained in "
+           f"{cost:.0f} s here, so an ensemble costs {size}x that to train and {size}x "
+           "to run), and is paired with its own members. ")
     if not (d["writer score %"]["low"] > 0 and d["val acc %"]["high"] >= 0):
         return how + ("On validation the ensembles are not clearly better for the writer "
                       "stand-ins without costing MNIST: nothing is chosen, and the test "
@@ -557,7 +578,8 @@ MIXED_SEEDS = [25, 26, 27]  # fresh: one such member for each of three ensembles
 def section_ensemble_size(runner, seeds):
     """Ensembles of each size, and mixed ones, on validation; the choice; then the chosen
     size's test sets, once, beside one CNN of lesson 6's recipe before issue 30 (`seeds` is
-    not used: the members are section ensemble's, the old recipe's runs section recipe's)."""
+    not used: the members are section ensemble's, the old recipe's runs section
+    recipe's, all run by 06b)."""
     quick = runner.quick
     sizes, size = ([1, 2], 2) if quick else (ENSEMBLE_SIZES, ENSEMBLE_SIZE)
     member_seeds = ENSEMBLE_SEEDS[:2 * size] if quick else ENSEMBLE_SEEDS
@@ -600,9 +622,9 @@ def section_ensemble_size(runner, seeds):
 
 def old_recipe(runner):
     """Section recipe's runs of lesson 6's recipe before issue 30, scored on the test sets
-    (the same command lines, so the results file's copies)."""
+    (the same command lines of 06b, so the results file's copies)."""
     seeds = RECIPE_SEEDS[:2] if runner.quick else RECIPE_SEEDS
-    return [runner.run("06", [*OLD_RECIPE, "--seed", str(s)], score=score_test_sets)
+    return [runner.run("06b", [*OLD_RECIPE, "--seed", str(s)], score=score_test_sets)
             for s in seeds]
 
 
@@ -634,8 +656,8 @@ def size_verdict(chosen, d):
             "writer score without a lower MNIST validation accuracy than one CNN (each size "
             "cuts the same 12 seeds into groups, so the larger sizes rest on fewer "
             f"ensembles). A third member trained with `{' '.join(MIXED_FLAGS)}` instead of "
-            f"lesson 6's defaults {mixed} the writer score (paired: each against the same "
-            "two members with a default third).")
+            f"lesson 6b's defaults {mixed} the writer score (paired: each against the "
+            "same two members with a default third).")
 
 
 def size_goals(ensembles, k, gain):
@@ -959,7 +981,8 @@ VIT_STEPS = "1280"  # each network's steps at every size: 8x the lesson's quick 
 
 
 def parameters_of(script, run):
-    """A run's parameter count: 11 and 12 record theirs; 03's and 06's are dl_utils'."""
+    """A run's parameter count: 11 and 12 record theirs; 03's and 06's are dl_utils'
+    (their defaults)."""
     if "parameters" in run:
         return run["parameters"]
     model = dl_utils.SimpleNN() if script == "03" else dl_utils.SmallCNN()  # their defaults
@@ -993,9 +1016,9 @@ def section_architectures(runner, seeds):
 
 
 def section_vit_sizes(runner, seeds):
-    """12's section 6 at three sizes, over seeds: CNN minus ViT, paired by seed."""
-    runs = runner.seeds("12", ["--sizes", *VIT_SIZES, "--epochs", "1", "--small-steps",
-                               VIT_STEPS], seeds)
+    """12b's section 3 at three sizes, over seeds: CNN minus ViT, paired by seed."""
+    runs = runner.seeds("12b", ["--sizes", *VIT_SIZES, "--small-steps", VIT_STEPS],
+                        seeds)
     rows, won = [], {}
     for n in VIT_SIZES:
         cnn = [r["sizes"][n]["cnn_val_acc"] for r in runs]
@@ -1019,7 +1042,7 @@ def section_vit_sizes(runner, seeds):
                       f"Each network: {steps:,} steps of {batch} images (AdamW, one-cycle, "
                       "lesson 6's shifts), whatever the training set's size; the best of 4 "
                       f"looks at validation is kept. {unfinished}"
-                      f"`12_attention_and_transformers.py --sizes 1000 5000 55000 --small-steps "
+                      f"`12b_inductive_bias.py --sizes 1000 5000 55000 --small-steps "
                       f"{steps}` runs one seed of it."])
 
 
@@ -1042,8 +1065,8 @@ def markers(name):
 def main(argv=None):
     args = parse_args(argv)
     dl_utils.setup_figures(False)
-    if args.update_readme and args.quick:
-        raise dl_utils.FriendlyError("--quick numbers do not belong in the README")
+    if args.update_docs and args.quick:
+        raise dl_utils.FriendlyError("--quick numbers do not belong in docs/results.md")
     runner = Runner(args.results, args.quick)
     start = time.perf_counter()
     texts, minutes = {}, {}
@@ -1066,8 +1089,8 @@ def main(argv=None):
                  f"table took {minutes[name]:.1f} minutes to train._")
         dl_utils.section(f"Results (markdown): {name}")
         print(text)
-        if args.update_readme:
-            update_readme(f"{text}\n\n{stamp}", ROOT / "README.md", *markers(name))
+        if args.update_docs:
+            update_block(f"{text}\n\n{stamp}", RESULTS_DOC, *markers(name))
     print(f"\nMeasured and rendered in {seconds:.0f} s ({len(runner.runs)} runs in "
           f"{dl_utils.display_path(args.results)})")
     return 0

@@ -19,7 +19,7 @@ Every set here is a TEST set: nothing in the course is chosen on it. Per model:
 
 Run it after `make run` (it scores the checkpoints in models/):
     python benchmarks/writer_shift.py                    # prints the table
-    python benchmarks/writer_shift.py --update-readme    # and writes the README's block
+    python benchmarks/writer_shift.py --update-docs      # and writes docs/results.md's
 `make bench` runs it on the models its own `make run` trained.
 """
 
@@ -40,7 +40,8 @@ import dl_utils  # noqa: E402
 # ---- Settings (each has a command-line flag; -h lists them) ----
 DRAWN = 2000  # test digits re-drawn like lesson 9's pad (drawing costs ~1 ms each)
 SEED = 0  # the drawings' random pen
-MARKERS = "<!-- writers:start -->", "<!-- writers:end -->"
+MARKERS = "<!-- writers:start -->", "<!-- writers:end -->"  # in RESULTS_DOC
+RESULTS_DOC = ROOT / "docs" / "results.md"
 HALF = 5000  # MNIST's test file: writers of the first 5,000 differ from the last 5,000
 
 
@@ -132,7 +133,8 @@ def markdown(headers, rows, sets):
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join([*lines, "", f"Accuracy %, with its 95% interval. Digits per set: {counts}. "
                       "Test sets only: nothing in the course is chosen on them. Written by "
-                      "`python benchmarks/writer_shift.py --update-readme` (`make bench`).",
+                      "`python benchmarks/writer_shift.py --update-docs` "
+                      "(`make bench`).",
                       "", findings(headers, rows)])
 
 
@@ -158,17 +160,18 @@ def findings(headers, rows):
             f"writers and how their digits were scanned.")
 
 
-def update_readme(text):
-    readme = ROOT / "README.md"
-    old = readme.read_text()
+def update_docs(text, path=RESULTS_DOC):
+    """Replace the writers block of docs/results.md with `text`."""
+    old = path.read_text()
     start, end = MARKERS
     if start not in old or end not in old:
-        raise dl_utils.FriendlyError(f"README.md has no {start} ... {end} block")
-    new = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{text}\n{end}",
-                 old, flags=re.DOTALL)
-    with dl_utils.atomic_path(readme) as tmp:
+        raise dl_utils.FriendlyError(f"{dl_utils.display_path(path)} has no {start} "
+                                     f"... {end} block")
+    new = re.sub(re.escape(start) + ".*?" + re.escape(end),
+                 lambda _: f"{start}\n{text}\n{end}", old, flags=re.DOTALL)
+    with dl_utils.atomic_path(path) as tmp:
         tmp.write_text(new)
-    print("README.md: the writer-shift block rewritten")
+    print(f"{dl_utils.display_path(path)}: the writer-shift block rewritten")
 
 
 def main(argv=None):
@@ -180,13 +183,15 @@ def main(argv=None):
                         help="test digits re-drawn like a canvas (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=SEED,
                         help="seeds the drawings' pen (default: %(default)s)")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="write the table into README.md's writers block")
+    parser.add_argument("--update-docs", "--update-readme", action="store_true",
+                        dest="update_docs",
+                        help="write the table into docs/results.md's writers block "
+                             "(--update-readme: its former name)")
     args = parser.parse_args(argv)
     headers, rows, sets = measure(args.models_dir, args.drawn, args.seed)
     dl_utils.print_table(headers, rows)
-    if args.update_readme:
-        update_readme(markdown(headers, rows, sets))
+    if args.update_docs:
+        update_docs(markdown(headers, rows, sets))
     return 0
 
 
@@ -195,7 +200,7 @@ def measure(models_dir, drawn=DRAWN, seed=SEED):
     models = course_models(models_dir)
     if not models:
         raise dl_utils.FriendlyError(f"no checkpoint in {dl_utils.display_path(models_dir)}: "
-                                     "run make run (or 03 and 06) first")
+                                     "run make run (or 03, 06 and 06b) first")
     sets = test_sets(drawn, seed)
     return (*table(models, sets), sets)
 

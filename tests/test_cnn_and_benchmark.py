@@ -15,6 +15,9 @@ def test_cnn_layer_shapes_and_size():
     m = lesson("06_convolutional_network")
     model = m.SmallCNN()
     X = torch.randn(2, 1, 28, 28)
+    layers = [type(layer).__name__ for layer in model.block1]
+    assert layers == ["Conv2d", "ReLU", "MaxPool2d"]  # the textbooks' order
+    assert model.block1[:2](X).shape == (2, 32, 28, 28)  # padding=1 keeps 28
     assert model.block1(X).shape == (2, 32, 14, 14)
     assert model.block2(model.block1(X)).shape == (2, 64, 7, 7)
     assert model.classifier[:2](model.block2(model.block1(X))).shape == (2, 32)
@@ -23,7 +26,68 @@ def test_cnn_layer_shapes_and_size():
     expected = convs + (64 * 7 * 7 + 1) * 32 + (32 + 1) * 10
     assert dl_utils.count_parameters(model) == expected == 119_530  # the MLP: 101,770
     assert dl_utils.count_parameters(m.SmallCNN(hidden_size=0)) == convs + 64 * 49 * 10 + 10
-    assert dl_utils.count_parameters(m.SmallCNN((16, 32))) == 55_338  # 06 until 2026-12
+    assert dl_utils.count_parameters(m.SmallCNN((16, 32))) == 55_338
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"channels": (8, 16), "hidden_size": 0}])
+def test_06s_cnn_has_dl_utils_layer_names_so_checkpoints_load(kwargs, tmp_path):
+    """06 writes its CNN longhand; its state_dict keys are dl_utils.SmallCNN's, so a
+    cnn.pt loads into either, with the same outputs (max and ReLU commute)."""
+    m = lesson("06_convolutional_network")
+    ours, theirs = m.SmallCNN(**kwargs), dl_utils.SmallCNN(**kwargs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    path = dl_utils.save_checkpoint(tmp_path / "cnn.pt", ours, dict(kwargs))
+    loaded, _ = dl_utils.load_checkpoint(path, dl_utils.SmallCNN(**kwargs))
+    X = torch.randn(4, 1, 28, 28)
+    assert torch.equal(loaded.eval()(X), ours.eval()(X))
+    theirs.load_state_dict(ours.state_dict())
+    assert torch.equal(theirs.eval()(X), ours(X))
+
+
+def test_06_parameter_split_is_computed_from_the_model():
+    split = lesson("06_convolutional_network").parameter_split
+    m = lesson("06_convolutional_network")
+    said = split(m.SmallCNN())
+    assert said.startswith("The convolutions hold 18,816 parameters, the classifier "
+                           "100,714 (84% of the CNN)")
+    assert "64 maps of 7x7 is not" in said
+    assert "here the convolutions hold the most" in split(m.SmallCNN((64, 128), 0))
+
+
+def test_06_draws_its_one_cycle_schedule_without_touching_training(capsys):
+    m = lesson("06_convolutional_network")
+    args = m.parse_args(["--epochs", "2"])
+    state = torch.get_rng_state()
+    m.plot_schedule(args, 10, show=False)
+    assert torch.equal(torch.get_rng_state(), state)  # no draw: training as it was
+    out = capsys.readouterr().out
+    assert "0.00012 at the first step, 0.003 at step 6, 1.2e-08 at the last (20)" in out
+    assert (OUTPUT_DIR / "figures" / "06_learning_rate.png").exists()
+
+
+def test_06_explains_training_below_validation_only_when_it_is(capsys):
+    explain = lesson("06_convolutional_network").explain_first_epoch
+    explain({"train_acc": [0.78], "val_acc": [0.96]}, 2)
+    out = capsys.readouterr().out
+    assert "78.00%) is below its validation" in out and "on shifted images" in out
+    explain({"train_acc": [0.97], "val_acc": [0.96]}, 2)
+    assert capsys.readouterr().out == ""
+
+
+def test_06_short_run_note_only_for_short_augmented_runs(capsys):
+    m = lesson("06_convolutional_network")
+    for flags, said in ((["--epochs", "1"], True), (["--epochs", "5"], False),
+                        (["--epochs", "1", "--max-shift", "0"], False),
+                        (["--epochs", "1", "--arch", "mlp"], False)):
+        m.short_run_note(m.parse_args(flags))
+        assert bool(capsys.readouterr().out) == said, flags
+
+
+@pytest.mark.parametrize("flag", ["--batch-norm", "--augment", "--writer-check"])
+def test_06_left_batch_norm_and_writers_to_other_lessons(flag, capsys):
+    with pytest.raises(SystemExit) as stop:
+        lesson("06_convolutional_network").parse_args([flag])
+    assert stop.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_random_shift_moves_each_image_within_bounds():
@@ -44,88 +108,57 @@ def test_random_shift_moves_each_image_within_bounds():
     assert torch.equal(m.random_shift(X, 0), X)
 
 
-def test_relu_after_the_pooling_computes_what_relu_before_it_does():
-    """conv_block pools, then applies ReLU: the same outputs and gradients, bit for bit,
-    as the usual order (ReLU, then pool), here built by hand from the same layers, and
-    over several Adam steps (a tie or a negative patch would show in the gradients)."""
+def test_pooling_before_the_relu_computes_what_06s_order_does():
+    """Exercise 6's reorder: pool, then ReLU, gives the same outputs and gradients, bit
+    for bit, as 06's conv, ReLU, pool, over several Adam steps (a tie or a negative
+    patch would show in the gradients): max and ReLU commute."""
     m = lesson("06_convolutional_network")
     torch.manual_seed(0)
     ours = m.SmallCNN()
-    usual = m.SmallCNN()
-    usual.load_state_dict(ours.state_dict())
-    for name in ("block1", "block2"):  # [conv, pool, relu] -> [conv, relu, pool]
-        conv, pool, relu = getattr(usual, name)
-        setattr(usual, name, torch.nn.Sequential(conv, relu, pool))
-    assert [type(x).__name__ for x in usual.block1][-2:] == ["ReLU", "MaxPool2d"]
-    steps = [torch.optim.Adam(model.parameters(), lr=3e-3) for model in (ours, usual)]
+    swapped = m.SmallCNN()
+    swapped.load_state_dict(ours.state_dict())
+    for name in ("block1", "block2"):  # [conv, relu, pool] -> [conv, pool, relu]
+        conv, relu, pool = getattr(swapped, name)
+        setattr(swapped, name, torch.nn.Sequential(conv, pool, relu))
+    assert [type(x).__name__ for x in swapped.block1][-2:] == ["MaxPool2d", "ReLU"]
+    steps = [torch.optim.Adam(model.parameters(), lr=3e-3) for model in (ours, swapped)]
     for _ in range(5):
         X, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
         X[:4] = -X[:4].abs()  # some all-negative patches: ReLU's zero gradient, both ways
-        for model, optimizer in zip((ours, usual), steps):
+        for model, optimizer in zip((ours, swapped), steps):
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(model(X), y).backward()
             optimizer.step()
-        for p, q in zip(ours.parameters(), usual.parameters()):
+        for p, q in zip(ours.parameters(), swapped.parameters()):
             assert torch.equal(p.grad, q.grad) and torch.equal(p, q)
-    assert torch.equal(ours.eval()(X), usual.eval()(X))
+    assert torch.equal(ours.eval()(X), swapped.eval()(X))
 
 
-@pytest.mark.parametrize("batch_norm", [False, True])
-def test_channels_last_changes_the_layout_not_the_numbers(batch_norm):
+def test_channels_last_changes_the_layout_not_the_numbers():
     """06's memory format: the same outputs and gradients as the default layout (to float
     rounding), with the feature maps really stored channel by channel inside each pixel."""
     m = lesson("06_convolutional_network")
     torch.manual_seed(0)
-    plain = m.SmallCNN(batch_norm=batch_norm)
-    fast = m.SmallCNN(batch_norm=batch_norm).to(memory_format=torch.channels_last)
+    plain = m.SmallCNN()
+    fast = m.SmallCNN().to(memory_format=torch.channels_last)
     fast.load_state_dict(plain.state_dict())
     X, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
     assert fast.block1(X).is_contiguous(memory_format=torch.channels_last)
     assert not plain.block1(X).is_contiguous(memory_format=torch.channels_last)
     for model in (plain, fast):
         torch.nn.functional.cross_entropy(model(X), y).backward()
-    # Batch norm's CPU kernel sums a channels_last map in another order: float32 rounding
-    # about 10x the default layout's (measured against float64), which its gradients,
-    # differences of nearly equal sums, magnify: still far below what training notices
-    tol = 3e-3 if batch_norm else 1e-5  # (a scrambled layout: off by the gradients themselves)
+    tol = 1e-5  # (a scrambled layout: off by the gradients themselves)
     assert torch.allclose(plain(X), fast(X), atol=tol / 10)
     for p, q in zip(plain.parameters(), fast.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=tol)
     assert torch.allclose(plain.eval()(X), fast.eval()(X), atol=tol / 10)
 
 
-def test_batch_norm_blocks_and_older_checkpoints(tmp_path):
-    """Batch norm: the convolutions lose their bias (its shift replaces it), a prediction
-    after eval() does not depend on the rest of the batch, and a CNN saved without the
-    argument (before it existed) still loads, as the plain CNN it was."""
-    m = lesson("06_convolutional_network")
-    torch.manual_seed(0)
-    model = m.SmallCNN(batch_norm=True)
-    assert [type(layer).__name__ for layer in model.block1] == [
-        "Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"] and model.block1[0].bias is None
-    plain_convs = (1 * 9 + 1) * 32 + (32 * 9 + 1) * 64
-    assert dl_utils.count_parameters(model) == 119_530 - plain_convs + 9 * 32 + 32 * 9 * 64 \
-        + 2 * (32 + 64)  # two learned numbers per map
-    X = torch.randn(8, 1, 28, 28)
-    for _ in range(3):  # training-mode passes move the running statistics
-        model(X * 3 + 1)
-    model.eval()
-    assert torch.allclose(model(X)[:1], model(X[:1]), atol=1e-5)
-    old = dl_utils.save_checkpoint(tmp_path / "old.pt", m.SmallCNN(),
-                                   {"channels": [32, 64], "hidden_size": 32})
-    loaded, _ = dl_utils.load_checkpoint(old)
-    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in loaded.modules())
-    saved = dl_utils.save_checkpoint(tmp_path / "bn.pt", model, {"batch_norm": True})
-    loaded, _ = dl_utils.load_checkpoint(saved)  # running statistics included (buffers)
-    assert torch.equal(loaded.eval()(X), model(X))
-
-
 @pytest.fixture(scope="module")
 def cnn_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("cnn") / "cnn.pt"
     result = run_script("06_convolutional_network.py", "--epochs", "1", "--subset", "1000",
-                        "--writer-check", "200", "--augment", "affine", "elastic", "stroke",
-                        "blur", "--checkpoint", path, inline=True)
+                        "--checkpoint", path, inline=True)
     assert result.returncode == 0, result.stderr
     return path, result.stdout
 
@@ -136,16 +169,19 @@ def test_06_smoke_run_prints_shapes_and_saves(cnn_checkpoint):
                   "[64, 32]", "[64, 10]"):
         assert shape in out
     assert "119,530 trainable parameters" in out
+    assert "The convolutions hold 18,816 parameters, the classifier 100,714" in out
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint["model_class"] == "SmallCNN" and checkpoint["model_kwargs"] == {
-        "channels": [32, 64], "hidden_size": 32, "batch_norm": False}
+        "channels": [32, 64], "hidden_size": 32}
     for name in ("06_filters.png", "06_feature_maps.png", "06_training_history_cnn.png",
-                 "06_augmentations.png"):
+                 "06_learning_rate.png"):
         assert (OUTPUT_DIR / "figures" / name).exists()
-    metrics = checkpoint["metrics"]  # writer_check: validation digits re-drawn and at 8x8
-    assert 0 <= metrics["val_drawn_acc"] <= 1 and 0 <= metrics["val_8x8_acc"] <= 1
-    assert "re-drawn like the pad" in out and "cut to 8x8" in out
-    assert checkpoint["hparams"]["augment"] == ["affine", "elastic", "stroke", "blur"]
+    history = checkpoint["history"]  # the sentence appears exactly when it is true
+    below = history["train_acc"][0] < history["val_acc"][0]
+    assert ("is below its validation accuracy" in out.replace("\n", " ")) == below
+    assert "Shifts pay off over longer training" in out  # --epochs 1: what was measured
+    assert "re-drawn like the pad" not in out and "augment" not in checkpoint["hparams"]
+    assert "python 06b_other_writers.py" in out  # where the writers went
     benchmark_reads("06_convolutional_network.py", out)
 
 
@@ -153,8 +189,8 @@ def test_04_loads_and_evaluates_the_cnn(cnn_checkpoint, tmp_path):
     path, _ = cnn_checkpoint
     result = run_script("04_load_model.py", "--checkpoint", path, inline=True)
     assert result.returncode == 0, result.stderr
-    assert ("SmallCNN(channels=[32, 64], hidden_size=32, batch_norm=False) defined in "
-            "06_convolutional_network.py") in result.stdout
+    assert "SmallCNN(channels=[32, 64], hidden_size=32)" in result.stdout
+    assert "06_convolutional_network.py" in result.stdout
     assert "identical" in result.stdout
     digit = tmp_path / "digit.png"
     from PIL import Image, ImageDraw
@@ -184,16 +220,20 @@ def test_benchmark_quick_mode(tmp_path):
     assert [r["processes"] for r in record["distributed"]] == [1, 2]
     layouts = record["memory_formats"]
     assert layouts["contiguous"] > 0 and layouts["channels_last"] > 0 and layouts["ratio"] > 0
-    assert layouts["relu_first"] > 0 and layouts["order_ratio"] > 0
-    assert min(layouts[k] for k in ("batch_norm", "norm_first", "norm_ratio")) > 0
+    for name in ("pool_first", "norm_after_conv", "norm_after_pool"):
+        assert layouts[name] > 0 and layouts[f"{name}_ratio"] > 0, name
     assert "channels_last (06's default on the CPU)" in result.stdout
-    assert "With ReLU before the pooling, the usual order" in result.stdout
-    model = lesson("benchmarks.benchmark").relu_first(dl_utils.SmallCNN())
-    assert [type(x).__name__ for x in model.block2] == ["Conv2d", "ReLU", "MaxPool2d"]
-    model = lesson("benchmarks.benchmark").norm_first(dl_utils.SmallCNN(batch_norm=True))
-    assert [type(x).__name__ for x in model.block2] == [
-        "Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"]
-    assert "in its usual place, right after the convolution" in result.stdout
+    assert "With pooling before the ReLU (exercise 6's reorder" in result.stdout
+    assert "right after each convolution, its usual place" in result.stdout
+    with_blocks = lesson("benchmarks.benchmark").with_blocks
+    for order in (["conv", "relu", "pool"], ["conv", "pool", "relu"],
+                  ["conv", "norm", "relu", "pool"]):  # whatever dl_utils' order is
+        model = with_blocks(dl_utils.SmallCNN(), order)
+        names = {"Conv2d": "conv", "ReLU": "relu", "MaxPool2d": "pool",
+                 "BatchNorm2d": "norm"}
+        assert [names[type(x).__name__] for x in model.block2] == order
+        assert (model.block2[0].bias is None) == ("norm" in order)  # batch norm's shift
+        assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert record["hardware"]["cpu_cores"] >= 1
     assert "| **make run** (all, in order) |" in result.stdout and "(--quick" in result.stdout
     assert "lesson 10: processes" in result.stdout and "lesson 8: DataLoader" in result.stdout
@@ -214,8 +254,8 @@ def test_benchmark_states_the_model_sizes_it_finds(tmp_path):
 
 def test_benchmark_judges_make_run_against_its_budget():
     say = lesson("benchmarks.benchmark").budget_sentence
-    assert "within it" in say(540) and "90%" in say(540)
-    assert "**over** it" in say(703) and "117%" in say(703)
+    assert "within it" in say(810) and "90%" in say(810) and "15-minute" in say(810)
+    assert "**over** it" in say(1053) and "117%" in say(1053)
     assert "not judged" in say(30, quick=True)
 
 
@@ -226,16 +266,20 @@ def test_benchmark_refuses_a_partial_make_run_and_unknown_lessons():
         assert result.returncode == 2 and message in result.stderr
 
 
-def test_benchmark_rewrites_only_the_readme_block(tmp_path):
+def test_benchmark_rewrites_only_its_block_of_the_results_page(tmp_path):
     bench = lesson("benchmarks.benchmark")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{bench.README_START}\nold numbers\n{bench.README_END}\nrest\n")
-    bench.update_readme("| new | table |", readme)
-    assert readme.read_text() == (f"intro\n{bench.README_START}\n| new | table |\n"
-                                  f"{bench.README_END}\nrest\n")
-    readme.write_text("no markers")
+    assert bench.RESULTS_DOC == ROOT / "docs" / "results.md"
+    start, end = bench.BENCH_MARKERS
+    page = tmp_path / "results.md"
+    page.write_text(f"intro\n{start}\nold numbers\n{end}\nrest\n")
+    bench.update_block("| new | table |", page)
+    assert page.read_text() == f"intro\n{start}\n| new | table |\n{end}\nrest\n"
+    page.write_text("no markers")
     with pytest.raises(dl_utils.FriendlyError, match="no <!-- benchmark:start -->"):
-        bench.update_readme("x", readme)
+        bench.update_block("x", page)
+    for markers in (bench.BENCH_MARKERS, lesson("benchmarks.writer_shift").MARKERS):
+        assert all(m in bench.RESULTS_DOC.read_text() for m in markers)  # moved there
+    assert all(m in (ROOT / "README.md").read_text() for m in bench.PATH_MARKERS)
 
 
 def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monkeypatch):
@@ -261,16 +305,18 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
         return json.loads(out.read_text())
     monkeypatch.setattr(runner, "run_lesson", in_this_process)
     real = {"03": runner.run("03", ["--seed", "0"]), "05": runner.run("05", ["--seeds", "2"]),
-            "06": runner.run("06", ["--seed", "0"]), "07": runner.run("07", []),
+            "06": runner.run("06", ["--seed", "0"]),
+            "06b": runner.run("06b", ["--seed", "0"]), "07": runner.run("07", []),
             "11": runner.run("11", ["--seed", "0"]),
-            "12": runner.run("12", ["--sizes", *tables.VIT_SIZES, "--epochs", "1", "--seed", "0"])}
+            "12": runner.run("12", ["--seed", "0"]),
+            "12b": runner.run("12b", ["--sizes", *tables.VIT_SIZES, "--seed", "0"])}
     assert real["03"]["status"] == "completed" and len(real["03"]["history"]["val_acc"]) == 1
     assert {r["arch"] for r in real["05"]["runs"]} == set(tables.ARCHS)
     assert real["07"]["table"]["rows"] and real["07"]["settings"]["seeds"] == 2
     # The sections, rendered from these real records (one per lesson, for every row):
     scored = tmp_path / "scored"  # the recipe section scores each run's kept model
-    dl_utils.save_checkpoint(scored / "cnn.pt", dl_utils.SmallCNN((16, 32)),
-                             {"channels": [16, 32]})
+    dl_utils.save_checkpoint(scored / "cnn_writers.pt", dl_utils.SmallCNN((16, 32)),
+                             {"channels": [16, 32]})  # (06b's, for every scored row)
     _, _, X, y = dl_utils.load_mnist_tensors()
     monkeypatch.setattr(tables, "_WRITER_SETS", {name: (X[:40], y[:40]) for name in
                                                  [*tables.RECIPE_TEST_SETS, "MNIST at 8x8"]},
@@ -293,7 +339,7 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     assert "| CNN (lesson 6) | `06_convolutional_network.py` | 119,530 |" in architectures
     assert "| 55,000 |" in tables.section_vit_sizes(runner, 2)
     recipe = tables.section_recipe(runner, 2)
-    assert "| `--channels 16 32 --augment` | 55,338 |" in recipe  # (the scored checkpoint's)
+    assert "| `--channels 16 32 --augment none` | 55,338 |" in recipe  # (scored ones)
     assert "| second minus first [95%] |" in recipe
     assert "by this table's rule, the old recipe" in recipe
     ensemble = tables.section_ensemble(runner, 2)  # 4 copies of one CNN: nothing to gain
@@ -301,7 +347,8 @@ def test_tables_run_lesson_command_lines_and_render_every_section(tmp_path, monk
     sizes = tables.section_ensemble_size(runner, 2)  # copies again: ties go to the smaller
     assert "| 2 CNNs (2 ensembles) |" in sizes and "Chosen on validation: **1 CNN**" in sizes
     assert "| 1 + 1 with `--augment affine blur` (2 ensembles) |" in sizes
-    assert "| 1 CNN, the recipe before 2026-12 (`--channels 16 32 --augment`" in sizes
+    assert ("| 1 CNN, the recipe before 2026-12 (`--channels 16 32 --augment none`"
+            in sizes)
     assert "| 1 CNN minus that one [95%, unpaired] |" in sizes
     assert sorted(p.name for p in tables.ensemble_dir().glob("*.pt")) == sorted(
         [f"cnn_seed{s}.pt" for s in tables.ENSEMBLE_SEEDS[:4]]
@@ -375,16 +422,34 @@ def test_the_recipe_is_chosen_on_validation_and_the_test_sets_only_reported():
     new = [{"test_sets": {"MNIST test": 0.9945, "scikit-learn digits": 0.9650}}] * 5
     d = {"writer score %": up, "val acc %": flat, "first 5,000 %": up}
     text = t.recipe_verdict(d, new)
-    assert "`--channels 32 64 --augment blur` is the recipe for lesson 6's default" in text
+    assert ("`--channels 32 64 --augment blur` is the recipe for lesson 6b's default"
+            in text)
     assert "MNIST test 99.45% (at or above" in text and "96.50% (the goal is 97%: not" in text
     assert "5,000 (its harder writers, writer_shift.py) better than before" in text
     for worse in ({**d, "val acc %": down}, {**d, "writer score %": flat}):
         assert "by this table's rule, the old recipe" in t.recipe_verdict(worse, new)
 
 
-def test_tables_refuse_quick_numbers_in_the_readme():
-    result = run_script("benchmarks/tables.py", "--quick", "--update-readme", inline=True)
-    assert result.returncode == 1 and "do not belong in the README" in result.stderr
+@pytest.mark.parametrize("flag", ["--update-docs", "--update-readme"])  # (its old name)
+def test_tables_refuse_quick_numbers_in_the_docs(flag):
+    result = run_script("benchmarks/tables.py", "--quick", flag, inline=True)
+    assert result.returncode == 1
+    assert "do not belong in docs/results.md" in result.stderr
+
+
+def test_tables_run_writers_rows_with_06b_and_06_rows_with_06():
+    """06 lost --augment, --writer-check and --batch-norm: the rows that need them run
+    06b, and no row of 06 names them."""
+    t = lesson("benchmarks.tables")
+    for flags in t.LESSON6_ROWS:
+        lesson("06_convolutional_network").parse_args(flags)  # every row still parses
+    rows = [t.WRITER_REFERENCE, *t.WRITER_ROWS, *t.RECIPES.values(), t.MIXED_FLAGS]
+    for flags in rows:
+        lesson("06b_other_writers").parse_args([*t.WRITER_WIDTH, *flags])
+    runner = t.Runner(ROOT / "no-such-results.json", quick=True)
+    assert "--writer-check" in runner.argv("06b", []) and "--writer-check" not in \
+        runner.argv("06", [])
+    assert t.MEMBER_SCRIPT == "06b" and t.MEMBER_FILE == "cnn_writers.pt"
 
 
 def test_compare_runs_finds_a_changed_weight_and_ignores_times(tmp_path):
@@ -404,50 +469,6 @@ def test_compare_runs_finds_a_changed_weight_and_ignores_times(tmp_path):
                tmp_path / "b" / "models" / "m.pt")
     result = subprocess.run(run, capture_output=True, text=True)
     assert result.returncode == 1 and "DIFFERENT WEIGHTS" in result.stdout
-
-
-def test_writer_augmentations_at_zero_strength_change_nothing():
-    """Each of 06's writer augmentations reduces to the identity when its strength is 0:
-    the warps sample where they should, the morphology and the blur do nothing extra."""
-    m = lesson("06_convolutional_network")
-    _, val, _ = dl_utils.load_mnist_data()
-    x = val.X[:32] * dl_utils.MNIST_STD + dl_utils.MNIST_MEAN
-    g = torch.Generator().manual_seed(0)
-    for name, out in (("affine", m.random_affine(x, g, degrees=0, scale=0, shear=0)),
-                      ("elastic", m.elastic(x, g, alpha=0)),
-                      ("stroke", m.stroke_width(x, g, amount=0)),
-                      ("blur", m.low_resolution(x, g, sizes=[28]))):
-        assert (out - x).abs().max() < 1e-5, name
-
-
-def test_writer_augmentations_are_seeded_plausible_and_per_image():
-    m = lesson("06_convolutional_network")
-    _, val, _ = dl_utils.load_mnist_data()
-    x = val.X[:64] * dl_utils.MNIST_STD + dl_utils.MNIST_MEAN
-    for name, augment in m.WRITER_AUGMENTS.items():
-        a = augment(x, torch.Generator().manual_seed(1))
-        b = augment(x, torch.Generator().manual_seed(1))
-        c = augment(x, torch.Generator().manual_seed(2))
-        assert torch.equal(a, b) and not torch.equal(a, c), name  # seeded: reproducible
-        assert a.shape == x.shape and a.min() > -0.05 and a.max() < 1.05, name
-        assert abs(a.mean() / x.mean() - 1) < 0.2, name  # the ink stays, roughly
-        changed = (a - x).flatten(1).abs().amax(1) > 1e-3
-        assert 0 < changed.sum() <= len(x), name
-    pick = m.stroke_width(x, torch.Generator().manual_seed(3), amount=1)  # full dilation/erosion
-    bold = torch.isclose(pick, torch.nn.functional.max_pool2d(x, 3, 1, 1)).flatten(1).all(1)
-    thin = torch.isclose(pick, -torch.nn.functional.max_pool2d(-x, 3, 1, 1)).flatten(1).all(1)
-    assert 10 < bold.sum() < 35 and 10 < thin.sum() < 35  # about a third each
-
-
-def test_augmented_loader_without_writer_augmentations_is_the_shifted_loader():
-    m = lesson("06_convolutional_network")
-    X, y = torch.randn(40, 1, 28, 28), torch.arange(40)
-    batches = []
-    for wrap in (lambda ld: m.ShiftedLoader(ld, 2), lambda ld: m.AugmentedLoader(ld, 2, [])):
-        loader = dl_utils.TensorLoader(X, y, 8, shuffle=True,
-                                       generator=torch.Generator().manual_seed(0))
-        batches.append([b for b, _ in wrap(loader)])
-    assert all(torch.equal(a, b) for a, b in zip(*batches))
 
 
 @pytest.mark.parametrize("value, ok", [("0", True), ("128", True), ("-1", False), ("x", False)])
