@@ -18,7 +18,8 @@ Contents, in lesson order:
     Data (02) ............... load_mnist_data (train / validation / test), TensorLoader,
                               normalize, train_val_split, flip_labels
     Augmentation (06) ....... random_shift, ShiftedLoader
-    Shared models ........... SimpleNN (03), SmallCNN and conv_block (06), layer_sizes
+    Shared models ........... SimpleNN (03), SmallCNN and conv_block (06),
+                              layer_sizes
     The training loop (03) .. train_steps, train_epoch, fit, keep_if_best,
                               DivergenceError
     Evaluation (03-07) ...... evaluate_model, predict_all, confusion_matrix,
@@ -372,18 +373,25 @@ class SimpleNN(nn.Module):
 
 
 def conv_block(c_in, c_out, batch_norm=False):
-    """3x3 convolution, 2x2 max pooling, [batch norm], ReLU: lesson 6's block
-    (explained there)."""
-    conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not batch_norm)
-    norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
-    return nn.Sequential(conv, nn.MaxPool2d(2), *norm, nn.ReLU())
+    """One block of lesson 6's CNN, in the textbook order: a 3x3 convolution (padding=1
+    keeps the size), ReLU, 2x2 max pooling (halves it). batch_norm adds
+    nn.BatchNorm2d after the convolution, its usual place (lesson 7 takes batch norm
+    apart; 08b keeps its statistics frozen); with it the convolution needs no bias,
+    since batch norm's own shift replaces it. Without it, the layers are numbered as in
+    06's SmallCNN (0 conv, 1 ReLU, 2 pool), so its checkpoints load here."""
+    layers = [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.ReLU())
+    layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
 
 
 class SmallCNN(nn.Module):
     """Two convolution blocks and a small classifier: the CNN of
-    06_convolutional_network.py, where every layer is explained. Lesson 8 fine-tunes
-    this copy (tests/test_sync.py). batch_norm is off unless asked for: checkpoints
-    saved before it existed do not name it."""
+    06_convolutional_network.py, where every layer is explained. Lessons 6b, 8b and 13
+    use this copy (tests/test_sync.py keeps the two equal). batch_norm is off unless
+    asked for: 06 has none."""
 
     def __init__(
         self, channels=(32, 64), hidden_size=32, batch_norm=False, num_classes=10
@@ -392,9 +400,18 @@ class SmallCNN(nn.Module):
         c1, c2 = channels
         self.block1 = conv_block(1, c1, batch_norm)  # [N, 1, 28, 28] -> [N, c1, 14, 14]
         self.block2 = conv_block(c1, c2, batch_norm)  # -> [N, c2, 7, 7]
-        hidden = [nn.Linear(c2 * 7 * 7, hidden_size), nn.ReLU()] if hidden_size else []
-        self.classifier = nn.Sequential(
-            nn.Flatten(), *hidden, nn.Linear(hidden_size or c2 * 7 * 7, num_classes))
+        if hidden_size > 0:
+            self.classifier = nn.Sequential(
+                nn.Flatten(),  # [N, c2 * 7 * 7]
+                nn.Linear(c2 * 7 * 7, hidden_size),  # [N, hidden_size]
+                nn.ReLU(),
+                nn.Linear(hidden_size, num_classes),  # [N, 10]
+            )
+        else:  # no hidden layer: the maps straight to the 10 scores
+            self.classifier = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(c2 * 7 * 7, num_classes),
+            )
 
     def forward(self, x):
         return self.classifier(self.block2(self.block1(x)))

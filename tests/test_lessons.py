@@ -135,6 +135,7 @@ def test_05_rejects_unknown_architectures(capsys):
         "04_load_model",
         "05_experiment_architectures",
         "06_convolutional_network",
+        "06b_other_writers",
         "07_regularization",
         "07c_how_sure",
         "08_your_own_images",

@@ -216,7 +216,6 @@ def test_06_names_non_default_settings_of_the_mlp_it_compares_with(tmp_path):
 def test_06_labels_its_training_curve_as_augmented():
     label = lesson("06_convolutional_network").training_curve_label
     assert "augmented" in label(2) and label(0) == "training"
-    assert "augmented" in label(0, ["blur"])
 
 
 def test_the_training_loop_is_five_plain_steps():

@@ -26,58 +26,20 @@ LESSONS = sorted(p.name for p in ROOT.glob("[0-9][0-9]*_*.py"))
 NUMBERED = re.compile(r"\d\d[a-z]?_\w+")
 # Quick runs whose results must not depend on lesson 3 (results file, or None: stdout)
 RUNS = {
-    "05_experiment_architectures.py": [
-        "--epochs",
-        "1",
-        "--seeds",
-        "1",
-        "--subset",
-        "500",
-        "--results",
-        "{out}/05.json",
-    ],
-    "06_convolutional_network.py": [
-        "--epochs",
-        "1",
-        "--subset",
-        "500",
-        "--writer-check",
-        "100",
-        "--results",
-        "{out}/06.json",
-    ],
-    "07_regularization.py": [
-        "--epochs",
-        "2",
-        "--seeds",
-        "2",
-        "--subset",
-        "200",
-        "--remedies",
-        "dropout",
-        "--results",
-        "{out}/07.json",
-    ],
+    "05_experiment_architectures.py": ["--epochs", "1", "--seeds", "1", "--subset",
+                                       "500", "--results", "{out}/05.json"],
+    "06_convolutional_network.py": ["--epochs", "1", "--subset", "500",
+                                    "--results", "{out}/06.json"],
+    "06b_other_writers.py": ["--epochs", "1", "--subset", "500", "--writer-check", "50",
+                             "--results", "{out}/06b.json"],
+    "07_regularization.py": ["--epochs", "2", "--seeds", "2", "--subset", "200",
+                             "--remedies", "dropout", "--results", "{out}/07.json"],
     "07c_how_sure.py": ["--results-07", "{out}/07.json", "--trials", "2000"],
     "08_your_own_images.py": ["--per-class", "4"],
-    "08b_fine_tuning.py": [
-        "--per-class",
-        "4",
-        "--epochs",
-        "1",
-        "--checkpoint",
-        "{out}/08b.pt",
-    ],
-    "10_distributed_training.py": [
-        "--epochs",
-        "1",
-        "--subset",
-        "1000",
-        "--proof-steps",
-        "5",
-        "--results",
-        "{out}/10.json",
-    ],
+    "08b_fine_tuning.py": ["--per-class", "4", "--epochs", "1", "--checkpoint",
+                           "{out}/08b.pt"],
+    "10_distributed_training.py": ["--epochs", "1", "--subset", "1000", "--proof-steps",
+                                   "5", "--results", "{out}/10.json"],
 }
 
 
@@ -179,7 +141,7 @@ def run(repo: Path, script: str, args, out: Path):
 
 
 def run_all(repo: Path, out: Path) -> dict:
-    """The quick runs of RUNS in `repo`, one process for all five
+    """The quick runs of RUNS in `repo`, one process for all of them
     (tests/run_lessons.py): what each computed, without what it cannot repeat (times,
     dates, paths)."""
     runs = {s: [a.replace("{out}", str(out)) for a in args] for s, args in RUNS.items()}
