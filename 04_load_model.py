@@ -107,7 +107,7 @@ def plot_predictions(images, y, probs, show):
     fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6),
                                       gridspec_kw={"height_ratios": [1.2, 1]})
     for i in range(n):
-        axes[0, i].imshow(images[i], cmap="gray")
+        axes[0, i].imshow(images[i].cpu().numpy(), cmap="gray")
         axes[0, i].set_title(f"true {int(y[i])}", fontsize=9)
         axes[0, i].axis("off")
         colors = ["tab:green" if d == int(y[i]) else "tab:gray" for d in range(10)]

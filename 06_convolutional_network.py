@@ -380,7 +380,7 @@ def plot_filters(model, show):
     fig, axes = dl_utils.image_grid(rows, 8, (1.3, 1.4))
     limit = weights.abs().max()
     for i, (ax, w) in enumerate(zip(axes.flat, weights)):
-        ax.imshow(w, cmap="bwr", vmin=-limit, vmax=limit)
+        ax.imshow(w.numpy(), cmap="bwr", vmin=-limit.item(), vmax=limit.item())
         ax.set_title(str(i), fontsize=8)
     fig.suptitle("First-layer filters (red: positive weight, blue: negative)")
     dl_utils.save_figure(fig, "06_filters.png", show)
@@ -396,13 +396,13 @@ def plot_feature_maps(model, image, show):
     cols = 16
     rows = 1 + math.ceil(len(maps1) / cols) + math.ceil(len(maps2) / cols)
     fig, axes = dl_utils.image_grid(rows, cols, (0.8, 6 / rows))
-    axes[0, 0].imshow(image[0].cpu(), cmap="gray")
+    axes[0, 0].imshow(image[0].cpu().numpy(), cmap="gray")
     axes[0, 0].set_title("input", fontsize=8)
     row = 1
     for maps, label in ((maps1, "block 1: 14x14"), (maps2, "block 2: 7x7")):
         for i, m in enumerate(maps):
             ax = axes[row + i // cols, i % cols]
-            ax.imshow(m, cmap="viridis")
+            ax.imshow(m.numpy(), cmap="viridis")
         axes[row, 0].set_title(label, fontsize=8, loc="left")
         row += math.ceil(len(maps) / cols)
     fig.suptitle("Feature maps of one test digit: where each filter fires")

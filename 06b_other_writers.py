@@ -155,7 +155,7 @@ def plot_augmentations(X, generator, show):
     fig, axes = dl_utils.image_grid(len(rows), 8, (1.0, 1.1))
     for r, (name, images) in enumerate(rows.items()):
         for ax, image in zip(axes[r], images[:, 0]):
-            ax.imshow(image.clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(image.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
         axes[r, 0].set_title(name, fontsize=8, loc="left")
     fig.suptitle("Other writers' variations (--augment), drawn at random")
     dl_utils.save_figure(fig, "06b_augmentations.png", show)

@@ -961,6 +961,10 @@ def nearest_mean_accuracy(train_loader, val_loader) -> float | None:
     return (distances.argmin(dim=1) == val_loader.y).float().mean().item()
 
 
+# Fewer training images than this: a run below the baseline may simply be too short
+FEW_TRAINING_IMAGES = 20_000
+
+
 def warn_if_below_baseline(
     val_acc: float, train_loader, val_loader, train_loss: float | None = None
 ) -> None:
@@ -970,6 +974,14 @@ def warn_if_below_baseline(
     the loss exploded, which shows as a training loss above guessing's: say which."""
     baseline = nearest_mean_accuracy(train_loader, val_loader)
     if baseline is None or val_acc >= baseline:
+        return
+    n_train = len(train_loader.dataset)
+    if n_train < FEW_TRAINING_IMAGES:  # a quick look (--subset): maybe just too short
+        prose(f"""
+            (The network reads {100 * val_acc:.2f}% of the validation digits, fewer
+            than lesson 2's baseline that never trains, {100 * baseline:.2f}%. With
+            only {n_train:,} training images that can be too little training: train on
+            more images or for more epochs before suspecting the loop.)""")
         return
     prose(f"""
         WARNING: the trained network reads {100 * val_acc:.2f}% of the validation

@@ -108,7 +108,7 @@ def plot_confident_mistakes(images, probs, y, num, show,
     cols = min(6, max(1, len(order)))
     fig, axes = image_grid(max(1, math.ceil(len(order) / cols)), cols, (1.8, 2.1))
     for ax, i in zip(axes.flat, order):
-        ax.imshow(images[i], cmap="gray")
+        ax.imshow(images[i].cpu().numpy(), cmap="gray")  # matplotlib takes NumPy
         ax.set_title(f"true {int(y[i])}, said {int(pred[i])}\n"
                      f"{100 * confidence[i]:.0f}% sure",
                      fontsize=8)

@@ -566,7 +566,9 @@ def test_the_gap_sentence_follows_the_gap(train, test, says):
     assert says in dl_utils.gap_sentence(train, test)
 
 
-def test_a_network_below_the_no_training_baseline_is_called_broken(capsys):
+def test_a_network_below_the_no_training_baseline_is_called_broken(
+    capsys, monkeypatch
+):
     g = torch.Generator().manual_seed(0)
     X = 0.1 * torch.randn(400, 1, 28, 28, generator=g)
     y = torch.arange(400) % 10
@@ -577,6 +579,10 @@ def test_a_network_below_the_no_training_baseline_is_called_broken(capsys):
     assert baseline > 0.9
     dl_utils.warn_if_below_baseline(baseline + 0.01, train, val)
     assert capsys.readouterr().out == ""
+    dl_utils.warn_if_below_baseline(0.48, train, val, train_loss=0.9)
+    out = capsys.readouterr().out  # 300 training images: maybe too little training
+    assert "is broken" not in out and "too little training" in out
+    monkeypatch.setattr(dl_utils, "FEW_TRAINING_IMAGES", 100)
     dl_utils.warn_if_below_baseline(0.48, train, val, train_loss=0.9)
     out = capsys.readouterr().out
     assert "is broken" in out and "five steps" in out
