@@ -25,7 +25,7 @@ small image set with 10 classes or fewer.
 
 Run it (after 03 and 06, whose models it evaluates):
     python 08_your_own_images.py                       # the exported MNIST sample
-    python 08_your_own_images.py --slant 0             # ...drawn upright: little to fix
+    python 08_your_own_images.py --rotate 0            # ...drawn upright: little to fix
     python 08_your_own_images.py --folder ~/my_digits  # your own images
     python 08_your_own_images.py --per-class 100       # a larger export
 Then: python 08b_fine_tuning.py (the same folder: fine-tuning, and forgetting).
@@ -44,8 +44,7 @@ import dl_utils
 # ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
 EXPORT_DIR = dl_utils.OUTPUT_DIR / "data" / "mnist_png"  # the default folder, made once
 PER_CLASS = 50  # images per digit in the export: 500 files, a few seconds to read
-SLANT = 30  # degrees the exported digits lean: the shift that fine-tuning is shown
-# fixing
+ROTATE = 30  # degrees the exported digits are turned: the shift fine-tuning fixes (8b)
 BATCH_SIZE = 32  # a small folder: small batches still give several steps per epoch
 MAX_SHIFT = 2  # the training transform's augmentation: lesson 6's shifts (RandomCrop)
 PREPROCESS = "auto"  # photo: 04's digit preparation; mnist: as is; auto: decide per
@@ -234,7 +233,7 @@ def parse_args(argv=None):
                         default=PER_CLASS,
                         help="images per digit in the exported sample "
                              "(default: %(default)s)")
-    parser.add_argument("--slant", type=float, default=SLANT,
+    parser.add_argument("--rotate", type=float, default=ROTATE,
                         help="degrees the exported sample's digits are turned "
                              "(a rotation, as a camera held askew), drawn on a pad "
                              "(default: %(default)s)")
@@ -258,8 +257,8 @@ def parse_args(argv=None):
                              f"{dl_utils.display_path(MLP_CHECKPOINT)})")
     dl_utils.add_common_args(parser, seed=SEED)
     args = parser.parse_args(argv)
-    if not -90 <= args.slant <= 90:  # (also refuses nan)
-        parser.error("--slant must be between -90 and 90 degrees")
+    if not -90 <= args.rotate <= 90:  # (also refuses nan)
+        parser.error("--rotate must be between -90 and 90 degrees")
     return args
 
 
@@ -269,8 +268,8 @@ def the_folder(args):
     folder = (Path(args.folder).expanduser() if args.folder
               else dl_utils.export_mnist_pngs(
                   EXPORT_DIR / (f"validation_{args.per_class}_per_digit_drawn_"
-                                f"slant_{args.slant:g}"),
-                  args.per_class, args.slant))
+                                f"rotated_{args.rotate:g}"),
+                  args.per_class, args.rotate))
     print(f"Folder: {dl_utils.display_path(folder)}")
     # Class folders sorted by name (as ImageFolder sorts them), hidden ones skipped;
     # every image decoded once, and a damaged or non-image file skipped with a warning

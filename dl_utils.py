@@ -1238,9 +1238,9 @@ def looks_like_mnist(image: Image.Image) -> bool:
     return bool(torch.cat([g[0], g[-1], g[:, 0], g[:, -1]]).median() < 128)
 
 
-def export_mnist_pngs(folder: Path, per_class: int, slant: float | None = None) -> Path:
+def export_mnist_pngs(folder: Path, per_class: int, rotate: float | None = None) -> Path:
     """The first `per_class` validation images of each digit as
-    <folder>/<digit>/<index>.png: as stored (28x28), or, with a `slant`, drawn on a pad
+    <folder>/<digit>/<index>.png: as stored (28x28), or, with a `rotate`, drawn on a pad
     turned by that many degrees.
 
     Lesson 8's default folder. Validation images, never test images: lesson 8 fine-tunes
@@ -1256,7 +1256,7 @@ def export_mnist_pngs(folder: Path, per_class: int, slant: float | None = None) 
     picked = [(digit, i) for digit in range(10)
               for i in val_idx[train_y[val_idx] == digit][:per_class].tolist()]
     return write_digit_pngs(
-        folder, [(d, i, train_X[i].numpy()) for d, i in picked], slant
+        folder, [(d, i, train_X[i].numpy()) for d, i in picked], rotate
     )
 
 

@@ -233,19 +233,19 @@ def thicken(ink: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def draw_like_a_canvas(digit: np.ndarray, rng, slant: float = 0) -> Image.Image:
+def draw_like_a_canvas(digit: np.ndarray, rng, rotate: float = 0) -> Image.Image:
     """An MNIST digit as someone would draw it on lesson 9's pad (08 and 09 use it).
 
     A pen draws solid strokes of one width, at any size, anywhere: so the digit is
-    turned by `slant` degrees (anticlockwise), scaled to a random size, made solid (on
+    turned by `rotate` degrees (anticlockwise), scaled to a random size, made solid (on
     or off, no soft grey), thickened by a random amount, pasted at a random place on
     a 280x280 pad, dark on white (one in five light on black). An RGBA image, as
     a canvas gives it.
     """
     size = int(rng.integers(90, CANVAS + 1))  # the digit's 20x20 box becomes 64-200 px
     upright = Image.fromarray(digit)
-    if slant:
-        upright = upright.rotate(slant, resample=Image.Resampling.BILINEAR)
+    if rotate:
+        upright = upright.rotate(rotate, resample=Image.Resampling.BILINEAR)
     big = upright.resize((size, size), Image.Resampling.BILINEAR)
     ink = ((np.asarray(big) > 100) * 255).astype(np.uint8)
     width = int(rng.choice([1, 3, 5, 7, 9]))  # how much thicker than MNIST's own
@@ -259,9 +259,9 @@ def draw_like_a_canvas(digit: np.ndarray, rng, slant: float = 0) -> Image.Image:
     return pad.convert("RGBA")
 
 
-def write_digit_pngs(folder, digits, slant=None) -> Path:
+def write_digit_pngs(folder, digits, rotate=None) -> Path:
     """(digit, index, 28x28 uint8) triples as <folder>/<digit>/<index>.png, as stored
-    or, with a `slant`, drawn on a pad turned by that many degrees (draw_like_a_canvas,
+    or, with a `rotate`, drawn on a pad turned by that many degrees (draw_like_a_canvas,
     the same drawings every time). Written to a temporary folder renamed when complete:
     an interrupted export is never taken for a finished one."""
     folder = Path(folder)
@@ -270,13 +270,13 @@ def write_digit_pngs(folder, digits, slant=None) -> Path:
     for digit, i, pixels in digits:
         (tmp / str(digit)).mkdir(parents=True, exist_ok=True)
         image = Image.fromarray(pixels)
-        if slant is not None:
-            image = draw_like_a_canvas(pixels, rng, slant).convert("L")
+        if rotate is not None:
+            image = draw_like_a_canvas(pixels, rng, rotate).convert("L")
         image.save(tmp / str(digit) / f"{i:05d}.png")
     tmp.rename(folder)
     print(f"Exported {len(digits)} MNIST validation images as PNG files to "
-          f"{display_path(folder)}" + (f", drawn on a pad, turned {slant:g} degrees"
-                                      if slant is not None else ""))
+          f"{display_path(folder)}" + (f", drawn on a pad, turned {rotate:g} degrees"
+                                      if rotate is not None else ""))
     return folder
 
 

@@ -94,7 +94,7 @@ def correction_price(seeds: int, verdicts: int) -> str:
 
 
 def interval_verdict(d: dict, better="better", worse="worse",
-                     same="no difference the seeds can see") -> str:  # (05, 07, tables)
+                     same="no clear difference") -> str:  # (05, 07, tables)
     """The word for a paired_difference: its 95% interval lies above 0, below 0, or
     spans it."""
     if d["n"] < 2:

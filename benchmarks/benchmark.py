@@ -390,6 +390,11 @@ def accuracy_of(script, output):
         found = re.findall(r"^(95% each|Bonferroni)\s+[\d.]+%\s+([\d.]+%)", output, re.MULTILINE)
         return ("a false verdict somewhere: " + ", ".join(f"{v} ({k})" for k, v in found)
                 if len(found) == 2 else "?")
+    if script.startswith("12b"):  # the CNN and the ViT at each training-set size
+        found = re.findall(r"^\s*([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+[\d,]+\s+[\d,]+\s+\S",
+                           output, re.MULTILINE)
+        return ("; ".join(f"{n} images: CNN {c}%, ViT {v}%" for n, c, v in found)
+                if found else "?")
     if script.startswith("09"):
         return serving_result(output)
     if script.startswith("10"):
