@@ -142,6 +142,7 @@ def test_05_rejects_unknown_architectures(capsys):
         "08b_fine_tuning",
         "09_serve_digits",
         "10_distributed_training",
+        "12b_inductive_bias",
         "13_ensembles",
     ],
 )
