@@ -8,7 +8,7 @@ Stuck? exercises/solutions/ex01_tensors.py has one way to do each (try first!).
 import torch  # noqa: F401  (you will need it)
 
 
-# ---- 01.1 code: softmax and cross-entropy by hand ------------------------------------------
+# ---- 01.1 code: softmax and cross-entropy by hand ------------------------------------
 def cross_entropy(logits, y):
     """The mean cross-entropy of a batch: logits [N, 10] (any real numbers), y [N] (the
     right class of each row). It must equal F.cross_entropy(logits, y).
@@ -24,7 +24,7 @@ def cross_entropy(logits, y):
     raise NotImplementedError("TODO")
 
 
-# ---- 01.2 code: a gradient without autograd -----------------------------------------------
+# ---- 01.2 code: a gradient without autograd ------------------------------------------
 def numerical_gradient(f, x, eps=1e-3):
     """The gradient of f (a function of a 1-D tensor x that returns a number) at x,
     estimated by central differences: for each element i,
@@ -37,8 +37,9 @@ def numerical_gradient(f, x, eps=1e-3):
     raise NotImplementedError("TODO")
 
 
-# ---- 01.3 predict --------------------------------------------------------------------------
+# ---- 01.3 predict --------------------------------------------------------------------
 # w = torch.tensor([1., 2., 3.], requires_grad=True); loss = (w ** 2).sum()
-# loss.backward(retain_graph=True), then loss.backward() again, with no zero_grad between.
+# loss.backward(retain_graph=True), then loss.backward() again, with no zero_grad
+# between.
 # What is w.grad then?  "A": the same as after one call  "B": twice as large  "C": zero
 PREDICT_BACKWARD_TWICE = None  # TODO: "A", "B" or "C"

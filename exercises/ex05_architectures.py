@@ -8,7 +8,7 @@ Stuck? exercises/solutions/ex05_architectures.py has one way to do each (try fir
 import torch.nn as nn
 
 
-# ---- 05.1 code: count parameters without building the model --------------------------------
+# ---- 05.1 code: count parameters without building the model --------------------------
 def count_parameters(layer_sizes):
     """The number of weights and biases of an MLP of fully connected layers with these
     sizes, e.g. [784, 128, 10] (lesson 3's SimpleNN). By arithmetic, not by building
@@ -17,14 +17,15 @@ def count_parameters(layer_sizes):
     raise NotImplementedError("TODO")
 
 
-# ---- 05.2 code: a fourth architecture, compared fairly -------------------------------------
+# ---- 05.2 code: a fourth architecture, compared fairly -------------------------------
 class FourthNN(nn.Module):
     """Your own MLP for MNIST: input [N, 1, 28, 28], output [N, 10] (logits), at most
     110,000 parameters (TwoLayerNN has 101,770: a fair race is between similar sizes).
     Ideas: another activation (nn.GELU, nn.LeakyReLU), two narrower hidden layers, a
     bottleneck. The check makes sure it is not linear (an activation between the layers)
     and returns logits, then trains it and TwoLayerNN the same way (same images, seed,
-    optimizer, 2 epochs on 5,000 images) and prints both; it passes when yours learns (85%).
+    optimizer, 2 epochs on 5,000 images) and prints both; it passes when yours learns
+    (85%).
     """
 
     def __init__(self):
@@ -35,7 +36,7 @@ class FourthNN(nn.Module):
         raise NotImplementedError("TODO")
 
 
-# ---- 05.3 explore: read the results ------------------------------------------------------------
+# ---- 05.3 explore: read the results --------------------------------------------------
 # Run: python 05_experiment_architectures.py --epochs 1 --subset 2000 --seeds 2
 # Which architecture has the lowest MEAN validation accuracy in that run? (Then ask
 # yourself whether the other two differ at all: lesson 5's interval column.)

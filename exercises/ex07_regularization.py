@@ -8,7 +8,7 @@ Stuck? exercises/solutions/ex07_regularization.py has one way to do each (try fi
 import torch  # noqa: F401  (you will need it)
 
 
-# ---- 07.1 code: dropout's forward pass ------------------------------------------------------
+# ---- 07.1 code: dropout's forward pass -----------------------------------------------
 def dropout(x, p, training, generator):
     """nn.Dropout(p) by hand. In eval mode (training False): x unchanged. In train mode:
     each element is zeroed with probability p, and the others are divided by (1 - p), so
@@ -20,8 +20,9 @@ def dropout(x, p, training, generator):
     raise NotImplementedError("TODO")
 
 
-# ---- 07.2 code: batch norm's forward pass ---------------------------------------------------
-def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.1, eps=1e-5):
+# ---- 07.2 code: batch norm's forward pass --------------------------------------------
+def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.1,
+               eps=1e-5):
     """nn.BatchNorm1d's forward pass for x [N, features], by hand.
     Train mode: normalize each feature with the batch's mean and (biased) variance:
         (x - mean) / sqrt(var + eps) * weight + bias
@@ -29,12 +30,13 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
         running = (1 - momentum) * running + momentum * batch statistic
     where the running variance takes the UNBIASED batch variance (n / (n - 1) times the
     biased one). Eval mode: normalize with running_mean and running_var instead; update
-    nothing. The check compares with nn.BatchNorm1d over three batches, then in eval mode.
+    nothing. The check compares with nn.BatchNorm1d over three batches, then in eval
+    mode.
     """
     raise NotImplementedError("TODO")
 
 
-# ---- 07.3 explore: read a gap from the results ----------------------------------------------
+# ---- 07.3 explore: read a gap from the results ---------------------------------------
 # Run: python 07_regularization.py --epochs 4 --subset 1000 --seeds 1
 # In its table, which remedy (the row's name) has the smallest gap between training
 # accuracy and validation accuracy (its columns "train acc %" and "val acc %")? Is it

@@ -10,20 +10,20 @@ import math  # noqa: F401  (you may need it)
 import torch  # noqa: F401
 
 
-# ---- 12.1 code: attention with a mask ---------------------------------------------------------
+# ---- 12.1 code: attention with a mask ------------------------------------------------
 def masked_attention(Q, K, V, mask):
     """Scaled dot-product attention where a query may look only at some keys.
 
     Q [..., T_q, d], K [..., T_k, d], V [..., T_k, d_v]; mask [T_q, T_k] of booleans,
-    True where query i MAY look at key j (as F.scaled_dot_product_attention's attn_mask).
-    Return softmax(Q K^T / sqrt(d)) V, [..., T_q, d_v], where a forbidden key gets weight
-    exactly 0 (hint: a score of -inf). A causal mask (torch.tril) is what a language
-    model uses so that a word never sees the words after it.
+    True where query i MAY look at key j (as F.scaled_dot_product_attention's
+    attn_mask). Return softmax(Q K^T / sqrt(d)) V, [..., T_q, d_v], where a forbidden
+    key gets weight exactly 0 (hint: a score of -inf). A causal mask (torch.tril) is
+    what a language model uses so that a word never sees the words after it.
     """
     raise NotImplementedError("TODO")
 
 
-# ---- 12.2 code: a digit cut into tokens --------------------------------------------------------
+# ---- 12.2 code: a digit cut into tokens ----------------------------------------------
 def patchify(X, patch):
     """X [N, 1, 28, 28] -> [N, (28 / patch)^2, patch * patch]: the image cut into
     patch x patch tiles, in reading order (the top row of tiles left to right, then the
@@ -34,9 +34,10 @@ def patchify(X, patch):
     raise NotImplementedError("TODO")
 
 
-# ---- 12.3 predict ------------------------------------------------------------------------------
+# ---- 12.3 predict --------------------------------------------------------------------
 # A Transformer with a class token but WITHOUT position embeddings (PyTorch's own
-# nn.TransformerEncoder, random weights) reads 100 digits as 16 tiles each, then the same
-# digits with their tiles put in a random order. Its 10 scores for each digit are...
+# nn.TransformerEncoder, random weights) reads 100 digits as 16 tiles each, then the
+# same digits with their tiles put in a random order. Its 10 scores for each digit
+# are...
 #   "A": the same (up to rounding)   "B": close, but visibly different   "C": unrelated
 PREDICT_SHUFFLED = None  # TODO: "A", "B" or "C"

@@ -8,7 +8,8 @@ def count_parameters(layer_sizes):
 
 
 class FourthNN(nn.Module):
-    """Two narrower hidden layers with GELU: 784-128-64-10 would be 109,386 parameters."""
+    """Two narrower hidden layers with GELU: 784-128-64-10 would be 109,386
+    parameters."""
 
     def __init__(self):
         super().__init__()

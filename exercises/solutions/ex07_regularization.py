@@ -10,7 +10,8 @@ def dropout(x, p, training, generator):
     return x * keep / (1 - p)
 
 
-def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.1, eps=1e-5):
+def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.1,
+               eps=1e-5):
     if training:
         mean, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
         n = x.shape[0]

@@ -9,7 +9,8 @@ from dl_utils import serving
 
 
 def ask_server(url, png):
-    body = json.dumps({"image": "data:image/png;base64," + base64.b64encode(png).decode()})
+    encoded = base64.b64encode(png).decode()
+    body = json.dumps({"image": "data:image/png;base64," + encoded})
     request = urllib.request.Request(f"{url}/api/predict", data=body.encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -22,8 +23,9 @@ def image_from_body(body):
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise serving.RequestError(400, f"not JSON: {err}") from err
     text = data.get("image") if isinstance(data, dict) else None
-    if not isinstance(text, str) or not text.startswith("data:image/") or "," not in text:
-        raise serving.RequestError(400, 'expected {"image": "data:image/png;base64,..."}')
+    if not (isinstance(text, str) and text.startswith("data:image/") and "," in text):
+        expected = '{"image": "data:image/png;base64,..."}'
+        raise serving.RequestError(400, f"expected {expected}")
     try:
         return base64.b64decode(text.split(",", 1)[1], validate=True)
     except (binascii.Error, ValueError) as err:
