@@ -468,6 +468,8 @@ def conclusions(summary, found, chosen):
     said = {"helps": [], "hurts": [], UNCLEAR: []}
     for name, d in found.items():
         word = dl_utils.interval_verdict(d, "helps", "hurts", UNCLEAR)
+        if word not in said:  # "one seed: no verdict" (--seeds 1): unclear too
+            word = UNCLEAR
         said[word].append(label(name))
     gap = {}
     for name in ("baseline", chosen):

@@ -1462,7 +1462,9 @@ def check_clipping(m, answers):
     return "equals torch.nn.utils.clip_grad_norm_, above and below the threshold"
 
 
-@exercise("11.3", "predict", "the gradient reaching the first row of a fresh tanh RNN",
+@exercise("11.3", "predict",
+          "the gradient reaching the first row of a fresh tanh RNN at PyTorch's default "
+          "start",
           answer="PREDICT_FIRST_STEP")
 def check_first_step(m, answers):
     torch.manual_seed(0)
@@ -1568,7 +1570,7 @@ def check_shuffled(m, answers):
                "C": "unrelated"}
     return judge(m, "PREDICT_SHUFFLED", options, measured,
                  f"the largest change of any score: {gap:.1e}", answers,
-                 "python 12_attention_and_transformers.py (section 5)")
+                 "python 12b_inductive_bias.py (section 2)")
 
 
 # ======================================================================== lesson 13
