@@ -215,7 +215,7 @@ def plot_batch(X, y, show):
     cols = 8
     fig, axes = dl_utils.image_grid(-(-len(pixels) // cols), cols, (1.2, 1.4))
     for ax, image, label in zip(axes.flat, pixels, y.tolist()):
-        ax.imshow(image, cmap="gray")
+        ax.imshow(image.numpy(), cmap="gray")  # matplotlib takes NumPy, not tensors
         ax.set_title(str(label), fontsize=8)
     fig.suptitle("One shuffled training batch from the DataLoader, after the training "
                  "transform (as grey levels)")

@@ -187,7 +187,7 @@ def test_quick_runs_export_check_and_fine_tune_headless(tmp_path):
     assert "then 30 images of" in trained_on and "mnist_png" in trained_on
     said = " ".join(result.stdout.split())  # (prose wraps where the numbers put it)
     assert re.search(r"Digits as MNIST stores them \(1,000 validation images, none in "
-                     r"the folder\):.* before,.* after; \d+ wrong to right, "
+                     r"the folder; .*?\):.* before,.* after; \d+ wrong to right, "
                      r"\d+ right to wrong \(p = [\d.e-]+\): "
                      r"(it forgot|it got better|no clear difference)", said)
 

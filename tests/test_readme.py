@@ -135,7 +135,6 @@ def test_every_relative_link_leads_to_a_file_and_heading():
 def test_a_broken_link_is_caught(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("# Title\n[fine](#title) [gone](missing.py) [no heading](#nope)\n"
-                    "[later](03b_training_that_survives.py)\n"
                     "```\n[in code](not_checked.py)\n```\n")
     assert broken_links(page) == ["missing.py", "#nope"]
 
