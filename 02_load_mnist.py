@@ -121,7 +121,8 @@ def class_balance(splits, show):
     fig, ax = plt.subplots(figsize=(8, 3.5))
     width = 0.27
     for k, (name, c) in enumerate(counts.items()):
-        share = (100 * c / c.sum()).numpy()  # matplotlib takes NumPy arrays, not tensors
+        # matplotlib takes NumPy arrays, not tensors
+        share = (100 * c / c.sum()).numpy()
         ax.bar(np.arange(10) + (k - 1) * width, share, width, label=name)
     ax.set(xticks=range(10), xlabel="digit", ylabel="% of the split",
            title="Class balance: every digit is about 10% of every split")

@@ -1238,7 +1238,9 @@ def looks_like_mnist(image: Image.Image) -> bool:
     return bool(torch.cat([g[0], g[-1], g[:, 0], g[:, -1]]).median() < 128)
 
 
-def export_mnist_pngs(folder: Path, per_class: int, rotate: float | None = None) -> Path:
+def export_mnist_pngs(
+    folder: Path, per_class: int, rotate: float | None = None
+) -> Path:
     """The first `per_class` validation images of each digit as
     <folder>/<digit>/<index>.png: as stored (28x28), or, with a `rotate`, drawn on a pad
     turned by that many degrees.

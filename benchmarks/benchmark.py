@@ -18,7 +18,7 @@ times come from them) and writes results/benchmarks.json with the hardware.
 
 Run it:
     make bench                                  # or: python benchmarks/benchmark.py
-    python benchmarks/benchmark.py --quick      # a fraction of an epoch, tiny runs (the tests)
+    python benchmarks/benchmark.py --quick      # tiny runs, part of an epoch (tests)
     python benchmarks/benchmark.py --from-results results/benchmarks.json --update-docs
 """
 
@@ -49,17 +49,37 @@ RESULTS_FILE = dl_utils.RESULTS_DIR / "benchmarks.json"
 QUICK_ARGS = {
     "03_train_mnist.py": ["--epochs", "1", "--subset", "2000"],
     "03b_training_that_survives.py": ["--epochs", "1", "--subset", "2000"],
-    "05_experiment_architectures.py": ["--epochs", "1", "--seeds", "1", "--subset", "1000"],
+    "05_experiment_architectures.py": [
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--subset",
+        "1000",
+    ],
     "06_convolutional_network.py": ["--epochs", "1", "--subset", "1000"],
-    "06b_other_writers.py": ["--epochs", "1", "--subset", "1000",
-                             "--writer-check", "100"],
+    "06b_other_writers.py": [
+        "--epochs",
+        "1",
+        "--subset",
+        "1000",
+        "--writer-check",
+        "100",
+    ],
     "07_regularization.py": ["--epochs", "1", "--seeds", "2", "--subset", "300"],
     "07b_inside_the_remedies.py": ["--epochs", "1", "--subset", "300"],
     "07c_how_sure.py": ["--trials", "2000"],
     "08_your_own_images.py": ["--per-class", "5"],
     "08b_fine_tuning.py": ["--per-class", "5", "--epochs", "1"],
     "09_serve_digits.py": ["--self-check", "--requests", "5", "--drawn", "50"],
-    "10_distributed_training.py": ["--epochs", "1", "--subset", "2000", "--proof-steps", "10"],
+    "10_distributed_training.py": [
+        "--epochs",
+        "1",
+        "--subset",
+        "2000",
+        "--proof-steps",
+        "10",
+    ],
     "11_sequences_and_rnns.py": ["--epochs", "1", "--subset", "1000"],
     "12_attention_and_transformers.py": ["--epochs", "1", "--subset", "1000"],
     "12b_inductive_bias.py": ["--small-steps", "8"],
@@ -72,22 +92,38 @@ def parse_args(argv=None):
     parser = dl_utils.make_parser(__doc__)
     parser.add_argument("--epochs", type=dl_utils.positive_int, default=PIPELINE_EPOCHS,
                         help="epochs per data pipeline (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_BATCHES} batches per pipeline and tiny lesson runs, "
-                             "to check that the benchmark works (numbers mean little)")
-    parser.add_argument("--lessons", nargs="+", metavar="SCRIPT", default=None,
-                        help="--quick only: run just these lessons (default: all of them)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_BATCHES} batches per pipeline and tiny lesson runs, "
+        "to check that the benchmark works (numbers mean little)",
+    )
+    parser.add_argument(
+        "--lessons",
+        nargs="+",
+        metavar="SCRIPT",
+        default=None,
+        help="--quick only: run just these lessons (default: all of them)",
+    )
     parser.add_argument("--update-docs", "--update-readme", action="store_true",
                         dest="update_docs",
                         help="write the tables into docs/results.md's measured blocks "
                              "and the learning path's times into README.md "
                              "(--update-readme: its former name)")
-    parser.add_argument("--from-results", metavar="JSON", default=None,
-                        help="measure nothing: render (and with --update-readme, write) the "
-                             "tables of an earlier run's JSON")
-    parser.add_argument("--results", type=dl_utils.output_file, default=str(RESULTS_FILE),
-                        help="where to write the JSON results (default: "
-                             f"{dl_utils.display_path(RESULTS_FILE)})")
+    parser.add_argument(
+        "--from-results",
+        metavar="JSON",
+        default=None,
+        help="measure nothing: render (and with --update-readme, write) the "
+        "tables of an earlier run's JSON",
+    )
+    parser.add_argument(
+        "--results",
+        type=dl_utils.output_file,
+        default=str(RESULTS_FILE),
+        help="where to write the JSON results (default: "
+        f"{dl_utils.display_path(RESULTS_FILE)})",
+    )
     args = parser.parse_args(argv)
     if args.lessons and not args.quick:
         parser.error("--lessons needs --quick: make bench times all of `make run`")
@@ -99,7 +135,8 @@ def parse_args(argv=None):
 
 
 def per_sample_loaders(batch_size, generator):
-    """The usual tutorial pipeline: PIL image -> ToTensor -> Normalize, one sample at a time."""
+    """The usual tutorial pipeline: PIL image -> ToTensor -> Normalize, one sample at
+    a time."""
     from torchvision import datasets, transforms
 
     normalize = transforms.Normalize((dl_utils.MNIST_MEAN,), (dl_utils.MNIST_STD,))
@@ -128,7 +165,8 @@ class Limited:
 
 
 def train_throughput(loader, epochs, max_batches=None, batch_size=64):
-    """Images per second through lesson 3's training loop (dl_utils' copy), for one pipeline."""
+    """Images per second through lesson 3's training loop (dl_utils' copy), for one
+    pipeline."""
     dl_utils.set_seed(0)
     model = dl_utils.SimpleNN()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -143,9 +181,11 @@ def train_throughput(loader, epochs, max_batches=None, batch_size=64):
 
 def compare_pipelines(epochs, max_batches):
     """Training throughput of the per-sample pipeline vs the repository's loaders."""
-    import torchvision  # noqa: F401  (a one-off import, not data preparation: outside the clocks)
+    # a one-off import, not data preparation: outside the clocks
+    import torchvision  # noqa: F401
 
-    dl_utils.prepare_mnist()  # extraction and checks happen once, outside the clocks too
+    # extraction and checks happen once, outside the clocks too
+    dl_utils.prepare_mnist()
     generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     ours = dl_utils.load_mnist_data(64, generator=generator)[0]
@@ -155,17 +195,27 @@ def compare_pipelines(epochs, max_batches):
     prep_theirs = time.perf_counter() - start
     # preparation: ours decodes and normalizes all 70,000 images now; theirs defers the
     # work to every batch of every epoch, where it shows up in the training throughput.
-    rows = [{"pipeline": "torchvision MNIST + ToTensor + Normalize, DataLoader (num_workers=0)",
-             "prepare_s": prep_theirs,
-             "images_per_s": train_throughput(theirs, epochs, max_batches)},
-            {"pipeline": "dl_utils.load_mnist_data (decoded once, batches from memory)",
-             "prepare_s": prep_ours, "images_per_s": train_throughput(ours, epochs, max_batches)}]
+    rows = [
+        {
+            "pipeline": (
+                "torchvision MNIST + ToTensor + Normalize, DataLoader (num_workers=0)"
+            ),
+            "prepare_s": prep_theirs,
+            "images_per_s": train_throughput(theirs, epochs, max_batches),
+        },
+        {
+            "pipeline": "dl_utils.load_mnist_data (decoded once, batches from memory)",
+            "prepare_s": prep_ours,
+            "images_per_s": train_throughput(ours, epochs, max_batches),
+        },
+    ]
     return {"rows": rows, "ratio": rows[1]["images_per_s"] / rows[0]["images_per_s"],
             "epochs": epochs, "max_batches": max_batches}
 
 
 def python_seconds(code):
-    """Wall time of a fresh interpreter running `code` (what every script pays first)."""
+    """Wall time of a fresh interpreter running `code` (what every script pays
+    first)."""
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     return time.perf_counter() - start
@@ -191,10 +241,12 @@ def where_time_goes(lesson_seconds):
 
 
 def loader_workers(per_class=50):
-    """Lesson 8's question, measured: DataLoader with num_workers 0 vs 2, images per second.
+    """Lesson 8's question, measured: DataLoader with num_workers 0 vs 2, images per
+    second.
 
-    On MNIST-sized PNGs (cheap to decode) and on the same digits as 280x280 JPEG "photos"
-    (costly to decode), read by torchvision's ImageFolder with dl_utils.read_grayscale.
+    On MNIST-sized PNGs (cheap to decode) and on the same digits as 280x280 JPEG
+    "photos" (costly to decode), read by torchvision's ImageFolder with
+    dl_utils.read_grayscale.
     """
     from PIL import Image
     from torch.utils.data import DataLoader
@@ -232,13 +284,30 @@ def distributed_timing(quick):
     with tempfile.TemporaryDirectory() as folder:
         for nproc in (1, 2):
             out = Path(folder) / f"{nproc}.json"
-            subprocess.run([sys.executable, str(ROOT / "10_distributed_training.py"), *flags,
-                            "--nproc", str(nproc), "--results", str(out), "--checkpoint",
-                            str(Path(folder) / "ddp.pt")], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "10_distributed_training.py"),
+                    *flags,
+                    "--nproc",
+                    str(nproc),
+                    "--results",
+                    str(out),
+                    "--checkpoint",
+                    str(Path(folder) / "ddp.pt"),
+                ],
+                check=True,
+                capture_output=True,
+            )
             r = json.loads(out.read_text())
-            runs.append({"processes": nproc, "threads": r["threads"],
-                         "epoch_seconds": sum(r["epoch_seconds"]) / len(r["epoch_seconds"]),
-                         "train_loss": r["train_loss"]})
+            runs.append(
+                {
+                    "processes": nproc,
+                    "threads": r["threads"],
+                    "epoch_seconds": sum(r["epoch_seconds"]) / len(r["epoch_seconds"]),
+                    "train_loss": r["train_loss"],
+                }
+            )
     return runs
 
 
@@ -289,7 +358,8 @@ def memory_formats(quick, rounds=5):
             torch.manual_seed(0)
             model = make()
             optimizer = torch.optim.Adam(model.parameters())
-            for step in range(steps + 10):  # 10 warm-up steps: oneDNN prepares its kernels
+            # 10 warm-up steps: oneDNN prepares its kernels
+            for step in range(steps + 10):
                 if step == 10:
                     start = time.perf_counter()
                 optimizer.zero_grad()
@@ -307,18 +377,38 @@ def memory_formats(quick, rounds=5):
 def test_suite_seconds():
     """`make test`'s suite (pytest -n auto), timed: its budget is make run's time."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "--maxschedchunk", "1",
-                           "-q", "-p", "no:cacheprovider"],
-                          cwd=ROOT, capture_output=True, text=True)  # as make test runs it
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-n",
+            "auto",
+            "--maxschedchunk",
+            "1",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        # as make test runs it
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
-        failed = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-        raise dl_utils.FriendlyError("the test suite failed, so it was not timed: "
-                                     + ("; ".join(failed) or proc.stdout.strip()[-300:]))
+        failed = [
+            ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))
+        ]
+        raise dl_utils.FriendlyError(
+            "the test suite failed, so it was not timed: "
+            + ("; ".join(failed) or proc.stdout.strip()[-300:])
+        )
     return time.perf_counter() - start
 
 
 def torchvision_import_seconds():
-    """What importing torchvision would add to every lesson (they read MNIST without it)."""
+    """What importing torchvision would add to every lesson (they read MNIST without
+    it)."""
     return python_seconds("import torch, torchvision") - python_seconds("import torch")
 
 
@@ -341,55 +431,81 @@ def run_make(env):
         elif current:
             lessons[current]["output"] += line
     if proc.wait() != 0:
-        raise dl_utils.FriendlyError(f"`make run` failed in {current}:\n"
-                                     f"{lessons.get(current, {}).get('output', '')[-2000:]}")
+        raise dl_utils.FriendlyError(
+            f"`make run` failed in {current}:\n"
+            f"{lessons.get(current, {}).get('output', '')[-2000:]}"
+        )
     end = time.perf_counter()
     lessons[current]["seconds"] = end - lessons[current]["seconds"]
     return lessons, end - start
 
 
 def run_quick(env, only=None):
-    """Every lesson (or `only` these) with tiny settings, one subprocess each, as make run
-    would: checks the machinery, not the speed."""
+    """Every lesson (or `only` these) with tiny settings, one subprocess each, as
+    make run would: checks the machinery, not the speed."""
     lessons, start = {}, time.perf_counter()
     for script in sorted(p.name for p in ROOT.glob("[0-9][0-9]*_*.py")):
         if only and script not in only:
             continue
         t0 = time.perf_counter()
-        result = subprocess.run([sys.executable, str(ROOT / script), *QUICK_ARGS.get(script, [])],
-                                cwd=ROOT, env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, str(ROOT / script), *QUICK_ARGS.get(script, [])],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             raise dl_utils.FriendlyError(f"{script} failed:\n{result.stderr[-2000:]}")
         lessons[script] = {"seconds": time.perf_counter() - t0, "output": result.stdout}
     return lessons, time.perf_counter() - start
 
 
-ACCURACY_ERROR = r"(?: ± [\d.]+| \(95%: [\d.]+-[\d.]+\))"  # dl_utils.format_accuracy's two forms
+# dl_utils.format_accuracy's two forms
+ACCURACY_ERROR = r"(?: ± [\d.]+| \(95%: [\d.]+-[\d.]+\))"
 SEED_ERROR = r"(?: ± [\d.]+| \(every seed equal\))"  # dl_utils.points' forms
 
 
 def accuracy_of(script, output):
     """What the lesson reports: test accuracy, or the number it is about."""
-    patterns = [r"^test\s+[\d,]+\s+[\d.]+\s+([\d.]+%)",  # 03 and 06: the kept model, test row
-                r"now, in this script\s+[\d,]+ / [\d,]+\s+([\d.]+%)",  # 04
-                r"baseline.*?: ([\d.]+%) test accuracy",  # 02
-                rf"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+([\d.]+{SEED_ERROR}?)\s+± [\d.]+\s",
-                rf"^(.+): test accuracy ([\d.]+{SEED_ERROR}?)% \(mean",
-                r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%",
-                r"^(after fine-tuning)\s+([\d.]+)%",  # 08b, on the folder's held-out half
-                r"^(the chosen ensemble)\s+\d+\s+([\d.]+)%",  # 13, on the test set
-                r"^No ensemble beat .*?: (\S+ alone), on the test set: ([\d.]+)%"]
-    # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen remedies;
-    # 08: the CNN on the exported folder)
+    patterns = [
+        r"^test\s+[\d,]+\s+[\d.]+\s+([\d.]+%)",  # 03 and 06: the kept model, test row
+        r"now, in this script\s+[\d,]+ / [\d,]+\s+([\d.]+%)",  # 04
+        r"baseline.*?: ([\d.]+%) test accuracy",  # 02
+        rf"^(TwoLayerNN|ThreeLayerNN|TanhNN)\s+([\d.]+{SEED_ERROR}?)\s+± [\d.]+\s",
+        rf"^(.+): test accuracy ([\d.]+{SEED_ERROR}?)% \(mean",
+        r"^(lesson 6's CNN on the folder) \([^)]*\): ([\d.]+)%",
+        r"^(after fine-tuning)\s+([\d.]+)%",  # 08b, on the folder's held-out half
+        r"^(the chosen ensemble)\s+\d+\s+([\d.]+)%",  # 13, on the test set
+        r"^No ensemble beat .*?: (\S+ alone), on the test set: ([\d.]+)%",
+    ]
+    # (05: the test table, mean ± SE over seeds per architecture; 07: its chosen
+    # remedies; 08: the CNN on the exported folder)
     if script.startswith("07b"):
-        found = re.search(r"^validation accuracy\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", output,
-                          re.MULTILINE)
-        return (f"validation: eval mode {found[1]}%, train mode {found[2]}% (batches of "
-                f"1,000), {found[3]}% (batches of 8)") if found else "?"
-    if script.startswith("07c"):  # no model: the false alarms of many verdicts, simulated
-        found = re.findall(r"^(95% each|Bonferroni)\s+[\d.]+%\s+([\d.]+%)", output, re.MULTILINE)
-        return ("a false verdict somewhere: " + ", ".join(f"{v} ({k})" for k, v in found)
-                if len(found) == 2 else "?")
+        found = re.search(
+            r"^validation accuracy\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$",
+            output,
+            re.MULTILINE,
+        )
+        return (
+            (
+                f"validation: eval mode {found[1]}%, train mode {found[2]}% (batches "
+                "of "
+                f"1,000), {found[3]}% (batches of 8)"
+            )
+            if found
+            else "?"
+        )
+    # no model: the false alarms of many verdicts, simulated
+    if script.startswith("07c"):
+        found = re.findall(
+            r"^(95% each|Bonferroni)\s+[\d.]+%\s+([\d.]+%)", output, re.MULTILINE
+        )
+        return (
+            "a false verdict somewhere: " + ", ".join(f"{v} ({k})" for k, v in found)
+            if len(found) == 2
+            else "?"
+        )
     if script.startswith("12b"):  # the CNN and the ViT at each training-set size
         found = re.findall(r"^\s*([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+[\d,]+\s+[\d,]+\s+\S",
                            output, re.MULTILINE)
@@ -400,8 +516,11 @@ def accuracy_of(script, output):
     if script.startswith("10"):
         return distributed_result(output)
     if script.startswith("01"):
-        return "gradients match autograd" if "NO" not in output.split("match (< 1e-6)")[-1][:400] \
+        return (
+            "gradients match autograd"
+            if "NO" not in output.split("match (< 1e-6)")[-1][:400]
             else "MISMATCH"
+        )
     for pattern in patterns:
         found = re.findall(pattern, output, flags=re.MULTILINE)
         if found:
@@ -413,13 +532,16 @@ def accuracy_of(script, output):
 
 
 def serving_result(output):
-    """09 --self-check: latency, and lessons 3 and 6 on drawn digits vs stored test digits."""
+    """09 --self-check: latency, and lessons 3 and 6 on drawn digits vs stored test
+    digits."""
     parts = []
     latency = re.search(r"p50 ([\d.]+) ms, p95 ([\d.]+) ms", output)
     if latency:
         parts.append(f"latency p50 {latency[1]} ms, p95 {latency[2]} ms")
     for name in ("simple_nn", "cnn"):
-        found = re.search(rf"models/{name}\.pt\s+([\d.]+%){ACCURACY_ERROR}\s+([\d.]+%)", output)
+        found = re.search(
+            rf"models/{name}\.pt\s+([\d.]+%){ACCURACY_ERROR}\s+([\d.]+%)", output
+        )
         if found:
             parts.append(f"{name}.pt {found[1]} on test digits, {found[2]} drawn")
     return "; ".join(parts) or "?"
@@ -439,60 +561,127 @@ def budget_sentence(seconds, quick=False):
     if quick:
         return "(--quick: the budget of `make run` is not judged on tiny settings.)"
     verdict = "within" if seconds <= MAKE_RUN_BUDGET else "**over**"
-    return (f"`make run` took {seconds:.0f} s, {seconds / MAKE_RUN_BUDGET:.0%} of the "
-            f"course's {MAKE_RUN_BUDGET // 60}-minute budget: {verdict} it on this machine, "
-            "this time.")
+    return (
+        f"`make run` took {seconds:.0f} s, {seconds / MAKE_RUN_BUDGET:.0%} of the "
+        f"course's {MAKE_RUN_BUDGET // 60}-minute budget: {verdict} it on this "
+        "machine, "
+        "this time."
+    )
 
 
 def markdown(headers, rows):
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+    return "\n".join(
+        lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    )
 
 
 def report(record):
     """The measurements as markdown: docs/results.md's speed block."""
     hw, pipelines, lessons = record["hardware"], record["pipelines"], record["lessons"]
-    parts = [f"Measured by `make bench` on {record['date'][:10]}: {hw['cpu']} "
-             f"({hw.get('cpu_capability', 'capability not recorded')}), "
-             f"{hw['cpu_cores']} cores, torch {hw['torch']} ({hw['torch_threads']} threads), "
-             f"device {hw['device']}" + (" (--quick: tiny settings)" if record["quick"] else "")
-             + ".", "",
-             markdown(["lesson", "wall time (s)", "result"],
-                      [[name, f"{v['seconds']:.1f}", v["accuracy"]] for name, v in lessons.items()]
-                      + [["**make run** (all, in order)", f"**{record['make_run_seconds']:.0f}**",
-                          ""]]), "",
-             markdown(["data pipeline (lesson 3's model and loop)", "preparation (s)",
-                       "training images/s"],
-                      [[r["pipeline"], f"{r['prepare_s']:.2f}", f"{r['images_per_s']:,.0f}"]
-                       for r in pipelines["rows"]]), "",
-             budget_sentence(record["make_run_seconds"], record["quick"]), "",
-             f"Training throughput: **{pipelines['ratio']:.1f}x** in favour of decoding once."]
+    parts = [
+        f"Measured by `make bench` on {record['date'][:10]}: {hw['cpu']} "
+        f"({hw.get('cpu_capability', 'capability not recorded')}), "
+        f"{hw['cpu_cores']} cores, torch {hw['torch']} ({hw['torch_threads']} "
+        "threads), "
+        f"device {hw['device']}"
+        + (" (--quick: tiny settings)" if record["quick"] else "")
+        + ".",
+        "",
+        markdown(
+            ["lesson", "wall time (s)", "result"],
+            [
+                [name, f"{v['seconds']:.1f}", v["accuracy"]]
+                for name, v in lessons.items()
+            ]
+            + [
+                [
+                    "**make run** (all, in order)",
+                    f"**{record['make_run_seconds']:.0f}**",
+                    "",
+                ]
+            ],
+        ),
+        "",
+        markdown(
+            [
+                "data pipeline (lesson 3's model and loop)",
+                "preparation (s)",
+                "training images/s",
+            ],
+            [
+                [r["pipeline"], f"{r['prepare_s']:.2f}", f"{r['images_per_s']:,.0f}"]
+                for r in pipelines["rows"]
+            ],
+        ),
+        "",
+        budget_sentence(record["make_run_seconds"], record["quick"]),
+        "",
+        f"Training throughput: **{pipelines['ratio']:.1f}x** in favour of decoding "
+        "once.",
+    ]
     if record["lesson03_breakdown"]:
-        parts += ["", markdown(["where 03_train_mnist.py spends its time", "seconds"],
-                               [[k, f"{v:.1f}"] for k, v in record["lesson03_breakdown"].items()]),
-                  "", "(The parts are timed separately from the lesson's run, so they need "
-                  "not add up exactly to its wall time.)"]
+        parts += [
+            "",
+            markdown(
+                ["where 03_train_mnist.py spends its time", "seconds"],
+                [[k, f"{v:.1f}"] for k, v in record["lesson03_breakdown"].items()],
+            ),
+            "",
+            "(The parts are timed separately from the lesson's run, so they need "
+            "not add up exactly to its wall time.)",
+        ]
     if record.get("loader_workers"):
-        parts += ["", markdown(["lesson 8: DataLoader over", "num_workers=0 images/s",
-                                "num_workers=2 images/s", "2 workers vs 0"],
-                               [[r["images"], f"{r['workers_0']:,.0f}", f"{r['workers_2']:,.0f}",
-                                 f"{r['ratio']:.2f}x"] for r in record["loader_workers"]])]
+        parts += [
+            "",
+            markdown(
+                [
+                    "lesson 8: DataLoader over",
+                    "num_workers=0 images/s",
+                    "num_workers=2 images/s",
+                    "2 workers vs 0",
+                ],
+                [
+                    [
+                        r["images"],
+                        f"{r['workers_0']:,.0f}",
+                        f"{r['workers_2']:,.0f}",
+                        f"{r['ratio']:.2f}x",
+                    ]
+                    for r in record["loader_workers"]
+                ],
+            ),
+        ]
     if record.get("distributed"):
         one, two = record["distributed"]
         same = max(abs(a - b) for a, b in zip(one["train_loss"], two["train_loss"]))
-        parts += ["", markdown(["lesson 10: processes", "threads each", "seconds per epoch"],
-                               [[r["processes"], r["threads"], f"{r['epoch_seconds']:.2f}"]
-                                for r in record["distributed"]]), "",
-                  f"Two processes took **{two['epoch_seconds'] / one['epoch_seconds']:.1f}x** "
-                  f"the time of one per epoch on these {hw['cpu_cores']} cores (no extra "
-                  f"hardware to gain, and every step waits for an all-reduce); their training "
-                  f"losses agree to {same:.1g}."]
+        parts += [
+            "",
+            markdown(
+                ["lesson 10: processes", "threads each", "seconds per epoch"],
+                [
+                    [r["processes"], r["threads"], f"{r['epoch_seconds']:.2f}"]
+                    for r in record["distributed"]
+                ],
+            ),
+            "",
+            "Two processes took "
+            f"**{two['epoch_seconds'] / one['epoch_seconds']:.1f}x** "
+            f"the time of one per epoch on these {hw['cpu_cores']} cores (no extra "
+            "hardware to gain, and every step waits for an all-reduce); their "
+            "training "
+            f"losses agree to {same:.1g}.",
+        ]
     if record.get("memory_formats"):
         m = record["memory_formats"]
-        parts += ["", f"Lesson 6's CNN, one training step (batch 64, Adam): "
-                  f"{m['contiguous']:.1f} ms with contiguous feature maps, "
-                  f"{m['channels_last']:.1f} ms with channels_last (06's default on the CPU): "
-                  f"**{m['ratio']:.2f}x** as fast, alternated in one run."]
+        parts += [
+            "",
+            f"Lesson 6's CNN, one training step (batch 64, Adam): "
+            f"{m['contiguous']:.1f} ms with contiguous feature maps, "
+            f"{m['channels_last']:.1f} ms with channels_last (06's default on the "
+            "CPU): "
+            f"**{m['ratio']:.2f}x** as fast, alternated in one run.",
+        ]
         if "pool_first" in m:  # (older records timed other variants)
             parts[-1] += (
                 f" With pooling before the ReLU (exercise 6's reorder: the same "
@@ -504,9 +693,12 @@ def report(record):
                 f"{m['norm_after_pool']:.1f} ms, {m['norm_after_pool_ratio']:.2f}x.")
     if record.get("test_suite_seconds"):
         suite, run = record["test_suite_seconds"], record["make_run_seconds"]
-        parts += ["", f"The test suite (`make test` without its install and lint): "
-                  f"**{suite:.0f} s**, {suite / run:.2f}x the time of `make run` measured "
-                  "in the same session."]
+        parts += [
+            "",
+            f"The test suite (`make test` without its install and lint): "
+            f"**{suite:.0f} s**, {suite / run:.2f}x the time of `make run` measured "
+            "in the same session.",
+        ]
     if record.get("model_sizes"):
         parts += ["", sizes_sentence(record["model_sizes"])]
     return "\n".join(parts)
@@ -519,23 +711,34 @@ WORDS_PER_MINUTE = 120  # a careful pace for code with comments (prose reads at 
 
 
 def path_times(record):
-    """The learning path: each lesson's size, an estimated reading time, its measured run."""
+    """The learning path: each lesson's size, an estimated reading time, its measured
+    run."""
     rows = []
     for name, lesson in record["lessons"].items():
         text = (ROOT / name).read_text()
         words = len(text.split())
         rows.append([f"`{name}`", f"{len(text.splitlines())}", f"{words:,}",
                      f"{words / WORDS_PER_MINUTE:.0f}", f"{lesson['seconds']:.0f}"])
-    return "\n".join([
-        markdown(["lesson", "lines", "words", "minutes to read", "seconds to run"], rows), "",
-        f"(Reading time: its words at {WORDS_PER_MINUTE} a minute, a careful pace for code "
-        f"with comments; then add the output. Run time: `make run` on {record['date'][:10]}, "
-        f"{record['hardware']['cpu']}, {record['make_run_seconds']:.0f} s for all of them.)"])
+    return "\n".join(
+        [
+            markdown(
+                ["lesson", "lines", "words", "minutes to read", "seconds to run"], rows
+            ),
+            "",
+            f"(Reading time: its words at {WORDS_PER_MINUTE} a minute, a careful pace "
+            "for code "
+            "with comments; then add the output. Run time: `make run` on "
+            f"{record['date'][:10]}, "
+            f"{record['hardware']['cpu']}, {record['make_run_seconds']:.0f} s for all "
+            "of them.)",
+        ]
+    )
 
 
 def model_sizes(models_dir):
-    """Lesson 3's MLP and lesson 6's CNN as make run saved them: parameters, their bytes as
-    float32, and the file on disk (the weights plus the metadata of lesson 4's checkpoint)."""
+    """Lesson 3's MLP and lesson 6's CNN as make run saved them: parameters, their
+    bytes as float32, and the file on disk (the weights plus the metadata of lesson
+    4's checkpoint)."""
     sizes = {}
     for name in ("simple_nn.pt", "cnn.pt"):
         path = Path(models_dir) / name
@@ -549,9 +752,11 @@ def model_sizes(models_dir):
 def sizes_sentence(sizes):
     """The model sizes, as one sentence (nothing when make run saved neither model)."""
     said = {"simple_nn.pt": "the MLP of lesson 3", "cnn.pt": "the CNN of lesson 6"}
-    parts = [f"{said[name]} has {s['parameters']:,} parameters, {s['float32_kb']:.0f} KB as "
-             f"float32 (`models/{name}`: {s['file_kb']:.0f} KB on disk, metadata included)"
-             for name, s in sizes.items()]
+    parts = [
+        f"{said[name]} has {s['parameters']:,} parameters, {s['float32_kb']:.0f} KB as "
+        f"float32 (`models/{name}`: {s['file_kb']:.0f} KB on disk, metadata included)"
+        for name, s in sizes.items()
+    ]
     return f"Model sizes: {'; '.join(parts)}." if parts else ""
 
 
@@ -573,12 +778,16 @@ def measure(args):
     device = dl_utils.get_device("cpu")
     dl_utils.section("1. Data pipelines: per-sample transforms vs decoded once")
     pipelines = compare_pipelines(args.epochs, QUICK_BATCHES if args.quick else None)
-    dl_utils.section("2. The learning path" + (" (quick settings)" if args.quick else ": make run"))
+    dl_utils.section(
+        "2. The learning path" + (" (quick settings)" if args.quick else ": make run")
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "agg"}
     lessons, total = run_quick(env, args.lessons) if args.quick else run_make(env)
     for name, lesson in lessons.items():
         lesson["accuracy"] = accuracy_of(name, lesson.pop("output"))
-    parts = None if args.quick else where_time_goes(lessons["03_train_mnist.py"]["seconds"])
+    parts = (
+        None if args.quick else where_time_goes(lessons["03_train_mnist.py"]["seconds"])
+    )
     if parts:
         parts["(not paid) importing torchvision, which the lessons avoid"] = \
             torchvision_import_seconds()
@@ -588,7 +797,9 @@ def measure(args):
     layouts = memory_formats(args.quick)
     writers = None
     if not args.quick:  # the models `make run` just trained, on other writers' digits
-        dl_utils.section("3b. Other writers: the trained models on test sets of other hands")
+        dl_utils.section(
+            "3b. Other writers: the trained models on test sets of other hands"
+        )
         headers, rows, sets = writer_shift.measure(dl_utils.MODELS_DIR)
         dl_utils.print_table(headers, rows)
         writers = writer_shift.markdown(headers, rows, sets)
@@ -596,12 +807,21 @@ def measure(args):
     if not args.quick:  # (the suite runs this script with --quick: no recursion)
         dl_utils.section("4. The test suite")
         suite = test_suite_seconds()
-    record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "quick": args.quick, "hardware": dl_utils.hardware_info(device),
-              "pipelines": pipelines, "lessons": lessons, "make_run_seconds": total,
-              "lesson03_breakdown": parts, "loader_workers": workers,
-              "distributed": distributed, "memory_formats": layouts, "test_suite_seconds": suite,
-              "writers_markdown": writers, "model_sizes": model_sizes(dl_utils.MODELS_DIR)}
+    record = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "hardware": dl_utils.hardware_info(device),
+        "pipelines": pipelines,
+        "lessons": lessons,
+        "make_run_seconds": total,
+        "lesson03_breakdown": parts,
+        "loader_workers": workers,
+        "distributed": distributed,
+        "memory_formats": layouts,
+        "test_suite_seconds": suite,
+        "writers_markdown": writers,
+        "model_sizes": model_sizes(dl_utils.MODELS_DIR),
+    }
     path = Path(args.results)
     with dl_utils.atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2))

@@ -76,8 +76,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for folder in (args.before, args.after):
         if not (folder / "results").is_dir() or not (folder / "models").is_dir():
-            print(f"error: {folder} has no results/ and models/: give the DL_OUTPUT_DIR of "
-                  "a finished make run", file=sys.stderr)
+            print(
+                f"error: {folder} has no results/ and models/: give the DL_OUTPUT_DIR "
+                "of "
+                "a finished make run",
+                file=sys.stderr,
+            )
             return 2
     same = same_results(args.before, args.after) & same_weights(args.before, args.after)
     print("everything identical" if same else "SOMETHING DIFFERS")

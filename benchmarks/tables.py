@@ -16,9 +16,11 @@ Test accuracy appears only for the defaults, as the reported figure. Sections:
               wider one with blur, on fresh seeds, with the test sets of
               benchmarks/writer_shift.py reported once
     ensemble  06b's CNNs averaged in groups of 3 against their own members, on fresh
-              seeds (their checkpoints are kept in results/ensemble/), the same test sets
-    ensemble_size   ensembles of 1 to 6 of those CNNs, and ones with a member trained with
-              other augmentation, chosen on validation; the choice's test sets once
+              seeds (their checkpoints are kept in results/ensemble/), the same test
+              sets
+    ensemble_size   ensembles of 1 to 6 of those CNNs, and ones with a member
+              trained with other augmentation, chosen on validation; the choice's test
+              sets once
     architectures   the MLP, CNN, GRU and ViT (03, 06, 11, 12), each with its defaults
     vit_sizes the ViT against the CNN at equal steps on 1,000 / 5,000 / 55,000 images
               (12b)
@@ -32,7 +34,7 @@ The lessons' own outputs (models, figures) go to a temporary folder: your files 
 Run it (it is not part of `make run`; each table says how long its runs took):
     make tables                                  # everything, 3 seeds, writes the docs
     python benchmarks/tables.py --only claims    # one section
-    python benchmarks/tables.py --quick          # tiny runs: checks the machinery (tests)
+    python benchmarks/tables.py --quick          # tiny runs: the machinery (tests)
 """
 
 import hashlib
@@ -54,7 +56,11 @@ import torch  # noqa: E402
 import dl_utils  # noqa: E402
 from benchmarks.benchmark import RESULTS_DOC, markdown, update_block  # noqa: E402
 
-points, verdict, interval = dl_utils.points, dl_utils.interval_verdict, dl_utils.interval
+points, verdict, interval = (
+    dl_utils.points,
+    dl_utils.interval_verdict,
+    dl_utils.interval,
+)
 SCRIPTS = {"03": "03_train_mnist.py", "05": "05_experiment_architectures.py",
            "06": "06_convolutional_network.py", "06b": "06b_other_writers.py",
            "07": "07_regularization.py",
@@ -62,7 +68,8 @@ SCRIPTS = {"03": "03_train_mnist.py", "05": "05_experiment_architectures.py",
            "12b": "12b_inductive_bias.py"}
 
 # ---- Settings (each has a command-line flag; -h lists them) ----
-NUM_SEEDS = 3  # the fewest that give a standard error; more = narrower intervals, slower
+# the fewest that give a standard error; more = narrower intervals, slower
+NUM_SEEDS = 3
 RESULTS_FILE = dl_utils.RESULTS_DIR / "tables.json"
 SECTIONS = ["lesson3", "lesson5", "lesson7", "claims", "fair", "lesson6",
             "writers", "recipe", "ensemble", "ensemble_size", "architectures",
@@ -70,13 +77,23 @@ SECTIONS = ["lesson3", "lesson5", "lesson7", "claims", "fair", "lesson6",
 QUICK = ["--epochs", "1", "--subset", "300"]  # --quick: appended to every row (wins)
 QUICK_12B = ["--small-steps", "8"]  # --quick: 12b has no epochs, only short runs
 QUICK_07 = ["--seeds", "2"]  # --quick: lesson 7 with 2 seeds
-TARGET_ACC = 0.97  # "time to reach": the first epoch whose validation accuracy passes this
-ARCHS = ["TwoLayerNN", "ThreeLayerNN", "TanhNN"]  # 05's contenders; the first is its baseline
-LESSON3_EPOCHS = "10"  # 05 trains 5 epochs (make run's budget); it is also measured at 03's 10
+# "time to reach": the first epoch whose validation accuracy passes this
+TARGET_ACC = 0.97
+# 05's contenders; the first is its baseline
+ARCHS = ["TwoLayerNN", "ThreeLayerNN", "TanhNN"]
+# 05 trains 5 epochs (make run's budget); it is also measured at 03's 10
+LESSON3_EPOCHS = "10"
 
-LESSON3_ROWS = [[], ["--lr", "0.01"], ["--lr", "0.0001"], ["--batch-size", "32"],
-                ["--batch-size", "256"], ["--hidden-size", "32"], ["--hidden-size", "512"],
-                ["--epochs", "30"]]
+LESSON3_ROWS = [
+    [],
+    ["--lr", "0.01"],
+    ["--lr", "0.0001"],
+    ["--batch-size", "32"],
+    ["--batch-size", "256"],
+    ["--hidden-size", "32"],
+    ["--hidden-size", "512"],
+    ["--epochs", "30"],
+]
 LESSON6_ROWS = [[], ["--max-shift", "0"], ["--channels", "16", "32"],
                 ["--schedule", "constant"], ["--schedule", "constant", "--lr", "0.001"],
                 ["--hidden-size", "0"]]
@@ -85,13 +102,19 @@ LESSON6_ROWS = [[], ["--max-shift", "0"], ["--channels", "16", "32"],
 # 06b's defaults
 WRITER_WIDTH = ["--channels", "16", "32"]  # lesson 6's width when this table first ran
 WRITER_REFERENCE = ["--augment", "none"]  # shifts only
-WRITER_ROWS = [["--augment", "affine"], ["--augment", "elastic"], ["--augment", "stroke"],
-               ["--augment", "blur"], ["--augment", "affine", "elastic", "stroke", "blur"],
-               ["--augment", "affine", "blur"]]  # (the two best alone in a one-seed pilot)
+WRITER_ROWS = [
+    ["--augment", "affine"],
+    ["--augment", "elastic"],
+    ["--augment", "stroke"],
+    ["--augment", "blur"],
+    ["--augment", "affine", "elastic", "stroke", "blur"],
+    # (the two best alone in a one-seed pilot)
+    ["--augment", "affine", "blur"],
+]
 WRITER_CONFIRM_SEEDS = [3, 4, 5, 6, 7]  # fresh seeds: the exploratory table's leader is
 # tested once more against shifts only, one question at 95% (seeds 0-2 chose it, so they
-# cannot also confirm it: lesson 7c's selection bias)
-# 07's remedies at other strengths than its defaults (dropout 0.5, weight decay 1, shift 1)
+# cannot also confirm it: lesson 7c's selection bias) 07's remedies at other strengths
+# than its defaults (dropout 0.5, weight decay 1, shift 1)
 LESSON7_SWEEP = [["--remedies", "dropout", "--dropout", "0.1", "--no-test"],
                  ["--remedies", "dropout", "--dropout", "0.2", "--no-test"],
                  ["--remedies", "weight_decay", "--weight-decay", "0.1", "--no-test"],
@@ -111,16 +134,23 @@ def parse_args(argv=None):
                         help="sections to measure and render (default: all)")
     parser.add_argument("--seeds", type=dl_utils.positive_int, default=NUM_SEEDS,
                         help="seeds per row (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true",
-                        help="2 seeds, 1 epoch on 300 images per row: checks that everything "
-                             "runs (numbers mean nothing; never written to the docs)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 seeds, 1 epoch on 300 images per row: checks that everything "
+        "runs (numbers mean nothing; never written to the docs)",
+    )
     parser.add_argument("--update-docs", "--update-readme", action="store_true",
                         dest="update_docs",
                         help="write each section's table into docs/results.md between "
                              "its markers (--update-readme: its former name)")
-    parser.add_argument("--results", type=dl_utils.output_file, default=str(RESULTS_FILE),
-                        help="measurements are kept (and reused) here "
-                             f"(default: {dl_utils.display_path(RESULTS_FILE)})")
+    parser.add_argument(
+        "--results",
+        type=dl_utils.output_file,
+        default=str(RESULTS_FILE),
+        help="measurements are kept (and reused) here "
+        f"(default: {dl_utils.display_path(RESULTS_FILE)})",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds = min(args.seeds, 2)
@@ -133,7 +163,11 @@ def parse_args(argv=None):
 def file_hash(script, root=ROOT):
     """What a cached run is valid for: the lesson file and the shared code every lesson
     runs (dl_utils.py, _course/*.py). A change to either runs it again."""
-    files = [root / SCRIPTS[script], root / "dl_utils.py", *sorted((root / "_course").glob("*.py"))]
+    files = [
+        root / SCRIPTS[script],
+        root / "dl_utils.py",
+        *sorted((root / "_course").glob("*.py")),
+    ]
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.read_bytes())
@@ -141,7 +175,8 @@ def file_hash(script, root=ROOT):
 
 
 class Runner:
-    """Runs lesson command lines as subprocesses; remembers every result (results file)."""
+    """Runs lesson command lines as subprocesses; remembers every result (results
+    file)."""
 
     def __init__(self, path, quick):
         self.path, self.quick = Path(path), quick
@@ -160,7 +195,8 @@ class Runner:
 
     def run(self, script, flags, score=None):
         """What `python <script> <flags> --results FILE` measured; run if not cached.
-        score(models_dir), if given, measures the run's saved model before it is deleted."""
+        score(models_dir), if given, measures the run's saved model before it is
+        deleted."""
         argv = self.argv(script, flags)
         key = self.key(script, flags, scored=score is not None)
         self.used.add(key)
@@ -169,14 +205,19 @@ class Runner:
             run = self.run_lesson(script, argv, *([score] if score else []))
             run["wall_seconds"] = time.perf_counter() - t0
             self.runs[key] = run
-            print(f"  {' '.join([script, *flags]):<66} ({run['wall_seconds']:.0f} s)", flush=True)
+            print(
+                f"  {' '.join([script, *flags]):<66} ({run['wall_seconds']:.0f} s)",
+                flush=True,
+            )
             self.save()
         return self.runs[key]
 
     def key(self, script, flags, scored=False):
         """The results file's name for a run: its command line and the lesson's hash."""
-        return " ".join([script, *self.argv(script, flags), f"(file {self.hashes[script]})"]
-                        + (["(scored)"] if scored else []))
+        return " ".join(
+            [script, *self.argv(script, flags), f"(file {self.hashes[script]})"]
+            + (["(scored)"] if scored else [])
+        )
 
     @staticmethod
     def run_lesson(script, argv, score=None):
@@ -184,12 +225,24 @@ class Runner:
         with tempfile.TemporaryDirectory() as folder:
             results = Path(folder) / "results.json"
             proc = subprocess.run(
-                [sys.executable, str(ROOT / SCRIPTS[script]), *argv, "--results", str(results)],
-                capture_output=True, text=True, cwd=folder,
-                env={**os.environ, "DL_OUTPUT_DIR": folder, "MPLBACKEND": "agg"})
-            if not results.exists():  # (a diverged run exits 1 after writing its results)
-                raise dl_utils.FriendlyError(f"{SCRIPTS[script]} {' '.join(argv)} failed: "
-                                             f"{proc.stderr.strip()[-500:]}")
+                [
+                    sys.executable,
+                    str(ROOT / SCRIPTS[script]),
+                    *argv,
+                    "--results",
+                    str(results),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=folder,
+                env={**os.environ, "DL_OUTPUT_DIR": folder, "MPLBACKEND": "agg"},
+            )
+            # (a diverged run exits 1 after writing its results)
+            if not results.exists():
+                raise dl_utils.FriendlyError(
+                    f"{SCRIPTS[script]} {' '.join(argv)} failed: "
+                    f"{proc.stderr.strip()[-500:]}"
+                )
             run = json.loads(results.read_text())
             return {**run, **score(Path(folder) / "models")} if score else run
 
@@ -199,7 +252,9 @@ class Runner:
 
     def seeds(self, script, flags, num_seeds):
         """One lesson's row: its runs, one per seed (--seed)."""
-        return [self.run(script, [*flags, "--seed", str(seed)]) for seed in range(num_seeds)]
+        return [
+            self.run(script, [*flags, "--seed", str(seed)]) for seed in range(num_seeds)
+        ]
 
     def archs(self, flags, num_seeds):
         """05 with these flags and seeds: its runs, grouped by architecture."""
@@ -218,11 +273,12 @@ def val_of(runs):
 
 
 def val_cell(runs):
-    """Mean ± SE of the best validation accuracy; diverged seeds (which count as their best
-    epoch, or 0 when none finished) are flagged."""
+    """Mean ± SE of the best validation accuracy; diverged seeds (which count as
+    their best epoch, or 0 when none finished) are flagged."""
     bad = sum(r.get("status") == "diverged" for r in runs)
-    return points(*dl_utils.mean_se(val_of(runs))) + (f" ({bad} of {len(runs)} diverged)"
-                                                    if bad else "")
+    return points(*dl_utils.mean_se(val_of(runs))) + (
+        f" ({bad} of {len(runs)} diverged)" if bad else ""
+    )
 
 
 def diff_cell(runs, reference):
@@ -245,20 +301,45 @@ def knob_table(runner, script, rows, seeds):
     for flags in rows:
         runs = runner.seeds(script, flags, seeds)
         if any(r["status"] == "diverged" for r in runs):
-            table.append([flags_text(script, flags), "diverged", "", "", "", "diverged"])
+            table.append(
+                [flags_text(script, flags), "diverged", "", "", "", "diverged"]
+            )
             continue
         cell, d = diff_cell(runs, reference)
-        table.append([flags_text(script, flags), val_cell(runs), "" if not flags else cell,
-                      " ".join(str(r["best_epoch"]) for r in runs),
-                      f"{mean_of(runs, 'train_seconds'):.1f}",
-                      "" if not flags else verdict(d)])
+        table.append(
+            [
+                flags_text(script, flags),
+                val_cell(runs),
+                "" if not flags else cell,
+                " ".join(str(r["best_epoch"]) for r in runs),
+                f"{mean_of(runs, 'train_seconds'):.1f}",
+                "" if not flags else verdict(d),
+            ]
+        )
     test, test_se = dl_utils.mean_se(r["test_acc"] for r in reference)
-    note = (f"Defaults on the test set, reported once: **{points(test, test_se)}%** (mean ± SE "
-            f"over {seeds} seeds; one run's own sampling error on 10,000 images is "
-            f"± {100 * dl_utils.accuracy_se(test, 10_000):.2f}).")
-    return "\n".join([markdown(["change", "best val acc %", "minus defaults [95% interval]",
-                                "kept epochs", "training s", "verdict (on validation)"],
-                               table), "", note])
+    note = (
+        f"Defaults on the test set, reported once: **{points(test, test_se)}%** (mean "
+        "± SE "
+        f"over {seeds} seeds; one run's own sampling error on 10,000 images is "
+        f"± {100 * dl_utils.accuracy_se(test, 10_000):.2f})."
+    )
+    return "\n".join(
+        [
+            markdown(
+                [
+                    "change",
+                    "best val acc %",
+                    "minus defaults [95% interval]",
+                    "kept epochs",
+                    "training s",
+                    "verdict (on validation)",
+                ],
+                table,
+            ),
+            "",
+            note,
+        ]
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -281,7 +362,8 @@ def writer_score(runs):
 
 def section_writers(runner, seeds):
     """06b with each writer augmentation against shifts only, judged on validation: the
-    writer score (re-drawn, 8x8) with Bonferroni's intervals, MNIST's validation alongside."""
+    writer score (re-drawn, 8x8) with Bonferroni's intervals, MNIST's validation
+    alongside."""
     reference = runner.seeds("06b", [*WRITER_WIDTH, *WRITER_REFERENCE], seeds)
     rows, found = [], {}
     for flags in [WRITER_REFERENCE, *WRITER_ROWS]:
@@ -292,32 +374,58 @@ def section_writers(runner, seeds):
                  *(points(*dl_utils.mean_se(r[key] for r in runs))
                    for key in ("best_val_acc", "val_drawn_acc", "val_8x8_acc"))]
         if flags is WRITER_REFERENCE:
-            rows.append([*cells, "(reference)", "", f"{mean_of(runs, 'train_seconds'):.0f}", ""])
+            rows.append(
+                [*cells, "(reference)", "", f"{mean_of(runs, 'train_seconds'):.0f}", ""]
+            )
             continue
         w = dl_utils.bonferroni(dl_utils.paired_difference(writer_score(runs),
                                                            writer_score(reference)),
                                 len(WRITER_ROWS))
         v = dl_utils.paired_difference(val_of(runs), val_of(reference))
         found[" ".join(flags[1:])] = (w, v, runs)
-        rows.append([*cells, interval(w), interval(v), f"{mean_of(runs, 'train_seconds'):.0f}",
-                     writer_verdict(w, v)])
-    table = markdown(["--augment", "val acc %", "re-drawn %", "8x8 %", "writers minus "
-                      "reference [interval]", "val acc minus reference [95%]", "training s",
-                      "verdict (validation)"], rows)
-    return "\n".join([table, "", writer_choice(found), "", confirm_writers(runner, found)])
+        rows.append(
+            [
+                *cells,
+                interval(w),
+                interval(v),
+                f"{mean_of(runs, 'train_seconds'):.0f}",
+                writer_verdict(w, v),
+            ]
+        )
+    table = markdown(
+        [
+            "--augment",
+            "val acc %",
+            "re-drawn %",
+            "8x8 %",
+            "writers minus reference [interval]",
+            "val acc minus reference [95%]",
+            "training s",
+            "verdict (validation)",
+        ],
+        rows,
+    )
+    return "\n".join(
+        [table, "", writer_choice(found), "", confirm_writers(runner, found)]
+    )
 
 
 def writer_leader(found):
-    """The row the fresh seeds test: the exploration's choice (writer_choice) when it made
-    one, else the best writer mean not worse on MNIST's validation; None if all were worse."""
-    chosen = [k for k, f in found.items() if writer_verdict(f[0], f[1]) == "better for writers"]
+    """The row the fresh seeds test: the exploration's choice (writer_choice) when it
+    made one, else the best writer mean not worse on MNIST's validation; None if all
+    were worse."""
+    chosen = [
+        k
+        for k, f in found.items()
+        if writer_verdict(f[0], f[1]) == "better for writers"
+    ]
     pool = chosen or [k for k, f in found.items() if f[1]["high"] >= 0]
     return max(pool, key=lambda k: found[k][0]["mean"], default=None), bool(chosen)
 
 
 def confirm_writers(runner, found):
-    """The exploration's choice, or else its leader (writer_leader), against shifts only on
-    fresh seeds: one pre-specified question, a 95% interval."""
+    """The exploration's choice, or else its leader (writer_leader), against shifts
+    only on fresh seeds: one pre-specified question, a 95% interval."""
     leader, chosen_before = writer_leader(found)
     row = "choice" if chosen_before else "leader"
     if leader is None:
@@ -326,25 +434,50 @@ def confirm_writers(runner, found):
                    for s in WRITER_CONFIRM_SEEDS]
             for name, flags in (("reference", WRITER_REFERENCE),
                                 (leader, ["--augment", *leader.split()]))}
-    w = dl_utils.paired_difference(writer_score(runs[leader]), writer_score(runs["reference"]))
+    w = dl_utils.paired_difference(
+        writer_score(runs[leader]), writer_score(runs["reference"])
+    )
     v = dl_utils.paired_difference(val_of(runs[leader]), val_of(runs["reference"]))
     chosen = w["low"] > 0 and v["high"] >= 0
-    mean = lambda key, name: points(*dl_utils.mean_se(r[key] for r in runs[name]))  # noqa: E731
-    rows = [[f"`{name if name != 'reference' else '(shifts only)'}`", mean("best_val_acc", name),
-             mean("val_drawn_acc", name), mean("val_8x8_acc", name)] for name in runs]
-    test = dl_utils.mean_se(r["test_acc"] for r in runs[leader if chosen else "reference"])
-    return "\n".join([
-        f"The {row}, `--augment {leader}`, again on "
-        f"fresh seeds "
-        f"{WRITER_CONFIRM_SEEDS[0]}-{WRITER_CONFIRM_SEEDS[-1]} (seeds 0-2 chose it, so they "
-        "cannot also confirm it): one question, at 95%.", "",
-        markdown(["--augment", "val acc %", "re-drawn %", "8x8 %"], rows), "",
-        f"Writer score, {row} minus shifts only: {interval(w)}; MNIST validation: "
-        f"{interval(v)}. " + (f"Confirmed on fresh seeds: **--augment {leader}** reads "
-                             "the writer stand-ins better." if chosen else
-                             "Not confirmed: shifts only stays the choice.")
-        + f" MNIST test accuracy of {'the ' + row if chosen else 'shifts only'} over these "
-        f"seeds, reported once: **{points(*test)}%**."])
+
+    def mean(key, name):
+        return points(*dl_utils.mean_se(r[key] for r in runs[name]))
+
+    rows = [
+        [
+            f"`{name if name != 'reference' else '(shifts only)'}`",
+            mean("best_val_acc", name),
+            mean("val_drawn_acc", name),
+            mean("val_8x8_acc", name),
+        ]
+        for name in runs
+    ]
+    test = dl_utils.mean_se(
+        r["test_acc"] for r in runs[leader if chosen else "reference"]
+    )
+    return "\n".join(
+        [
+            f"The {row}, `--augment {leader}`, again on "
+            f"fresh seeds "
+            f"{WRITER_CONFIRM_SEEDS[0]}-{WRITER_CONFIRM_SEEDS[-1]} (seeds 0-2 chose "
+            "it, so they "
+            "cannot also confirm it): one question, at 95%.",
+            "",
+            markdown(["--augment", "val acc %", "re-drawn %", "8x8 %"], rows),
+            "",
+            f"Writer score, {row} minus shifts only: {interval(w)}; MNIST validation: "
+            f"{interval(v)}. "
+            + (
+                f"Confirmed on fresh seeds: **--augment {leader}** reads "
+                "the writer stand-ins better."
+                if chosen
+                else "Not confirmed: shifts only stays the choice."
+            )
+            + f" MNIST test accuracy of {'the ' + row if chosen else 'shifts only'} "
+              "over these "
+            f"seeds, reported once: **{points(*test)}%**.",
+        ]
+    )
 
 
 def writer_verdict(w, v):
@@ -359,10 +492,16 @@ def writer_verdict(w, v):
 def writer_choice(found):
     """The choice, computed: the best writer mean among the rows judged better for
     writers and not worse on MNIST's validation; then the test set of that row, once."""
-    good = {k: f for k, f in found.items() if writer_verdict(f[0], f[1]) == "better for writers"}
+    good = {
+        k: f
+        for k, f in found.items()
+        if writer_verdict(f[0], f[1]) == "better for writers"
+    }
     if not good:  # (writer_leader picks the same row for the fresh seeds)
-        return ("Chosen on validation: **shifts only** (no augmentation was clearly better "
-                "for other writers without costing MNIST).")
+        return (
+            "Chosen on validation: **shifts only** (no augmentation was clearly better "
+            "for other writers without costing MNIST)."
+        )
     best = max(good, key=lambda k: good[k][0]["mean"])
     runs = good[best][2]
     test, test_se = dl_utils.mean_se(r["test_acc"] for r in runs)
@@ -376,8 +515,9 @@ def writer_choice(found):
 
 
 # 06b's recipe for other writers (issue 30): the writers section confirmed blur but left
-# MNIST's test under 99.4%; a one-seed pilot on validation (seed 0) found twice the filters
-# kept both. Both recipes are spelled out: the table does not depend on 06b's defaults.
+# MNIST's test under 99.4%; a one-seed pilot on validation (seed 0) found twice the
+# filters kept both. Both recipes are spelled out: the table does not depend on 06b's
+# defaults.
 OLD_RECIPE = ["--channels", "16", "32", "--augment", "none"]  # lesson 6's first recipe
 RECIPES = {"16 32, shifts only": OLD_RECIPE,
            "32 64, blur": ["--channels", "32", "64", "--augment", "blur"]}
@@ -387,15 +527,22 @@ RECIPE_TEST_SETS = {"MNIST test": 10_000, "first 5,000": 5_000,
 
 
 def score_test_sets(models_dir):
-    """A run's kept CNN on benchmarks/writer_shift.py's test sets: reported, never chosen on."""
-    from benchmarks import writer_shift  # (scikit-learn's digits and the drawings: slow to make)
+    """A run's kept CNN on benchmarks/writer_shift.py's test sets: reported, never
+    chosen on."""
+    # (scikit-learn's digits and the drawings: slow to make)
+    from benchmarks import writer_shift
     global _WRITER_SETS
     if "_WRITER_SETS" not in globals():
         _WRITER_SETS = writer_shift.test_sets(writer_shift.DRAWN, writer_shift.SEED)
     (_, _, model), = writer_shift.course_models(models_dir)
-    return {"parameters": dl_utils.count_parameters(model),
-            "test_sets": {name: writer_shift.accuracy(model, X, y)
-                          for name, (X, y) in _WRITER_SETS.items() if name in RECIPE_TEST_SETS}}
+    return {
+        "parameters": dl_utils.count_parameters(model),
+        "test_sets": {
+            name: writer_shift.accuracy(model, X, y)
+            for name, (X, y) in _WRITER_SETS.items()
+            if name in RECIPE_TEST_SETS
+        },
+    }
 
 
 def section_recipe(runner, seeds):
@@ -405,45 +552,63 @@ def section_recipe(runner, seeds):
     found = {name: [runner.run("06b", [*flags, "--seed", str(s)], score=score_test_sets)
                     for s in RECIPE_SEEDS] for name, flags in RECIPES.items()}
     old, new = found.values()
-    columns = {"val acc %": val_of, "writer score %": writer_score,
-               **{f"{name} %": (lambda runs, name=name: [r["test_sets"][name] for r in runs])
-                  for name in RECIPE_TEST_SETS}}
+    columns = {
+        "val acc %": val_of,
+        "writer score %": writer_score,
+        **{
+            f"{name} %": (lambda runs, name=name: [r["test_sets"][name] for r in runs])
+            for name in RECIPE_TEST_SETS
+        },
+    }
     rows = [[f"`{' '.join(RECIPES[name])}`", f"{runs[0]['parameters']:,}",
              *(points(*dl_utils.mean_se(f(runs))) for f in columns.values()),
              f"{mean_of(runs, 'train_seconds'):.0f}"] for name, runs in found.items()]
     d = {c: dl_utils.paired_difference(f(new), f(old)) for c, f in columns.items()}
-    rows.append(["second minus first [95%]", "", *(interval(x) for x in d.values()), ""])
+    rows.append(
+        ["second minus first [95%]", "", *(interval(x) for x in d.values()), ""]
+    )
     table = markdown(["06b with", "parameters", *columns, "training s"], rows)
     return "\n".join([table, "", recipe_verdict(d, new)])
 
 
 def recipe_verdict(d, new):
-    """The choice on validation, then the test sets against the issue's goals, computed."""
+    """The choice on validation, then the test sets against the issue's goals,
+    computed."""
     chosen = d["writer score %"]["low"] > 0 and d["val acc %"]["high"] >= 0
     test = dl_utils.mean_se(r["test_sets"]["MNIST test"] for r in new)[0]
     uci = dl_utils.mean_se(r["test_sets"]["scikit-learn digits"] for r in new)[0]
-    half = verdict(d["first 5,000 %"], "better than", "worse than", "not clearly different from")
+    half = verdict(
+        d["first 5,000 %"], "better than", "worse than", "not clearly different from"
+    )
     if not chosen:
-        return ("On validation the wider recipe with blur is not clearly better for the "
-                "writer stand-ins without costing MNIST: by this table's rule, the old recipe.")
-    return (f"Chosen on validation (seeds {RECIPE_SEEDS[0]}-{RECIPE_SEEDS[-1]}, fresh): the "
-            "writer score is higher and MNIST's validation accuracy no lower: "
-            f"`{' '.join(list(RECIPES.values())[1])}` is the recipe for lesson 6b's "
-            "default. "
-            "The test sets, reported once: "
-            f"MNIST test {100 * test:.2f}% ({'at or above' if test >= 0.994 else 'under'} "
-            f"the course's 99.4%); MNIST's first 5,000 (its harder writers, writer_shift.py) "
-            f"{half} before; scikit-learn's digits {100 * uci:.2f}% (the goal is 97%: "
-            f"{'met' if uci >= 0.97 else 'not met'}).")
+        return (
+            "On validation the wider recipe with blur is not clearly better for the "
+            "writer stand-ins without costing MNIST: by this table's rule, the old "
+            "recipe."
+        )
+    return (
+        f"Chosen on validation (seeds {RECIPE_SEEDS[0]}-{RECIPE_SEEDS[-1]}, fresh): "
+        "the "
+        "writer score is higher and MNIST's validation accuracy no lower: "
+        f"`{' '.join(list(RECIPES.values())[1])}` is the recipe for lesson 6b's "
+        "default. "
+        "The test sets, reported once: "
+        f"MNIST test {100 * test:.2f}% ({'at or above' if test >= 0.994 else 'under'} "
+        "the course's 99.4%); MNIST's first 5,000 (its harder writers, "
+        "writer_shift.py) "
+        f"{half} before; scikit-learn's digits {100 * uci:.2f}% (the goal is 97%: "
+        f"{'met' if uci >= 0.97 else 'not met'})."
+    )
 
 
-# Averaging several networks (issue 30): each seed's CNN makes its own mistakes; the mean
-# of their probabilities keeps what they agree on. Members are lesson 6b's defaults (the
-# recipe for other writers) with fresh seeds (0-12 chose that recipe), kept as
+# Averaging several networks (issue 30): each seed's CNN makes its own mistakes; the
+# mean of their probabilities keeps what they agree on. Members are lesson 6b's defaults
+# (the recipe for other writers) with fresh seeds (0-12 chose that recipe), kept as
 # checkpoints under results/ensemble/.
 MEMBER_SCRIPT = "06b"  # it saves its kept model as cnn_writers.pt
 MEMBER_FILE = "cnn_writers.pt"
-ENSEMBLE_SEEDS = list(range(13, 25))  # 12 runs: 4 ensembles of 3, each judged on its own
+# 12 runs: 4 ensembles of 3, each judged on its own
+ENSEMBLE_SEEDS = list(range(13, 25))
 ENSEMBLE_SIZE = 3  # members per ensemble: 3x the training and 3x the prediction cost
 
 
@@ -507,14 +672,23 @@ def probabilities(path, sets):
     """A kept checkpoint's softmax outputs on every set: {name: [N, 10]}."""
     model = dl_utils.load_checkpoint(path)[0].eval()
     with torch.inference_mode():
-        return {name: torch.cat([model(dl_utils.normalize(b)).softmax(dim=1)
-                                 for b in X.split(1000)]) for name, (X, _) in sets.items()}
+        return {
+            name: torch.cat(
+                [model(dl_utils.normalize(b)).softmax(dim=1) for b in X.split(1000)]
+            )
+            for name, (X, _) in sets.items()
+        }
 
 
 def ensemble_scores(group, sets):
     """The columns of one ensemble (one member: one CNN), its probabilities averaged."""
-    found = {name: (torch.stack([p[name] for p in group]).mean(dim=0).argmax(dim=1) == y)
-             .float().mean().item() for name, (_, y) in sets.items()}
+    found = {
+        name: (torch.stack([p[name] for p in group]).mean(dim=0).argmax(dim=1) == y)
+        .float()
+        .mean()
+        .item()
+        for name, (_, y) in sets.items()
+    }
     return {"val acc %": found["val"],
             "writer score %": (found["val re-drawn"] + found["val 8x8"]) / 2,
             **{f"{name} %": found[name] for name in RECIPE_TEST_SETS}}
@@ -536,83 +710,139 @@ def section_ensemble(runner, seeds):
     d = {c: dl_utils.paired_difference([e[c] for e in ensembles],
                                        [sum(m[c] for m in g) / size for g in members])
          for c in columns}
-    rows = [[f"one CNN ({len(single)} seeds)", *(points(*dl_utils.mean_se(m[c] for m in single))
-                                                for c in columns)],
-            [f"{size} CNNs averaged ({len(groups)} ensembles)",
-             *(points(*dl_utils.mean_se(e[c] for e in ensembles)) for c in columns)],
-            ["ensemble minus its members [95%]", *(interval(d[c]) for c in columns)]]
+    rows = [
+        [
+            f"one CNN ({len(single)} seeds)",
+            *(points(*dl_utils.mean_se(m[c] for m in single)) for c in columns),
+        ],
+        [
+            f"{size} CNNs averaged ({len(groups)} ensembles)",
+            *(points(*dl_utils.mean_se(e[c] for e in ensembles)) for c in columns),
+        ],
+        ["ensemble minus its members [95%]", *(interval(d[c]) for c in columns)],
+    ]
     cost = mean_of(runs, "train_seconds")
     return "\n".join([markdown(["06b (its defaults)", *columns], rows), "",
                       ensemble_verdict(d, ensembles, size, len(groups), cost)])
 
 
 def ensemble_verdict(d, ensembles, size, groups, cost):
-    """The choice on validation, then the test sets against the issue's goals, computed."""
+    """The choice on validation, then the test sets against the issue's goals,
+    computed."""
     seeds = f"seeds {ENSEMBLE_SEEDS[0]}-{ENSEMBLE_SEEDS[0] + size * groups - 1}"
     how = (f"Each ensemble averages the probabilities of {size} CNNs trained alone "
            f"with lesson 6b's defaults ({seeds}, fresh; one CNN trained in "
            f"{cost:.0f} s here, so an ensemble costs {size}x that to train and {size}x "
            "to run), and is paired with its own members. ")
     if not (d["writer score %"]["low"] > 0 and d["val acc %"]["high"] >= 0):
-        return how + ("On validation the ensembles are not clearly better for the writer "
-                      "stand-ins without costing MNIST: nothing is chosen, and the test "
-                      "columns only describe.")
+        return how + (
+            "On validation the ensembles are not clearly better for the writer "
+            "stand-ins without costing MNIST: nothing is chosen, and the test "
+            "columns only describe."
+        )
     mean = lambda c: sum(e[c] for e in ensembles) / len(ensembles)  # noqa: E731
     test, uci = mean("MNIST test %"), mean("scikit-learn digits %")
-    half = verdict(d["first 5,000 %"], "better than", "worse than", "not clearly different from")
+    half = verdict(
+        d["first 5,000 %"], "better than", "worse than", "not clearly different from"
+    )
     return how + (
-        "Chosen on validation: the writer score is higher and MNIST's validation accuracy no "
+        "Chosen on validation: the writer score is higher and MNIST's validation "
+        "accuracy no "
         f"lower. The test sets, reported once: MNIST test {100 * test:.2f}% "
-        f"({'at or above' if test >= 0.994 else 'under'} the course's 99.4%); MNIST's first "
-        f"5,000 (its harder writers) {half} one CNN's; scikit-learn's digits {100 * uci:.2f}% "
-        f"(the goal is 97%: {'met' if uci >= 0.97 else 'not met'}).")
+        f"({'at or above' if test >= 0.994 else 'under'} the course's 99.4%); MNIST's "
+        "first "
+        f"5,000 (its harder writers) {half} one CNN's; scikit-learn's digits "
+        f"{100 * uci:.2f}% "
+        f"(the goal is 97%: {'met' if uci >= 0.97 else 'not met'})."
+    )
 
 
-# How many members, and members trained differently (issue 30): the same 12 CNNs cut into
-# groups of each size, and 3-CNN ensembles whose third member trained with more variation.
-ENSEMBLE_SIZES = [1, 2, 3, 4, 6]  # every size that divides the 12 seeds (13 takes 8 at most)
+# How many members, and members trained differently (issue 30): the same 12 CNNs cut
+# into groups of each size, and 3-CNN ensembles whose third member trained with more
+# variation.
+# every size that divides the 12 seeds (13 takes 8 at most)
+ENSEMBLE_SIZES = [1, 2, 3, 4, 6]
 MIXED_FLAGS = ["--augment", "affine", "blur"]  # turned, scaled and slanted digits too
 MIXED_SEEDS = [25, 26, 27]  # fresh: one such member for each of three ensembles
 
 
 def section_ensemble_size(runner, seeds):
-    """Ensembles of each size, and mixed ones, on validation; the choice; then the chosen
-    size's test sets, once, beside one CNN of lesson 6's recipe before issue 30 (`seeds` is
-    not used: the members are section ensemble's, the old recipe's runs section
-    recipe's, all run by 06b)."""
+    """Ensembles of each size, and mixed ones, on validation; the choice; then the
+    chosen size's test sets, once, beside one CNN of lesson 6's recipe before issue
+    30 (`seeds` is not used: the members are section ensemble's, the old recipe's
+    runs section recipe's, all run by 06b)."""
     quick = runner.quick
     sizes, size = ([1, 2], 2) if quick else (ENSEMBLE_SIZES, ENSEMBLE_SIZE)
     member_seeds = ENSEMBLE_SEEDS[:2 * size] if quick else ENSEMBLE_SEEDS
     _, probs = ensemble_members(runner, member_seeds)
-    _, other = ensemble_members(runner, MIXED_SEEDS[:2] if quick else MIXED_SEEDS, MIXED_FLAGS)
+    _, other = ensemble_members(
+        runner, MIXED_SEEDS[:2] if quick else MIXED_SEEDS, MIXED_FLAGS
+    )
     sets = ensemble_sets(quick)
-    by_size = {k: [ensemble_scores(probs[i:i + k], sets) for i in range(0, len(probs), k)]
-               for k in sizes if len(probs) % k == 0}
-    pure = [ensemble_scores(probs[i * size:(i + 1) * size], sets) for i in range(len(other))]
+    by_size = {
+        k: [ensemble_scores(probs[i : i + k], sets) for i in range(0, len(probs), k)]
+        for k in sizes
+        if len(probs) % k == 0
+    }
+    pure = [
+        ensemble_scores(probs[i * size : (i + 1) * size], sets)
+        for i in range(len(other))
+    ]
     mixed = [ensemble_scores([*probs[i * size:(i + 1) * size - 1], p], sets)
              for i, p in enumerate(other)]
     val = ["val acc %", "writer score %"]
-    rows = [[f"{k} CNN{'s' if k > 1 else ''} ({len(e)} ensemble{'s' if len(e) > 1 else ''})",
-             *(points(*dl_utils.mean_se(x[c] for x in e)) for c in val), ""]
-            for k, e in by_size.items()]
-    d = {c: dl_utils.paired_difference([x[c] for x in mixed], [x[c] for x in pure]) for c in val}
-    rows.append([f"{size - 1} + 1 with `{' '.join(MIXED_FLAGS)}` ({len(mixed)} ensembles)",
-                 *(points(*dl_utils.mean_se(x[c] for x in mixed)) for c in val),
-                 " / ".join(interval(d[c]) for c in val)])
+    rows = [
+        [
+            f"{k} CNN{'s' if k > 1 else ''} ({len(e)} "
+            f"ensemble{'s' if len(e) > 1 else ''})",
+            *(points(*dl_utils.mean_se(x[c] for x in e)) for c in val),
+            "",
+        ]
+        for k, e in by_size.items()
+    ]
+    d = {
+        c: dl_utils.paired_difference([x[c] for x in mixed], [x[c] for x in pure])
+        for c in val
+    }
+    rows.append(
+        [
+            f"{size - 1} + 1 with `{' '.join(MIXED_FLAGS)}` ({len(mixed)} ensembles)",
+            *(points(*dl_utils.mean_se(x[c] for x in mixed)) for c in val),
+            " / ".join(interval(d[c]) for c in val),
+        ]
+    )
     chosen = choose_size(by_size)
     test = [f"{name} %" for name in RECIPE_TEST_SETS]
     tests = [[f"{k} CNN{'s' if k > 1 else ''}",
               *(points(*dl_utils.mean_se(x[c] for x in by_size[k])) for c in test)]
              for k in sorted({1, chosen})]
-    before = old_recipe(runner)  # the course's best model before issue 30, on the same sets
-    gain = {c: unpaired_difference([x[c] for x in by_size[chosen]],
-                                   [r["test_sets"][c.removesuffix(" %")] for r in before])
-            for c in test}
-    tests += [[f"1 CNN, the recipe before 2026-12 (`{' '.join(OLD_RECIPE)}`, section recipe)",
-               *(points(*dl_utils.mean_se(r["test_sets"][c.removesuffix(" %")]
-                                          for r in before)) for c in test)],
-              [f"{chosen} CNN{'s' if chosen > 1 else ''} minus that one [95%, unpaired]",
-               *(interval(gain[c]) for c in test)]]
+    # the course's best model before issue 30, on the same sets
+    before = old_recipe(runner)
+    gain = {
+        c: unpaired_difference(
+            [x[c] for x in by_size[chosen]],
+            [r["test_sets"][c.removesuffix(" %")] for r in before],
+        )
+        for c in test
+    }
+    tests += [
+        [
+            f"1 CNN, the recipe before 2026-12 (`{' '.join(OLD_RECIPE)}`, section "
+            "recipe)",
+            *(
+                points(
+                    *dl_utils.mean_se(
+                        r["test_sets"][c.removesuffix(" %")] for r in before
+                    )
+                )
+                for c in test
+            ),
+        ],
+        [
+            f"{chosen} CNN{'s' if chosen > 1 else ''} minus that one [95%, unpaired]",
+            *(interval(gain[c]) for c in test),
+        ],
+    ]
     return "\n".join([markdown(["ensemble (validation only)", *val, "mixed minus its "
                                 f"{size} plain [95%]: val / writer"], rows), "",
                       size_verdict(chosen, d), "",
@@ -621,17 +851,18 @@ def section_ensemble_size(runner, seeds):
 
 
 def old_recipe(runner):
-    """Section recipe's runs of lesson 6's recipe before issue 30, scored on the test sets
-    (the same command lines of 06b, so the results file's copies)."""
+    """Section recipe's runs of lesson 6's recipe before issue 30, scored on the test
+    sets (the same command lines of 06b, so the results file's copies)."""
     seeds = RECIPE_SEEDS[:2] if runner.quick else RECIPE_SEEDS
     return [runner.run("06b", [*OLD_RECIPE, "--seed", str(s)], score=score_test_sets)
             for s in seeds]
 
 
 def unpaired_difference(a, b) -> dict:
-    """Mean of a minus mean of b, with Welch's 95% interval: for runs that share no seeds,
-    so nothing pairs them (paired_difference). Each list brings its own spread; the degrees
-    of freedom are Welch-Satterthwaite's, between the smaller list's and both together."""
+    """Mean of a minus mean of b, with Welch's 95% interval: for runs that share no
+    seeds, so nothing pairs them (paired_difference). Each list brings its own
+    spread; the degrees of freedom are Welch-Satterthwaite's, between the smaller
+    list's and both together."""
     (mean_a, se_a), (mean_b, se_b) = dl_utils.mean_se(a), dl_utils.mean_se(b)
     se = math.hypot(se_a, se_b)
     df = (se ** 4 / (se_a ** 4 / (len(a) - 1) + se_b ** 4 / (len(b) - 1)) if se
@@ -642,8 +873,8 @@ def unpaired_difference(a, b) -> dict:
 
 
 def choose_size(by_size):
-    """The size with the best mean writer score whose mean MNIST validation accuracy is not
-    below one CNN's (fixed before the test sets were looked at)."""
+    """The size with the best mean writer score whose mean MNIST validation accuracy
+    is not below one CNN's (fixed before the test sets were looked at)."""
     mean = lambda k, c: sum(x[c] for x in by_size[k]) / len(by_size[k])  # noqa: E731
     fair = [k for k in by_size if mean(k, "val acc %") >= mean(1, "val acc %")]
     return max(fair, key=lambda k: (mean(k, "writer score %"), -k))
@@ -652,12 +883,15 @@ def choose_size(by_size):
 def size_verdict(chosen, d):
     """The choice of size, and what the mixed members did, computed."""
     mixed = verdict(d["writer score %"], "raised", "lowered", "did not clearly change")
-    return (f"Chosen on validation: **{chosen} CNN{'s' if chosen > 1 else ''}**, the best "
-            "writer score without a lower MNIST validation accuracy than one CNN (each size "
-            "cuts the same 12 seeds into groups, so the larger sizes rest on fewer "
-            f"ensembles). A third member trained with `{' '.join(MIXED_FLAGS)}` instead of "
-            f"lesson 6b's defaults {mixed} the writer score (paired: each against the "
-            "same two members with a default third).")
+    return (
+        f"Chosen on validation: **{chosen} CNN{'s' if chosen > 1 else ''}**, the best "
+        "writer score without a lower MNIST validation accuracy than one CNN (each "
+        "size "
+        "cuts the same 12 seeds into groups, so the larger sizes rest on fewer "
+        f"ensembles). A third member trained with `{' '.join(MIXED_FLAGS)}` instead of "
+        f"lesson 6b's defaults {mixed} the writer score (paired: each against the "
+        "same two members with a default third)."
+    )
 
 
 def size_goals(ensembles, k, gain):
@@ -667,27 +901,38 @@ def size_goals(ensembles, k, gain):
     test, uci = mean("MNIST test %"), mean("scikit-learn digits %")
     half = verdict(gain["first 5,000 %"], "better than", "worse than",
                    "not clearly different from")
-    return (f"The test sets, reported once for the chosen size: MNIST test {100 * test:.2f}% "
-            f"({'at or above' if test >= 0.994 else 'under'} the course's 99.4%); "
-            f"scikit-learn's digits {100 * uci:.2f}% (the goal is 97%: "
-            f"{'met' if uci >= 0.97 else 'not met'}); MNIST's first 5,000 (its harder "
-            f"writers) {half} one CNN of the recipe before 2026-12 (Welch's interval: the "
-            f"runs share no seeds), at {k}x one CNN's cost to train and to run.")
+    return (
+        "The test sets, reported once for the chosen size: MNIST test "
+        f"{100 * test:.2f}% "
+        f"({'at or above' if test >= 0.994 else 'under'} the course's 99.4%); "
+        f"scikit-learn's digits {100 * uci:.2f}% (the goal is 97%: "
+        f"{'met' if uci >= 0.97 else 'not met'}); MNIST's first 5,000 (its harder "
+        f"writers) {half} one CNN of the recipe before 2026-12 (Welch's interval: the "
+        f"runs share no seeds), at {k}x one CNN's cost to train and to run."
+    )
 
 
 def section_lesson7(runner, seeds):
-    """07's table exactly as the lesson prints it (the lesson's seeds, not `seeds`), then
-    each remedy at other strengths, against the baseline of the same command line."""
+    """07's table exactly as the lesson prints it (the lesson's seeds, not `seeds`),
+    then each remedy at other strengths, against the baseline of the same command
+    line."""
     main = runner.run("07", [])
     label = main["labels"].get
     lines = [markdown(main["table"]["headers"], main["table"]["rows"]), ""]
     if main.get("combination"):  # its own table: two questions asked after the six
-        lines += ["The remedies that helped alone, trained together (each interval at 95% "
-                  "on its own, not part of the six above):", "",
-                  markdown(main["combination"]["headers"], main["combination"]["rows"]), ""]
-    lines += [f"Chosen on validation: **{label(main['chosen'])}**. On the test set, reported "
-             f"once: **{points(*main['test'])}%** (mean ± SE over "
-             f"{main['settings']['seeds']} seeds).", ""]
+        lines += [
+            "The remedies that helped alone, trained together (each interval at 95% "
+            "on its own, not part of the six above):",
+            "",
+            markdown(main["combination"]["headers"], main["combination"]["rows"]),
+            "",
+        ]
+    lines += [
+        f"Chosen on validation: **{label(main['chosen'])}**. On the test set, reported "
+        f"once: **{points(*main['test'])}%** (mean ± SE over "
+        f"{main['settings']['seeds']} seeds).",
+        "",
+    ]
     found = []  # (remedy, flag, value, the experiment that measured it)
     for flags in LESSON7_SWEEP:
         name, flag = flags[1], flags[2]
@@ -703,10 +948,21 @@ def section_lesson7(runner, seeds):
         strength = f"{flag} {value:g}" + (" (default)" if r is main else "")
         rows.append([label(name), strength, points(e["stopped_val_acc"],
                      e["stopped_val_acc_se"]), interval(d), verdict(d)])
-    lines.append(markdown(["remedy", "strength", "val acc % (early stopping, cross-scored)",
-                           "minus its baseline [interval, as above]", "verdict (validation)"],
-                          rows))
-    return "\n".join(lines + ["", strength_note(found, main), "", robustness(runner, main)])
+    lines.append(
+        markdown(
+            [
+                "remedy",
+                "strength",
+                "val acc % (early stopping, cross-scored)",
+                "minus its baseline [interval, as above]",
+                "verdict (validation)",
+            ],
+            rows,
+        )
+    )
+    return "\n".join(
+        lines + ["", strength_note(found, main), "", robustness(runner, main)]
+    )
 
 
 def robustness(runner, main):
@@ -721,22 +977,38 @@ def robustness(runner, main):
              + (" (the table above)" if r is main else ""),
              *(verdict(r["found"][n]) for n in names), r["labels"].get(r["chosen"])]
             for r in runs]
-    lines = [markdown(["seeds", *(main["labels"].get(n, n.replace("_", " ")) for n in names),
-                       "chosen"], rows), ""]
+    lines = [
+        markdown(
+            [
+                "seeds",
+                *(main["labels"].get(n, n.replace("_", " ")) for n in names),
+                "chosen",
+            ],
+            rows,
+        ),
+        "",
+    ]
     chosen = {r["chosen"] for r in runs}
     held = [n for n, column in zip(names, zip(*(row[1:-1] for row in rows)))
             if len(set(column)) == 1]
     moved = [n for n in names if n not in held]
-    labels = {k: v for r in runs for k, v in r["labels"].items()}  # a set's own combination
+    # a set's own combination
+    labels = {k: v for r in runs for k, v in r["labels"].items()}
     name = labels.get
-    lines.append(f"With {len(runs)} sets of {k} seeds: "
-                 + (f"every set chose **{name(main['chosen'])}**" if len(chosen) == 1 else
-                    "the choice changed: " + ", ".join(sorted(name(c) for c in chosen)))
-                 + "; the same verdict in every set: "
-                 + (", ".join(name(n, n.replace("_", " ")) for n in held) or "none")
-                 + "; verdicts that changed between sets (effects at the edge of what "
-                 f"{k} seeds can see): "
-                 + (", ".join(name(n, n.replace("_", " ")) for n in moved) or "none") + ".")
+    lines.append(
+        f"With {len(runs)} sets of {k} seeds: "
+        + (
+            f"every set chose **{name(main['chosen'])}**"
+            if len(chosen) == 1
+            else "the choice changed: " + ", ".join(sorted(name(c) for c in chosen))
+        )
+        + "; the same verdict in every set: "
+        + (", ".join(name(n, n.replace("_", " ")) for n in held) or "none")
+        + "; verdicts that changed between sets (effects at the edge of what "
+        f"{k} seeds can see): "
+        + (", ".join(name(n, n.replace("_", " ")) for n in moved) or "none")
+        + "."
+    )
     return "\n".join(lines)
 
 
@@ -756,39 +1028,75 @@ def strength_note(found, main):
         else:
             notes.append(f"{main['labels'][name]}: the default {default[2]:g}; "
                          f"{best[1]} {best[2]:g} has the best mean")
-    return ("The default strengths were fixed before this sweep, not chosen by it (the "
-            "rows share their baseline and seeds): " + "; ".join(notes) + ". A best "
-            "mean picked on these same validation images is a little optimistic (lesson "
-            "7c), so a difference inside the intervals above is no reason to switch.")
+    return (
+        "The default strengths were fixed before this sweep, not chosen by it (the "
+        "rows share their baseline and seeds): " + "; ".join(notes) + ". A best "
+        "mean picked on these same validation images is a little optimistic (lesson "
+        "7c), so a difference inside the intervals above is no reason to switch."
+    )
 
 
 def section_lesson5(runner, seeds):
-    """05's comparison: one run of `05 --seeds N`, rendered from its own results file."""
+    """05's comparison: one run of `05 --seeds N`, rendered from its own results
+    file."""
     record, _ = runner.archs([], seeds)
-    summary, comparisons, base = record["summary"], record["comparisons"], record["baseline"]
-    rows = [[name, f"{e['params']:,}", points(e["best_val_acc"], e["best_val_acc_se"]),
-             interval(comparisons[name]) if name in comparisons else "(baseline)",
-             points(e["train_acc"], e["train_acc_se"]), points(e["test_acc"], e["test_acc_se"]),
-             f"{e['sec_per_epoch']:.2f}"] for name, e in summary.items()]
+    summary, comparisons, base = (
+        record["summary"],
+        record["comparisons"],
+        record["baseline"],
+    )
+    rows = [
+        [
+            name,
+            f"{e['params']:,}",
+            points(e["best_val_acc"], e["best_val_acc_se"]),
+            interval(comparisons[name]) if name in comparisons else "(baseline)",
+            points(e["train_acc"], e["train_acc_se"]),
+            points(e["test_acc"], e["test_acc_se"]),
+            f"{e['sec_per_epoch']:.2f}",
+        ]
+        for name, e in summary.items()
+    ]
     longer, _ = runner.archs(["--epochs", LESSON3_EPOCHS], seeds)  # lesson 3's budget
-    return "\n".join([markdown(["architecture", "parameters", "best val acc %",
-                                f"minus {base} [95% interval]", "train acc % (kept model)",
-                                "test acc % (reported once)", "s/epoch"], rows), "",
-                      *[f"- {line}" for line in record["conclusions"][:3]], "",
-                      f"With lesson 3's {LESSON3_EPOCHS} epochs (`05 --epochs "
-                      f"{LESSON3_EPOCHS}`, the same seeds, 2x the time):", "",
-                      *[f"- {line}" for line in longer["conclusions"][:3]], "",
-                      budget_verdict(record["comparisons"], longer["comparisons"])])
+    return "\n".join(
+        [
+            markdown(
+                [
+                    "architecture",
+                    "parameters",
+                    "best val acc %",
+                    f"minus {base} [95% interval]",
+                    "train acc % (kept model)",
+                    "test acc % (reported once)",
+                    "s/epoch",
+                ],
+                rows,
+            ),
+            "",
+            *[f"- {line}" for line in record["conclusions"][:3]],
+            "",
+            f"With lesson 3's {LESSON3_EPOCHS} epochs (`05 --epochs "
+            f"{LESSON3_EPOCHS}`, the same seeds, 2x the time):",
+            "",
+            *[f"- {line}" for line in longer["conclusions"][:3]],
+            "",
+            budget_verdict(record["comparisons"], longer["comparisons"]),
+        ]
+    )
 
 
 def budget_verdict(short, long):
-    """Do 05's verdicts at its 5 epochs and at lesson 3's 10 agree? Computed, per network."""
+    """Do 05's verdicts at its 5 epochs and at lesson 3's 10 agree? Computed, per
+    network."""
     word = lambda d: verdict(d, "better", "worse", "a tie")  # noqa: E731
     changed = [name for name in short if word(short[name]) != word(long[name])]
     if not changed:
         return "Both budgets give the same verdicts."
-    return (f"The verdicts differ for {' and '.join(changed)}: a comparison answers for the "
-            "training budget it was run at, so report the budget with the verdict.")
+    return (
+        f"The verdicts differ for {' and '.join(changed)}: a comparison answers for "
+        "the "
+        "training budget it was run at, so report the budget with the verdict."
+    )
 
 
 def section_fair(runner, seeds):
@@ -797,23 +1105,49 @@ def section_fair(runner, seeds):
     mlp_recipe = runner.seeds("06", ["--arch", "mlp"], seeds)
     cnn = runner.seeds("06", [], seeds)
     p_mlp, p_cnn = (dl_utils.count_parameters(m) for m in (dl_utils.SimpleNN(),
-                                                          dl_utils.SmallCNN()))  # defaults
+                                                          # defaults
+                                                          dl_utils.SmallCNN()))
     n_mlp, n_cnn = f"{p_mlp:,}", f"{p_cnn:,}"
     s = cnn[0]["settings"]
     made = (f"shifts{' and ' + ', '.join(s['augment']) if s.get('augment') else ''}, "
             f"{s['schedule']} schedule, lr {s['lr']:g}")
-    rows = [["MLP, lesson 3's recipe", "`03_train_mnist.py`", n_mlp, val_cell(mlp), ""],
-            ["MLP, lesson 6's recipe", "`06_convolutional_network.py --arch mlp`", n_mlp,
-             val_cell(mlp_recipe), diff_cell(mlp_recipe, mlp)[0] + " vs the row above"],
-            ["CNN, lesson 6's recipe", "`06_convolutional_network.py`", n_cnn, val_cell(cnn),
-             diff_cell(cnn, mlp_recipe)[0] + " vs the row above"]]
+    rows = [
+        ["MLP, lesson 3's recipe", "`03_train_mnist.py`", n_mlp, val_cell(mlp), ""],
+        [
+            "MLP, lesson 6's recipe",
+            "`06_convolutional_network.py --arch mlp`",
+            n_mlp,
+            val_cell(mlp_recipe),
+            diff_cell(mlp_recipe, mlp)[0] + " vs the row above",
+        ],
+        [
+            "CNN, lesson 6's recipe",
+            "`06_convolutional_network.py`",
+            n_cnn,
+            val_cell(cnn),
+            diff_cell(cnn, mlp_recipe)[0] + " vs the row above",
+        ],
+    ]
     recipe = verdict(diff_cell(mlp_recipe, mlp)[1], "helps the MLP", "hurts the MLP",
                     "makes no clear difference for the MLP")
     structure = verdict(diff_cell(cnn, mlp_recipe)[1], "beats", "loses to", "ties")
-    return "\n".join([markdown(["model", "command", "parameters", "best val acc %",
-                                "difference [95% interval]"], rows), "",
-                      f"The recipe ({made}) {recipe}; with the same recipe, the CNN "
-                      f"{structure} the MLP, with {p_cnn / p_mlp:.0%} of its parameters."])
+    return "\n".join(
+        [
+            markdown(
+                [
+                    "model",
+                    "command",
+                    "parameters",
+                    "best val acc %",
+                    "difference [95% interval]",
+                ],
+                rows,
+            ),
+            "",
+            f"The recipe ({made}) {recipe}; with the same recipe, the CNN "
+            f"{structure} the MLP, with {p_cnn / p_mlp:.0%} of its parameters.",
+        ]
+    )
 
 
 def section_claims(runner, seeds):
@@ -829,7 +1163,8 @@ def section_claims(runner, seeds):
 
 
 def reach(runs, target=TARGET_ACC):
-    """Mean epochs and seconds until validation accuracy first passes `target` (None: never)."""
+    """Mean epochs and seconds until validation accuracy first passes `target` (None:
+    never)."""
     epochs, seconds = [], []
     for r in runs:
         h = r["history"]
@@ -844,7 +1179,9 @@ def reach(runs, target=TARGET_ACC):
 def claim_normalization(runner, seeds):
     parts, reached = [], {}
     for inputs in dl_utils.INPUT_SCALINGS:
-        runs = runner.seeds("03", [] if inputs == "standardized" else ["--inputs", inputs], seeds)
+        runs = runner.seeds(
+            "03", [] if inputs == "standardized" else ["--inputs", inputs], seeds
+        )
         ok = [r for r in runs if r["status"] != "diverged"]
         reached[inputs] = reach(runs) if len(ok) == len(runs) else None
         if not ok:
@@ -856,14 +1193,19 @@ def claim_normalization(runner, seeds):
                 + (f"{TARGET_ACC:.0%} after {hit[0]:.1f} epochs ({hit[1]:.1f} s)" if hit
                    else f"not always {TARGET_ACC:.0%}"))
         if len(ok) < len(runs):
-            text += (f" (diverged in {len(runs) - len(ok)} of {len(runs)} seeds; the numbers "
-                     "are those of the others)")
+            text += (
+                f" (diverged in {len(runs) - len(ok)} of {len(runs)} seeds; the "
+                "numbers "
+                "are those of the others)"
+            )
         parts.append(text)
     std, unit = reached["standardized"], reached["unit"]
     if std and unit:
         ratio = unit[0] / std[0]
-        verdict = (f"{ratio:.1f}x fewer epochs than [0, 1] inputs to reach {TARGET_ACC:.0%}: "
-                   + ("supported" if ratio >= 2 else "not supported (far less than 2-3x)"))
+        verdict = (
+            f"{ratio:.1f}x fewer epochs than [0, 1] inputs to reach {TARGET_ACC:.0%}: "
+            + ("supported" if ratio >= 2 else "not supported (far less than 2-3x)")
+        )
     else:
         verdict = "cannot judge: a scaling never reached the target"
     if reached["raw"] is None:
@@ -878,38 +1220,59 @@ def claim_batch_sizes(runner, seeds):
     ten = {"64": runner.seeds("03", [], seeds),
            "10000": runner.seeds("03", ["--batch-size", "10000"], seeds)}
     long = runner.seeds("03", ["--batch-size", "10000", "--epochs", "100"], seeds)
-    epoch1 = "; ".join(f"batch {bs}: {val_cell(r)}% in {mean_of(r, 'train_seconds'):.1f} s"
-                       for bs, r in one.items())
+    epoch1 = "; ".join(
+        f"batch {bs}: {val_cell(r)}% in {mean_of(r, 'train_seconds'):.1f} s"
+        for bs, r in one.items()
+    )
     small = mean_of(one["1"], "train_seconds") / mean_of(one["64"], "train_seconds")
     d_small = diff_cell(one["1"], one["64"])[1]
     d_large = diff_cell(ten["10000"], ten["64"])[1]
     d_long = diff_cell(long, ten["64"])[1]
     return [
-        ["Batch size 1 is \"noisy and slow\"", f"one epoch each: {epoch1}",
-         ("slow, supported" if small >= 3 else "not slow here") + f": {small:.0f}x the time "
-         "of batch 64 per epoch; after one epoch its accuracy is "
-         + verdict(d_small, "better than", "worse than", "no different from") + " batch 64's"],
-        ["Batch size 10,000 means \"slow updates\"",
-         f"10 epochs: batch 64 {val_cell(ten['64'])}%, batch 10,000 {val_cell(ten['10000'])}% "
-         f"({mean_of(ten['10000'], 'train_seconds'):.1f} s); 100 epochs of batch 10,000: "
-         f"{val_cell(long)}% ({mean_of(long, 'train_seconds'):.1f} s, vs "
-         f"{mean_of(ten['64'], 'train_seconds'):.1f} s for batch 64)",
-         ("supported" if d_large["high"] < 0 else "not supported")
-         + ": at equal epochs " + verdict(d_large, "better", "worse", "no different")
-         + "; with 10x the epochs, " + verdict(d_long, "better than", "still worse than",
-                                               "level with") + " batch 64"]]
+        [
+            'Batch size 1 is "noisy and slow"',
+            f"one epoch each: {epoch1}",
+            ("slow, supported" if small >= 3 else "not slow here")
+            + f": {small:.0f}x the time "
+            "of batch 64 per epoch; after one epoch its accuracy is "
+            + verdict(d_small, "better than", "worse than", "no different from")
+            + " batch 64's",
+        ],
+        [
+            'Batch size 10,000 means "slow updates"',
+            f"10 epochs: batch 64 {val_cell(ten['64'])}%, batch 10,000 "
+            f"{val_cell(ten['10000'])}% "
+            f"({mean_of(ten['10000'], 'train_seconds'):.1f} s); 100 epochs of batch "
+            "10,000: "
+            f"{val_cell(long)}% ({mean_of(long, 'train_seconds'):.1f} s, vs "
+            f"{mean_of(ten['64'], 'train_seconds'):.1f} s for batch 64)",
+            ("supported" if d_large["high"] < 0 else "not supported")
+            + ": at equal epochs "
+            + verdict(d_large, "better", "worse", "no different")
+            + "; with 10x the epochs, "
+            + verdict(d_long, "better than", "still worse than", "level with")
+            + " batch 64",
+        ],
+    ]
 
 
 def claim_optimizer(runner, seeds):
     adam = runner.seeds("03", [], seeds)
-    sgd = {lr: runner.seeds("03", ["--optimizer", "sgd", "--lr", lr], seeds) for lr in SGD_LRS}
+    sgd = {
+        lr: runner.seeds("03", ["--optimizer", "sgd", "--lr", lr], seeds)
+        for lr in SGD_LRS
+    }
     best = max(sgd, key=lambda lr: sum(val_of(sgd[lr])))
     sweep = ", ".join(f"lr {lr}: {val_cell(r)}%" for lr, r in sgd.items())
     d = diff_cell(adam, sgd[best])[1]
-    return ["Adam is \"better than SGD for most cases\"",
-            f"Adam lr 0.001: {val_cell(adam)}%; SGD momentum 0.9, {sweep} (best: {best})",
-            "Adam " + verdict(d, "beats", "loses to", "ties") + f" SGD at its tuned lr {best}: "
-            + interval(d)]
+    return [
+        'Adam is "better than SGD for most cases"',
+        f"Adam lr 0.001: {val_cell(adam)}%; SGD momentum 0.9, {sweep} (best: {best})",
+        "Adam "
+        + verdict(d, "beats", "loses to", "ties")
+        + f" SGD at its tuned lr {best}: "
+        + interval(d),
+    ]
 
 
 def claim_hidden(runner, seeds):
@@ -933,10 +1296,14 @@ def claim_epochs(runner, seeds):
     val = sum(x["val_acc"][-1] for x in h) / len(h)
     verdict = ("supported: the validation loss rises while the training accuracy keeps "
                "climbing" if rise > 1.2 else "not visible in 30 epochs")
-    return ["Too many epochs lead to overfitting", f"30 epochs: validation loss lowest at "
-            f"epoch {low:.1f} on average, {rise:.1f}x that by epoch 30; last epoch train "
-            f"{100 * train:.2f}% vs validation {100 * val:.2f}% (figures/tables_03_30_epochs.png)",
-            verdict]
+    return [
+        "Too many epochs lead to overfitting",
+        f"30 epochs: validation loss lowest at "
+        f"epoch {low:.1f} on average, {rise:.1f}x that by epoch 30; last epoch train "
+        f"{100 * train:.2f}% vs validation {100 * val:.2f}% "
+        "(figures/tables_03_30_epochs.png)",
+        verdict,
+    ]
 
 
 def claim_depth(runner, seeds):
@@ -949,22 +1316,33 @@ def claim_depth(runner, seeds):
         diffs.append(d["mean"])
         parts.append(f"{subset or '55000'} images: {cell}")
     grows = all(a < b for a, b in zip(diffs, diffs[1:]))
-    return ["Deeper networks \"need more data\"", "ThreeLayerNN minus TwoLayerNN: "
-            + "; ".join(parts), ("supported: the deeper network's advantage grows with the "
-                                 "data" if grows else "not supported: the advantage does not "
-                                 "grow steadily with the data")]
+    return [
+        'Deeper networks "need more data"',
+        "ThreeLayerNN minus TwoLayerNN: " + "; ".join(parts),
+        (
+            "supported: the deeper network's advantage grows with the data"
+            if grows
+            else "not supported: the advantage does not grow steadily with the data"
+        ),
+    ]
 
 
 def claim_data(runner, seeds):
     small_clean = runner.seeds("03", ["--hidden-size", "32"], seeds)
     noisy = runner.seeds("03", ["--label-noise", "0.2"], seeds)
-    big_noisy = runner.seeds("03", ["--hidden-size", "512", "--label-noise", "0.2"], seeds)
+    big_noisy = runner.seeds(
+        "03", ["--hidden-size", "512", "--label-noise", "0.2"], seeds
+    )
     d = diff_cell(small_clean, big_noisy)[1]
-    return ["\"Good data beats fancy algorithms\"",
-            f"hidden 32, clean labels: {val_cell(small_clean)}%; hidden 128, 20% of labels "
-            f"wrong: {val_cell(noisy)}%; hidden 512, 20% wrong: {val_cell(big_noisy)}%",
-            "the small model on clean labels " + verdict(d, "beats", "loses to", "ties")
-            + " the 16x larger one on noisy labels: " + interval(d)]
+    return [
+        '"Good data beats fancy algorithms"',
+        f"hidden 32, clean labels: {val_cell(small_clean)}%; hidden 128, 20% of labels "
+        f"wrong: {val_cell(noisy)}%; hidden 512, 20% wrong: {val_cell(big_noisy)}%",
+        "the small model on clean labels "
+        + verdict(d, "beats", "loses to", "ties")
+        + " the 16x larger one on noisy labels: "
+        + interval(d),
+    ]
 
 
 def plot_long_run(runs):
@@ -980,10 +1358,12 @@ def plot_long_run(runs):
 # The course's four networks, and the ViT against the CNN by data size (lessons 11, 12)
 # --------------------------------------------------------------------------------------
 ARCH_ROWS = [("MLP (lesson 3)", "03", []), ("CNN (lesson 6)", "06", []),
-             ("GRU (lesson 11)", "11", []), ("ViT (lesson 12)", "12", [])]  # their defaults
+             # their defaults
+             ("GRU (lesson 11)", "11", []), ("ViT (lesson 12)", "12", [])]
 # (06's defaults are the lesson6 section's first row: one set of runs serves both)
 VIT_SIZES = ["1000", "5000", "55000"]
-VIT_STEPS = "1280"  # each network's steps at every size: 8x the lesson's quick look (160)
+# each network's steps at every size: 8x the lesson's quick look (160)
+VIT_STEPS = "1280"
 
 
 def parameters_of(script, run):
@@ -991,7 +1371,8 @@ def parameters_of(script, run):
     (their defaults)."""
     if "parameters" in run:
         return run["parameters"]
-    model = dl_utils.SimpleNN() if script == "03" else dl_utils.SmallCNN()  # their defaults
+    # their defaults
+    model = dl_utils.SimpleNN() if script == "03" else dl_utils.SmallCNN()
     return dl_utils.count_parameters(model)
 
 
@@ -1012,13 +1393,27 @@ def section_architectures(runner, seeds):
                      f"{mean_of(runs, 'train_seconds'):.0f}"])
     said = "; ".join(f"the {name.split()[0]} {words[name]} the CNN" for name in found
                      if found[name][2] is not cnn)
-    return "\n".join([markdown(["network", "command", "parameters", "best val acc %",
-                                "minus the CNN [95% interval]", "test acc % (reported)",
-                                "training s"], rows), "",
-                      f"On validation, paired by seed: {said}. Each row is its lesson's own "
-                      "recipe and budget (epochs, batch, schedule), so this compares the "
-                      "lessons as they stand, not the architectures at equal cost: "
-                      "`vit_sizes` below does that for the ViT and the CNN."])
+    return "\n".join(
+        [
+            markdown(
+                [
+                    "network",
+                    "command",
+                    "parameters",
+                    "best val acc %",
+                    "minus the CNN [95% interval]",
+                    "test acc % (reported)",
+                    "training s",
+                ],
+                rows,
+            ),
+            "",
+            f"On validation, paired by seed: {said}. Each row is its lesson's own "
+            "recipe and budget (epochs, batch, schedule), so this compares the "
+            "lessons as they stand, not the architectures at equal cost: "
+            "`vit_sizes` below does that for the ViT and the CNN.",
+        ]
+    )
 
 
 def section_vit_sizes(runner, seeds):
@@ -1031,37 +1426,71 @@ def section_vit_sizes(runner, seeds):
         vit = [r["sizes"][n]["vit_val_acc"] for r in runs]
         d = dl_utils.paired_difference(cnn, vit)
         won[n] = verdict(d, "the CNN", "the ViT", "neither")
-        rows.append([f"{int(n):,}", points(*dl_utils.mean_se(cnn)), points(*dl_utils.mean_se(vit)),
-                     interval(d), won[n]])
+        rows.append(
+            [
+                f"{int(n):,}",
+                points(*dl_utils.mean_se(cnn)),
+                points(*dl_utils.mean_se(vit)),
+                interval(d),
+                won[n],
+            ]
+        )
     steps, batch = runs[0]["settings"]["small_steps"], runs[0]["settings"]["batch_size"]
-    full = runner.seeds("12", [], seeds)  # the ViT's default run (the architectures table)
-    full_steps = full[0]["settings"]["epochs"] * -(-55_000 // full[0]["settings"]["batch_size"])
+    # the ViT's default run (the architectures table)
+    full = runner.seeds("12", [], seeds)
+    full_steps = full[0]["settings"]["epochs"] * -(
+        -55_000 // full[0]["settings"]["batch_size"]
+    )
     short = dl_utils.mean_se(r["sizes"][VIT_SIZES[-1]]["vit_val_acc"] for r in runs)[0]
     long = dl_utils.mean_se(r["best_val_acc"] for r in full)[0]
-    unfinished = (f"On all 55,000 images the ViT reaches {100 * short:.2f}% in these {steps:,} "
-                  f"steps and {100 * long:.2f}% in its default {full_steps:,}: at this budget "
-                  f"it has not finished learning, so the table measures what each network "
-                  f"learns in {steps:,} steps, and the ViT's slower start is part of what it "
-                  "shows. " if long - short > 0.01 else "")
-    return "\n".join([markdown(["training images", "CNN val acc %", "ViT val acc %",
-                                "CNN minus ViT [95% interval]", "reads better"], rows), "",
-                      f"Each network: {steps:,} steps of {batch} images (AdamW, one-cycle, "
-                      "lesson 6's shifts), whatever the training set's size; the best of 4 "
-                      f"looks at validation is kept. {unfinished}"
-                      f"`12b_inductive_bias.py --sizes 1000 5000 55000 --small-steps "
-                      f"{steps}` runs one seed of it."])
+    unfinished = (
+        f"On all 55,000 images the ViT reaches {100 * short:.2f}% in these {steps:,} "
+        f"steps and {100 * long:.2f}% in its default {full_steps:,}: at this budget "
+        f"it has not finished learning, so the table measures what each network "
+        f"learns in {steps:,} steps, and the ViT's slower start is part of what it "
+        "shows. "
+        if long - short > 0.01
+        else ""
+    )
+    return "\n".join(
+        [
+            markdown(
+                [
+                    "training images",
+                    "CNN val acc %",
+                    "ViT val acc %",
+                    "CNN minus ViT [95% interval]",
+                    "reads better",
+                ],
+                rows,
+            ),
+            "",
+            f"Each network: {steps:,} steps of {batch} images (AdamW, one-cycle, "
+            "lesson 6's shifts), whatever the training set's size; the best of 4 "
+            f"looks at validation is kept. {unfinished}"
+            f"`12b_inductive_bias.py --sizes 1000 5000 55000 --small-steps "
+            f"{steps}` runs one seed of it.",
+        ]
+    )
 
 
 # --------------------------------------------------------------------------------------
 # Putting it together
 # --------------------------------------------------------------------------------------
-SECTION_FUNCTIONS = {"lesson3": section_lesson3, "lesson5": section_lesson5,
-                     "lesson6": section_lesson6, "lesson7": section_lesson7,
-                     "fair": section_fair, "writers": section_writers,
-                     "recipe": section_recipe, "ensemble": section_ensemble,
-                     "ensemble_size": section_ensemble_size,
-                     "architectures": section_architectures, "vit_sizes": section_vit_sizes,
-                     "claims": section_claims}
+SECTION_FUNCTIONS = {
+    "lesson3": section_lesson3,
+    "lesson5": section_lesson5,
+    "lesson6": section_lesson6,
+    "lesson7": section_lesson7,
+    "fair": section_fair,
+    "writers": section_writers,
+    "recipe": section_recipe,
+    "ensemble": section_ensemble,
+    "ensemble_size": section_ensemble_size,
+    "architectures": section_architectures,
+    "vit_sizes": section_vit_sizes,
+    "claims": section_claims,
+}
 
 
 def markers(name):
@@ -1089,10 +1518,12 @@ def main(argv=None):
                  f"{len(ENSEMBLE_SEEDS) + len(MIXED_SEEDS)} fresh seeds"
                  if name == "ensemble_size" else
                  f"{args.seeds} seeds per row")
-        stamp = (f"_Generated by `make tables` on {datetime.now(timezone.utc):%Y-%m-%d}: "
-                 f"{seeds}, CPU ({torch.backends.cpu.get_cpu_capability()}, "
-                 f"{torch.get_num_threads()} threads); the runs behind this "
-                 f"table took {minutes[name]:.1f} minutes to train._")
+        stamp = (
+            f"_Generated by `make tables` on {datetime.now(timezone.utc):%Y-%m-%d}: "
+            f"{seeds}, CPU ({torch.backends.cpu.get_cpu_capability()}, "
+            f"{torch.get_num_threads()} threads); the runs behind this "
+            f"table took {minutes[name]:.1f} minutes to train._"
+        )
         dl_utils.section(f"Results (markdown): {name}")
         print(text)
         if args.update_docs:

@@ -1462,10 +1462,13 @@ def check_clipping(m, answers):
     return "equals torch.nn.utils.clip_grad_norm_, above and below the threshold"
 
 
-@exercise("11.3", "predict",
-          "the gradient reaching the first row of a fresh tanh RNN at PyTorch's default "
-          "start",
-          answer="PREDICT_FIRST_STEP")
+@exercise(
+    "11.3",
+    "predict",
+    "the gradient reaching the first row of a fresh tanh RNN at PyTorch's default "
+    "start",
+    answer="PREDICT_FIRST_STEP",
+)
 def check_first_step(m, answers):
     torch.manual_seed(0)
     cell, head = nn.RNNCell(28, 64), nn.Linear(64, 10)

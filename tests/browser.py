@@ -25,7 +25,8 @@ def missing() -> str:
     except ImportError:
         return "selenium is not installed (pip install -r requirements.txt)"
     if not (CHROMIUM and DRIVER):
-        return "no Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"
+        return ("no Chromium and chromedriver "
+                "(Debian: apt-get install chromium chromium-driver)")
     return ""
 
 
@@ -35,14 +36,20 @@ def start_browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1250,900"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1250,900",
+    ):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(DRIVER), options=options)
 
 
 def serve(models_dir, **app_settings):
-    """Lesson 9's server on a free port, in a thread; (stop, url): call stop() when done."""
+    """Lesson 9's server on a free port, in a thread; (stop, url): call stop() when
+    done."""
     sys.path.insert(0, str(ROOT))
     lesson = importlib.import_module("09_serve_digits")
     serving = importlib.import_module("_course.serving")
@@ -57,8 +64,15 @@ def strokes(digit: str):
     if digit == "1":
         return [[(0, -90), (0, 90)]]
     if digit == "0":
-        return [[(55 * math.sin(a / 20 * 2 * math.pi), -85 * math.cos(a / 20 * 2 * math.pi))
-                 for a in range(21)]]
+        return [
+            [
+                (
+                    55 * math.sin(a / 20 * 2 * math.pi),
+                    -85 * math.cos(a / 20 * 2 * math.pi),
+                )
+                for a in range(21)
+            ]
+        ]
     if digit == "7":
         return [[(-60, -80), (60, -80), (-10, 90)]]
     raise ValueError(digit)

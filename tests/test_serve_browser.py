@@ -1,7 +1,8 @@
-"""Lesson 09's page in a real browser: draw with the mouse, read the prediction off the page.
+"""Lesson 09's page in a real browser: draw with the mouse, read the prediction off the
+page.
 
-Headless Chromium, driven by Selenium (tests/browser.py). Skipped, with the reason, where
-the browser is not installed; CI (.ci/run) installs it, so there it always runs.
+Headless Chromium, driven by Selenium (tests/browser.py). Skipped, with the reason,
+where the browser is not installed; CI (.ci/run) installs it, so there it always runs.
 """
 
 import browser
@@ -29,9 +30,12 @@ def test_a_digit_drawn_with_the_mouse_is_read_on_the_page(page, digit):
     shown = browser.predictions(page)
     assert list(shown.values()) == [digit], shown
     seen = page.execute_script(
-        "const d = document.getElementById('seen').getContext('2d').getImageData(0,0,28,28);"
-        "return Array.from(d.data).filter((v, i) => i % 4 === 0 && v > 128).length;")
-    assert seen > 20  # the 28x28 image the model saw is drawn on the page, with ink in it
+        "const d = document.getElementById('seen').getContext('2d')"
+        ".getImageData(0,0,28,28);"
+        "return Array.from(d.data).filter((v, i) => i % 4 === 0 && v > 128).length;"
+    )
+    # the 28x28 image the model saw is drawn on the page, with ink in it
+    assert seen > 20
     page.save_screenshot(str(OUTPUT_DIR / f"09_page_{digit}.png"))
 
 
@@ -45,14 +49,17 @@ def test_clear_empties_the_page(page):
 def test_an_error_is_shown_on_the_page(served_models_dir):
     """A drawing over the body limit: the server's one-line error appears on the page,
     rather than "the server did not answer"."""
-    stop, url = browser.serve(served_models_dir, max_body=100)  # every drawing is too large
+    # every drawing is too large
+    stop, url = browser.serve(served_models_dir, max_body=100)
     driver = browser.start_browser()
     try:
         driver.get(url)
         browser.draw(driver, "1")
         status = WebDriverWait(driver, 20).until(
             lambda d: d.find_element("id", "status").text or None)
-        assert status.startswith("the body has ") and status.endswith("the limit is 100")
+        assert status.startswith("the body has ") and status.endswith(
+            "the limit is 100"
+        )
     finally:
         driver.quit()
         stop()
@@ -68,7 +75,9 @@ def test_the_docs_page_works_offline(page):
     assert "/api/predict" in page.find_element("css selector", ".swagger-ui").text
 
 
-def test_a_drawing_saved_with_its_label_lands_in_lesson_8s_folder(served_models_dir, tmp_path):
+def test_a_drawing_saved_with_its_label_lands_in_lesson_8s_folder(
+    served_models_dir, tmp_path
+):
     """Draw a 7, press "save as 7": a PNG appears in <folder>/7/, the pad is cleared,
     and the page says what the folder holds (issue 30's loop, started from the page)."""
     folder = tmp_path / "my_drawings"
@@ -85,15 +94,18 @@ def test_a_drawing_saved_with_its_label_lands_in_lesson_8s_folder(served_models_
         assert "my_drawings/ holds 1 drawing: 0: 0" in said and "7: 1" in said
         assert "python 08b_fine_tuning.py --folder data/my_drawings" in said
         assert len(list((folder / "7").glob("*.png"))) == 1
-        assert driver.find_elements("css selector", ".model") == []  # cleared for the next
+        # cleared for the next
+        assert driver.find_elements("css selector", ".model") == []
     finally:
         driver.quit()
         stop()
 
 
-def test_the_page_shows_lessons_11_and_12_beside_the_others(served_models_dir, tmp_path):
-    """Every checkpoint in the folder gets a card: lesson 11's SequenceRNN and lesson 12's
-    ViT included."""
+def test_the_page_shows_lessons_11_and_12_beside_the_others(
+    served_models_dir, tmp_path
+):
+    """Every checkpoint in the folder gets a card: lesson 11's SequenceRNN and lesson
+    12's ViT included."""
     import shutil
 
     from conftest import lesson
@@ -104,8 +116,11 @@ def test_the_page_shows_lessons_11_and_12_beside_the_others(served_models_dir, t
     dl_utils.save_checkpoint(tmp_path / "sequence_gru.pt", model,
                              {"cell": "gru", "hidden_size": 16, "order": None})
     vit_kwargs = {"dim": 32, "depth": 1, "heads": 2, "mlp_size": 32}
-    dl_utils.save_checkpoint(tmp_path / "vit.pt",
-                             lesson("12_attention_and_transformers").ViT(**vit_kwargs), vit_kwargs)
+    dl_utils.save_checkpoint(
+        tmp_path / "vit.pt",
+        lesson("12_attention_and_transformers").ViT(**vit_kwargs),
+        vit_kwargs,
+    )
     stop, url = browser.serve(tmp_path)
     driver = browser.start_browser()
     try:

@@ -33,7 +33,8 @@ def test_other_writers_are_prepared_like_mnist_digits():
     ink = X.float()
     rows = (ink.sum(dim=2) * torch.arange(28)).sum(1) / ink.sum(dim=(1, 2))
     cols = (ink.sum(dim=1) * torch.arange(28)).sum(1) / ink.sum(dim=(1, 2))
-    assert (rows - 13.5).abs().max() < 1.0 and (cols - 13.5).abs().max() < 1.0  # by mass
+    # by mass
+    assert (rows - 13.5).abs().max() < 1.0 and (cols - 13.5).abs().max() < 1.0
     for image in X[::50]:  # the digit's box scaled into 20x20, as MNIST's were
         rows_, cols_ = image.nonzero(as_tuple=True)
         assert max(rows_.max() - rows_.min(), cols_.max() - cols_.min()) + 1 <= 20
@@ -43,22 +44,33 @@ def test_the_table_scores_each_set_and_says_only_what_it_measured(tmp_path):
     torch.manual_seed(0)
     model = dl_utils.SimpleNN().eval()
     dl_utils.save_checkpoint(tmp_path / "simple_nn.pt", model, {})
-    dl_utils.save_checkpoint(tmp_path / "simple_nn_training.pt", model, {})  # not a model
+    # not a model
+    dl_utils.save_checkpoint(tmp_path / "simple_nn_training.pt", model, {})
     _, _, X, y = dl_utils.load_mnist_tensors()
-    sets = {"MNIST test": (X[:200], y[:200]), "first 5,000": (X[:100], y[:100]),
-            "last 5,000": (X[5000:5100], y[5000:5100]), "MNIST at 8x8": (X[:50], y[:50]),
-            "scikit-learn digits": (X[:50], y[:50])}
+    sets = {
+        "MNIST test": (X[:200], y[:200]),
+        "first 5,000": (X[:100], y[:100]),
+        "last 5,000": (X[5000:5100], y[5000:5100]),
+        "MNIST at 8x8": (X[:50], y[:50]),
+        "scikit-learn digits": (X[:50], y[:50]),
+    }
     models = ws().course_models(tmp_path)
     assert [m[0] for m in models] == ["simple_nn.pt"]
     headers, rows = ws().table(models, sets)
     with torch.inference_mode():
-        expected = (model(dl_utils.normalize(X[:200])).argmax(1) == y[:200]).float().mean()
-    assert rows[0][headers.index("MNIST test")].startswith(f"{100 * expected.item():.2f} (")
+        expected = (
+            (model(dl_utils.normalize(X[:200])).argmax(1) == y[:200]).float().mean()
+        )
+    assert rows[0][headers.index("MNIST test")].startswith(
+        f"{100 * expected.item():.2f} ("
+    )
     text = ws().markdown(headers, rows, sets)
     assert "| simple_nn.pt | SimpleNN |" in text and "Test sets only" in text
     gap = rows[0][headers.index("last minus first [95%]")]
     low = float(gap.split("[")[1].split(",")[0])
-    assert ("for 1 of 1 checkpoints here the first half was the harder" in text) == (low > 0)
+    assert ("for 1 of 1 checkpoints here the first half was the harder" in text) == (
+        low > 0
+    )
 
 
 def test_the_writer_table_goes_into_docs_results(tmp_path):
@@ -78,7 +90,8 @@ def m06b():
 
 
 def pixels(n):
-    """n validation digits in pixel space (0 black, 1 ink), as the augmentations see them."""
+    """n validation digits in pixel space (0 black, 1 ink), as the augmentations see
+    them."""
     _, val, _ = dl_utils.load_mnist_data()
     return val.X[:n] * dl_utils.MNIST_STD + dl_utils.MNIST_MEAN
 
