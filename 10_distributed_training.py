@@ -9,7 +9,7 @@ backpropagation, that it computes what one process computes: same weights after 
 same steps, to floating-point rounding.
 
 Run it:
-    torchrun --standalone --nproc-per-node=2 10_distributed_training.py   # the usual way
+    torchrun --standalone --nproc-per-node=2 10_distributed_training.py  # the usual way
     python 10_distributed_training.py          # the same: starts torchrun for you
     python 10_distributed_training.py --nproc 4 --epochs 1   # 4 processes x 16 images
 On several machines (see the README): the same script, started by torchrun on each
@@ -38,43 +38,59 @@ import dl_utils
 
 # ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
 NPROC = 2  # processes on this machine: one per core here, one per GPU on a GPU machine
-GLOBAL_BATCH = 64  # images per step, ALL processes together: lesson 3's (most DDP code sets
-# it per process, and then raises the lr with the batch: for SGD by the same factor, the
-# "linear scaling rule" of Goyal et al. 2017; for Adam the usual heuristic is its square root)
+# Images per step, ALL processes together: lesson 3's. (Most DDP code sets it per
+# process, and then raises the lr with the batch: for SGD by the same factor, the
+# "linear scaling rule" of Goyal et al. 2017; for Adam the usual heuristic is its square
+# root.)
+GLOBAL_BATCH = 64
 LR = 1e-3  # lesson 3's Adam learning rate
 NUM_EPOCHS = 2  # enough to time an epoch twice; lesson 3 trains the same model for 10
 PROOF_STEPS = 50  # steps compared against single-process training
-TOLERANCE = 1e-6  # the proof (plain SGD) accepts this as rounding: sums in another order
-# differ by ~1e-7. Adam is shown apart, unjudged: it divides by the root of tiny squared
-# gradients, which magnifies rounding by an amount that varies by machine
+# The proof (plain SGD) accepts this as rounding: sums in another order differ by
+# ~1e-7. Adam is shown apart, unjudged: it divides by the root of tiny squared
+# gradients, which magnifies rounding by an amount that varies by machine.
+TOLERANCE = 1e-6
 SEED = 0
 CHECKPOINT = dl_utils.MODELS_DIR / "ddp_simple_nn.pt"
 MODEL_KWARGS = {"hidden_size": 128}  # dl_utils.SimpleNN: lesson 3's 784-128-10 MLP
 TIMEOUT = timedelta(seconds=60)  # a collective that waits longer than this fails loudly
-WORKER_GB = 1.2  # one process's peak memory, torch and MNIST as floats (measured: 1.14 GB,
-# reported with --results): a count the machine cannot hold is refused (--force-nproc)
+# One process's peak memory, torch and MNIST as floats (measured: 1.14 GB, reported
+# with --results): a count the machine cannot hold is refused (--force-nproc)
+WORKER_GB = 1.2
 
 
 def parse_args(argv=None):
     parser = dl_utils.make_parser(__doc__)
-    parser.add_argument("--nproc", type=dl_utils.positive_int, default=NPROC,
-                        help="processes to launch; each takes --batch-size / nproc images "
-                             "of every step (default: %(default)s)")
-    dl_utils.add_training_args(parser, batch_size=GLOBAL_BATCH, lr=LR, num_epochs=NUM_EPOCHS)
+    parser.add_argument(
+        "--nproc",
+        type=dl_utils.positive_int,
+        default=NPROC,
+        help="processes to launch; each takes --batch-size / nproc images "
+        "of every step (default: %(default)s)",
+    )
+    dl_utils.add_training_args(
+        parser, batch_size=GLOBAL_BATCH, lr=LR, num_epochs=NUM_EPOCHS
+    )
     parser.add_argument("--proof-steps", type=int, default=PROOF_STEPS,
                         help="steps checked against one process, 0 to skip "
                              "(default: %(default)s)")
-    dl_utils.add_results_arg(parser)  # rank 0's numbers; make bench times 1 vs 2 processes
+    # rank 0's numbers; make bench times 1 vs 2 processes
+    dl_utils.add_results_arg(parser)
     dl_utils.add_resume_args(parser)  # as in lesson 3: rank 0 saves, every rank loads
-    dl_utils.add_launch_args(parser, WORKER_GB)  # --master-port, --crash-rank, --force-nproc
-    parser.add_argument("--checkpoint", type=dl_utils.output_file, default=str(CHECKPOINT),
-                        help="where rank 0 saves the model (default: "
-                             f"{dl_utils.display_path(CHECKPOINT)})")
+    # --master-port, --crash-rank, --force-nproc
+    dl_utils.add_launch_args(parser, WORKER_GB)
+    parser.add_argument(
+        "--checkpoint",
+        type=dl_utils.output_file,
+        default=str(CHECKPOINT),
+        help="where rank 0 saves the model (default: "
+        f"{dl_utils.display_path(CHECKPOINT)})",
+    )
     dl_utils.add_common_args(parser, seed=SEED)
     return parser.parse_args(argv)
 
 
-# ---- 1. The process group: who am I, how many are we ---------------------------------------
+# ---- 1. The process group: who am I, how many are we ---------------------------------
 def join_process_group(args):
     """Join the others. Returns (rank, world size, device, backend).
 
@@ -83,7 +99,8 @@ def join_process_group(args):
     choice on Windows and macOS), NCCL between NVIDIA GPUs, where it is much faster.
     init_process_group blocks until every process has arrived: the "rendezvous".
     """
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))  # the process's number on its machine
+    # the process's number on its machine
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     on_this_machine = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     gpus = torch.cuda.device_count() if args.device in ("auto", "cuda") else 0
     # NCCL wants one GPU per process: with fewer GPUs than processes (one GPU, a laptop,
@@ -101,11 +118,14 @@ def join_process_group(args):
 
 
 def check_world(args, world):
-    """The global batch must split evenly over the processes torchrun actually started."""
+    """The global batch must split evenly over the processes torchrun actually
+    started."""
     if args.batch_size % world:
         raise dl_utils.FriendlyError(
-            f"--batch-size {args.batch_size} does not split evenly over {world} processes: "
-            f"use a multiple of {world}, e.g. {world * (args.batch_size // world + 1)}")
+            f"--batch-size {args.batch_size} does not split evenly over {world} "
+            "processes: "
+            f"use a multiple of {world}, e.g. {world * (args.batch_size // world + 1)}"
+        )
 
 
 def say(*parts, **kwargs):
@@ -115,7 +135,8 @@ def say(*parts, **kwargs):
 
 
 def gather_numbers(value: float, device) -> list[float]:
-    """One number from every rank, in rank order (all_gather: everyone gets the list)."""
+    """One number from every rank, in rank order (all_gather: everyone gets the
+    list)."""
     mine = torch.tensor([float(value)], device=device)
     everyone = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
     dist.all_gather(everyone, mine)
@@ -133,9 +154,10 @@ def weight_checksum(model) -> float:
     return sum(p.double().sum().item() for p in model.parameters())
 
 
-# ---- 2. The model: one copy per process, kept identical by DDP -----------------------------
+# ---- 2. The model: one copy per process, kept identical by DDP -----------------------
 def wrap_in_ddp(rank, device, seed):
-    """A SimpleNN per process, deliberately initialized differently, then wrapped in DDP.
+    """A SimpleNN per process, deliberately initialized differently, then wrapped in
+    DDP.
 
     DDP's constructor broadcasts rank 0's weights to every process: whatever each
     process initialized, all start from the same weights. From then on they stay equal
@@ -149,9 +171,10 @@ def wrap_in_ddp(rank, device, seed):
     return ddp, before, after
 
 
-# ---- 3. The data: every process loads it, each trains on its own shard ----------------------
+# ---- 3. The data: every process loads it, each trains on its own shard ---------------
 def shard_batches(sampler, X, y, per_rank):
-    """This rank's batches: the indices its DistributedSampler gives, per_rank at a time.
+    """This rank's batches: the indices its DistributedSampler gives, per_rank at a
+    time.
 
     DistributedSampler shuffles all the indices with the same seed on every rank (seed +
     epoch), then gives rank r every world_size-th one starting at r. So in each step the
@@ -167,22 +190,27 @@ def shard_batches(sampler, X, y, per_rank):
 
 
 def set_epoch_demo(n, world, seed) -> str:
-    """Rank 0's first images in epochs 1 and 2, without and with set_epoch (no collectives)."""
-    sampler = DistributedSampler(range(n), num_replicas=world, rank=0, shuffle=True, seed=seed)
+    """Rank 0's first images in epochs 1 and 2, without and with set_epoch (no
+    collectives)."""
+    sampler = DistributedSampler(
+        range(n), num_replicas=world, rank=0, shuffle=True, seed=seed
+    )
     first = list(sampler)[:4]
     forgot = list(sampler)[:4]  # epoch 2 without set_epoch: the same shuffle again
     sampler.set_epoch(1)
-    return (f"Rank 0's first images: epoch 1 {first}; epoch 2 without set_epoch {forgot} "
-            f"(the same order again); with set_epoch(1) {list(sampler)[:4]}.")
+    return (
+        f"Rank 0's first images: epoch 1 {first}; epoch 2 without set_epoch {forgot} "
+        f"(the same order again); with set_epoch(1) {list(sampler)[:4]}."
+    )
 
 
-# ---- 4. Training: lesson 3's five steps; DDP adds the gradient averaging ---------------------
+# ---- 4. Training: lesson 3's five steps; DDP adds the gradient averaging -------------
 def train_epoch(ddp, sampler, data, per_rank, optimizer, epoch, crash_rank=None):
     """One epoch on this rank's shard; loss and accuracy over ALL ranks' images.
 
-    set_epoch(epoch) changes the shuffle every epoch (seed + epoch); forget it, and every
-    epoch repeats the first one's order. Inside loss.backward(), DDP all-reduces the
-    gradients (sums them over the ranks, divides by the world size), in buckets (the
+    set_epoch(epoch) changes the shuffle every epoch (seed + epoch); forget it, and
+    every epoch repeats the first one's order. Inside loss.backward(), DDP all-reduces
+    the gradients (sums them over the ranks, divides by the world size), in buckets (the
     first of 1 MiB, then 25 MiB): a bucket's all-reduce starts as soon as its gradients
     are ready, while backward still computes earlier layers. That overlap needs several
     buckets; SimpleNN's 407 KB of gradients fit in one, so here the all-reduce waits for
@@ -191,17 +219,23 @@ def train_epoch(ddp, sampler, data, per_rank, optimizer, epoch, crash_rank=None)
     X, y = data
     sampler.set_epoch(epoch)
     device = X.device
-    totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, images
+    # loss sum, correct, images
+    totals = torch.zeros(3, device=device, dtype=torch.float64)
     loss_fn = nn.CrossEntropyLoss()
     steps = dl_utils.train_steps(ddp, shard_batches(sampler, X, y, per_rank), loss_fn,
                                  optimizer, device)
     for step, (loss, y_hat, yb) in enumerate(steps, start=1):
-        totals += torch.stack([loss.detach().double() * len(yb),
-                               (y_hat.argmax(dim=1) == yb).sum().double(),
-                               torch.tensor(len(yb), device=device, dtype=torch.float64)])
+        totals += torch.stack(
+            [
+                loss.detach().double() * len(yb),
+                (y_hat.argmax(dim=1) == yb).sum().double(),
+                torch.tensor(len(yb), device=device, dtype=torch.float64),
+            ]
+        )
         if crash_rank == dist.get_rank():
-            raise dl_utils.FriendlyError(f"rank {crash_rank} failed on purpose at step {step} "
-                                         "(--crash-rank)")
+            raise dl_utils.FriendlyError(
+                f"rank {crash_rank} failed on purpose at step {step} (--crash-rank)"
+            )
     dist.all_reduce(totals)  # SUM over ranks
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 
@@ -209,45 +243,60 @@ def train_epoch(ddp, sampler, data, per_rank, optimizer, epoch, crash_rank=None)
 def evaluate_sharded(model, loader, device):
     """Loss and accuracy over a whole evaluation set, each image counted exactly once.
 
-    Rank r evaluates images r, r + world_size, ... (no padding, unlike DistributedSampler,
-    which repeats a few images so that every rank gets the same number: fine for training,
-    a small bias for a reported accuracy). The sums are then all-reduced.
+    Rank r evaluates images r, r + world_size, ... (no padding, unlike
+    DistributedSampler, which repeats a few images so that every rank gets the same
+    number: fine for training, a small bias for a reported accuracy). The sums are then
+    all-reduced.
     """
     rank, world = dist.get_rank(), dist.get_world_size()
     shard = dl_utils.TensorLoader(loader.X[rank::world], loader.y[rank::world], 1000)
     n = len(shard.y)
     loss, acc = dl_utils.evaluate_model(model, shard, device) if n else (0.0, 0.0)
-    totals = torch.tensor([loss * n, round(acc * n), n], device=device,  # round: a count
-                          dtype=torch.float64)
+    totals = torch.tensor(
+        [loss * n, round(acc * n), n],
+        device=device,  # round: a count
+        dtype=torch.float64,
+    )
     dist.all_reduce(totals)  # sums over the ranks: loss sum, images right, images
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 
 
-# ---- 5. The proof: DDP computes what one process computes -----------------------------------
+# ---- 5. The proof: DDP computes what one process computes ----------------------------
 def train_from(initial, batches, args, device, ddp=False, adam=False):
-    """A SimpleNN from the `initial` weights, trained with SGD (or Adam) on `batches` (in
-    DDP, or in one process): the trained SimpleNN."""
+    """A SimpleNN from the `initial` weights, trained with SGD (or Adam) on `batches`
+    (in DDP, or in one process): the trained SimpleNN."""
     model = dl_utils.SimpleNN(**MODEL_KWARGS).to(device)
     model.load_state_dict(initial)
-    net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model
+    net = (
+        DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if ddp
+        else model
+    )
     optimizer = (torch.optim.Adam(net.parameters(), lr=args.lr) if adam
                  else torch.optim.SGD(net.parameters(), lr=0.1))
-    for _ in dl_utils.train_steps(net, batches, nn.CrossEntropyLoss(), optimizer, device):
+    for _ in dl_utils.train_steps(
+        net, batches, nn.CrossEntropyLoss(), optimizer, device
+    ):
         pass
     return model
 
 
 def ddp_steps(initial, data, args, per_rank, device, adam):
-    """`--proof-steps` DDP steps: each rank's share of every global batch, epoch 0's shuffle."""
+    """`--proof-steps` DDP steps: each rank's share of every global batch, epoch 0's
+    shuffle."""
     sampler = DistributedSampler(range(len(data[1])), shuffle=True, seed=args.seed)
-    batches = itertools.islice(shard_batches(sampler, *data, per_rank), args.proof_steps)
+    batches = itertools.islice(
+        shard_batches(sampler, *data, per_rank), args.proof_steps
+    )
     return train_from(initial, batches, args, device, ddp=True, adam=adam)
 
 
 def single_process_steps(initial, data, args, device, adam):
     """The same steps in one process: the whole global batch, in the sampler's order."""
     X, y = data
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed + 0))
+    order = torch.randperm(
+        len(y), generator=torch.Generator().manual_seed(args.seed + 0)
+    )
     b = args.batch_size
     batches = ((X[order[i:i + b].to(device)], y[order[i:i + b].to(device)])
                for i in range(0, args.proof_steps * b, b))
@@ -255,11 +304,14 @@ def single_process_steps(initial, data, args, device, adam):
 
 
 def largest_difference(a, b) -> float:
-    return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
+    return max(
+        (p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters())
+    )
 
 
 def prove(initial, data, args, per_rank, device, adam=False):
-    """Weights after N steps: across ranks, and against one process with the whole batch.
+    """Weights after N steps: across ranks, and against one process with the whole
+    batch.
 
     It holds because the loss is a mean and every rank has the same number of images:
     the average of the ranks' mean gradients is then the whole batch's mean gradient.
@@ -272,19 +324,23 @@ def prove(initial, data, args, per_rank, device, adam=False):
     across = max_over_ranks(largest_difference(ddp_model, reference), device)
     single = None
     if dist.get_rank() == 0:  # the others wait at the barrier meanwhile
-        single = largest_difference(ddp_model,
-                                    single_process_steps(initial, data, args, device, adam))
+        single = largest_difference(
+            ddp_model, single_process_steps(initial, data, args, device, adam)
+        )
     dist.barrier()
     return across, single
 
 
-# ---- 6. One process of the job (what torchrun starts nproc times) ---------------------------
+# ---- 6. One process of the job (what torchrun starts nproc times) --------------------
 def report_start(args, world, backend, device, before, after, n):
     """Rank 0 says who is here and what DDP's broadcast did."""
     say(f"World size {world} ({backend} backend, {device}), {torch.get_num_threads()} "
         f"thread(s) per process; rank 0 speaks for all.")
-    say(f"Global batch {args.batch_size} = {world} processes x {args.batch_size // world} images; "
-        f"{math.ceil(n / args.batch_size)} steps per epoch over {n:,} images.")
+    say(
+        f"Global batch {args.batch_size} = {world} processes x "
+        f"{args.batch_size // world} images; "
+        f"{math.ceil(n / args.batch_size)} steps per epoch over {n:,} images."
+    )
     say("Weight checksums per rank, initialized with different seeds: "
         + ", ".join(f"{v:.4f}" for v in before))
     say("...and after DDP(model), which broadcasts rank 0's weights: "
@@ -296,8 +352,9 @@ def resume(args, model, optimizer):
     Adam averages everywhere); the epoch restores the shuffle, through set_epoch."""
     if not args.resume:
         return 0, {"epoch_seconds": [], "train_loss": []}
-    start = dl_utils.resume_training(args.resume, Path(__file__).name, args, model, optimizer,
-                                     None, None, say=say)
+    start = dl_utils.resume_training(
+        args.resume, Path(__file__).name, args, model, optimizer, None, None, say=say
+    )
     return start["epoch"], start["history"]
 
 
@@ -317,13 +374,17 @@ def run_epochs(ddp, data, args, device):
         history["train_loss"].append(loss)
         say(f"{epoch + 1:>5}  {loss:>10.4f}  {100 * acc:>8.2f}%  "
             f"{history['epoch_seconds'][-1]:>7.2f}")
-        if dist.get_rank() == 0:  # one writer, as for the model: every rank's state is equal
+        # one writer, as for the model: every rank's state is equal
+        if dist.get_rank() == 0:
             dl_utils.save_training_state(state, Path(__file__).name, args, ddp.module,
                                          MODEL_KWARGS, optimizer, None, None, epoch + 1,
                                          None, history)
         if epoch + 1 == args.stop_after_epoch and epoch + 1 < args.epochs:
-            say(f"Stopped after epoch {epoch + 1} (--stop-after-epoch), the training state "
-                f"saved: continue with --resume {dl_utils.display_path(state)}")
+            say(
+                f"Stopped after epoch {epoch + 1} (--stop-after-epoch), the training "
+                "state "
+                f"saved: continue with --resume {dl_utils.display_path(state)}"
+            )
             return None
     return {**history, "steps_per_epoch": math.ceil(len(data[1]) / args.batch_size)}
 
@@ -331,7 +392,8 @@ def run_epochs(ddp, data, args, device):
 def save_and_check(ddp, args, device, metrics):
     """Rank 0 saves model.module; after a barrier, every rank reads the file back."""
     path = Path(args.checkpoint)
-    if dist.get_rank() == 0:  # one writer: N processes writing one file would corrupt it
+    # one writer: N processes writing one file would corrupt it
+    if dist.get_rank() == 0:
         dl_utils.save_checkpoint(path, ddp.module, MODEL_KWARGS,
                                  device=str(device), metrics=metrics,
                                  hparams={"world_size": dist.get_world_size(),
@@ -340,9 +402,13 @@ def save_and_check(ddp, args, device, metrics):
     dist.barrier()  # nobody reads before rank 0 has finished writing
     saved = dl_utils.load_checkpoint(path, dl_utils.SimpleNN(**MODEL_KWARGS), device)[0]
     differ = max_over_ranks(largest_difference(saved, ddp.module), device)
-    say(f"Rank 0 saved model.module's state_dict (not the DDP wrapper's, whose names start "
-        f"with 'module.') to {dl_utils.display_path(path)}; every rank read it back: largest "
-        f"difference from its own weights {differ:g}.")
+    say(
+        "Rank 0 saved model.module's state_dict (not the DDP wrapper's, whose names "
+        "start "
+        f"with 'module.') to {dl_utils.display_path(path)}; every rank read it back: "
+        "largest "
+        f"difference from its own weights {differ:g}."
+    )
 
 
 def worker(args):
@@ -351,13 +417,16 @@ def worker(args):
     dl_utils.leave_when_gone(int(os.environ.get("DL_LAUNCHER_PID") or os.getppid()))
     rank, world, device, backend = join_process_group(args)
     try:
-        job(args, rank, world, device, backend)  # DDP and its buckets are freed on return
+        job(
+            args, rank, world, device, backend
+        )  # DDP and its buckets are freed on return
         # Everyone finishes before anyone leaves: a process that closes its connections
         # while another still uses them can crash it (SIGABRT, 5 runs in 12 without it).
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    dl_utils.exit_now()  # skips Python's clean-up, where gloo can abort (dl_utils says why)
+    # skips Python's clean-up, where gloo can abort (dl_utils says why)
+    dl_utils.exit_now()
 
 
 def job(args, rank, world, device, backend):
@@ -368,8 +437,11 @@ def job(args, rank, world, device, backend):
     X, y = train.X, train.y  # the training tensors, in memory on every rank
     ddp, before, after = wrap_in_ddp(rank, device, args.seed)
     report_start(args, world, backend, device, before, after, len(y))
-    say(f"Gradient buckets: {dl_utils.ddp_bucket_count(ddp)} (all-reduce can overlap backward only "
-        "with more than one).")
+    say(
+        f"Gradient buckets: {dl_utils.ddp_bucket_count(ddp)} (all-reduce can overlap "
+        "backward only "
+        "with more than one)."
+    )
     say(set_epoch_demo(len(y), world, args.seed))
     proof = prove_if_asked(ddp, (X, y), args, world, device)
     trained = run_epochs(ddp, (X, y), args, device)
@@ -377,18 +449,34 @@ def job(args, rank, world, device, backend):
         return
     val_loss, val_acc = evaluate_sharded(ddp.module, val, device)
     test_loss, test_acc = evaluate_sharded(ddp.module, test, device)
-    say(f"Validation accuracy {100 * val_acc:.2f}%, test "
-        f"{dl_utils.format_accuracy(test_acc, len(test.y))} (evaluated in {world} shard(s))")
-    n = len(val.y)  # DistributedSampler pads: it repeats images until the ranks have equal shares
-    say(f"(DistributedSampler would split {n:,} images over {world} processes with "
-        f"{math.ceil(n / world) * world - n} repeated; over 3, {math.ceil(n / 3) * 3 - n}. "
-        "The sharded evaluation here counts every image once.)")
+    say(
+        f"Validation accuracy {100 * val_acc:.2f}%, test "
+        f"{dl_utils.format_accuracy(test_acc, len(test.y))} (evaluated in {world} "
+        "shard(s))"
+    )
+    # DistributedSampler pads: it repeats images until the ranks have equal shares
+    n = len(val.y)
+    say(
+        f"(DistributedSampler would split {n:,} images over {world} processes with "
+        f"{math.ceil(n / world) * world - n} repeated; over 3, "
+        f"{math.ceil(n / 3) * 3 - n}. "
+        "The sharded evaluation here counts every image once.)"
+    )
     save_and_check(ddp, args, device, {"val_acc": val_acc, "test_acc": test_acc})
     if args.results and rank == 0:  # rank 0's numbers
-        dl_utils.save_results(args.results, Path(__file__).name, args, device, world=world,
-                              threads=torch.get_num_threads(), images=len(y), proof=proof,
-                              test_acc=test_acc, peak_memory_mb=dl_utils.peak_memory_mb(),
-                              **trained)
+        dl_utils.save_results(
+            args.results,
+            Path(__file__).name,
+            args,
+            device,
+            world=world,
+            threads=torch.get_num_threads(),
+            images=len(y),
+            proof=proof,
+            test_acc=test_acc,
+            peak_memory_mb=dl_utils.peak_memory_mb(),
+            **trained,
+        )
 
 
 def prove_if_asked(ddp, data, args, world, device):
@@ -402,23 +490,38 @@ def prove_if_asked(ddp, data, args, world, device):
     if dist.get_rank() == 0:
         dl_utils.section(f"The proof: {steps} steps with DDP vs one process")
     across, single = prove(initial, data, args, per_rank, device)
-    say(f"Plain SGD (lr 0.1). Largest weight difference across the {world} ranks: {across:g} "
-        "(identical: every rank applied the same averaged gradient).")
+    say(
+        f"Plain SGD (lr 0.1). Largest weight difference across the {world} ranks: "
+        f"{across:g} "
+        "(identical: every rank applied the same averaged gradient)."
+    )
     if single is not None:
         verdict = "the same, to rounding" if single <= TOLERANCE else "DIFFERENT"
-        say(f"Largest difference from one process with batch {args.batch_size}: {single:.2g} "
-            f"(tolerance {TOLERANCE:g}): {verdict}.")
+        say(
+            f"Largest difference from one process with batch {args.batch_size}: "
+            f"{single:.2g} "
+            f"(tolerance {TOLERANCE:g}): {verdict}."
+        )
     adam = prove(initial, data, args, per_rank, device, adam=True)[1]
-    if adam is not None:  # not judged: how much Adam magnifies rounding varies by machine
+    # not judged: how much Adam magnifies rounding varies by machine
+    if adam is not None:
         why = (f"{adam / single:.0f}x SGD's: Adam divides by the root of tiny squared "
                "gradients, which magnifies rounding" if adam > 2 * single else
                "no more than SGD's here")
-        say(f"The same steps with Adam (lr {args.lr:g}), as in training: {adam:.2g} from one "
-            f"process, {why}.")
-    return {"steps": steps, "across_ranks": across, "single_process": single, "adam": adam}
+        say(
+            f"The same steps with Adam (lr {args.lr:g}), as in training: {adam:.2g} "
+            "from one "
+            f"process, {why}."
+        )
+    return {
+        "steps": steps,
+        "across_ranks": across,
+        "single_process": single,
+        "adam": adam,
+    }
 
 
-# ---- 7. The launcher: `python 10_distributed_training.py` starts torchrun for you -----------
+# ---- 7. The launcher: `python 10_distributed_training.py` starts torchrun for you ----
 def launcher(args, script_args):
     """Run this script under torchrun, as you would from a terminal (dl_utils.torchrun).
     torchrun starts the processes, gives each its RANK, WORLD_SIZE and where to meet,
@@ -427,24 +530,33 @@ def launcher(args, script_args):
     dl_utils.section(f"Launching {args.nproc} process{'es' if args.nproc > 1 else ''} "
                      "with torchrun")
     check_world(args, args.nproc)  # (and each worker checks the count torchrun started)
-    if args.resume:  # a state that cannot go on: one line now, before any process starts
-        dl_utils.read_training_state(args.resume, Path(__file__).name, args, dl_utils.SimpleNN())
+    # a state that cannot go on: one line now, before any process starts
+    if args.resume:
+        dl_utils.read_training_state(
+            args.resume, Path(__file__).name, args, dl_utils.SimpleNN()
+        )
     # refused in one line if the machine cannot hold nproc x WORKER_GB; then torchrun
     dl_utils.launch(Path(__file__), args, script_args, WORKER_GB)
     if (args.stop_after_epoch or args.epochs) < args.epochs:
         return 130  # stopped as Ctrl-C would (the workers said how to go on)
-    print(f"\nNext: python 04_load_model.py --checkpoint {dl_utils.display_path(args.checkpoint)}")
+    print(
+        "\nNext: python 04_load_model.py --checkpoint "
+        f"{dl_utils.display_path(args.checkpoint)}"
+    )
     return 0
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # set by torchrun (and where to
+    if (
+        "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    ):  # set by torchrun (and where to
         # meet: MASTER_ADDR/PORT) in each process it starts
         return worker(args)
     return launcher(args, argv)
 
 
-if __name__ == "__main__":  # required: each process (and on Windows, each import) runs this
+# required: each process (and on Windows, each import) runs this
+if __name__ == "__main__":
     dl_utils.run_main(main)

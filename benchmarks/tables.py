@@ -1357,8 +1357,8 @@ def plot_long_run(runs):
 # --------------------------------------------------------------------------------------
 # The course's four networks, and the ViT against the CNN by data size (lessons 11, 12)
 # --------------------------------------------------------------------------------------
+# each network at its lesson's defaults
 ARCH_ROWS = [("MLP (lesson 3)", "03", []), ("CNN (lesson 6)", "06", []),
-             # their defaults
              ("GRU (lesson 11)", "11", []), ("ViT (lesson 12)", "12", [])]
 # (06's defaults are the lesson6 section's first row: one set of runs serves both)
 VIT_SIZES = ["1000", "5000", "55000"]

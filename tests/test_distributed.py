@@ -1,4 +1,5 @@
-"""Lesson 10: DDP computes what one process computes; failures stop the job with one line."""
+"""Lesson 10: DDP computes what one process computes; failures stop the job with one
+line."""
 
 import json
 import os
@@ -26,14 +27,19 @@ def m10():
 def test_the_ranks_shards_together_are_the_single_process_batches():
     """What the proof relies on: step k's shards = images 64k..64k+63 of one shuffle."""
     n, per_rank, world, seed = 1000, 32, 2, 7
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 0)).tolist()
+    order = torch.randperm(
+        n, generator=torch.Generator().manual_seed(seed + 0)
+    ).tolist()
     X, y = torch.arange(n).float()[:, None], torch.arange(n)
     shards = []
     for rank in range(world):
-        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True,
-                                     seed=seed)
+        sampler = DistributedSampler(
+            range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed
+        )
         sampler.set_epoch(0)
-        shards.append([b.tolist() for _, b in m10().shard_batches(sampler, X, y, per_rank)])
+        shards.append(
+            [b.tolist() for _, b in m10().shard_batches(sampler, X, y, per_rank)]
+        )
     for k in range(n // (per_rank * world)):
         together = sorted(shards[0][k] + shards[1][k])
         assert together == sorted(order[k * 64:(k + 1) * 64])
@@ -48,8 +54,9 @@ def test_set_epoch_demo_shows_the_repeated_order():
 def test_failure_message_is_the_failing_process_line():
     stderr = ("noise\nerror: rank 1 failed on purpose at step 1 (--crash-rank)\n"
               "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n=====\n")
-    assert dl_utils.torchrun_failure(stderr, 2).endswith("rank 1 failed on purpose at step 1 "
-                                                     "(--crash-rank)")
+    assert dl_utils.torchrun_failure(stderr, 2).endswith(
+        "rank 1 failed on purpose at step 1 (--crash-rank)"
+    )
     traceback = "Traceback (most recent call last):\n  File x\nValueError: bad shape\n"
     assert dl_utils.torchrun_failure(traceback, 2).endswith("ValueError: bad shape")
 
@@ -57,8 +64,18 @@ def test_failure_message_is_the_failing_process_line():
 def test_two_processes_end_with_single_process_weights_and_04_loads_them(tmp_path):
     ckpt = tmp_path / "ddp.pt"
     results = tmp_path / "ddp.json"
-    result = run_script("10_distributed_training.py", "--nproc", "2", *SETTINGS_10,
-                        "--proof-steps", "20", "--checkpoint", ckpt, "--results", results)
+    result = run_script(
+        "10_distributed_training.py",
+        "--nproc",
+        "2",
+        *SETTINGS_10,
+        "--proof-steps",
+        "20",
+        "--checkpoint",
+        ckpt,
+        "--results",
+        results,
+    )
     assert result.returncode == 0, result.stderr
     benchmark_reads("10_distributed_training.py", result.stdout)
     out = result.stdout
@@ -91,7 +108,15 @@ def assert_stopped_and_resumed_is_never_stopped(never, tmp_path):
     restored: the model of a run never stopped, bit for bit (the proof is skipped: it
     trains a copy of the model and changes nothing)."""
     resumed = tmp_path / "resumed.pt"
-    flags = ["--nproc", "2", *SETTINGS_10, "--proof-steps", "0", "--checkpoint", resumed]
+    flags = [
+        "--nproc",
+        "2",
+        *SETTINGS_10,
+        "--proof-steps",
+        "0",
+        "--checkpoint",
+        resumed,
+    ]
     first = run_script("10_distributed_training.py", *flags, "--stop-after-epoch", "1")
     state = tmp_path / "resumed_training.pt"
     assert first.returncode == 130 and f"--resume {state}" in first.stdout, first.stderr
@@ -99,7 +124,9 @@ def assert_stopped_and_resumed_is_never_stopped(never, tmp_path):
     second = run_script("10_distributed_training.py", *flags, "--resume", state)
     assert second.returncode == 0, second.stderr
     assert "1 of 2 epochs done" in second.stdout
-    a, b = (torch.load(p, weights_only=True)["model_state_dict"] for p in (never, resumed))
+    a, b = (
+        torch.load(p, weights_only=True)["model_state_dict"] for p in (never, resumed)
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -108,7 +135,9 @@ def test_a_failing_rank_stops_the_job_with_one_line():
                         "--subset", "1000", "--proof-steps", "0", timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: the 2-process job stopped: rank 1 failed on purpose at step 1 (--crash-rank)"]
+        "error: the 2-process job stopped: rank 1 failed on purpose at step 1 "
+        "(--crash-rank)"
+    ]
 
 
 def test_a_port_in_use_is_one_clear_line():
@@ -116,13 +145,17 @@ def test_a_port_in_use_is_one_clear_line():
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = run_script("10_distributed_training.py", "--master-port", port, inline=True)
+        result = run_script(
+            "10_distributed_training.py", "--master-port", port, inline=True
+        )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"port {port} is in use" in result.stderr
 
 
 def test_a_port_out_of_range_is_refused_by_the_parser():
-    result = run_script("10_distributed_training.py", "--master-port", "70000", inline=True)
+    result = run_script(
+        "10_distributed_training.py", "--master-port", "70000", inline=True
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "must be a port number from 0 to 65535" in result.stderr
 
@@ -134,7 +167,8 @@ def test_uneven_batch_is_refused():
 
 
 def test_a_world_size_that_does_not_divide_the_batch_is_refused():
-    """torchrun --nproc-per-node=3 with the default batch of 64: refused, not 3 x 21 = 63."""
+    """torchrun --nproc-per-node=3 with the default batch of 64: refused, not 3 x 21
+    = 63."""
     args = m10().parse_args([])
     m10().check_world(args, 2)  # 64 = 2 x 32: fine
     with pytest.raises(dl_utils.FriendlyError, match="does not split evenly over 3"):
@@ -142,31 +176,51 @@ def test_a_world_size_that_does_not_divide_the_batch_is_refused():
 
 
 def test_nproc_is_not_passed_on_to_torchrun(monkeypatch):
-    """torchrun would read --nproc as its own (ambiguous) --nproc-per-node and refuse."""
+    """torchrun would read --nproc as its own (ambiguous) --nproc-per-node and
+    refuse."""
     calls = []
     monkeypatch.setattr(launch, "torchrun", lambda *a: calls.append(a))
     monkeypatch.setattr(launch, "available_memory_gb", lambda: 20.0)  # 4 x 1.2 GB fit
     for given in (["--nproc", "4", "--epochs", "1"], ["--nproc=4", "--epochs", "1"]):
         m10().launcher(m10().parse_args(given), given)
-    assert [(nproc, args) for _, nproc, _, args in calls] == [(4, ["--epochs", "1"])] * 2
+    assert [(nproc, args) for _, nproc, _, args in calls] == [
+        (4, ["--epochs", "1"])
+    ] * 2
     command = dl_utils.torchrun_command(m10().__file__, 4, 0, ["--epochs", "1"])
     assert command[3:5] == ["--nproc-per-node=4", "--standalone"]
     assert command[-2:] == ["--epochs", "1"]
 
 
-@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux's /proc")
+@pytest.mark.skipif(
+    not Path("/proc/self/cmdline").exists(), reason="needs Linux's /proc"
+)
 def test_no_worker_outlives_its_launcher(tmp_path):
-    """Kill the launcher mid-training (as a closed terminal would): its workers leave too."""
+    """Kill the launcher mid-training (as a closed terminal would): its workers leave
+    too."""
     marker = tmp_path / "orphans.pt"  # a path that only this job's processes carry
-    proc = subprocess.Popen([sys.executable, str(ROOT / "10_distributed_training.py"),
-                             "--epochs", "50", "--subset", "20000", "--proof-steps", "0",
-                             "--checkpoint", str(marker)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "10_distributed_training.py"),
+            "--epochs",
+            "50",
+            "--subset",
+            "20000",
+            "--proof-steps",
+            "0",
+            "--checkpoint",
+            str(marker),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
     deadline = time.time() + 120
     while "epoch  train loss" not in proc.stdout.readline() and time.time() < deadline:
         pass  # training has started in both workers
-    assert len(job_processes(marker)) >= 3  # the launcher, torchrun's agent, the workers
+    # the launcher, torchrun's agent, the workers
+    assert len(job_processes(marker)) >= 3
     proc.kill()  # SIGKILL: the launcher gets no chance to clean up
     proc.wait()
     deadline = time.time() + 30
@@ -190,35 +244,69 @@ def job_processes(marker) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("gpus, processes, device_flag, expected", [
-    (0, 2, "auto", ("cpu", "gloo", False)),  # a laptop: gloo on the CPU, nothing to say
-    (1, 2, "auto", ("cpu", "gloo", True)),  # one GPU, two processes (Colab): said, gloo
-    (2, 2, "auto", ("cuda:1", "nccl", False)),  # one GPU per process: NCCL, rank 1 on cuda:1
-    (4, 2, "cuda", ("cuda:1", "nccl", False)),
-    (2, 2, "cpu", ("cpu", "gloo", False)),  # asked for the CPU: the GPUs are left alone
-])
-def test_nccl_only_with_one_gpu_per_process(monkeypatch, capsys, gpus, processes, device_flag,
-                                            expected):
-    """What 10 chooses on machines this one is not: GPUs counted, nothing initialized."""
+@pytest.mark.parametrize(
+    "gpus, processes, device_flag, expected",
+    [
+        (
+            0,
+            2,
+            "auto",
+            ("cpu", "gloo", False),
+        ),  # a laptop: gloo on the CPU, nothing to say
+        (
+            1,
+            2,
+            "auto",
+            ("cpu", "gloo", True),
+        ),  # one GPU, two processes (Colab): said, gloo
+        (
+            2,
+            2,
+            "auto",
+            ("cuda:1", "nccl", False),
+        ),  # one GPU per process: NCCL, rank 1 on cuda:1
+        (4, 2, "cuda", ("cuda:1", "nccl", False)),
+        (
+            2,
+            2,
+            "cpu",
+            ("cpu", "gloo", False),
+        ),  # asked for the CPU: the GPUs are left alone
+    ],
+)
+def test_nccl_only_with_one_gpu_per_process(
+    monkeypatch, capsys, gpus, processes, device_flag, expected
+):
+    """What 10 chooses on machines this one is not: GPUs counted, nothing
+    initialized."""
     m = m10()
     calls = {}
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
-    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.setdefault("set", str(d)))
+    monkeypatch.setattr(
+        torch.cuda, "set_device", lambda d: calls.setdefault("set", str(d))
+    )
     monkeypatch.setattr(m.dist, "init_process_group",
                         lambda backend, **kw: calls.setdefault("backend", backend))
     monkeypatch.setattr(m.dist, "get_rank", lambda: 0)
     monkeypatch.setattr(m.dist, "get_world_size", lambda: processes)
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
-    _, _, device, backend = m.join_process_group(m.parse_args(["--device", device_flag]))
+    _, _, device, backend = m.join_process_group(
+        m.parse_args(["--device", device_flag])
+    )
     said = "NCCL needs one GPU per process" in capsys.readouterr().out
     assert (str(device), backend, said) == expected and calls["backend"] == backend
     assert calls.get("set") == (str(device) if backend == "nccl" else None)
 
 
-def test_a_process_count_the_machine_cannot_hold_is_refused_before_any_starts(monkeypatch):
-    """--nproc 64 (a typo for 4) on a 2-core machine with ~20 GB: one line, no process."""
-    monkeypatch.setattr(launch, "torchrun", lambda *a: pytest.fail("a worker was started"))
+def test_a_process_count_the_machine_cannot_hold_is_refused_before_any_starts(
+    monkeypatch,
+):
+    """--nproc 64 (a typo for 4) on a 2-core machine with ~20 GB: one line, no
+    process."""
+    monkeypatch.setattr(
+        launch, "torchrun", lambda *a: pytest.fail("a worker was started")
+    )
     monkeypatch.setattr(launch, "available_memory_gb", lambda: 20.0)
     monkeypatch.setattr(launch, "usable_cores", lambda: 2)
     result = run_script("10_distributed_training.py", "--nproc", "64", "--epochs", "1",
@@ -234,8 +322,12 @@ def test_more_processes_than_cores_warns_and_force_lets_a_big_count_through(monk
     monkeypatch.setattr(launch, "torchrun", lambda *a: calls.append(a))
     monkeypatch.setattr(launch, "usable_cores", lambda: 2)
     monkeypatch.setattr(launch, "available_memory_gb", lambda: 20.0)
-    m10().launcher(m10().parse_args(["--nproc", "4", "--epochs", "1"]), ["--nproc", "4"])
-    assert "WARNING: 4 processes on 2 cores" in capsys.readouterr().out and len(calls) == 1
+    m10().launcher(
+        m10().parse_args(["--nproc", "4", "--epochs", "1"]), ["--nproc", "4"]
+    )
+    assert (
+        "WARNING: 4 processes on 2 cores" in capsys.readouterr().out and len(calls) == 1
+    )
     monkeypatch.setattr(launch, "available_memory_gb", lambda: 1.0)  # too little for 2
     with pytest.raises(dl_utils.FriendlyError, match="--nproc 2 would need about 2 GB"):
         m10().launcher(m10().parse_args(["--nproc", "2"]), ["--nproc", "2"])
