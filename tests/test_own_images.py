@@ -169,7 +169,9 @@ def test_quick_runs_export_check_and_fine_tune_headless(tmp_path):
                         inline=True)
     assert result.returncode == 0, result.stderr
     benchmark_reads("08_your_own_images.py", result.stdout)
-    export = OUTPUT_DIR / "data" / "mnist_png" / "validation_6_per_digit_drawn_rotated_30"
+    export = (
+        OUTPUT_DIR / "data" / "mnist_png" / "validation_6_per_digit_drawn_rotated_30"
+    )
     assert (export / "9").is_dir()
     assert (Image.open(next((export / "9").iterdir())).size
             == (280, 280))  # drawn on a pad
