@@ -657,7 +657,9 @@ def test_every_dl_utils_name_the_course_uses_is_named_in_dl_utils():
 def test_seeds_with_the_same_difference_get_no_zero_width_interval():
     """Review 2026-12-07, 1.21: '+1.22 [+1.22, +1.22]' read as a bug; it is three seeds
     whose differences agree to the last 0.02-point step."""
-    same = dl_utils.paired_difference([0.9900, 0.9800, 0.9700], [0.9778, 0.9678, 0.9578])
-    assert dl_utils.interval(same) == "+1.22 (every seed the same difference: no interval)"
+    same = dl_utils.paired_difference([0.9900, 0.9800, 0.9700],
+                                      [0.9778, 0.9678, 0.9578])
+    said = "+1.22 (every seed the same difference: no interval)"
+    assert dl_utils.interval(same) == said
     apart = dl_utils.paired_difference([0.99, 0.98, 0.97], [0.97, 0.97, 0.96])
     assert dl_utils.interval(apart).startswith("+1.33 [")
