@@ -61,16 +61,11 @@ WORKER_GB = 1.2
 
 def parse_args(argv=None):
     parser = dl_utils.make_parser(__doc__)
-    parser.add_argument(
-        "--nproc",
-        type=dl_utils.positive_int,
-        default=NPROC,
-        help="processes to launch; each takes --batch-size / nproc images "
-        "of every step (default: %(default)s)",
-    )
-    dl_utils.add_training_args(
-        parser, batch_size=GLOBAL_BATCH, lr=LR, num_epochs=NUM_EPOCHS
-    )
+    parser.add_argument("--nproc", type=dl_utils.positive_int, default=NPROC,
+                        help="processes to launch; each takes --batch-size / nproc "
+                             "images of every step (default: %(default)s)")
+    dl_utils.add_training_args(parser, batch_size=GLOBAL_BATCH, lr=LR,
+                               num_epochs=NUM_EPOCHS)
     parser.add_argument("--proof-steps", type=int, default=PROOF_STEPS,
                         help="steps checked against one process, 0 to skip "
                              "(default: %(default)s)")
@@ -79,13 +74,10 @@ def parse_args(argv=None):
     dl_utils.add_resume_args(parser)  # as in lesson 3: rank 0 saves, every rank loads
     # --master-port, --crash-rank, --force-nproc
     dl_utils.add_launch_args(parser, WORKER_GB)
-    parser.add_argument(
-        "--checkpoint",
-        type=dl_utils.output_file,
-        default=str(CHECKPOINT),
-        help="where rank 0 saves the model (default: "
-        f"{dl_utils.display_path(CHECKPOINT)})",
-    )
+    parser.add_argument("--checkpoint", type=dl_utils.output_file,
+                        default=str(CHECKPOINT),
+                        help="where rank 0 saves the model (default: "
+                             f"{dl_utils.display_path(CHECKPOINT)})")
     dl_utils.add_common_args(parser, seed=SEED)
     return parser.parse_args(argv)
 
@@ -192,9 +184,8 @@ def shard_batches(sampler, X, y, per_rank):
 def set_epoch_demo(n, world, seed) -> str:
     """Rank 0's first images in epochs 1 and 2, without and with set_epoch (no
     collectives)."""
-    sampler = DistributedSampler(
-        range(n), num_replicas=world, rank=0, shuffle=True, seed=seed
-    )
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=0, shuffle=True,
+                                 seed=seed)
     first = list(sampler)[:4]
     forgot = list(sampler)[:4]  # epoch 2 without set_epoch: the same shuffle again
     sampler.set_epoch(1)
@@ -274,9 +265,8 @@ def train_from(initial, batches, args, device, ddp=False, adam=False):
     )
     optimizer = (torch.optim.Adam(net.parameters(), lr=args.lr) if adam
                  else torch.optim.SGD(net.parameters(), lr=0.1))
-    for _ in dl_utils.train_steps(
-        net, batches, nn.CrossEntropyLoss(), optimizer, device
-    ):
+    for _ in dl_utils.train_steps(net, batches, nn.CrossEntropyLoss(), optimizer,
+                                  device):
         pass
     return model
 
@@ -285,18 +275,16 @@ def ddp_steps(initial, data, args, per_rank, device, adam):
     """`--proof-steps` DDP steps: each rank's share of every global batch, epoch 0's
     shuffle."""
     sampler = DistributedSampler(range(len(data[1])), shuffle=True, seed=args.seed)
-    batches = itertools.islice(
-        shard_batches(sampler, *data, per_rank), args.proof_steps
-    )
+    batches = itertools.islice(shard_batches(sampler, *data, per_rank),
+                               args.proof_steps)
     return train_from(initial, batches, args, device, ddp=True, adam=adam)
 
 
 def single_process_steps(initial, data, args, device, adam):
     """The same steps in one process: the whole global batch, in the sampler's order."""
     X, y = data
-    order = torch.randperm(
-        len(y), generator=torch.Generator().manual_seed(args.seed + 0)
-    )
+    order = torch.randperm(len(y),
+                           generator=torch.Generator().manual_seed(args.seed + 0))
     b = args.batch_size
     batches = ((X[order[i:i + b].to(device)], y[order[i:i + b].to(device)])
                for i in range(0, args.proof_steps * b, b))
@@ -304,9 +292,8 @@ def single_process_steps(initial, data, args, device, adam):
 
 
 def largest_difference(a, b) -> float:
-    return max(
-        (p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters())
-    )
+    return max((p - q).abs().max().item() for p,
+               q in zip(a.parameters(), b.parameters()))
 
 
 def prove(initial, data, args, per_rank, device, adam=False):
@@ -352,9 +339,8 @@ def resume(args, model, optimizer):
     Adam averages everywhere); the epoch restores the shuffle, through set_epoch."""
     if not args.resume:
         return 0, {"epoch_seconds": [], "train_loss": []}
-    start = dl_utils.resume_training(
-        args.resume, Path(__file__).name, args, model, optimizer, None, None, say=say
-    )
+    start = dl_utils.resume_training(args.resume, Path(__file__).name, args, model,
+                                     optimizer, None, None, say=say)
     return start["epoch"], start["history"]
 
 
@@ -417,9 +403,8 @@ def worker(args):
     dl_utils.leave_when_gone(int(os.environ.get("DL_LAUNCHER_PID") or os.getppid()))
     rank, world, device, backend = join_process_group(args)
     try:
-        job(
-            args, rank, world, device, backend
-        )  # DDP and its buckets are freed on return
+        job(args, rank, world, device,
+            backend)  # DDP and its buckets are freed on return
         # Everyone finishes before anyone leaves: a process that closes its connections
         # while another still uses them can crash it (SIGABRT, 5 runs in 12 without it).
         dist.barrier()
@@ -437,11 +422,8 @@ def job(args, rank, world, device, backend):
     X, y = train.X, train.y  # the training tensors, in memory on every rank
     ddp, before, after = wrap_in_ddp(rank, device, args.seed)
     report_start(args, world, backend, device, before, after, len(y))
-    say(
-        f"Gradient buckets: {dl_utils.ddp_bucket_count(ddp)} (all-reduce can overlap "
-        "backward only "
-        "with more than one)."
-    )
+    say(f"Gradient buckets: {dl_utils.ddp_bucket_count(ddp)} (all-reduce can overlap "
+        "backward only with more than one).")
     say(set_epoch_demo(len(y), world, args.seed))
     proof = prove_if_asked(ddp, (X, y), args, world, device)
     trained = run_epochs(ddp, (X, y), args, device)
@@ -449,19 +431,15 @@ def job(args, rank, world, device, backend):
         return
     val_loss, val_acc = evaluate_sharded(ddp.module, val, device)
     test_loss, test_acc = evaluate_sharded(ddp.module, test, device)
-    say(
-        f"Validation accuracy {100 * val_acc:.2f}%, test "
+    say(f"Validation accuracy {100 * val_acc:.2f}%, test "
         f"{dl_utils.format_accuracy(test_acc, len(test.y))} (evaluated in {world} "
-        "shard(s))"
-    )
+        "shard(s))")
     # DistributedSampler pads: it repeats images until the ranks have equal shares
     n = len(val.y)
-    say(
-        f"(DistributedSampler would split {n:,} images over {world} processes with "
+    say(f"(DistributedSampler would split {n:,} images over {world} processes with "
         f"{math.ceil(n / world) * world - n} repeated; over 3, "
-        f"{math.ceil(n / 3) * 3 - n}. "
-        "The sharded evaluation here counts every image once.)"
-    )
+        f"{math.ceil(n / 3) * 3 - n}. The sharded evaluation here counts every image "
+        "once.)")
     save_and_check(ddp, args, device, {"val_acc": val_acc, "test_acc": test_acc})
     if args.results and rank == 0:  # rank 0's numbers
         dl_utils.save_results(
@@ -532,9 +510,8 @@ def launcher(args, script_args):
     check_world(args, args.nproc)  # (and each worker checks the count torchrun started)
     # a state that cannot go on: one line now, before any process starts
     if args.resume:
-        dl_utils.read_training_state(
-            args.resume, Path(__file__).name, args, dl_utils.SimpleNN()
-        )
+        dl_utils.read_training_state(args.resume, Path(__file__).name, args,
+                                     dl_utils.SimpleNN())
     # refused in one line if the machine cannot hold nproc x WORKER_GB; then torchrun
     dl_utils.launch(Path(__file__), args, script_args, WORKER_GB)
     if (args.stop_after_epoch or args.epochs) < args.epochs:
