@@ -925,7 +925,7 @@ def report(model, loaders, device):
         (The interval is each split's own sampling error: where the accuracy on all
         images like these would lie, 95% of the time; dl_utils.wilson_interval and
         accuracy_se say where it comes from.)""")
-    print(gap_sentence(metrics["train_acc"], metrics["test_acc"]))
+    prose(gap_sentence(metrics["train_acc"], metrics["test_acc"]))
     warn_if_below_baseline(
         metrics["validation_acc"], loaders[0], loaders[1], metrics["train_loss"]
     )
