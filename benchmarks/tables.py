@@ -740,7 +740,9 @@ def ensemble_verdict(d, ensembles, size, groups, cost):
             "stand-ins without costing MNIST: nothing is chosen, and the test "
             "columns only describe."
         )
-    mean = lambda c: sum(e[c] for e in ensembles) / len(ensembles)  # noqa: E731
+    def mean(column):
+        return sum(e[column] for e in ensembles) / len(ensembles)
+
     test, uci = mean("MNIST test %"), mean("scikit-learn digits %")
     half = verdict(
         d["first 5,000 %"], "better than", "worse than", "not clearly different from"
@@ -875,7 +877,9 @@ def unpaired_difference(a, b) -> dict:
 def choose_size(by_size):
     """The size with the best mean writer score whose mean MNIST validation accuracy
     is not below one CNN's (fixed before the test sets were looked at)."""
-    mean = lambda k, c: sum(x[c] for x in by_size[k]) / len(by_size[k])  # noqa: E731
+    def mean(k, column):
+        return sum(x[column] for x in by_size[k]) / len(by_size[k])
+
     fair = [k for k in by_size if mean(k, "val acc %") >= mean(1, "val acc %")]
     return max(fair, key=lambda k: (mean(k, "writer score %"), -k))
 
@@ -897,7 +901,9 @@ def size_verdict(chosen, d):
 def size_goals(ensembles, k, gain):
     """The chosen size against the issue's goals, computed (gain: unpaired_difference of
     each test column against one CNN of the recipe before issue 30)."""
-    mean = lambda c: sum(x[c] for x in ensembles) / len(ensembles)  # noqa: E731
+    def mean(column):
+        return sum(x[column] for x in ensembles) / len(ensembles)
+
     test, uci = mean("MNIST test %"), mean("scikit-learn digits %")
     half = verdict(gain["first 5,000 %"], "better than", "worse than",
                    "not clearly different from")
@@ -1088,7 +1094,9 @@ def section_lesson5(runner, seeds):
 def budget_verdict(short, long):
     """Do 05's verdicts at its 5 epochs and at lesson 3's 10 agree? Computed, per
     network."""
-    word = lambda d: verdict(d, "better", "worse", "a tie")  # noqa: E731
+    def word(d):
+        return verdict(d, "better", "worse", "a tie")
+
     changed = [name for name in short if word(short[name]) != word(long[name])]
     if not changed:
         return "Both budgets give the same verdicts."
