@@ -21,16 +21,7 @@ import dl_utils
 SEED = 0  # picks the random batch and initial weights
 LR = 0.5  # step size of the hand-made gradient-descent step (big: a tiny, easy problem)
 EPS = 1e-6  # finite-difference step: small enough to be local, large enough for float64
-
-# float64 everywhere in this lesson: hand and autograd gradients then agree to ~1e-16
-# (rounding of the last of float64's ~16 digits). The table checks them against 1e-6,
-# far looser: a real mistake in a formula (a missing transpose, a forgotten /N) gives
-# differences of 1e-2 or more, so 1e-6 cannot miss one. Switch DTYPE to float32 (about 7
-# significant digits) and the autograd table still holds (~2e-8), but the finite
-# difference breaks: EPS 1e-6 is below float32's resolution of the loss, so the nudge is
-# lost in rounding (-0.358 against the hand value -0.408); EPS 1e-3 gives -0.40829
-# again. That is why torch.autograd.gradcheck insists on float64.
-DTYPE = torch.float64
+DTYPE = torch.float64  # 64-bit, not PyTorch's usual float32: why, at finite_difference
 
 
 def tensor_basics(device):
@@ -129,6 +120,15 @@ def backward_by_autograd(X, y, p):
     return {k: v.grad for k, v in leaves.items()}
 
 
+# Why float64 (DTYPE) in this lesson: hand and autograd gradients then agree to ~1e-16
+# (rounding of the last of float64's ~16 digits). The table checks them against 1e-6,
+# far looser: a real mistake in a formula (a missing transpose, a forgotten /N) gives
+# differences of 1e-2 or more, so 1e-6 cannot miss one. Switch DTYPE to float32 (about 7
+# significant digits) and the autograd table still holds (~2e-8), but the finite
+# difference breaks: EPS 1e-6 is below float32's resolution of the loss, so the nudge is
+# lost in rounding (-0.358 against the hand value -0.408); EPS 1e-3 gives -0.40829
+# again. That is why torch.autograd.gradcheck, PyTorch's own finite-difference check,
+# insists on float64.
 def finite_difference(X, y, p, name, index, eps=EPS):
     """A third opinion: nudge one weight up and down and watch the loss
     (no calculus)."""

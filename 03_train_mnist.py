@@ -14,10 +14,14 @@ Run it (from any folder):
     python 03_train_mnist.py --epochs 1 --subset 5000   # a quick look
     python 03_train_mnist.py -h              # every setting, with its default
 
-Then break it on purpose: delete the line optimizer.zero_grad() in fit() and run again.
+Then break it on purpose, in a copy: `cp 03_train_mnist.py broken_03.py`, delete the
+line optimizer.zero_grad() in fit() of broken_03.py, and run
+    python broken_03.py --checkpoint models/broken.pt
+(without --checkpoint the broken model would replace models/simple_nn.pt, the one that
+lesson 4 loads).
 Ctrl-C stops this lesson at once and saves nothing. How a run survives Ctrl-C, goes on
-after a stop, or is stopped when it diverges (--lr 10) is the next lesson:
-python 03b_training_that_survives.py
+after a stop, or is stopped when it diverges (--lr 10) is an optional lesson for after
+the core path (01 to 06): python 03b_training_that_survives.py
 Exercises: exercises/ex03_training.py, checked by python exercises/check.py 03
 """
 
@@ -32,7 +36,8 @@ import dl_utils
 
 # ---- Settings: each has a command-line flag (-h lists them with their defaults) ----
 BATCH_SIZE = 64  # images per step: smaller = noisier gradients, more steps per epoch
-LR = 1e-3  # learning rate, Adam's step size: `make tables` measures 1e-2 and 1e-4 too
+LR = 1e-3  # learning rate: the step size of Adam, the optimizer (what Adam does:
+# make_optimizer below); docs/results.md measures 1e-2 and 1e-4 too
 NUM_EPOCHS = 10  # passes over 55,000 images; the curves show what more would do
 HIDDEN_SIZE = 128  # hidden units: more = more capacity, slower, more room to overfit
 OPTIMIZER = "adam"  # or "sgd": plain stochastic gradient descent with momentum
@@ -163,10 +168,10 @@ def make_optimizer(model, args):
     previous step, which smooths the zig-zag of noisy gradients. With momentum m, a
     gradient that keeps pointing the same way builds up steps of lr / (1 - m): 10 x lr
     at m = 0.9. So --lr 0.01 with momentum 0.9 moves about as fast as --lr 0.1 without
-    (--momentum 0), and the claims table measures SGD best at 0.01 (0.1 already worse,
+    (--momentum 0), and docs/results.md measures SGD best at 0.01 (0.1 already worse,
     0.3 diverging). Adam also divides each weight's step by a running average of its
     gradient's size, so every weight moves at a sensible speed with little tuning of
-    lr; SGD's lr must be tuned (make tables does).
+    lr; SGD's lr must be tuned (docs/results.md tries four).
     """
     if args.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
@@ -205,8 +210,8 @@ def finish(args, model, model_kwargs, loaders, device, result):
     dl_utils.prose(best_epochs_explained(result["history"], len(loaders[1].dataset)))
     print(f"Test accuracy {dl_utils.format_accuracy(metrics['test_acc'], 10_000)} | "
           f"training time {result['train_seconds']:.1f} s (epochs + validation)")
-    print("Next: python 03b_training_that_survives.py (or straight to "
-          "python 04_load_model.py)")
+    print("Next: python 04_load_model.py (later, optional: python "
+          "03b_training_that_survives.py, how training survives a stop)")
     dl_utils.show_figures(args.show)
     return 0
 

@@ -171,7 +171,8 @@ def show_training_state(state_path, model_path, args):
             ["epoch", f"{state['epoch']}: the epochs done"],
             ["history", "every epoch's losses and accuracies, for the curves"],
             ["settings", "the command line's settings: a resume must use the same"],
-            ["rng", "the random generators: the next epoch's shuffle and more"]]
+            ["rng", "random number generators (rng): the next epoch's shuffle and "
+                    "more"]]
     table = [[name, what, f"{numbers_in(state[name]):,}"] for name, what in rows]
     dl_utils.print_table(["entry", "what it holds", "numbers"], table)
     size = state_path.stat().st_size
@@ -247,8 +248,9 @@ def explain_resume(gaps, runs, averages):
     if no_opt > 0 and averages.startswith("Adam"):
         text += (f" Without the optimizer's state, {averages} restart at zero, so the "
                  "run goes on differently: a fresh Adam's first step moves every "
-                 "weight by about lr (m / sqrt(v) = g / |g| = 1), against "
-                 f"{runs[0]['first_step']:.2f} x lr with the state.")
+                 "weight by about lr, whatever the size of its gradient (its running "
+                 "averages hold only this one gradient), against "
+                 f"{runs[0]['first_step']:.2f} x lr with the saved state.")
     elif no_opt > 0:
         text += (f" Without the optimizer's state, {averages} restart at zero, so the "
                  "run goes on differently.")

@@ -57,8 +57,7 @@ def load_trained_model(path, device):
     """Rebuild the network from its checkpoint (how, and why so: the last section)."""
     if not Path(path).exists():
         raise dl_utils.FriendlyError(f"no checkpoint at {dl_utils.display_path(path)}: "
-                                     "run `python 03_train_mnist.py` first to train "
-                                     "and save one")
+                                     f"{lesson_that_saves(path)}")
     model, checkpoint = dl_utils.load_checkpoint(path, device=device)
     kwargs = ", ".join(f"{k}={v}" for k, v in checkpoint["model_kwargs"].items())
     print(f"Loaded {dl_utils.display_path(path)}: "
@@ -67,9 +66,9 @@ def load_trained_model(path, device):
     trained_on = checkpoint.get("trained_on", "not recorded (an older checkpoint)")
     print(f"Trained on: {trained_on}")
     scaling = dl_utils.input_scaling(checkpoint, dl_utils.INPUT_SCALINGS)  # 03 --inputs
-    if scaling != "standardized":  # (load_checkpoint put a conversion in front of it)
+    if scaling != "standardized":  # (load_checkpoint wrapped it in InputsAsTrained)
         print(f"Inputs: {scaling}; it is fed the standardized ones, converted back by "
-              "a hook")
+              "InputsAsTrained's forward()")
     return model, checkpoint
 
 
@@ -185,78 +184,6 @@ def report_confusions(cm, show):
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit",
            ylabel="true digit", title="Confusion matrix on the 10,000 test images")
     dl_utils.save_figure(fig, "04_confusion_matrix.png", show)
-
-
-def classify_image(model, path, device, show):
-    """--image: preprocess the learner's digit, predict, print the probabilities."""
-    # dl_utils.read_grayscale: PNG or JPEG only, size checked before decoding, any
-    # storage (16-bit, transparent, turned by the camera) made 8-bit grey levels.
-    pixels = digit_from_gray(dl_utils.read_grayscale(path), path)
-    X = dl_utils.normalize(torch.from_numpy(pixels)[None]).to(device)  # [1, 1, 28, 28]
-    model.eval()
-    with torch.no_grad():
-        probs = torch.softmax(model(X), dim=1)[0].cpu()
-    pred = int(probs.argmax())
-    dl_utils.print_table(["digit", "probability"],
-                         [[d, f"{100 * p:.2f}%"] for d, p in enumerate(probs.tolist())])
-    print(f"\nPrediction for {path}: {pred} ({100 * probs[pred]:.1f}% sure)")
-    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(7, 3))
-    ax_img.imshow(pixels, cmap="gray")
-    ax_img.set_title("what the model sees (28x28)")
-    ax_img.axis("off")
-    ax_bar.bar(range(10), probs.numpy())
-    ax_bar.set(xticks=range(10), ylim=(0, 1), title=f"prediction: {pred}")
-    dl_utils.save_figure(fig, "04_my_digit.png", show)
-    return pred
-
-
-def digit_from_gray(image: Image.Image, name="the image") -> np.ndarray:
-    """Turn a grey image of one digit into a 28x28 MNIST-style uint8 image.
-
-    MNIST was made this way: pixel values 0 for the background and up to 255 for the
-    ink (drawn with a grey colour map, light ink on black), the digit scaled to fit a
-    20x20 box (keeping its aspect ratio), then placed in a 28x28 frame so that its
-    centre of mass sits in the middle. A model only works on inputs that look like
-    what it was trained on, so we repeat those steps. Lessons 8 and 9 use
-    dl_utils.digit_from_gray, a copy that tests/test_sync.py keeps equal to this one.
-    """
-    g = np.asarray(image, dtype=np.float32)
-    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    if np.median(border) > 127:  # dark ink on light paper: invert to MNIST's convention
-        g = 255 - g
-        border = 255 - border
-    g = np.clip(g - np.median(border), 0, None)  # the paper's grey level becomes black
-    if g.max() < 32:
-        raise dl_utils.FriendlyError(f"no digit found in {name}: the image is nearly "
-                                     "uniform")
-    rows, cols = np.nonzero(g > 0.25 * g.max())  # the ink, ignoring faint noise
-    crop = g[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    crop = crop * (255 / crop.max())
-    h, w = crop.shape
-    scale = 20 / max(h, w)
-    # PIL wants (width, height)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = Image.fromarray(crop.astype(np.uint8)).resize(size,
-                                                          Image.Resampling.LANCZOS)
-    small = np.asarray(small, dtype=np.float32)
-    return center_by_mass(small)
-
-
-def center_by_mass(small: np.ndarray) -> np.ndarray:
-    """Paste a <=20x20 image into a 28x28 frame, its centre of mass at pixel (14, 14).
-
-    (14, 14) is where MNIST's own digits have theirs, on average to within 0.05 pixels
-    (tests/test_train_and_load.py measures it on the 10,000 test images).
-    """
-    h, w = small.shape
-    total = small.sum() or 1.0
-    cy = (small.sum(axis=1) * np.arange(h)).sum() / total
-    cx = (small.sum(axis=0) * np.arange(w)).sum() / total
-    top = int(np.clip(round(14 - cy), 0, 28 - h))  # clip: never push ink off the frame
-    left = int(np.clip(round(14 - cx), 0, 28 - w))
-    frame = np.zeros((28, 28), dtype=np.float32)
-    frame[top:top + h, left:left + w] = small
-    return frame.clip(0, 255).astype(np.uint8)
 
 
 # ---- 2. Two habits of inference ---------------------------------------------------
@@ -408,6 +335,106 @@ def load_elsewhere(path) -> str:
         return "loaded"
     errors = [ln for ln in result.stderr.strip().splitlines() if "Error" in ln]
     return f"{EXPECTED} fails, " + (errors[-1] if errors else "with an error")
+
+
+# ---- Your own handwriting: --image, which runs instead of sections 1 to 3 ---------
+def classify_image(model, path, device, show):
+    """--image: preprocess the learner's digit, predict, print the probabilities."""
+    # dl_utils.read_grayscale: PNG or JPEG only, size checked before decoding, any
+    # storage (16-bit, transparent, turned by the camera) made 8-bit grey levels.
+    pixels = digit_from_gray(dl_utils.read_grayscale(path), path)
+    X = dl_utils.normalize(torch.from_numpy(pixels)[None]).to(device)  # [1, 1, 28, 28]
+    model.eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(X), dim=1)[0].cpu()
+    pred = int(probs.argmax())
+    dl_utils.print_table(["digit", "probability"],
+                         [[d, f"{100 * p:.2f}%"] for d, p in enumerate(probs.tolist())])
+    print(f"\nPrediction for {path}: {pred} ({100 * probs[pred]:.1f}% sure)")
+    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(7, 3))
+    ax_img.imshow(pixels, cmap="gray")
+    ax_img.set_title("what the model sees (28x28)")
+    ax_img.axis("off")
+    ax_bar.bar(range(10), probs.numpy())
+    ax_bar.set(xticks=range(10), ylim=(0, 1), title=f"prediction: {pred}")
+    dl_utils.save_figure(fig, "04_my_digit.png", show)
+    return pred
+
+
+def digit_from_gray(image: Image.Image, name="the image") -> np.ndarray:
+    """Turn a grey image of one digit into a 28x28 MNIST-style uint8 image.
+
+    MNIST was made this way: pixel values 0 for the background and up to 255 for the
+    ink (drawn with a grey colour map, light ink on black), the digit scaled to fit a
+    20x20 box (keeping its aspect ratio), then placed in a 28x28 frame so that its
+    centre of mass sits in the middle. A model only works on inputs that look like
+    what it was trained on, so we repeat those steps. Lessons 8 and 9 use
+    dl_utils.digit_from_gray, a copy that tests/test_sync.py keeps equal to this one.
+    """
+    g = np.asarray(image, dtype=np.float32)
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    if np.median(border) > 127:  # dark ink on light paper: invert to MNIST's convention
+        g = 255 - g
+        border = 255 - border
+    g = np.clip(g - np.median(border), 0, None)  # the paper's grey level becomes black
+    if g.max() < 32:
+        raise dl_utils.FriendlyError(f"no digit found in {name}: the image is nearly "
+                                     "uniform")
+    rows, cols = np.nonzero(g > 0.25 * g.max())  # the ink, ignoring faint noise
+    crop = g[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    crop = crop * (255 / crop.max())
+    h, w = crop.shape
+    scale = 20 / max(h, w)
+    # PIL wants (width, height)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = Image.fromarray(crop.astype(np.uint8)).resize(size,
+                                                          Image.Resampling.LANCZOS)
+    small = np.asarray(small, dtype=np.float32)
+    return center_by_mass(small)
+
+
+def center_by_mass(small: np.ndarray) -> np.ndarray:
+    """Paste a <=20x20 image into a 28x28 frame, its centre of mass at pixel (14, 14).
+
+    (14, 14) is where MNIST's own digits have theirs, on average to within 0.05 pixels
+    (tests/test_train_and_load.py measures it on the 10,000 test images).
+    """
+    h, w = small.shape
+    total = small.sum() or 1.0
+    cy = (small.sum(axis=1) * np.arange(h)).sum() / total
+    cx = (small.sum(axis=0) * np.arange(w)).sum() / total
+    top = int(np.clip(round(14 - cy), 0, 28 - h))  # clip: never push ink off the frame
+    left = int(np.clip(round(14 - cx), 0, 28 - w))
+    frame = np.zeros((28, 28), dtype=np.float32)
+    frame[top:top + h, left:left + w] = small
+    return frame.clip(0, 255).astype(np.uint8)
+
+
+# ---- Which lesson saves which checkpoint (for the error when one is missing) -------
+# File names as the lessons save them, the longer names first: "simple_nn_03b.pt" also
+# starts with "simple_nn". A name's _interrupted/_defaults copies start the same way.
+SAVED_BY = (
+    ("simple_nn_03b", "03b_training_that_survives.py"),
+    ("simple_nn", "03_train_mnist.py"),
+    ("mlp_cnn_recipe", "06_convolutional_network.py --arch mlp"),
+    ("cnn_writers", "06b_other_writers.py"),
+    ("cnn_finetuned", "08b_fine_tuning.py"),
+    ("cnn", "06_convolutional_network.py"),
+    ("regularized_mlp_dropout_batchnorm", "07b_inside_the_remedies.py"),
+    ("regularized_mlp", "07_regularization.py"),
+    ("ddp_simple_nn", "10_distributed_training.py"),
+    ("sequence", "11_sequences_and_rnns.py"),
+    ("vit", "12_attention_and_transformers.py"),
+    ("ensemble", "13_ensembles.py"),
+)
+
+
+def lesson_that_saves(path):
+    """What to run to make the missing checkpoint `path`, named by its file name."""
+    for prefix, lesson in SAVED_BY:
+        if Path(path).name.startswith(prefix):
+            return f"run `python {lesson}` first to train and save one"
+    return "run the lesson that trains it first"
 
 
 def main(argv=None):

@@ -33,9 +33,9 @@ import dl_utils
 # ---- Settings: identical for every architecture; each has a flag (-h lists them) ----
 BATCH_SIZE = 64  # the same as lesson 3, so its results can be compared with these
 LR = 1e-3  # the same as lesson 3; a fair comparison would tune it per network
-NUM_EPOCHS = 5  # half of lesson 3's 10: nine runs in about a minute (make run's
-# budget); every network still gains a little after epoch 5, so this compares them at
-# equal, short training. A comparison answers for its budget: make tables also runs
+NUM_EPOCHS = 5  # half of lesson 3's 10: nine runs in about a minute on two CPU cores;
+# every network still gains a little after epoch 5, so this compares them at equal,
+# short training. A comparison answers for its budget: docs/results.md repeats it at
 # --epochs 10.
 NUM_SEEDS = 3  # runs per architecture: the spread across seeds is the noise level
 HIDDEN = 128  # lesson 3's hidden width, for the baseline and the tanh network
@@ -280,7 +280,7 @@ def print_test_table(summary):
              f"± {100 * dl_utils.accuracy_se(e['test_acc'], 10_000):.2f}",
              points(e["gap"], e["gap_se"])] for name, e in summary.items()]
     dl_utils.print_table(["architecture", "test acc % (mean ± SE over seeds)",
-                          "test set's own SE", "train-test gap"], rows)
+                          "± from 10,000 images", "train-test gap"], rows)
 
 
 def verdict(name, baseline, d):

@@ -74,7 +74,10 @@ class SmallCNN(nn.Module):
         super().__init__()
         c1, c2 = channels
         self.block1 = nn.Sequential(
-            nn.Conv2d(1, c1, kernel_size=3, padding=1),  # [N, c1, 28, 28]: padding=1
+            # padding=1: a 1-pixel border of background around the image, so that the
+            # 3x3 filter fits at every pixel and the map stays 28x28 (kernel_size=5
+            # would need padding=2; without padding the map shrinks to 26x26)
+            nn.Conv2d(1, c1, kernel_size=3, padding=1),  # [N, c1, 28, 28]
             nn.ReLU(),  # [N, c1, 28, 28]: negative responses become 0
             nn.MaxPool2d(2),  # [N, c1, 14, 14]: the largest of each 2x2 patch
         )
@@ -85,6 +88,8 @@ class SmallCNN(nn.Module):
         )
         if hidden_size > 0:
             self.classifier = nn.Sequential(
+                # 7 = 28 halved by two poolings (true while each convolution keeps the
+                # size; change a kernel or a padding and print_shapes shows the new one)
                 nn.Flatten(),  # [N, c2 * 7 * 7]: the maps side by side in one row
                 nn.Linear(c2 * 7 * 7, hidden_size),  # [N, hidden_size]
                 nn.ReLU(),  # [N, hidden_size]
@@ -170,7 +175,7 @@ def parse_args(argv=None):
                              f"{dl_utils.display_path(CHECKPOINT)}, or "
                              f"{dl_utils.display_path(MLP_CHECKPOINT)} with --arch "
                              "mlp)")
-    dl_utils.add_resume_args(parser)  # taught in lesson 3
+    dl_utils.add_resume_args(parser)  # taught in lesson 03b
     dl_utils.add_results_arg(parser)
     dl_utils.add_common_args(parser, seed=SEED)
     args = parser.parse_args(argv)
@@ -260,14 +265,9 @@ def main(argv=None):
     train_loader, val_loader, _ = loaders
     model, model_kwargs = build_model(args)
     model = model.to(device)
-    # A cost, not a concept: [N, C, H, W] feature maps are stored map by map
-    # ("contiguous") unless told otherwise; channels_last stores each pixel's C channels
-    # side by side instead: the same shapes and numbers, another speed. On the CPU here
-    # it is faster (`make bench` measures by how much). On NVIDIA GPUs with mixed
-    # precision it is the recommended layout too (not measured here), and Apple's MPS
-    # has had bugs with it, so this lesson uses it on the CPU only. Our one-channel
-    # batches already count as channels_last; colour images would need
-    # X.to(memory_format=torch.channels_last) as well.
+    # Skip on a first reading: a speed setting, not a concept. channels_last stores
+    # each pixel's channels side by side in memory (the same numbers, another speed;
+    # `make bench` measures it). On the CPU only (Apple's MPS has had bugs with it).
     if device.type == "cpu" and args.memory_format == "channels_last":
         model = model.to(memory_format=torch.channels_last)
     mlp = dl_utils.SimpleNN(**MLP_KWARGS)
@@ -281,7 +281,9 @@ def main(argv=None):
     dl_utils.section(f"Training: {args.epochs} epochs, Adam ({args.schedule} schedule, "
                      f"lr {args.lr}), {shifts}")
     optimizer, scheduler = make_optimizer(model.parameters(), args, len(train_loader))
-    # Resuming (lesson 3): the schedule's position and the shifts' generator are saved
+    # Skip on a first reading (lesson 03b teaches it): a stopped run can resume; the
+    # training state, saved after every epoch, holds the schedule's position and the
+    # shifts' generator too.
     start, save_state = dl_utils.resumable(Path(__file__).name, args, model,
                                            model_kwargs, optimizer, scheduler,
                                            train_loader.generator)

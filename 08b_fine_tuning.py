@@ -103,11 +103,11 @@ def fine_tune(model, loader, args, device):
     state belongs to its data. A fresh Adam divides each gradient by its own running
     size, which on the first steps is that gradient's size: so its first steps move
     every weight by about lr, whatever its gradient (Kingma & Ba 2015, sections 2-3;
-    lesson 3's --check-resume measures it). At lr 1e-3 that is a larger move than lesson
-    6's weights saw at the end of their schedule (near 1e-8). The usual remedies: a
-    learning rate 10 to 100 times below training's peak (--lr 1e-4), a warm-up that
-    grows lr over the first steps, or smaller rates for the early layers than for the
-    classifier (ULMFiT's discriminative fine-tuning, Howard & Ruder 2018).
+    lesson 03b's --check-resume measures it). At lr 1e-3 that is a larger move than
+    lesson 6's weights saw at the end of their schedule (near 1e-8). The usual
+    remedies: a learning rate 10 to 100 times below training's peak (--lr 1e-4), a
+    warm-up that grows lr over the first steps, or smaller rates for the early layers
+    than for the classifier (ULMFiT's discriminative fine-tuning, Howard & Ruder 2018).
     """
     optimizer = torch.optim.Adam(trainable(model, args.train_only), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()

@@ -71,7 +71,7 @@ def parse_args(argv=None):
                              "(default: %(default)s)")
     # rank 0's numbers; make bench times 1 vs 2 processes
     dl_utils.add_results_arg(parser)
-    dl_utils.add_resume_args(parser)  # as in lesson 3: rank 0 saves, every rank loads
+    dl_utils.add_resume_args(parser)  # as in lesson 03b: rank 0 saves, all ranks load
     # --master-port, --crash-rank, --force-nproc
     dl_utils.add_launch_args(parser, WORKER_GB)
     parser.add_argument("--checkpoint", type=dl_utils.output_file,

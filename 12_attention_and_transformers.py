@@ -170,10 +170,14 @@ class Block(nn.Module):
     """A pre-norm Transformer block: attention, then an MLP, each added to its input.
 
     Attention is where tokens exchange information; the MLP then works on each token
-    alone. "x + ..." (a residual, as in ResNets) lets a block add a correction instead
-    of rebuilding the token, and gives the gradient a straight path down; LayerNorm
-    before each part ("pre-norm") keeps its input at a steady scale: steadier than
-    post-norm.
+    alone. Each part sits in a residual connection, x + f(x): the block adds a
+    correction to its input instead of rebuilding the token, so gradients flow straight
+    through the "+" (ResNets do the same in CNNs). LayerNorm standardizes each token's
+    64 numbers (DIM) to mean 0 and spread 1, then applies a learned scale and shift:
+    like batch norm (lesson 7), but per token, not per batch. Here it comes before each
+    part ("pre-norm"), so every part sees inputs of a steady scale; the original
+    Transformer put it after the "+" ("post-norm"), which trains less steadily in deep
+    stacks.
     """
 
     def __init__(self, dim, heads, mlp_size):
@@ -181,6 +185,8 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
+        # GELU: a smooth ReLU (x times the chance that a standard normal is below x),
+        # the usual choice in Transformers
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_size), nn.GELU(),
                                  nn.Linear(mlp_size, dim))
 
@@ -225,8 +231,8 @@ class ViT(nn.Module):
 def make_optimizer(model, lr, weight_decay):
     """AdamW with lesson 7's two parameter groups (its make_optimizer; nanoGPT's rule):
     tensors of 2 or more dimensions decay, biases and LayerNorm's scales and shifts do
-    not. By that rule the class token and the position embeddings (3 dimensions) decay
-    too, as in nanoGPT; timm's ViTs exempt them as well."""
+    not. By that rule the class token and the position embeddings (3 dimensions each)
+    decay too (nanoGPT does the same; some ViT libraries exempt them)."""
     decayed = [p for p in model.parameters() if p.dim() >= 2]
     others = [p for p in model.parameters() if p.dim() < 2]
     return torch.optim.AdamW([{"params": decayed, "weight_decay": weight_decay},
@@ -367,7 +373,6 @@ def main(argv=None):
     explain_scaling(score_spread())
     dl_utils.section(f"3-4. The ViT trained: {args.epochs} epochs, one-cycle lr "
                      f"{args.lr:g}")
-    dl_utils.set_seed(args.seed)  # the same start whatever section 2 drew
     shifted = dl_utils.ShiftedLoader(loaders[0], MAX_SHIFT)
     result = train(model, shifted, loaders[1], args, args.epochs, device)
     metrics = dl_utils.report(model, loaders, device)

@@ -1,26 +1,31 @@
 """Lesson 12b: inductive bias, what a network assumes before it sees any data.
 
-Lesson 12 wrote a Vision Transformer by hand, proved its attention equal to PyTorch's,
-and trained it. A CNN (lesson 6) and a ViT can both read digits; they differ in what
-they take for granted about images. This lesson builds the same ViT from PyTorch's own
-layers and measures two of those assumptions:
+A CNN (lesson 6) and a Vision Transformer (lesson 12) can both read digits; they
+differ in what they assume about images before any training, their inductive bias. A
+convolution assumes that nearby pixels belong together and that a stroke is a stroke
+wherever it is; between its tiles, a ViT assumes neither, and knows where a tile sits
+only from its position embeddings. This lesson measures what the position embeddings
+do (section 2) and what the CNN's two assumptions are worth (section 3), after a check:
 
-    1. the ViT from PyTorch's parts: its patch embedding, one Linear shared by every
-       tile, is a 7x7 convolution with stride 7, and its blocks are
-       nn.TransformerEncoderLayer; given lesson 12's trained weights, it gives lesson
-       12's answers, number for number
+    1. a check: lesson 12's ViT rebuilt from PyTorch's own layers. Its patch
+       embedding, one Linear shared by every tile, is a 7x7 convolution with stride 7
+       (stride 7: the window moves 7 pixels at a time, so tiles never overlap), and its
+       blocks are nn.TransformerEncoderLayer; given lesson 12's trained weights, it
+       gives lesson 12's answers, number for number
     2. what position embeddings do: the tiles of each digit shuffled, for lesson 12's
        trained ViT and for two short runs, with and without position embeddings
-    3. the ViT against lesson 6's CNN at equal steps, on 1,000 training images (the
-       README's table: 1,000, 5,000 and 55,000); which network to use
+    3. the ViT against lesson 6's CNN at equal steps, on 1,000 training images by
+       default; which network to use
 
 Two models read the same validation images, so each comparison is McNemar's exact
 test on the images only one of them reads right (lesson 8b).
 
 Run it (after lesson 12, whose trained ViT section 2 shuffles; without it, that row
 is left out):
-    python 12b_inductive_bias.py                         # the README's results
+    python 12b_inductive_bias.py                   # a quick look (one size, 160 steps)
     python 12b_inductive_bias.py --sizes 1000 5000 55000 --small-steps 1280
+The second is one seed of docs/results.md's sizes table (make tables runs it with
+--seed 0, 1 and 2, and pairs the seeds); the quick look does not reproduce that table.
 Exercises: exercises/ex12_attention.py (12.3), checked by python exercises/check.py 12
 """
 
@@ -32,7 +37,7 @@ import torch.nn.functional as F
 
 import dl_utils
 
-# ---- Settings: the defaults reproduce the README; each has a flag (-h lists them) ----
+# ---- Settings: the defaults are the quick look; each has a flag (-h lists them) ----
 PATCH = 7  # lesson 12's ViT: 16 tiles of 7x7 pixels...
 DIM = 64  # ...64 numbers per token...
 DEPTH = 4  # ...4 blocks...
@@ -46,12 +51,12 @@ SIZES = (1000,)  # section 3: training-set sizes (make tables: 1000 5000 55000, 
 POSITIONS_N = 1000  # section 2: the short runs with and without positions see this many
 SMALL_STEPS = 160  # the same steps for every network at every size...
 ROUNDS = 4  # ...in 4 rounds, each ending with a look at validation (the best is kept)
-CNN_CHANNELS = (16, 32)  # section 3's CNN: the one the README's sizes table measured
+CNN_CHANNELS = (16, 32)  # section 3's CNN: the one docs/results.md's sizes table used
 SEED = 0
 VIT_CHECKPOINT = dl_utils.MODELS_DIR / "vit.pt"  # what lesson 12 saves
 
 
-# ---- 1. The same ViT, from PyTorch's parts ---------------------------------------
+# ---- 1. A check: the same ViT, from PyTorch's parts ------------------------------
 def tiles(X, patch=PATCH):
     """[N, 1, 28, 28] -> [N, tokens, patch * patch]: the tiles in reading order, each
     flattened (lesson 12's patchify). F.unfold cuts out every patch x patch window,
@@ -73,9 +78,10 @@ class LibraryViT(nn.Module):
     nn.Conv2d(1, dim, patch, stride=patch) is lesson 12's patch embedding: each output
     position sees one tile and nothing else, with the same weights for every tile (see
     check_patch_embedding). nn.TransformerEncoderLayer with norm_first=True is lesson
-    12's Block (LayerNorm, attention, residual; LayerNorm, MLP, residual); each block is
-    made on its own, so that each starts from weights of its own. positions=False
-    leaves the position embeddings out (section 2).
+    12's Block (LayerNorm, attention, residual; LayerNorm, MLP, residual). Each block is
+    made on its own: nn.TransformerEncoder(layer, depth) would deep-copy one layer, so
+    every block would start from the same initial weights. positions=False leaves the
+    position embeddings out (section 2).
     """
 
     def __init__(self, patch=PATCH, dim=DIM, depth=DEPTH, heads=HEADS,
@@ -90,6 +96,7 @@ class LibraryViT(nn.Module):
             self.pos = nn.Parameter(0.02 * torch.randn(1, tokens + 1, dim))
         blocks = []
         for _ in range(depth):
+            # dropout=0.0: lesson 12's ViT has no dropout (PyTorch's default is 0.1)
             blocks.append(nn.TransformerEncoderLayer(
                 dim, heads, mlp_size, dropout=0.0, activation="gelu", batch_first=True,
                 norm_first=True))
@@ -411,7 +418,7 @@ def main(argv=None):
     device = dl_utils.get_device(args.device)
     val = dl_utils.load_mnist_data(device=device)[1]
     trained = lesson_12_vit(args.vit, device)
-    dl_utils.section("1. The same ViT, from PyTorch's parts")
+    dl_utils.section("1. The same ViT, from PyTorch's parts: a check")
     model = LibraryViT()
     print(f"embed: {model.embed}\nEach of the {len(model.blocks)} blocks: "
           f"{model.blocks[0]}")

@@ -120,8 +120,7 @@ def validation_sets(n):
     (dl_utils.writer_stand_ins). Choices are made on these; never on test digits."""
     train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
     idx = dl_utils.train_val_split(len(train_y))[1]
-    stand_ins = dl_utils.writer_stand_ins(train_X[idx[:n]], train_y[idx[:n]],
-                                          dl_utils.digit_from_gray)
+    stand_ins = dl_utils.writer_stand_ins(train_X[idx[:n]], train_y[idx[:n]])
     return {"validation": (train_X[idx], train_y[idx]),
             "re-drawn": stand_ins["re-drawn like the pad"],
             "8x8": stand_ins["cut to 8x8"]}

@@ -32,6 +32,7 @@ Contents, in lesson order:
     Resuming (03b) .......... save_training_state, resume_training, resumable
     Your own digit (04, 08) . digit_from_gray, center_by_mass, looks_like_mnist,
                               export_mnist_pngs
+    Other writers (06b) ..... writer_stand_ins
     Checkpoints (03, 04) .... save_checkpoint, load_checkpoint (weights only, never
                               code), build_model
     The plumbing ............ re-exported from _course (the last block of this file)
@@ -63,6 +64,7 @@ from _course.checkpoints import (
     MAY_DIFFER,
     TRAINING_STATE,
     CheckpointError,
+    InputsAsTrained,
     first_detail,
     input_scaling,
     inputs_as_trained,
@@ -72,12 +74,14 @@ from _course.checkpoints import (
     restore_rng_states,
     rng_states,
     training_state_path,
+    unwrapped,
 )
 from _course.cli import GracefulStop, print_table, prose, script_defaults, section
 from _course.figures import setup_figures
 from _course.files import (DATA_DIR, MNIST_FILES, ROOT, FriendlyError, atomic_path,
                            display_path, prepare_mnist, read_idx)
-from _course.images import write_digit_pngs
+from _course.images import (counts_to_image, draw_like_a_canvas, uci_8x8,
+                            write_digit_pngs)
 from _course.stats import format_accuracy, t_975
 
 
@@ -1262,6 +1266,28 @@ def export_mnist_pngs(
     )
 
 
+def writer_stand_ins(digits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Other writers, stood in for by validation digits (taught in
+    06b_other_writers.py, which chooses augmentation on them; lesson 13 chooses its
+    ensemble on them; never on test digits): `digits` (uint8 [n, 28, 28]) as stored,
+    re-drawn the way lesson 9's pad draws, and cut to 8x8 as the UCI digits were made
+    (binarized, boxed in 32x32, ink counted in 4x4 blocks), the last two prepared by
+    digit_from_gray. {"as stored", "re-drawn like the pad", "cut to 8x8"}: (uint8
+    digits, labels) each. The pen is seeded: the same sets each time."""
+    rng = np.random.default_rng(0)
+    drawn = []
+    for digit in digits.numpy():
+        pad = draw_like_a_canvas(digit, rng).convert("L")
+        drawn.append(digit_from_gray(pad))
+    at_8x8 = []
+    for digit in digits.numpy():
+        counts = uci_8x8(digit)
+        at_8x8.append(digit_from_gray(counts_to_image(counts), "an 8x8 digit"))
+    return {"as stored": (digits, labels),
+            "re-drawn like the pad": (torch.from_numpy(np.stack(drawn)), labels),
+            "cut to 8x8": (torch.from_numpy(np.stack(at_8x8)), labels)}
+
+
 def to_pixels(X):
     """Undo the normalization for display: back to [0, 1] grey levels."""
     return (X.cpu() * MNIST_STD + MNIST_MEAN).clamp(0, 1).squeeze(1)
@@ -1312,7 +1338,8 @@ def build_model(recipe: dict) -> nn.Module:
     """A fresh, untrained model from a recipe: the class a checkpoint names (resolved
     safely: a file never chooses which code runs), its constructor arguments, and the
     pixel scaling it was trained on (03 --inputs: a model trained on unit or raw pixels
-    gets a hook that converts the course's standardized inputs back). Lesson 13 builds
+    comes wrapped in InputsAsTrained, whose forward() converts the course's
+    standardized inputs back). Lesson 13 builds
     its members with it; load_checkpoint then fills in the weights."""
     cls = model_class(recipe, sys.modules[__name__], import_lesson)
     kwargs = recipe.get("model_kwargs", {})
@@ -1335,8 +1362,8 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     requirements.txt), so keep torch up to date and still load only files from sources
     you trust. Given `model`, the weights are loaded into it (after checking it is the
     architecture the file holds); otherwise the model is rebuilt from the class and
-    arguments the file records (one trained on unit or raw pixels, 03 --inputs, gets a
-    hook that converts standardized inputs).
+    arguments the file records (one trained on unit or raw pixels, 03 --inputs, comes
+    wrapped in InputsAsTrained, which converts standardized inputs).
     """
     path = Path(path)
     checkpoint = read_checkpoint(path)  # torch.load(path, weights_only=True), checked
@@ -1345,14 +1372,14 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
             model = build_model(checkpoint)
         except CheckpointError as err:
             raise CheckpointError(f"{path}: {err}") from err
-    elif type(model).__name__ != checkpoint.get("model_class"):
+    elif type(unwrapped(model)).__name__ != checkpoint.get("model_class"):
         raise CheckpointError(f"{path} holds a {checkpoint.get('model_class')}, "
-                              f"not a {type(model).__name__}")
-    try:
-        model.load_state_dict(checkpoint["model_state_dict"])
+                              f"not a {type(unwrapped(model)).__name__}")
+    try:  # into the trained model itself (InputsAsTrained adds no weights)
+        unwrapped(model).load_state_dict(checkpoint["model_state_dict"])
     except RuntimeError as err:  # shapes or names differ from the class's
         raise CheckpointError(
-            f"{path}: the saved weights do not fit {type(model).__name__} "
+            f"{path}: the saved weights do not fit {type(unwrapped(model)).__name__} "
             f"({first_detail(err)})"
         ) from err
     return model.to(device), checkpoint
@@ -1412,16 +1439,12 @@ from _course.files import FIGURES_DIR, MODELS_DIR, OUTPUT_DIR, RESULTS_DIR
 from _course.images import (
     CANVAS,
     ImageTooLarge,
-    counts_to_image,
-    draw_like_a_canvas,
     keep_preparable,
     read_digit_folder,
     read_grayscale,
     scan_image_folder,
     thicken,
     to_grayscale,
-    uci_8x8,
-    writer_stand_ins,
 )
 
 # Several processes (lesson 10's torchrun)
@@ -1440,7 +1463,6 @@ from _course.launch import (
 # Intervals and verdicts (lessons 5, 7, 7c)
 from _course.stats import (
     bonferroni,
-    correction_price,
     interval,
     interval_verdict,
     points,

@@ -22,6 +22,7 @@ from _course.cli import print_table, prose
 from _course.files import ROOT, FriendlyError, display_path
 
 __all__ = [  # what dl_utils re-exports
+    "InputsAsTrained",
     "TRAINING_STATE",
     "MAY_DIFFER",
     "training_state_path",
@@ -38,6 +39,7 @@ __all__ = [  # what dl_utils re-exports
     "model_class",
     "input_scaling",
     "inputs_as_trained",
+    "unwrapped",
     "largest_difference",
     "first_step_size",
     "print_resume_proof",
@@ -251,28 +253,40 @@ def input_scaling(recipe: dict, scalings) -> str:
     return scaling
 
 
-class InputsAsTrained:
-    """A forward pre-hook: runs before forward() and hands it x converted from the
-    course's standardized inputs back to the pixels the model was trained on (03
-    --inputs: unit, x / 255; raw, the bytes). Every lesson feeds standardized
-    batches; with this hook a model trained on other ones still sees what it was
-    trained on. A class, not a lambda, so that the model stays picklable (04 pickles
-    one to show why that is unsafe)."""
+class InputsAsTrained(torch.nn.Module):
+    """A model trained on other pixels (03 --inputs: unit, x / 255; raw, the bytes),
+    wrapped so that it takes what every lesson feeds it: the course's standardized
+    batches. Its forward() undoes normalize() and calls the model on the pixels it was
+    trained on; what runs is what forward() says (no hook hides a step). An nn.Module,
+    so that .to(device), .eval() and pickling (04 pickles what it loads) reach the
+    model inside; `unwrapped` gives that model back (its weights, its class)."""
 
-    def __init__(self, scaling, mean, std):
-        self.scaling, self.mean, self.std = scaling, mean, std
+    def __init__(self, model, scaling, mean, std):
+        super().__init__()
+        self.model = model
+        self.scaling = scaling
+        self.mean = mean
+        self.std = std
 
-    def __call__(self, module, args):
-        x = args[0] * self.std + self.mean  # standardized -> unit: normalize() undone
-        return (x * 255 if self.scaling == "raw" else x, *args[1:])
+    def forward(self, x):
+        x = x * self.std + self.mean  # standardized -> unit: normalize() undone
+        if self.scaling == "raw":
+            x = x * 255  # unit -> the bytes 0-255
+        return self.model(x)
 
 
 def inputs_as_trained(model, scaling, mean, std):
-    """The model, fed through InputsAsTrained unless it was trained on standardized
-    inputs (the weights, the class and the state_dict stay as they are)."""
-    if scaling != "standardized":
-        model.register_forward_pre_hook(InputsAsTrained(scaling, mean, std))
-    return model
+    """The model, wrapped in InputsAsTrained unless it was trained on standardized
+    inputs (the weights and the class inside stay as they are)."""
+    if scaling == "standardized":
+        return model
+    return InputsAsTrained(model, scaling, mean, std)
+
+
+def unwrapped(model):
+    """The trained model itself: inside InputsAsTrained, or the model as given. Its
+    class is the one a checkpoint names; its state_dict has the checkpoint's keys."""
+    return model.model if isinstance(model, InputsAsTrained) else model
 
 
 # ---- Measuring a resume (03b --check-resume) -----------------------------------------

@@ -19,7 +19,7 @@ __all__ = [  # what dl_utils re-exports
     "MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "ImageTooLarge", "read_grayscale",
     "to_grayscale", "IMAGE_SUFFIXES", "class_folders", "readable", "scan_image_folder",
     "keep_preparable", "read_digit_folder", "uci_8x8", "counts_to_image", "CANVAS",
-    "thicken", "draw_like_a_canvas", "write_digit_pngs", "writer_stand_ins",
+    "thicken", "draw_like_a_canvas", "write_digit_pngs",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -278,20 +278,3 @@ def write_digit_pngs(folder, digits, rotate=None) -> Path:
           f"{display_path(folder)}" + (f", drawn on a pad, turned {rotate:g} degrees"
                                       if rotate is not None else ""))
     return folder
-
-
-def writer_stand_ins(digits: torch.Tensor, labels: torch.Tensor, prepare) -> dict:
-    """Other writers, stood in for by validation digits (lesson 6 chooses augmentation
-    on them, lesson 13 its ensemble; never on test digits): `digits` (uint8 [n, 28, 28])
-    as stored, re-drawn the way lesson 9's pad draws, and cut to 8x8 as the UCI digits
-    were made (binarized, boxed in 32x32, ink counted in 4x4 blocks), the last two
-    prepared by `prepare` (lesson 4's dl_utils.digit_from_gray).
-    {"as stored", "re-drawn like the pad", "cut to 8x8"}: (uint8 digits, labels) each.
-    The pen is seeded: the same sets each time."""
-    rng = np.random.default_rng(0)
-    drawn = [prepare(draw_like_a_canvas(d, rng).convert("L")) for d in digits.numpy()]
-    at_8x8 = [prepare(counts_to_image(uci_8x8(d)), "an 8x8 digit")
-              for d in digits.numpy()]
-    return {"as stored": (digits, labels),
-            "re-drawn like the pad": (torch.from_numpy(np.stack(drawn)), labels),
-            "cut to 8x8": (torch.from_numpy(np.stack(at_8x8)), labels)}

@@ -11,7 +11,7 @@ import math
 
 __all__ = [  # what dl_utils re-exports
     "wilson_interval", "format_accuracy", "t_975", "t_quantile", "bonferroni",
-    "interval_verdict", "points", "interval", "correction_price",
+    "interval_verdict", "points", "interval",
 ]
 
 
@@ -80,17 +80,6 @@ def bonferroni(d: dict, comparisons: int, level: float = 0.95) -> dict:
     half = (t_quantile(1 - (1 - each) / 2, d["n"] - 1) * d["se"] if d["n"] > 1
             else math.nan)
     return {**d, "low": d["mean"] - half, "high": d["mean"] + half, "level": each}
-
-
-def correction_price(seeds: int, verdicts: int) -> str:
-    """What Bonferroni's correction costs (07), in the t factor that multiplies the
-    SE."""
-    if seeds < 2:
-        return "With one seed there is no spread to measure, and no verdict."
-    wide = [t_quantile(1 - 0.05 / verdicts / 2, k - 1) for k in (seeds, 8)]
-    return (f"The price of the correction: with {seeds} seeds, t grows from "
-            f"{t_975(seeds - 1):.2f} to {wide[0]:.2f}; with 8 seeds it would be "
-            f"{wide[1]:.2f}, which is how power is bought back.")
 
 
 def interval_verdict(d: dict, better="better", worse="worse",

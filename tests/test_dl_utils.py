@@ -317,7 +317,7 @@ def test_missing_and_truncated_checkpoints(saved, tmp_path):
 
 
 @pytest.mark.parametrize("scaling", list(dl_utils.INPUT_SCALINGS))
-def test_a_model_trained_on_other_pixels_is_fed_standardized_ones_through_a_hook(
+def test_a_model_trained_on_other_pixels_is_fed_standardized_ones_by_a_module(
         scaling, tmp_path):
     """03 --inputs unit or raw: the loaded model, given what every lesson feeds it
     (standardized pixels), computes what the trained one computed on its own pixels."""
@@ -334,7 +334,15 @@ def test_a_model_trained_on_other_pixels_is_fed_standardized_ones_through_a_hook
             assert not torch.allclose(
                 model(dl_utils.normalize(X)), loaded(dl_utils.normalize(X))
             )
-    assert bool(loaded._forward_pre_hooks) == (scaling != "standardized")
+    # the conversion is a module's forward(), not a hook
+    assert isinstance(loaded, dl_utils.InputsAsTrained) == (scaling != "standardized")
+    assert not loaded._forward_pre_hooks
+    assert type(dl_utils.unwrapped(loaded)) is dl_utils.SimpleNN
+    # given a model, the weights go into the model inside
+    built = dl_utils.build_model(torch.load(path, weights_only=True))
+    dl_utils.load_checkpoint(path, built)
+    with torch.no_grad():
+        assert torch.equal(built(dl_utils.normalize(X)), loaded(dl_utils.normalize(X)))
     # still picklable (04 pickles what it loads)
     torch.save(loaded, tmp_path / "whole.pt")
     torch.save({**torch.load(path, weights_only=True), "hparams": {"inputs": "cmyk"}},

@@ -329,8 +329,7 @@ def test_writer_stand_ins_are_validation_digits_redrawn_and_cut_to_8x8():
     same twice."""
     train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
     idx = dl_utils.train_val_split(len(train_y))[1][:12]
-    sets = dl_utils.writer_stand_ins(train_X[idx], train_y[idx],
-                                     dl_utils.digit_from_gray)
+    sets = dl_utils.writer_stand_ins(train_X[idx], train_y[idx])
     assert torch.equal(sets["as stored"][0], train_X[idx])
     for X, y in sets.values():
         assert (X.shape == (12, 28, 28) and X.dtype == torch.uint8
@@ -339,6 +338,5 @@ def test_writer_stand_ins_are_validation_digits_redrawn_and_cut_to_8x8():
         train_X[idx[0]].numpy())))
     assert np.array_equal(sets["cut to 8x8"][0][0].numpy(), at_8x8)
     assert not torch.equal(sets["re-drawn like the pad"][0], sets["as stored"][0])
-    again = dl_utils.writer_stand_ins(train_X[idx], train_y[idx],
-                                      dl_utils.digit_from_gray)
+    again = dl_utils.writer_stand_ins(train_X[idx], train_y[idx])
     assert all(torch.equal(again[k][0], sets[k][0]) for k in sets)

@@ -138,3 +138,19 @@ def test_08b_coin_flip_and_changed_predictions_are_dl_utils_copies():
     assert m08b.changed_predictions(before, after, y) == dl_utils.changed_predictions(
         before, after, y)
     assert dl_utils.coin_flip_p(0, 4) == 0.125  # 2 / 2**4, by hand
+
+
+def test_06b_writer_stand_ins_equal_the_dl_utils_copy():
+    """06b teaches the writer stand-ins; lesson 13 and the benchmarks use dl_utils'
+    copy: the same digits, re-drawn and cut to 8x8 alike, pixel for pixel."""
+    m06b = lesson("06b_other_writers")
+    train_X, train_y, _, _ = dl_utils.load_mnist_tensors()
+    idx = dl_utils.train_val_split(len(train_y))[1][:40]
+    ours = m06b.writer_stand_ins(train_X[idx], train_y[idx])
+    theirs = dl_utils.writer_stand_ins(train_X[idx], train_y[idx])
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        assert torch.equal(ours[name][0], theirs[name][0]), name
+        assert torch.equal(ours[name][1], theirs[name][1]), name
+    # and the sets differ from one another: a copy that skipped a step would show
+    assert not torch.equal(ours["as stored"][0], ours["re-drawn like the pad"][0])

@@ -1,6 +1,8 @@
 """03_train_mnist.py and 04_load_model.py, run in subprocesses as a learner runs them.
 (What lesson 3b adds, resuming, divergence and Ctrl-C, is tested in test_resume.py.)"""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -81,11 +83,27 @@ def test_04_reproduces_the_accuracy_03_reported(trained):
         assert (OUTPUT_DIR / "figures" / name).exists()
 
 
-def test_04_without_checkpoint_tells_to_run_03_first(tmp_path):
-    result = run_script("04_load_model.py", "--checkpoint", tmp_path / "none.pt",
+@pytest.mark.parametrize("name, says", [
+    ("simple_nn.pt", "run `python 03_train_mnist.py` first"),
+    ("cnn.pt", "run `python 06_convolutional_network.py` first"),
+    ("cnn_writers.pt", "run `python 06b_other_writers.py` first"),
+    ("mine.pt", "run the lesson that trains it first")])
+def test_04_without_checkpoint_names_the_lesson_that_saves_it(tmp_path, name, says):
+    result = run_script("04_load_model.py", "--checkpoint", tmp_path / name,
                         inline=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "run `python 03_train_mnist.py` first" in result.stderr
+    assert says in result.stderr
+
+
+def test_04_knows_which_lesson_saves_each_default_checkpoint():
+    """Every lesson's default CHECKPOINT file name leads 04's error to that lesson."""
+    m04 = lesson("04_load_model")
+    for script in sorted(ROOT.glob("[0-9][0-9]*_*.py")):
+        found = re.search(r'^CHECKPOINT = dl_utils\.MODELS_DIR / "([^"]+)"',
+                          script.read_text(), re.MULTILINE)
+        if found and not script.name.startswith("04_"):
+            assert f"python {script.name}" in m04.lesson_that_saves(found.group(1)), \
+                script.name
 
 
 def test_04_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
@@ -206,8 +224,8 @@ def test_the_loss_and_accuracy_sentence_follows_the_numbers(acc, loss, says, nev
 
 def test_04_feeds_a_model_trained_on_raw_pixels_what_it_was_trained_on(tmp_path):
     """03 --inputs raw records its scaling; 04 (like 8, 9, 13 and the benchmarks, via
-    load_checkpoint) feeds the model standardized batches, converted back by a hook: the
-    accuracy it recomputes is the one 03 measured on raw bytes."""
+    load_checkpoint) feeds the model standardized batches, converted back by
+    InputsAsTrained: the accuracy it recomputes is the one 03 measured on raw bytes."""
     path = tmp_path / "raw.pt"
     result = run_script("03_train_mnist.py", *QUICK, "--inputs", "raw", "--checkpoint",
                         path, inline=True)
