@@ -398,7 +398,7 @@ class SmallCNN(nn.Module):
     asked for: 06 has none."""
 
     def __init__(
-        self, channels=(32, 64), hidden_size=32, batch_norm=False, num_classes=10
+        self, channels=(16, 32), hidden_size=32, batch_norm=False, num_classes=10
     ):
         super().__init__()
         c1, c2 = channels

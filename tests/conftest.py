@@ -153,7 +153,8 @@ def benchmark_reads(script: str, stdout: str) -> str:
     return found
 
 
-SLOW_FIRST = ("test_editing_lesson_3_changes_no_other_lesson",
+SLOW_FIRST = ("test_every_lesson_on_another_seed_says_only_what_its_numbers_show",
+              "test_editing_lesson_3_changes_no_other_lesson",
               "test_tables_run_lesson_command_lines_and_render_every_section",
               "test_benchmark_quick_mode",
               "test_a_syntax_error_in_lesson_3_breaks_lesson_3_alone",

@@ -507,7 +507,7 @@ def test_the_course_models_table_reads_checkpoints_and_skips_bad_ones(tmp_path, 
     lines = [
         line for line in out.splitlines() if line.startswith(("CNN", "ViT", "MLP"))
     ]
-    assert lines[0].split() == ["CNN", "(06)", "119,530", "99.00", "98.50", "60"]
+    assert lines[0].split() == ["CNN", "(06)", "55,338", "99.00", "98.50", "60"]
     assert lines[1].split() == ["ViT", "(12)", "1,234", "90.00", "80.00", "5"]
     assert len(lines) == 2 and out.rstrip().endswith("(note)")
 

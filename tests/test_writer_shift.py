@@ -217,7 +217,7 @@ QUICK = ["--epochs", "1", "--subset", "300", "--writer-check", "40"]
 def test_06b_runs_every_augmentation_and_compares_with_lesson_6(tmp_path, monkeypatch):
     m = m06b()
     lesson6 = tmp_path / "cnn.pt"
-    dl_utils.save_checkpoint(lesson6, dl_utils.SmallCNN(), {"channels": [32, 64],
+    dl_utils.save_checkpoint(lesson6, dl_utils.SmallCNN(), {"channels": [16, 32],
                                                            "hidden_size": 32})
     monkeypatch.setattr(m, "LESSON6_CHECKPOINT", lesson6)
     path, results = tmp_path / "cnn_writers.pt", tmp_path / "r.json"

@@ -20,5 +20,5 @@ def conv_output_size(n, kernel, stride, padding):
     return (n + 2 * padding - kernel) // stride + 1
 
 
-PREDICT_CNN_SIZE = "B"
+PREDICT_CNN_SIZE = "A"
 FLAGS_06 = ["--batch-size", "16", "--max-shift", "0"]
