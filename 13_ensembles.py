@@ -66,7 +66,9 @@ class Ensemble(nn.Module):
     logits. members: how to rebuild each network, {"model_module", "model_class",
     "model_kwargs"}, as a checkpoint records it, and "inputs", the pixel scaling it was
     trained on (03); the ensemble's checkpoint holds these and every member's weights
-    (a state_dict: "members.0.block1.0.weight", ...), still no code.
+    (a state_dict: "members.0.block1.0.weight", ...; a member trained on other pixels
+    sits inside dl_utils.InputsAsTrained: "members.0.model.fc1.weight"), still no
+    code.
     """
 
     def __init__(self, members):

@@ -52,7 +52,11 @@ def test_a_member_trained_on_raw_pixels_sees_raw_pixels_in_the_ensemble(tmp_path
     members = m13().load_members([path], "cpu")
     assert members[0]["recipe"]["inputs"] == "raw"
     ensemble = m13().Ensemble([members[0]["recipe"]]).eval()
-    ensemble.load_state_dict({f"members.0.{k}": v for k, v in raw.state_dict().items()})
+    # the member sits inside InputsAsTrained, whose forward() converts the pixels: its
+    # weights are under "members.0.model."
+    assert isinstance(ensemble.members[0], dl_utils.InputsAsTrained)
+    ensemble.load_state_dict({f"members.0.model.{k}": v
+                              for k, v in raw.state_dict().items()})
     X = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
     with torch.no_grad():
         expected = raw(dl_utils.normalize(X, "raw")).log_softmax(dim=1)
