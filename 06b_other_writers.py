@@ -13,7 +13,7 @@ This lesson:
    scikit-learn were made (1,797 digits by writers outside MNIST);
 4. puts lesson 6's models/cnn.pt (shifts only) and this models/cnn_writers.pt on those
    same images, with a paired test that counts only the digits whose answer changed
-   (McNemar's exact test; lesson 8b uses it again).
+   (McNemar's exact test, written out in lesson 8b).
 
 Run it (after 06_convolutional_network.py, whose cnn.pt it compares with):
     python 06b_other_writers.py                        # the defaults: blur

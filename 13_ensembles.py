@@ -20,9 +20,9 @@ nothing: it reads the networks that lessons 3, 6, 11 and 12 saved, and
 Run it (after lessons 3, 6, 11 and 12; `make run` runs them first):
     python 13_ensembles.py                          # the course's networks
     python 13_ensembles.py --members models/cnn.pt models/vit.pt   # any checkpoints
-Lesson 6's CNN with other seeds (about 2 minutes each on a laptop), then their
-ensemble; the README's "Several networks" table measures this over 12 seeds (`make
-tables`):
+Lesson 6's CNN with other seeds (about 3 minutes each on a slow 2-core machine), then
+their ensemble; docs/results.md's lesson 13 tables measured ensembles over 12 seeds of
+the CNN lesson 6 had before (32 and 64 filters, trained with blur too; `make tables`):
     python 06_convolutional_network.py --seed 1 --checkpoint models/cnn_seed1.pt
     python 06_convolutional_network.py --seed 2 --checkpoint models/cnn_seed2.pt
     python 13_ensembles.py --members models/cnn.pt models/cnn_seed1.pt \\

@@ -13,36 +13,21 @@ import os
 
 import prose_rules
 import pytest
-from conftest import run_script
+from conftest import ROOT, lesson, run_script
 
-# Each lesson's quick settings (as `make bench --quick` uses them), and a seed other
-# than its default where the lesson has one. In the order make run uses: later lessons
-# read the checkpoints earlier ones save.
+# Each lesson's quick settings, as `make bench --quick` runs them (benchmark.py's
+# QUICK_ARGS), in make run's order: later lessons read the checkpoints earlier ones
+# save. Two changes: 05 trains 2 seeds, so that it prints intervals and their verdicts,
+# and 10 is left out (its prose is about processes and weights, not a measured
+# difference, and its quick run costs two processes' start-up).
 SEED = "7"
-QUICK = {
-    "01_tensors_and_autograd.py": [],
-    "02_load_mnist.py": [],
-    "03_train_mnist.py": ["--epochs", "2", "--subset", "2000"],
-    "03b_training_that_survives.py": ["--epochs", "1", "--subset", "2000"],
-    "04_load_model.py": [],
-    "05_experiment_architectures.py": ["--epochs", "1", "--seeds", "2", "--subset",
-                                       "1000"],
-    "06_convolutional_network.py": ["--epochs", "1", "--subset", "1000"],
-    "06b_other_writers.py": ["--epochs", "1", "--subset", "1000", "--writer-check",
-                             "100"],
-    "07_regularization.py": ["--epochs", "1", "--seeds", "2", "--subset", "300"],
-    "07b_inside_the_remedies.py": ["--epochs", "1", "--subset", "300"],
-    "07c_how_sure.py": ["--trials", "2000"],
-    "08_your_own_images.py": ["--per-class", "5"],
-    "08b_fine_tuning.py": ["--per-class", "5", "--epochs", "1"],
-    "09_serve_digits.py": ["--self-check", "--requests", "5", "--drawn", "50"],
-    "11_sequences_and_rnns.py": ["--epochs", "1", "--subset", "1000"],
-    "12_attention_and_transformers.py": ["--epochs", "1", "--subset", "1000"],
-    "12b_inductive_bias.py": ["--small-steps", "8"],
-    "13_ensembles.py": ["--writer-check", "100"],
-}
-# 10 is left out: its prose is about processes and weights, not a measured difference,
-# and its quick run costs two processes' start-up.
+QUICK_ARGS = lesson("benchmarks.benchmark").QUICK_ARGS
+MORE = {"05_experiment_architectures.py": ["--epochs", "1", "--seeds", "2", "--subset",
+                                           "1000"]}
+QUICK = {}
+for _script in sorted(p.name for p in ROOT.glob("[0-9][0-9]*_*.py")):
+    if not _script.startswith("10_"):
+        QUICK[_script] = MORE.get(_script, QUICK_ARGS.get(_script, []))
 
 
 def test_the_rules_catch_planted_false_sentences():
