@@ -297,7 +297,16 @@ def clipping_section(X, y, clip, seed, seeds=3):
 
 
 def order_section(args, device):
-    """The same network and seed on the rows in order, and in one fixed random order."""
+    """The same network and seed on the rows in order, and in one fixed random order.
+
+    Where order does matter, measured by benchmarks/row_order.py with this lesson's
+    code (seeds 0-2, paired by seed, 1 epoch on 10,000 images): which rows come LAST.
+    The head reads only the final state, and MNIST's last rows are nearly blank (rows
+    25-27: mean brightness 0.001-0.021, against about 0.2 in the middle rows). A
+    shuffle ending on its three blankest rows read 15.5 points worse than the same
+    shuffle ending on its three inkiest, [-28.2, -2.9] (95%); rows in order, which end
+    blank too, read 6.5 points worse, [-13.2, +0.2]: no clear difference with 3 seeds.
+    A GRU carries early rows across blank ones, but not for free."""
     generator = torch.Generator().manual_seed(args.seed)
     perm = torch.randperm(28, generator=generator).tolist()
     found = {}

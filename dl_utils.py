@@ -19,7 +19,7 @@ Contents, in lesson order:
                               normalize, train_val_split, flip_labels
     Augmentation (06) ....... random_shift, ShiftedLoader
     Shared models ........... SimpleNN (03), SmallCNN and conv_block (06),
-                              layer_sizes
+                              SequenceRNN (11), layer_sizes
     The training loop (03) .. train_steps, train_epoch, fit, keep_if_best,
                               DivergenceError
     Evaluation (03-07) ...... evaluate_model, predict_all, confusion_matrix,
@@ -419,6 +419,29 @@ class SmallCNN(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.block2(self.block1(x)))
+
+
+class SequenceRNN(nn.Module):
+    """Reads a digit row by row: [N, 1, 28, 28] -> 28 steps of 28 pixels -> 10 scores.
+
+    Taught in 11_sequences_and_rnns.py, where the recurrence is written out; this copy
+    serves the scripts after it (benchmarks/row_order.py), and tests/test_sync.py keeps
+    the two equal. `order` (a permutation of the rows) is a buffer, saved with the
+    weights."""
+
+    def __init__(self, cell="gru", hidden_size=80, order=None, num_classes=10):
+        super().__init__()
+        layer = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        self.rnn = layer(input_size=28, hidden_size=hidden_size, batch_first=True)
+        self.head = nn.Linear(hidden_size, num_classes)
+        if order is None:
+            order = range(28)
+        self.register_buffer("order", torch.as_tensor(order))
+
+    def forward(self, x):
+        rows = x.reshape(len(x), 28, 28)[:, self.order]  # [N, time = 28, features = 28]
+        states, _ = self.rnn(rows)  # [N, 28, hidden]: h_1 ... h_28
+        return self.head(states[:, -1])
 
 
 def layer_sizes(model: nn.Module) -> str:

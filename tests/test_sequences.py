@@ -165,3 +165,23 @@ def test_the_row_order_is_not_judged_on_one_seed(capsys):
     said = " ".join(capsys.readouterr().out.split())
     assert "far above chance" in said and "read better, by" not in said
     assert "margin" not in said
+
+
+def test_row_order_moves_the_blankest_or_inkiest_rows_to_the_end():
+    """benchmarks/row_order.py: each order is the seed's shuffle with three rows moved
+    to the end, the blankest or the inkiest, and otherwise the same rows in the same
+    order; then a tiny run prints both paired differences."""
+    row_order = lesson("benchmarks.row_order")
+    ink = [-(r - 13.2) ** 2 for r in range(28)]  # inkiest in the middle, no ties
+    found = row_order.orders(0, ink)
+    assert found["in order"] is None
+    perm = torch.randperm(28, generator=torch.Generator().manual_seed(0)).tolist()
+    for name, last in (("shuffled, ends blank", [27, 0, 26]),
+                       ("shuffled, ends inked", [13, 14, 12])):
+        assert found[name][-3:] == last, name
+        assert found[name][:-3] == [r for r in perm if r not in last], name
+    result = run_script("benchmarks/row_order.py", "--seeds", "2", "--subset", "300",
+                        inline=True)
+    assert result.returncode == 0, result.stderr
+    assert "in order minus 'shuffled, ends inked':" in result.stdout
+    assert "shuffled, ends blank minus 'shuffled, ends inked':" in result.stdout

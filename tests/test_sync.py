@@ -154,3 +154,18 @@ def test_06b_writer_stand_ins_equal_the_dl_utils_copy():
         assert torch.equal(ours[name][1], theirs[name][1]), name
     # and the sets differ from one another: a copy that skipped a step would show
     assert not torch.equal(ours["as stored"][0], ours["re-drawn like the pad"][0])
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_11_sequence_rnn_equals_the_dl_utils_copy(cell):
+    """11 teaches SequenceRNN; benchmarks/row_order.py uses dl_utils' copy: the same
+    initial weights from the same seed, the same rows in the same order, the same
+    scores, and the same weights after the same training steps."""
+    m11 = lesson("11_sequences_and_rnns")
+    order = list(range(27, -1, -1))
+    ours, _ = trained(lambda: m11.SequenceRNN(cell, 16, order), dl_utils.fit)
+    theirs, _ = trained(lambda: dl_utils.SequenceRNN(cell, 16, order), dl_utils.fit)
+    assert same_weights(ours, theirs)
+    X = torch.randn(5, 1, 28, 28)
+    assert torch.equal(ours(X), theirs(X))
+    assert torch.equal(ours.order, torch.tensor(order))
