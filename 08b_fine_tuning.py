@@ -28,6 +28,7 @@ Run it (after 06, whose CNN it fine-tunes):
     python 08b_fine_tuning.py                          # lesson 8's turned MNIST sample
     python 08b_fine_tuning.py --lr 1e-4                # a tenth of the step: less?
     python 08b_fine_tuning.py --lr 1e-2                # a bigger step: more forgetting?
+    python 08b_fine_tuning.py --optimizer sgd --lr 0.01  # steps sized by the gradient
     python 08b_fine_tuning.py --train-only classifier  # convolutions frozen: less?
     python 08b_fine_tuning.py --rotate 0               # upright drawings: less to fix
     python 08b_fine_tuning.py --folder data/my_drawings  # your drawings (lesson 9)
@@ -55,8 +56,14 @@ SHARE = 0.5  # share of each digit used to fine-tune; the rest is held out to ju
 NUM_EPOCHS = 3  # fixed in advance: the held-out images must choose nothing
 # The learning rate: Adam's usual step, a third of lesson 6's peak (3e-3), not a small
 # one. Chosen among 1e-4, 3e-4, 1e-3 and 3e-3 on another export (images 50-99 of each
-# digit): 1e-4 barely moved; 1e-3, not the best there, forgot less.
+# digit), with lesson 6's CNN of 32 and 64 filters: 1e-4 barely moved; 1e-3, not the
+# best there, forgot less.
 LR = 1e-3
+# Or "sgd": SGD with momentum 0.9, whose first step is lr x the gradient, so a weight
+# with a small gradient moves little (a fresh Adam's first steps move every weight by
+# about lr). Try --optimizer sgd --lr 0.01 to separate "new data" from "a large first
+# step".
+OPTIMIZER = "adam"
 BATCH_SIZE = 32  # 250 images: 8 steps an epoch
 MAX_SHIFT = 2  # augmentation while fine-tuning: lesson 6's random shifts
 TRAIN_ONLY = "all"  # which weights move: "all", or "classifier" (convolutions frozen)
@@ -109,7 +116,11 @@ def fine_tune(model, loader, args, device):
     warm-up that grows lr over the first steps, or smaller rates for the early layers
     than for the classifier (ULMFiT's discriminative fine-tuning, Howard & Ruder 2018).
     """
-    optimizer = torch.optim.Adam(trainable(model, args.train_only), lr=args.lr)
+    if args.optimizer == "sgd":
+        optimizer = torch.optim.SGD(trainable(model, args.train_only), lr=args.lr,
+                                    momentum=0.9)
+    else:
+        optimizer = torch.optim.Adam(trainable(model, args.train_only), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(1, args.epochs + 1):
         try:
@@ -270,6 +281,9 @@ def parse_args(argv=None):
                         help="fine-tuning epochs (default: %(default)s)")
     parser.add_argument("--lr", type=dl_utils.positive_float, default=LR,
                         help="fine-tuning learning rate (default: %(default)s)")
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default=OPTIMIZER,
+                        help="a fresh Adam, or SGD with momentum 0.9 "
+                             "(default: %(default)s)")
     parser.add_argument("--batch-size", type=dl_utils.positive_int, default=BATCH_SIZE,
                         help="images per step (default: %(default)s)")
     parser.add_argument("--max-shift", type=int, choices=range(0, 5), default=MAX_SHIFT,
@@ -375,8 +389,11 @@ def main(argv=None):
                "mnist_val_acc_after": mnist_after}
     trained_on = (f"MNIST's training split (lesson 6's CNN), then {len(tune.dataset)} "
                   f"images of {dl_utils.display_path(folder)}")
+    hparams = {"lr": args.lr, "optimizer": args.optimizer, "epochs": args.epochs,
+               "train_only": args.train_only}  # how it was fine-tuned, for lesson 4
     dl_utils.save_checkpoint(args.checkpoint, model, kwargs, device=str(device),
-                             metrics=metrics, folder=str(folder), trained_on=trained_on)
+                             metrics=metrics, folder=str(folder), trained_on=trained_on,
+                             hparams=hparams)
     print(f"Saved the fine-tuned CNN to {dl_utils.display_path(args.checkpoint)}")
     dl_utils.show_figures(args.show)
     return 0

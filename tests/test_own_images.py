@@ -188,6 +188,12 @@ def test_quick_runs_export_check_and_fine_tune_headless(tmp_path):
     trained_on = checkpoint["trained_on"]
     assert "then 30 images of" in trained_on and "mnist_png" in trained_on
     said = " ".join(result.stdout.split())  # (prose wraps where the numbers put it)
+    sgd = run_script("08b_fine_tuning.py", "--per-class", "6", "--epochs", "1",
+                     "--optimizer", "sgd", "--lr", "0.01", "--checkpoint",
+                     tmp_path / "sgd.pt", "--cnn", cnn, inline=True)
+    assert sgd.returncode == 0, sgd.stderr
+    assert torch.load(tmp_path / "sgd.pt", weights_only=True)["hparams"]["optimizer"] \
+        == "sgd"
     assert re.search(r"Digits as MNIST stores them \(1,000 validation images, none in "
                      r"the folder; .*?\):.* before,.* after; \d+ wrong to right, "
                      r"\d+ right to wrong \(p = [\d.e-]+\): "
