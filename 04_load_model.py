@@ -304,7 +304,7 @@ def inspect_without_unpickling(whole):
         We do not unpickle it: a file lying in a folder could come from anyone, and
         unpickling can run code. torch.serialization.get_unsafe_globals_in_checkpoint
         reads the pickle without running it and lists the classes it would need:""")
-    for name in names:
+    for name in sorted(names):  # sorted: the tool returns them in no fixed order
         print(f"  {name}")
     if any(name.startswith("__main__.") for name in names):
         dl_utils.prose("""

@@ -72,6 +72,15 @@ def test_04_reproduces_the_accuracy_03_reported(trained):
     # the whole-model route fails for the two reasons the lesson explains, each error
     # introduced as expected
     assert "__main__.SimpleNN" in result.stdout  # read from 03's file, never unpickled
+    lines = result.stdout.splitlines()  # the classes it lists, in a fixed order
+    at = lines.index("  __main__.SimpleNN")
+    first, last = at, at
+    while lines[first - 1].startswith("  ") and " " not in lines[first - 1].strip():
+        first -= 1
+    while lines[last + 1].startswith("  ") and " " not in lines[last + 1].strip():
+        last += 1
+    listed = [line.strip() for line in lines[first:last + 1]]
+    assert len(listed) > 1 and listed == sorted(listed)
     assert "Unsupported global: GLOBAL 03_train_mnist.SimpleNN" in result.stdout
     prose = " ".join(result.stdout.split())  # lesson text is re-wrapped to the terminal
     assert "Can't get attribute 'SimpleNN' on <module '__main__'" in prose
