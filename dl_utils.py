@@ -1390,19 +1390,21 @@ def load_checkpoint(path: Path, model: nn.Module | None = None, device="cpu"):
     """
     path = Path(path)
     checkpoint = read_checkpoint(path)  # torch.load(path, weights_only=True), checked
-    if model is None:
+    given = model is not None
+    if not given:
         try:
             model = build_model(checkpoint)
         except CheckpointError as err:
             raise CheckpointError(f"{path}: {err}") from err
-    elif type(unwrapped(model)).__name__ != checkpoint.get("model_class"):
+    trained = unwrapped(model)  # the model itself (InputsAsTrained adds no weights)
+    if given and type(trained).__name__ != checkpoint.get("model_class"):
         raise CheckpointError(f"{path} holds a {checkpoint.get('model_class')}, "
-                              f"not a {type(unwrapped(model)).__name__}")
-    try:  # into the trained model itself (InputsAsTrained adds no weights)
-        unwrapped(model).load_state_dict(checkpoint["model_state_dict"])
+                              f"not a {type(trained).__name__}")
+    try:
+        trained.load_state_dict(checkpoint["model_state_dict"])
     except RuntimeError as err:  # shapes or names differ from the class's
         raise CheckpointError(
-            f"{path}: the saved weights do not fit {type(unwrapped(model)).__name__} "
+            f"{path}: the saved weights do not fit {type(trained).__name__} "
             f"({first_detail(err)})"
         ) from err
     return model.to(device), checkpoint
