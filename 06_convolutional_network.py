@@ -33,7 +33,8 @@ BATCH_SIZE = 64  # as in lesson 3
 LR = 3e-3  # the PEAK learning rate of the one-cycle schedule (it starts 25x lower)
 NUM_EPOCHS = 10  # with the schedule, the last epochs fine-tune at a tiny learning rate
 # filters in blocks 1 and 2: more = more features, slower. (32, 64), pytorch/examples'
-# width, scored no clearly higher on validation and took 3x as long (docs/decisions.md)
+# width, scored no clearly higher on validation and took about twice as long
+# (docs/decisions.md)
 CHANNELS = (16, 32)
 CNN_HIDDEN = 32  # hidden units of the classifier (0 = none): cheap extra capacity
 MAX_SHIFT = 2  # augmentation: shift each training image by up to 2 pixels (0 = off)
